@@ -1,0 +1,458 @@
+//! The HTTP broker: the one place a plugin's request is checked, shaped,
+//! credentialed, sent, retried, bounded and recorded.
+//!
+//! Order of a request: parse → allow-list ([`policy`]) → header rules →
+//! credential binding → body assembly (artifact files read here, on the host)
+//! → signing/injection → send with retries ([`retry`]) → redirects re-checked
+//! hop by hop → response read under the size cap → secrets scrubbed → capture.
+
+mod body;
+pub mod policy;
+mod resolve;
+mod retry;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use self::body::Prepared;
+use self::policy::{Origin, Policy};
+use crate::artifact::ArtifactSource;
+use crate::credentials::{CredentialStore, Resolved, Secret, scrub};
+use crate::journal::{Event, Journal, millis};
+use crate::runtime::bindings::soar::plugin::http::{Error, Method, Request, Response};
+
+/// Bounds on brokered HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for the first byte or the next chunk.
+    pub read_timeout: Duration,
+    /// Total deadline of a request when the plugin names none.
+    pub default_timeout: Duration,
+    /// The most a plugin may ask for as a total deadline.
+    pub max_timeout: Duration,
+    /// Largest response body handed to a plugin.
+    pub max_response_bytes: u64,
+    /// Redirect hops followed before giving up.
+    pub max_redirects: u32,
+    /// Attempts for a request answered 429/5xx (first try included).
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Longest single wait, `Retry-After` included.
+    pub backoff_max: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            default_timeout: Duration::from_secs(60),
+            max_timeout: Duration::from_secs(10 * 60),
+            max_response_bytes: 64 << 20,
+            max_redirects: 5,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Headers a plugin may never set: they carry credentials or would let it
+/// lie about where a request goes.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
+const AUTH_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-auth-key",
+    "x-auth-email",
+    "x-amz-security-token",
+    "x-amz-date",
+    "cookie",
+];
+
+/// Brokered HTTP for one plugin in one command.
+pub struct HttpBroker {
+    plugin: String,
+    client: reqwest::Client,
+    policy: Policy,
+    credentials: Arc<CredentialStore>,
+    artifact: Option<Arc<ArtifactSource>>,
+    journal: Arc<Journal>,
+    limits: HttpLimits,
+}
+
+/// What one attempt chain produced.
+struct Outcome {
+    response: Response,
+    attempts: u32,
+    sent: u64,
+}
+
+impl HttpBroker {
+    /// A broker enforcing `policy` with `credentials`.
+    pub fn new(
+        plugin: &str,
+        policy: Policy,
+        credentials: Arc<CredentialStore>,
+        artifact: Option<Arc<ArtifactSource>>,
+        journal: Arc<Journal>,
+        limits: HttpLimits,
+    ) -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
+        let resolver = resolve::GuardedResolver::new(policy.user_named_hosts());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(limits.connect_timeout)
+            .read_timeout(limits.read_timeout)
+            .dns_resolver(Arc::new(resolver))
+            .user_agent(concat!("soar/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            plugin: plugin.to_string(),
+            client,
+            policy,
+            credentials,
+            artifact,
+            journal,
+            limits,
+        })
+    }
+
+    /// The effective base URL of each declared endpoint.
+    pub fn endpoints(&self) -> &[(String, String)] {
+        self.policy.endpoints()
+    }
+
+    /// Every secret this broker has injected or captured so far.
+    pub fn known_secrets(&self) -> Vec<Secret> {
+        self.credentials.known_secrets()
+    }
+
+    /// JWT claims of a captured credential.
+    pub fn credential_claims(&self, name: &str) -> Option<String> {
+        use base64::Engine as _;
+        let (secret, _) = self.credentials.captured(name)?;
+        let payload = secret.expose().split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        claims.is_object().then(|| claims.to_string())
+    }
+
+    /// Broker one request for the plugin.
+    pub async fn send(&self, req: Request) -> Result<Response, Error> {
+        let started = Instant::now();
+        let method = method_name(req.method);
+        let shown_url = Url::parse(&req.url)
+            .map(|mut u| {
+                u.set_query(None);
+                u.to_string()
+            })
+            .unwrap_or_else(|_| req.url.chars().take(200).collect());
+        let result = self.send_inner(req).await;
+        let (status, attempts, sent, received, outcome) = match &result {
+            Ok(o) => (
+                Some(o.response.status),
+                o.attempts,
+                o.sent,
+                o.response.body.len() as u64,
+                "ok".to_string(),
+            ),
+            Err(e) => (None, 1, 0, 0, describe_error(e)),
+        };
+        self.journal.record(Event::Http {
+            plugin: self.plugin.clone(),
+            method: method.to_string(),
+            url: shown_url,
+            status,
+            attempts,
+            millis: millis(started.elapsed()),
+            sent,
+            received,
+            outcome,
+        });
+        result.map(|o| o.response)
+    }
+
+    async fn send_inner(&self, req: Request) -> Result<Outcome, Error> {
+        let timeout = req
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(self.limits.default_timeout)
+            .min(self.limits.max_timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.follow(req, deadline)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(format!(
+                "no complete response within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Send, following redirects; every hop passes the allow-list again.
+    async fn follow(&self, req: Request, deadline: tokio::time::Instant) -> Result<Outcome, Error> {
+        let mut url = Url::parse(&req.url)
+            .map_err(|e| Error::Invalid(format!("'{}' is not a valid URL: {e}", req.url)))?;
+        for (name, _) in &req.headers {
+            let lower = name.to_ascii_lowercase();
+            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+                return Err(Error::Denied(format!(
+                    "the host sets the '{lower}' header itself; plugins may not"
+                )));
+            }
+        }
+        if let Some(name) = &req.credential
+            && !self.credentials.is_declared(name)
+            && self.credentials.captured(name).is_none()
+        {
+            return Err(Error::Denied(format!(
+                "plugin '{}' asked for credential '{name}', which it neither declared nor captured",
+                self.plugin
+            )));
+        }
+        let mut method = req.method;
+        let mut body = Prepared::build(&req.body, self.artifact.as_deref())?;
+        let mut visited = HashSet::new();
+        let mut attempts_total = 0;
+        for hop in 0..=self.limits.max_redirects {
+            self.policy.check(&url).map_err(Error::Denied)?;
+            let origin =
+                Origin::of(&url).ok_or_else(|| Error::Invalid(format!("'{url}' has no host")))?;
+            let credential = self.credential_for(req.credential.as_deref(), &origin, hop == 0)?;
+            if (credential.is_some() || self.is_credential_bound(&origin))
+                && let Some((name, _)) = req
+                    .headers
+                    .iter()
+                    .find(|(n, _)| AUTH_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
+            {
+                return Err(Error::Denied(format!(
+                    "plugin '{}' set its own '{}' header toward {}, a host bound to a credential; name the credential instead and the host injects it",
+                    self.plugin,
+                    name.to_ascii_lowercase(),
+                    origin.host
+                )));
+            }
+            let (response, attempts, sent) = retry::send(
+                self,
+                method,
+                &url,
+                &req.headers,
+                &body,
+                credential.as_ref(),
+                req.region.as_deref(),
+                deadline,
+            )
+            .await?;
+            attempts_total += attempts;
+            let status = response.status().as_u16();
+            if let (301 | 302 | 303 | 307 | 308, Some(location)) =
+                (status, response.headers().get(reqwest::header::LOCATION))
+            {
+                let location = location
+                    .to_str()
+                    .map_err(|_| Error::Failed("redirect with a non-text Location".into()))?;
+                let next = url.join(location).map_err(|e| {
+                    Error::Failed(format!("redirect to an invalid URL '{location}': {e}"))
+                })?;
+                if !visited.insert(next.clone()) || next == url {
+                    return Err(Error::Failed(format!("redirect loop at {next}")));
+                }
+                if status == 303 || (matches!(status, 301 | 302) && method == Method::Post) {
+                    method = Method::Get;
+                    body = Prepared::Empty;
+                }
+                url = next;
+                continue;
+            }
+            let mut response = self.read(response).await?;
+            let secrets = self.credentials.known_secrets();
+            scrub(&mut response.body, &secrets);
+            for (_, v) in response.headers.iter_mut() {
+                *v = crate::credentials::scrub_str(v, &secrets);
+            }
+            if let Some(capture) = &req.capture
+                && (200..300).contains(&response.status)
+            {
+                self.capture(&mut response, &capture.credential, &capture.pointer, origin)?;
+            }
+            return Ok(Outcome {
+                response,
+                attempts: attempts_total,
+                sent,
+            });
+        }
+        Err(Error::Failed(format!(
+            "more than {} redirects",
+            self.limits.max_redirects
+        )))
+    }
+
+    /// Whether any credential (declared or captured) is bound to `origin`.
+    fn is_credential_bound(&self, origin: &Origin) -> bool {
+        self.policy.bound_origins().any(|o| o == origin)
+            || self.credentials.captured_origins().contains(origin)
+    }
+
+    /// The credential to inject toward `origin`. On the first hop a credential
+    /// the plugin names must be bound to the origin; after a redirect it is
+    /// silently dropped unless still bound (never sent to another host).
+    fn credential_for(
+        &self,
+        name: Option<&str>,
+        origin: &Origin,
+        first_hop: bool,
+    ) -> Result<Option<Resolved>, Error> {
+        let Some(name) = name else { return Ok(None) };
+        if let Some((secret, bound)) = self.credentials.captured(name) {
+            if &bound == origin {
+                return Ok(Some(Resolved::Bearer(secret)));
+            }
+        } else if self
+            .policy
+            .credential_origins(name)
+            .is_some_and(|o| o.contains(origin))
+        {
+            return self
+                .credentials
+                .resolve(name)
+                .map(Some)
+                .map_err(Error::Denied);
+        }
+        if first_hop {
+            return Err(Error::Denied(format!(
+                "credential '{name}' of plugin '{}' is not bound to {origin}; it is only sent to the endpoints it was declared for",
+                self.plugin
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Read a response body under the size cap.
+    async fn read(&self, mut response: reqwest::Response) -> Result<Response, Error> {
+        let cap = self.limits.max_response_bytes;
+        if let Some(len) = response.content_length()
+            && len > cap
+        {
+            return Err(Error::TooLarge(cap));
+        }
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+            if body.len() as u64 + chunk.len() as u64 > cap {
+                return Err(Error::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Move the token at `pointer` into the credential store.
+    fn capture(
+        &self,
+        response: &mut Response,
+        name: &str,
+        pointer: &str,
+        origin: Origin,
+    ) -> Result<(), Error> {
+        let mut json: serde_json::Value = serde_json::from_slice(&response.body)
+            .map_err(|_| Error::Invalid(format!("capture '{name}': the response is not JSON")))?;
+        let slot = json.pointer_mut(pointer).ok_or_else(|| {
+            Error::Invalid(format!(
+                "capture '{name}': nothing at {pointer} in the response"
+            ))
+        })?;
+        let serde_json::Value::String(token) = std::mem::replace(
+            slot,
+            serde_json::Value::String(format!("[captured:{name}]")),
+        ) else {
+            return Err(Error::Invalid(format!(
+                "capture '{name}': the value at {pointer} is not a string"
+            )));
+        };
+        self.credentials
+            .capture(name, Secret::new(token), origin)
+            .map_err(Error::Invalid)?;
+        response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+fn describe_error(e: &Error) -> String {
+    match e {
+        Error::Denied(m) => format!("denied: {m}"),
+        Error::Timeout(m) => format!("timeout: {m}"),
+        Error::TooLarge(n) => format!("too large: over {n} bytes"),
+        Error::Failed(m) => format!("failed: {m}"),
+        Error::Invalid(m) => format!("invalid: {m}"),
+    }
+}
+
+/// Map a reqwest failure to the contract's error, recognising the resolver's
+/// refusal of private addresses as a denial.
+fn transport_error(e: &reqwest::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(denied) = s.downcast_ref::<resolve::PrivateAddress>() {
+            return Error::Denied(denied.to_string());
+        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        return Error::Timeout(without_url(e));
+    }
+    Error::Failed(without_url(e))
+}
+
+/// reqwest's message, with the error chain but without the URL (which the
+/// journal records separately).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

@@ -1,0 +1,465 @@
+//! Where a plugin's HTTP may go: the hosts it declared, intersected with what
+//! the user granted. Deny by default; every denial says what to add.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use url::Url;
+
+use crate::runtime::bindings::Capabilities;
+
+/// What the user's configuration grants a plugin in one environment.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Base-URL overrides by endpoint name (tests point plugins at fakes this
+    /// way). The credential bound to an endpoint follows its override.
+    pub endpoints: BTreeMap<String, String>,
+    /// Host names (or patterns) the plugin may reach beyond its endpoints;
+    /// each must also be covered by a pattern the plugin declared.
+    pub hosts: Vec<String>,
+    /// Where these grants live, for messages: `[env.staging.grants] in soar.toml`.
+    pub section: String,
+}
+
+/// A host name pattern: `*` stands for exactly one DNS label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern(String);
+
+impl HostPattern {
+    /// Parse a pattern, lowercased.
+    pub fn new(pattern: &str) -> Self {
+        Self(pattern.trim().trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    /// Whether `host` (lowercase) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        let pat: Vec<&str> = self.0.split('.').collect();
+        let got: Vec<&str> = host.trim_end_matches('.').split('.').collect();
+        pat.len() == got.len()
+            && pat
+                .iter()
+                .zip(&got)
+                .all(|(p, g)| (*p == "*" && !g.is_empty()) || p.eq_ignore_ascii_case(g))
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `scheme://host:port`, the unit credentials are bound to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute URL.
+    pub fn of(url: &Url) -> Option<Self> {
+        Some(Self {
+            scheme: url.scheme().to_string(),
+            host: url
+                .host_str()?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase(),
+            port: url.port_or_known_default()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// One way a destination can be allowed.
+#[derive(Debug, Clone)]
+enum Rule {
+    /// A declared endpoint at its default or overridden origin.
+    Endpoint { origin: Origin, overridden: bool },
+    /// A granted host within a declared pattern (https only).
+    Host(HostPattern),
+}
+
+/// Why a destination was allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// The user named this exact origin in their config, so it may be plain
+    /// http and may resolve to a private or loopback address.
+    pub user_named: bool,
+}
+
+/// The compiled allow-list of one plugin in one environment.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    plugin: String,
+    rules: Vec<Rule>,
+    declared: Vec<HostPattern>,
+    section: String,
+    endpoints: Vec<(String, String)>,
+    credentials: BTreeMap<String, Vec<Origin>>,
+}
+
+impl Policy {
+    /// Intersect what `plugin` declares with what `grants` allow. Fails on
+    /// grants that cannot be honoured (an override of an undeclared endpoint,
+    /// a granted host outside every declared pattern), naming the fix.
+    pub fn new(plugin: &str, declared: &Capabilities, grants: &Grants) -> Result<Self, String> {
+        let mut rules = Vec::new();
+        let mut endpoints = Vec::new();
+        let mut origins: BTreeMap<&str, Origin> = BTreeMap::new();
+        for name in grants.endpoints.keys() {
+            if !declared.endpoints.iter().any(|e| &e.name == name) {
+                let known: Vec<&str> = declared.endpoints.iter().map(|e| e.name.as_str()).collect();
+                return Err(format!(
+                    "{}: overrides endpoint '{name}', which plugin '{plugin}' does not declare (it declares: {})",
+                    grants.section,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+        }
+        for decl in &declared.endpoints {
+            let (raw, overridden) = match grants.endpoints.get(&decl.name) {
+                Some(u) => (u.as_str(), true),
+                None => (decl.default_url.as_str(), false),
+            };
+            let url = Url::parse(raw).map_err(|e| {
+                format!(
+                    "endpoint '{}' URL '{raw}' is not a valid URL: {e}",
+                    decl.name
+                )
+            })?;
+            if !overridden && url.scheme() != "https" {
+                return Err(format!(
+                    "plugin '{plugin}' declares endpoint '{}' as {raw}: declared endpoints must be https",
+                    decl.name
+                ));
+            }
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(format!(
+                    "{}: endpoint '{}' must be an http(s) URL, not {raw}",
+                    grants.section, decl.name
+                ));
+            }
+            let origin = Origin::of(&url)
+                .ok_or_else(|| format!("endpoint '{}' URL '{raw}' has no host", decl.name))?;
+            rules.push(Rule::Endpoint {
+                origin: origin.clone(),
+                overridden,
+            });
+            endpoints.push((decl.name.clone(), raw.trim_end_matches('/').to_string()));
+            origins.insert(decl.name.as_str(), origin);
+        }
+        let declared_patterns: Vec<HostPattern> = declared
+            .extra_hosts
+            .iter()
+            .map(|h| HostPattern::new(h))
+            .collect();
+        for host in &grants.hosts {
+            let granted = HostPattern::new(host);
+            let covered = declared_patterns
+                .iter()
+                .any(|p| p.matches(granted.as_str()) || p == &granted);
+            if !covered {
+                return Err(format!(
+                    "{}: grants host '{host}', but plugin '{plugin}' does not declare it (declared patterns: {}); a grant cannot widen what a plugin declared",
+                    grants.section,
+                    if declared_patterns.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared_patterns
+                            .iter()
+                            .map(HostPattern::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ));
+            }
+            rules.push(Rule::Host(granted));
+        }
+        let mut credentials = BTreeMap::new();
+        for cred in &declared.credentials {
+            let bound: Vec<Origin> = cred
+                .endpoints
+                .iter()
+                .filter_map(|e| origins.get(e.as_str()).cloned())
+                .collect();
+            credentials.insert(cred.name.clone(), bound);
+        }
+        Ok(Self {
+            plugin: plugin.to_string(),
+            rules,
+            declared: declared_patterns,
+            section: grants.section.clone(),
+            endpoints,
+            credentials,
+        })
+    }
+
+    /// Effective base URL of every declared endpoint.
+    pub fn endpoints(&self) -> &[(String, String)] {
+        &self.endpoints
+    }
+
+    /// Origins a declared credential may be sent to.
+    pub fn credential_origins(&self, name: &str) -> Option<&[Origin]> {
+        self.credentials.get(name).map(Vec::as_slice)
+    }
+
+    /// Every origin some declared credential is bound to.
+    pub fn bound_origins(&self) -> impl Iterator<Item = &Origin> {
+        self.credentials.values().flatten()
+    }
+
+    /// Hosts the user named explicitly (overrides): they alone may resolve to
+    /// private or loopback addresses.
+    pub fn user_named_hosts(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Endpoint {
+                    origin,
+                    overridden: true,
+                } => Some(origin.host.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the plugin may send a request to `url`, and on what terms.
+    pub fn check(&self, url: &Url) -> Result<Allowed, String> {
+        let plugin = &self.plugin;
+        let Some(origin) = Origin::of(url) else {
+            return Err(format!(
+                "plugin '{plugin}' asked for '{url}', which has no host"
+            ));
+        };
+        if !matches!(origin.scheme.as_str(), "https" | "http") {
+            return Err(format!(
+                "plugin '{plugin}' asked for a {} URL; only https is brokered",
+                origin.scheme
+            ));
+        }
+        for rule in &self.rules {
+            match rule {
+                Rule::Endpoint {
+                    origin: o,
+                    overridden,
+                } if *o == origin => {
+                    return Ok(Allowed {
+                        user_named: *overridden,
+                    });
+                }
+                Rule::Host(p)
+                    if origin.scheme == "https"
+                        && origin.port == 443
+                        && p.matches(&origin.host) =>
+                {
+                    return Ok(Allowed { user_named: false });
+                }
+                _ => {}
+            }
+        }
+        if origin.host.parse::<IpAddr>().is_ok() {
+            return Err(format!(
+                "plugin '{plugin}' may not reach {origin}: IP address literals are refused unless {} sets that exact base URL as an endpoint override",
+                self.section
+            ));
+        }
+        if self.declared.iter().any(|p| p.matches(&origin.host)) {
+            if origin.scheme != "https" || origin.port != 443 {
+                return Err(format!(
+                    "plugin '{plugin}' may not reach {origin}: granted hosts are reached over https on port 443 only"
+                ));
+            }
+            return Err(format!(
+                "plugin '{plugin}' may not reach {}: it declares the host but you have not granted it. To allow it, add this line under {}:\n    hosts = [\"{}\"]",
+                origin.host, self.section, origin.host
+            ));
+        }
+        if self
+            .rules
+            .iter()
+            .any(|r| matches!(r, Rule::Endpoint { origin: o, .. } if o.host == origin.host))
+        {
+            return Err(format!(
+                "plugin '{plugin}' may not reach {origin}: only the declared endpoint's scheme and port are allowed"
+            ));
+        }
+        Err(format!(
+            "plugin '{plugin}' may not reach {}: the plugin did not declare this host (see `soar plugin inspect {plugin}`), so no grant can allow it",
+            origin.host
+        ))
+    }
+}
+
+/// Whether an address is on the public internet. Loopback, private,
+/// link-local, shared (CGNAT), unique-local, multicast and unspecified
+/// addresses are not: a plugin's default endpoints must never reach them.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || s[0] == 0x2001 && s[1] == 0x0db8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::bindings::{Credential, CredentialScheme, EndpointDecl};
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            endpoints: vec![EndpointDecl {
+                name: "api".into(),
+                default_url: "https://api.example.com".into(),
+            }],
+            extra_hosts: vec!["*.fn.example.com".into()],
+            credentials: vec![Credential {
+                name: "tok".into(),
+                scheme: CredentialScheme::Bearer,
+                env: vec!["TOK".into()],
+                endpoints: vec!["api".into()],
+            }],
+            ssh: false,
+        }
+    }
+
+    fn grants() -> Grants {
+        Grants {
+            section: "[env.staging.grants] in soar.toml".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn declared_endpoint_is_allowed_and_others_are_not() {
+        let p = Policy::new("x", &caps(), &grants()).unwrap();
+        assert!(
+            p.check(&Url::parse("https://api.example.com/v2/x").unwrap())
+                .is_ok()
+        );
+        let e = p
+            .check(&Url::parse("https://evil.example.org/").unwrap())
+            .unwrap_err();
+        assert!(e.contains("did not declare"), "{e}");
+        let e = p
+            .check(&Url::parse("http://api.example.com/").unwrap())
+            .unwrap_err();
+        assert!(e.contains("scheme and port"), "{e}");
+    }
+
+    #[test]
+    fn declared_pattern_needs_a_grant_and_the_denial_names_the_line() {
+        let p = Policy::new("x", &caps(), &grants()).unwrap();
+        let e = p
+            .check(&Url::parse("https://a1.fn.example.com/").unwrap())
+            .unwrap_err();
+        assert!(
+            e.contains("hosts = [\"a1.fn.example.com\"]") && e.contains("[env.staging.grants]"),
+            "{e}"
+        );
+        let g = Grants {
+            hosts: vec!["a1.fn.example.com".into()],
+            ..grants()
+        };
+        let p = Policy::new("x", &caps(), &g).unwrap();
+        assert!(
+            p.check(&Url::parse("https://a1.fn.example.com/").unwrap())
+                .is_ok()
+        );
+        assert!(
+            p.check(&Url::parse("https://a2.fn.example.com/").unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_grant_cannot_widen_the_declaration() {
+        let g = Grants {
+            hosts: vec!["evil.org".into()],
+            ..grants()
+        };
+        assert!(
+            Policy::new("x", &caps(), &g)
+                .unwrap_err()
+                .contains("does not declare")
+        );
+    }
+
+    #[test]
+    fn override_moves_endpoint_and_credential() {
+        let mut g = grants();
+        g.endpoints
+            .insert("api".into(), "http://127.0.0.1:9000".into());
+        let p = Policy::new("x", &caps(), &g).unwrap();
+        assert_eq!(
+            p.check(&Url::parse("http://127.0.0.1:9000/v2").unwrap()),
+            Ok(Allowed { user_named: true })
+        );
+        assert!(
+            p.check(&Url::parse("https://api.example.com/").unwrap())
+                .is_err()
+        );
+        assert_eq!(
+            p.credential_origins("tok").unwrap()[0].to_string(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(
+            p.check(&Url::parse("http://127.0.0.1:9001/").unwrap())
+                .unwrap_err()
+                .contains("IP address literals")
+        );
+    }
+
+    #[test]
+    fn public_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

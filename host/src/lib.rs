@@ -1,0 +1,15 @@
+//! Soar: deploy services through sandboxed WebAssembly provider plugins.
+//!
+//! The crate is the `soar` binary's library: the [`runtime`] that runs
+//! plugins, the [`broker`]s through which they reach the world, the
+//! [`credentials`] only the host holds, and the [`cli`] on top.
+
+pub mod artifact;
+pub mod broker;
+pub mod catalog;
+pub mod cli;
+pub mod credentials;
+pub mod journal;
+pub mod runtime;
+pub mod session;
+pub mod tls;

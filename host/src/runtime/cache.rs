@@ -1,0 +1,115 @@
+//! The on-disk cache of compiled components.
+//!
+//! Compiling a component costs 50 ms (Rust) to seconds (Python); loading the
+//! precompiled form costs well under a millisecond. Entries are keyed by the
+//! component's sha256 and the engine's compatibility hash, written atomically
+//! with a sidecar checksum, and only deserialized when the checksum matches:
+//! Soar never deserializes bytes it did not write itself.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Whether a load hit the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Compiled,
+    /// No cache directory is configured.
+    Disabled,
+}
+
+/// Compiled components on disk.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+impl CompileCache {
+    /// A cache in `dir` (created on first write), or none.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    /// The default location: `$SOAR_CACHE_DIR`, else the user cache dir.
+    pub fn default_dir() -> Option<PathBuf> {
+        std::env::var_os("SOAR_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                directories::ProjectDirs::from("dev", "soar", "soar")
+                    .map(|d| d.cache_dir().join("components"))
+            })
+    }
+
+    /// The compiled component for `bytes` whose sha256 is `digest`.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let Some(dir) = &self.dir else {
+            return Ok((Component::new(engine, bytes)?, CacheOutcome::Disabled));
+        };
+        let key = format!("{digest}-{:016x}", engine_hash(engine));
+        let artifact = dir.join(format!("{key}.cwasm"));
+        let sidecar = dir.join(format!("{key}.sha256"));
+        if let Some(component) = read_verified(engine, &artifact, &sidecar) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(e) = write(dir, &artifact, &sidecar, &component) {
+            tracing::warn!(
+                "could not write the compile cache in {}: {e:#}",
+                dir.display()
+            );
+        }
+        Ok((component, CacheOutcome::Compiled))
+    }
+}
+
+fn engine_hash(engine: &Engine) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    h.finish()
+}
+
+fn read_verified(engine: &Engine, artifact: &Path, sidecar: &Path) -> Option<Component> {
+    let expected = std::fs::read_to_string(sidecar).ok()?;
+    let bytes = std::fs::read(artifact).ok()?;
+    if hex::encode(Sha256::digest(&bytes)) != expected.trim() {
+        tracing::warn!(
+            "compile cache entry {} does not match its checksum; recompiling",
+            artifact.display()
+        );
+        return None;
+    }
+    // SAFETY: the bytes are exactly what `Component::serialize` produced in
+    // `write` below (checked by the sidecar digest written after them, in a
+    // directory only this user can write), for an engine with the same
+    // compatibility hash (part of the file name).
+    unsafe { Component::deserialize(engine, &bytes) }.ok()
+}
+
+fn write(dir: &Path, artifact: &Path, sidecar: &Path, component: &Component) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let bytes = component.serialize()?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), &bytes)?;
+    tmp.persist(artifact)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), digest)?;
+    tmp.persist(sidecar)?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The host side of the imports in `wit/host.wit`. Each function forwards to
+//! the session's broker (the enforcement point) and marks the moment the
+//! guest gets control back, which is where its compute budget restarts.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+use super::bindings::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
+use super::sandbox::HostState;
+use crate::journal::Event;
+
+type HostResult<T> = wasmtime::Result<T>;
+
+impl types::Host for HostState {}
+
+impl http::Host for HostState {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> HostResult<Result<http::Response, http::Error>> {
+        let session = self.session.clone();
+        let result = session.http.send(req).await;
+        self.resume();
+        Ok(result)
+    }
+
+    async fn credential_claims(&mut self, credential: String) -> HostResult<Option<String>> {
+        Ok(self.session.http.credential_claims(&credential))
+    }
+}
+
+impl ssh::Host for HostState {
+    async fn exec(
+        &mut self,
+        target: ssh::Target,
+        _command: String,
+        _timeout_ms: Option<u32>,
+    ) -> HostResult<Result<ssh::Output, ssh::Error>> {
+        Ok(Err(ssh::Error::Denied(format!(
+            "{} may not reach {}:{}: no SSH hosts are granted to plugins in this command",
+            self.plugin, target.address, target.port
+        ))))
+    }
+
+    async fn upload(
+        &mut self,
+        target: ssh::Target,
+        _file: String,
+        _remote_path: String,
+        _mode: u32,
+    ) -> HostResult<Result<u64, ssh::Error>> {
+        Ok(Err(ssh::Error::Denied(format!(
+            "{} may not reach {}:{}: no SSH hosts are granted to plugins in this command",
+            self.plugin, target.address, target.port
+        ))))
+    }
+}
+
+impl artifacts::Host for HostState {
+    async fn current(&mut self) -> HostResult<Option<types::Artifact>> {
+        Ok(self.session.artifact.as_ref().map(|a| a.describe()))
+    }
+
+    async fn read(
+        &mut self,
+        path: String,
+        offset: u64,
+        len: u32,
+    ) -> HostResult<Result<Vec<u8>, String>> {
+        let Some(artifact) = self.session.artifact.clone() else {
+            return Ok(Err("this command deploys no artifact".into()));
+        };
+        let r = tokio::task::spawn_blocking(move || artifact.read(&path, offset, len)).await?;
+        self.resume();
+        Ok(r.map_err(|e| e.to_string()))
+    }
+
+    async fn digest(
+        &mut self,
+        path: String,
+        algorithm: artifacts::DigestAlgorithm,
+        input: artifacts::DigestInput,
+    ) -> HostResult<Result<String, String>> {
+        let Some(artifact) = self.session.artifact.clone() else {
+            return Ok(Err("this command deploys no artifact".into()));
+        };
+        let r = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let content = artifact.read_all(&path)?;
+            let mut data = if input.base64_content {
+                base64::engine::general_purpose::STANDARD
+                    .encode(&content)
+                    .into_bytes()
+            } else {
+                content
+            };
+            data.extend_from_slice(input.suffix.as_bytes());
+            Ok(match algorithm {
+                artifacts::DigestAlgorithm::Sha256 => hex::encode(sha2::Sha256::digest(&data)),
+                artifacts::DigestAlgorithm::Blake3 => blake3::hash(&data).to_hex().to_string(),
+            })
+        })
+        .await?;
+        self.resume();
+        Ok(r.map_err(|e| e.to_string()))
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> HostResult<()> {
+        if self.log_records >= self.limits.log_records {
+            self.log_dropped += 1;
+            self.resume();
+            return Ok(());
+        }
+        self.log_records += 1;
+        let secrets = self.session.http.known_secrets();
+        let clip = |s: &str| {
+            crate::credentials::scrub_str(&s.chars().take(4096).collect::<String>(), &secrets)
+        };
+        self.session.journal.record(Event::Log {
+            plugin: self.plugin.name.clone(),
+            level: format!("{level:?}").to_lowercase(),
+            message: clip(&message),
+            fields: fields
+                .iter()
+                .take(32)
+                .map(|(k, v)| (clip(k), clip(v)))
+                .collect(),
+        });
+        self.resume();
+        Ok(())
+    }
+}
+
+impl progress::Host for HostState {
+    async fn report(&mut self, task: String, done: u64, total: Option<u64>) -> HostResult<()> {
+        tracing::trace!(target: "soar::progress", plugin = %self.plugin.name, done, total, "{task}");
+        self.resume();
+        Ok(())
+    }
+}
+
+impl clock::Host for HostState {
+    async fn now_ms(&mut self) -> HostResult<u64> {
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+    }
+
+    async fn sleep(&mut self, ms: u64) -> HostResult<()> {
+        // Never sleep past the invocation's deadline: the wall-clock guard
+        // would end the call anyway, and this way the plugin sees it first.
+        let left = self
+            .limits
+            .invocation_timeout
+            .saturating_sub(self.started_at.elapsed());
+        tokio::time::sleep(Duration::from_millis(ms).min(left)).await;
+        self.resume();
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! The wasmtime host: compiles plugins once, then runs every call in a fresh
+//! sandbox with a memory cap, a compute budget and a wall-clock deadline.
+//!
+//! A [`Runtime`] owns the engine (with an epoch ticker) and the linker that
+//! provides the imports. [`Runtime::load`] turns component bytes into a
+//! [`Plugin`]: compiled (or fetched from the cache), checked against the
+//! contract version, pre-instantiated and described. Each [`Plugin`] method
+//! is one export call in its own `Store`, so no state leaks between calls.
+
+pub mod bindings;
+pub mod cache;
+pub mod contract;
+mod imports;
+pub mod sandbox;
+mod stdio;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+
+use self::bindings::{
+    Applied, Change, ChangePlan, Context, Description, Diagnostic, PluginError, PluginPre,
+    ResourceStatus,
+};
+use self::cache::{CacheOutcome, CompileCache};
+use self::sandbox::HostState;
+pub use self::sandbox::{Limits, PluginIdent};
+use crate::journal::Event;
+use crate::session::Session;
+
+/// How often the epoch advances; the granularity of compute budgets.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Settings of a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// The engine, linker and compile cache shared by all plugins.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: CompileCache,
+    limits: Limits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Why a plugin call did not return a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin answered with an error of its own.
+    #[error("{plugin}: {}", render_plugin_error(.error))]
+    Plugin {
+        plugin: PluginIdent,
+        error: Box<PluginError>,
+    },
+    /// The sandbox ended the call (trap, deadline, memory cap...).
+    #[error("{plugin} failed in {call}: {reason}")]
+    Trapped {
+        plugin: PluginIdent,
+        call: &'static str,
+        reason: String,
+    },
+}
+
+/// One line for a plugin's error value.
+pub fn render_plugin_error(e: &PluginError) -> String {
+    match e {
+        PluginError::InvalidConfig(diags) => {
+            let lines: Vec<String> = diags
+                .iter()
+                .map(|d| {
+                    let mut s = d.message.clone();
+                    if let Some(f) = &d.field {
+                        s = format!("{f}: {s}");
+                    }
+                    if let Some(h) = &d.hint {
+                        s.push_str(&format!(" ({h})"));
+                    }
+                    s
+                })
+                .collect();
+            format!("invalid configuration: {}", lines.join("; "))
+        }
+        PluginError::Api(a) => {
+            let mut s = format!("API error {} {}: {}", a.status, a.code, a.message);
+            if let Some(id) = &a.request_id {
+                s.push_str(&format!(" (request id {id})"));
+            }
+            s
+        }
+        PluginError::Transport(m) | PluginError::Other(m) => m.clone(),
+    }
+}
+
+/// A compiled, checked, described plugin, ready to be called.
+pub struct Plugin {
+    pre: PluginPre<HostState>,
+    engine: Engine,
+    ident: PluginIdent,
+    description: Description,
+    wit_version: String,
+    digest: String,
+    cache: CacheOutcome,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// An engine configured for sandboxed plugins, with its epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        // Deep recursion traps here instead of exhausting the host's stack.
+        cfg.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&cfg)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (e, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("soar-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    e.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: CompileCache::new(config.cache_dir),
+            limits: config.limits,
+            ticker_stop,
+        })
+    }
+
+    /// The wasmtime engine (for tools that precompile).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compile (or load from cache), check the contract version, link and
+    /// describe a component. `label` names it in errors until it has
+    /// described itself.
+    pub async fn load(&self, label: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            anyhow::bail!("plugin '{label}' is not a WebAssembly file (no \\0asm header)");
+        }
+        if wasmparser_is_core_module(bytes) {
+            anyhow::bail!(
+                "plugin '{label}' is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+            );
+        }
+        let (component, cache) = self
+            .cache
+            .load_or_compile(&self.engine, &digest, bytes)
+            .map_err(|e| anyhow::anyhow!("plugin '{label}' is not a valid component: {e:#}"))?;
+        let wit_version = contract::version_of(&self.engine, &component)
+            .map_err(|e| anyhow::anyhow!("plugin '{label}': {e}"))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!(
+                "plugin '{label}' needs imports this host does not provide: {e:#}. Plugins reach the world only through the soar:plugin interfaces"
+            )
+        })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| {
+            anyhow::anyhow!("plugin '{label}' does not match the soar:plugin world: {e:#}")
+        })?;
+        let mut plugin = Plugin {
+            pre,
+            engine: self.engine.clone(),
+            ident: PluginIdent {
+                name: label.to_string(),
+                version: "(unknown)".into(),
+            },
+            description: Description {
+                name: label.to_string(),
+                version: String::new(),
+                summary: String::new(),
+                artifacts: vec![],
+                settings_schema: String::new(),
+                capabilities: bindings::Capabilities {
+                    endpoints: vec![],
+                    extra_hosts: vec![],
+                    credentials: vec![],
+                    ssh: false,
+                },
+            },
+            wit_version,
+            digest,
+            cache,
+            limits: self.limits.clone(),
+        };
+        let session = Arc::new(Session::offline(label)?);
+        let description = plugin.describe(session).await?;
+        validate_description(label, &description)?;
+        plugin.ident = PluginIdent {
+            name: description.name.clone(),
+            version: description.version.clone(),
+        };
+        plugin.description = description;
+        Ok(plugin)
+    }
+}
+
+/// Cheap check of the binary header: version 1 is a core module, a
+/// component has its own layer byte.
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[4..8] == [1, 0, 0, 0]
+}
+
+fn validate_description(label: &str, d: &Description) -> anyhow::Result<()> {
+    let ok_name = !d.name.is_empty()
+        && d.name.len() <= 63
+        && d.name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !d.name.starts_with('-')
+        && !d.name.ends_with('-');
+    if !ok_name {
+        anyhow::bail!(
+            "plugin '{label}' describes itself with an invalid name {:?}: use 1-63 lowercase letters, digits and inner hyphens",
+            d.name
+        );
+    }
+    if d.version.is_empty() {
+        anyhow::bail!("plugin '{}' describes no version", d.name);
+    }
+    for e in &d.capabilities.endpoints {
+        match url::Url::parse(&e.default_url) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+            _ => anyhow::bail!(
+                "plugin '{}' declares endpoint '{}' as {:?}: declared endpoints must be https URLs",
+                d.name,
+                e.name,
+                e.default_url
+            ),
+        }
+    }
+    for c in &d.capabilities.credentials {
+        for ep in &c.endpoints {
+            if !d.capabilities.endpoints.iter().any(|e| &e.name == ep) {
+                anyhow::bail!(
+                    "plugin '{}' binds credential '{}' to undeclared endpoint '{ep}'",
+                    d.name,
+                    c.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run one export call in a fresh store and explain any failure.
+macro_rules! invoke {
+    ($self:ident, $session:expr, $call:literal, |$inst:ident, $store:ident| $body:expr) => {{
+        let mut $store = $self.new_store($session);
+        let limit = $self.limits.invocation_timeout + Duration::from_secs(5);
+        let result = tokio::time::timeout(limit, async {
+            let $inst = $self.pre.instantiate_async(&mut $store).await?;
+            $body.await
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(wasmtime::Error::msg(format!(
+                "did not finish within {} s",
+                limit.as_secs()
+            ))),
+        };
+        $self.finish(&mut $store, $call, result)
+    }};
+}
+
+impl Plugin {
+    /// What the plugin said about itself at load.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// The `soar:plugin` version it implements.
+    pub fn wit_version(&self) -> &str {
+        &self.wit_version
+    }
+
+    /// sha256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether loading hit the compile cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn new_store(&self, session: Arc<Session>) -> Store<HostState> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(self.ident.clone(), session, self.limits.clone()),
+        );
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.started_at.elapsed() > state.limits.invocation_timeout {
+                let reason = format!("exceeded its deadline of {} s", state.limits.invocation_timeout.as_secs());
+                state.stopped = Some(reason.clone());
+                return Err(wasmtime::Error::msg(reason));
+            }
+            if state.resumed_at.elapsed() > state.limits.compute_budget {
+                let reason = format!(
+                    "computed for more than {} ms without returning to the host (an endless loop?); the call was stopped",
+                    state.limits.compute_budget.as_millis()
+                );
+                state.stopped = Some(reason.clone());
+                return Err(wasmtime::Error::msg(reason));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// Record the call's stdout/stderr and turn a failure into a message
+    /// that says what the plugin did.
+    fn finish<R>(
+        &self,
+        store: &mut Store<HostState>,
+        call: &'static str,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let state = store.data();
+        let secrets = state.session.http.known_secrets();
+        let stderr = crate::credentials::scrub_str(&state.stderr.contents(), &secrets);
+        let stdout = crate::credentials::scrub_str(&state.stdout.contents(), &secrets);
+        for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if !text.is_empty() {
+                state.session.journal.record(Event::Log {
+                    plugin: self.ident.name.clone(),
+                    level: if stream == "stderr" {
+                        "warn".into()
+                    } else {
+                        "info".into()
+                    },
+                    message: format!("[{stream}] {text}"),
+                    fields: vec![],
+                });
+            }
+        }
+        if state.log_dropped > 0 {
+            state.session.journal.record(Event::Log {
+                plugin: self.ident.name.clone(),
+                level: "warn".into(),
+                message: format!(
+                    "{} log records dropped: a call keeps at most {}",
+                    state.log_dropped, state.limits.log_records
+                ),
+                fields: vec![],
+            });
+        }
+        let err = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let mut reason = if let Some(stopped) = &state.stopped {
+            stopped.clone()
+        } else if state.memory.hit {
+            format!(
+                "exceeded its memory cap of {} MiB",
+                state.limits.memory_bytes >> 20
+            )
+        } else {
+            match err.downcast_ref::<Trap>() {
+                Some(Trap::StackOverflow) => {
+                    "exhausted its call stack (runaway recursion)".to_string()
+                }
+                Some(Trap::UnreachableCodeReached) => {
+                    "panicked (wasm `unreachable` executed)".to_string()
+                }
+                Some(t) => format!("trapped: {t}"),
+                None => crate::credentials::scrub_str(&format!("{err:#}"), &secrets),
+            }
+        };
+        let tail: String = stderr
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if !tail.trim().is_empty() {
+            reason.push_str(&format!("; its stderr: {}", tail.trim()));
+        }
+        Err(CallError::Trapped {
+            plugin: self.ident.clone(),
+            call,
+            reason,
+        })
+    }
+
+    fn plugin_error<R>(&self, r: Result<R, PluginError>) -> Result<R, CallError> {
+        r.map_err(|error| CallError::Plugin {
+            plugin: self.ident.clone(),
+            error: Box::new(error),
+        })
+    }
+
+    /// `describe`, run offline.
+    pub async fn describe(&self, session: Arc<Session>) -> Result<Description, CallError> {
+        invoke!(self, session, "describe", |inst, store| inst
+            .soar_plugin_provider()
+            .call_describe(&mut store))
+    }
+
+    /// `validate`.
+    pub async fn validate(
+        &self,
+        session: Arc<Session>,
+        ctx: &Context,
+    ) -> Result<Vec<Diagnostic>, CallError> {
+        invoke!(self, session, "validate", |inst, store| inst
+            .soar_plugin_provider()
+            .call_validate(&mut store, ctx))
+    }
+
+    /// `plan`.
+    pub async fn plan(
+        &self,
+        session: Arc<Session>,
+        ctx: &Context,
+    ) -> Result<ChangePlan, CallError> {
+        let r = invoke!(self, session, "plan", |inst, store| inst
+            .soar_plugin_provider()
+            .call_plan(&mut store, ctx))?;
+        self.plugin_error(r)
+    }
+
+    /// `apply` one change.
+    pub async fn apply(
+        &self,
+        session: Arc<Session>,
+        ctx: &Context,
+        change: &Change,
+    ) -> Result<Applied, CallError> {
+        let r = invoke!(self, session, "apply", |inst, store| inst
+            .soar_plugin_provider()
+            .call_apply(&mut store, ctx, change))?;
+        self.plugin_error(r)
+    }
+
+    /// `plan-destroy`.
+    pub async fn plan_destroy(
+        &self,
+        session: Arc<Session>,
+        ctx: &Context,
+    ) -> Result<ChangePlan, CallError> {
+        let r = invoke!(self, session, "plan-destroy", |inst, store| inst
+            .soar_plugin_provider()
+            .call_plan_destroy(&mut store, ctx))?;
+        self.plugin_error(r)
+    }
+
+    /// `status`.
+    pub async fn status(
+        &self,
+        session: Arc<Session>,
+        ctx: &Context,
+    ) -> Result<Vec<ResourceStatus>, CallError> {
+        let r = invoke!(self, session, "status", |inst, store| inst
+            .soar_plugin_provider()
+            .call_status(&mut store, ctx))?;
+        self.plugin_error(r)
+    }
+
+    /// `logs` of one resource.
+    pub async fn logs(
+        &self,
+        session: Arc<Session>,
+        ctx: &Context,
+        resource: &str,
+        lines: u32,
+    ) -> Result<Vec<String>, CallError> {
+        let r = invoke!(self, session, "logs", |inst, store| inst
+            .soar_plugin_provider()
+            .call_logs(&mut store, ctx, resource, lines))?;
+        self.plugin_error(r)
+    }
+}

@@ -1,0 +1,87 @@
+//! What a plugin may reach during one command, assembled once and shared by
+//! every invocation (each of which gets a fresh sandbox).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::artifact::ArtifactSource;
+use crate::broker::http::policy::{Grants, Policy};
+use crate::broker::http::{HttpBroker, HttpLimits};
+use crate::credentials::{CredentialStore, SecretSource};
+use crate::journal::Journal;
+use crate::runtime::bindings::Description;
+
+/// The brokers and artifact of one plugin for one command.
+pub struct Session {
+    pub http: HttpBroker,
+    pub artifact: Option<Arc<ArtifactSource>>,
+    pub journal: Arc<Journal>,
+}
+
+/// Inputs to a [`Session`] besides the plugin itself.
+pub struct SessionConfig {
+    pub grants: Grants,
+    /// Environment variable per credential, when the user chose one.
+    pub credential_env: BTreeMap<String, String>,
+    pub secrets: Box<dyn SecretSource>,
+    pub artifact: Option<Arc<ArtifactSource>>,
+    pub journal: Arc<Journal>,
+    pub http_limits: HttpLimits,
+}
+
+impl Session {
+    /// Compile the plugin's declared reach with the user's grants.
+    pub fn new(description: &Description, config: SessionConfig) -> anyhow::Result<Self> {
+        let caps = &description.capabilities;
+        let policy =
+            Policy::new(&description.name, caps, &config.grants).map_err(anyhow::Error::msg)?;
+        let credentials = Arc::new(CredentialStore::new(
+            &description.name,
+            &caps.credentials,
+            config.credential_env,
+            config.secrets,
+        ));
+        let http = HttpBroker::new(
+            &description.name,
+            policy,
+            credentials,
+            config.artifact.clone(),
+            config.journal.clone(),
+            config.http_limits,
+        )?;
+        Ok(Self {
+            http,
+            artifact: config.artifact,
+            journal: config.journal,
+        })
+    }
+
+    /// A session for calls that need no network (`describe`): nothing is
+    /// declared, so nothing is reachable.
+    pub fn offline(plugin: &str) -> anyhow::Result<Self> {
+        let nothing = Description {
+            name: plugin.to_string(),
+            version: String::new(),
+            summary: String::new(),
+            artifacts: vec![],
+            settings_schema: String::new(),
+            capabilities: crate::runtime::bindings::Capabilities {
+                endpoints: vec![],
+                extra_hosts: vec![],
+                credentials: vec![],
+                ssh: false,
+            },
+        };
+        Self::new(
+            &nothing,
+            SessionConfig {
+                grants: Grants::default(),
+                credential_env: BTreeMap::new(),
+                secrets: Box::new(crate::credentials::ProcessEnv),
+                artifact: None,
+                journal: Arc::new(Journal::default()),
+                http_limits: HttpLimits::default(),
+            },
+        )
+    }
+}
