@@ -1,1 +1,8 @@
-//! Test support for Soar.
+//! Test support for Soar, shared by the integration tests in `host/tests/`
+//! (which live there because Cargo hands only a package's own tests the path
+//! of its binary): components built from `tests/plugins/`, real HTTP servers
+//! on loopback, and launchers for real peers (moto, sshd).
+
+pub mod components;
+pub mod moto;
+pub mod servers;

@@ -1,0 +1,1 @@
+//! soar.toml: parsing and validation with file:line:col diagnostics.

@@ -1,0 +1,1 @@
+//! The project state in `.soar/`: resources, releases, audit trail, lock.

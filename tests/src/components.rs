@@ -1,0 +1,1 @@
+//! Components built from `tests/plugins/` by `tests/build.rs`.

@@ -1,0 +1,1 @@
+//! moto, the independent AWS fake, started on loopback.
