@@ -391,6 +391,13 @@ impl Plugin {
                 "exceeded its memory cap of {} MiB",
                 state.limits.memory_bytes >> 20
             )
+        } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            // `std::process::exit` in a guest ends only its sandbox; say so
+            // instead of showing wasmtime's backtrace of the exit call.
+            format!(
+                "called exit (status {}) instead of returning a result",
+                exit.0
+            )
         } else {
             match err.downcast_ref::<Trap>() {
                 Some(Trap::StackOverflow) => {

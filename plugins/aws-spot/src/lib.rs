@@ -1,9 +1,21 @@
 //! AWS spot provider: portable spot deployments on the EC2 Query API.
 //!
-//! This slice declares what the plugin may reach; planning and applying
-//! droplets is built on top of it (see the Cloudflare issue).
+//! This slice declares what the plugin may reach and checks the account's
+//! credentials with a signed `DescribeRegions` call (the host signs it with
+//! SigV4; the plugin never sees a key). Planning and applying spot instances
+//! build on it (see the AWS spot issue).
 
+mod ec2;
+
+use serde::Deserialize;
 use soar_sdk::prelude::*;
+
+/// The provider settings in `[env.<name>]`.
+#[derive(Debug, Deserialize)]
+struct Settings {
+    #[serde(default)]
+    regions: Vec<String>,
+}
 
 /// The AWS spot provider.
 pub struct AwsSpot;
@@ -46,6 +58,27 @@ impl Provider for AwsSpot {
         }
     }
 
+    fn validate(ctx: &Context) -> Vec<Diagnostic> {
+        let settings: Settings = match ctx.settings() {
+            Ok(s) => s,
+            Err(PluginError::InvalidConfig(d)) => return d,
+            Err(e) => return vec![diagnostic(format!("{e:?}"), None)],
+        };
+        let Some(region) = settings.regions.first() else {
+            return vec![diagnostic("no regions configured".into(), Some("regions"))];
+        };
+        match ec2::call(ctx, region, "DescribeRegions", &[]) {
+            Ok(_) => vec![],
+            Err(e) => vec![diagnostic(
+                format!(
+                    "aws-spot provider: cannot use the EC2 API in {region}: {}",
+                    ec2::render(&e)
+                ),
+                None,
+            )],
+        }
+    }
+
     fn plan(_ctx: &Context) -> Result<ChangePlan, PluginError> {
         Err(PluginError::Other(
             "aws-spot provider: planning spot instances is not implemented in this version".into(),
@@ -62,6 +95,15 @@ impl Provider for AwsSpot {
         Err(PluginError::Other(
             "aws-spot provider: destroy is not implemented in this version".into(),
         ))
+    }
+}
+
+fn diagnostic(message: String, field: Option<&str>) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        message,
+        field: field.map(str::to_string),
+        hint: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Cloudflare provider: Workers scripts and Pages direct uploads.
 //!
 //! This slice declares what the plugin may reach; planning and applying
-//! droplets is built on top of it (see the Cloudflare issue).
+//! Workers and Pages is built on top of it (see the Cloudflare issue).
 
 use soar_sdk::prelude::*;
 

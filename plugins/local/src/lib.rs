@@ -1,9 +1,10 @@
 //! Local provider: runs the artifact on this machine, so a newcomer can
 //! deploy with no cloud account.
 //!
-//! The plugin owns the plan (one supervised service per environment); the
-//! host's rollout puts the release in place over its local transport, the
-//! same rollout code that runs over SSH for remote hosts.
+//! The machine already exists, so the plugin plans no cloud changes; its
+//! `status` names this machine as the one host to roll out to. The host's
+//! rollout then puts the release in place over its local transport, the same
+//! rollout code that runs over SSH for remote hosts.
 
 use soar_sdk::prelude::*;
 
@@ -22,11 +23,9 @@ impl Provider for Local {
                 ArtifactKind::Static,
                 ArtifactKind::Tarball,
             ],
-            settings_schema: json!({
-                "type": "object",
-                "properties": {"port": {"type": "integer", "minimum": 1, "maximum": 65535}}
-            })
-            .to_string(),
+            // Ports, env vars and health checks are deployment settings
+            // (`[deploy]`), the same for every provider.
+            settings_schema: json!({ "type": "object", "properties": {} }).to_string(),
             capabilities: Capabilities {
                 endpoints: vec![],
                 extra_hosts: vec![],
@@ -36,60 +35,48 @@ impl Provider for Local {
         }
     }
 
-    fn plan(ctx: &Context) -> Result<ChangePlan, PluginError> {
-        let name = format!("{}-{}", ctx.app, ctx.environment);
-        let digest = ctx
-            .artifact
-            .as_ref()
-            .map(|a| a.digest.clone())
-            .unwrap_or_default();
+    /// The local target has no cloud resources: the machine already exists.
+    /// The release itself is the host's rollout step, planned by the engine.
+    fn plan(_ctx: &Context) -> Result<ChangePlan, PluginError> {
         Ok(ChangePlan {
-            changes: vec![Change {
-                action: ChangeAction::Create,
-                kind: "local-service".into(),
-                name,
-                reason: "service runs the new release".into(),
-                before: None,
-                after: Some(json!({ "artifact": digest }).to_string()),
-                payload: "{}".into(),
-            }],
+            changes: vec![],
             diagnostics: vec![],
             notes: vec![],
         })
     }
 
     fn apply(_ctx: &Context, change: &Change) -> Result<Applied, PluginError> {
-        Ok(Applied {
-            resource: Some(ManagedResource {
-                kind: change.kind.clone(),
-                name: change.name.clone(),
+        Err(PluginError::Other(format!(
+            "local provider: it plans no changes, so it cannot apply '{} {}'",
+            change.kind, change.name
+        )))
+    }
+
+    fn plan_destroy(_ctx: &Context) -> Result<ChangePlan, PluginError> {
+        Ok(ChangePlan {
+            changes: vec![],
+            diagnostics: vec![],
+            notes: vec![],
+        })
+    }
+
+    /// One host: this machine, reached through the host's local transport.
+    fn status(ctx: &Context) -> Result<Vec<ResourceStatus>, PluginError> {
+        Ok(vec![ResourceStatus {
+            resource: ManagedResource {
+                kind: "machine".into(),
+                name: "localhost".into(),
                 id: None,
-                attributes: change.after.clone().unwrap_or_else(|| "{}".into()),
-            }),
+                attributes: json!({ "environment": ctx.environment }).to_string(),
+            },
+            state: "running".into(),
             endpoints: vec![Endpoint {
                 kind: "local".into(),
                 address: "127.0.0.1".into(),
                 port: None,
                 user: None,
             }],
-            messages: vec![],
-        })
-    }
-
-    fn plan_destroy(ctx: &Context) -> Result<ChangePlan, PluginError> {
-        Ok(ChangePlan {
-            changes: vec![Change {
-                action: ChangeAction::Delete,
-                kind: "local-service".into(),
-                name: format!("{}-{}", ctx.app, ctx.environment),
-                reason: "destroy requested".into(),
-                before: None,
-                after: None,
-                payload: "{}".into(),
-            }],
-            diagnostics: vec![],
-            notes: vec![],
-        })
+        }])
     }
 }
 

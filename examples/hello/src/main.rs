@@ -1,0 +1,48 @@
+//! A tiny HTTP service to deploy: `GET /` greets, `GET /health` says ok.
+//! Standard library only, so it builds in seconds on a fresh machine.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+
+fn main() {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello from Soar".into());
+    let listener = match TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap_or(8080))) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hello: cannot listen on 127.0.0.1:{port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("hello: listening on http://127.0.0.1:{port}");
+    for stream in listener.incoming().flatten() {
+        let greeting = greeting.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = serve(stream, &greeting) {
+                eprintln!("hello: {e}");
+            }
+        });
+    }
+}
+
+fn serve(mut stream: TcpStream, greeting: &str) -> std::io::Result<()> {
+    let mut request_line = String::new();
+    let mut reader = BufReader::new(stream.try_clone()?);
+    reader.read_line(&mut request_line)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/health" => ("200 OK", "ok\n".to_string()),
+        "/" => ("200 OK", format!("{greeting}\n")),
+        _ => ("404 Not Found", "not found\n".to_string()),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

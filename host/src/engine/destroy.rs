@@ -1,0 +1,165 @@
+//! `soar destroy`: remove everything an environment owns, provider resources
+//! and the service on its hosts, and say what is left when something fails.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::deploy::{Trail, confirm, mark, progress};
+use super::plan::{Action, Executor, FORMAT, Plan, PlannedChange, RELEASE_KIND};
+use super::targets::{self, Target};
+use super::{Workspace, render};
+use crate::rollout::local::LocalTransport;
+use crate::rollout::service::{ServiceSpec, Supervisor};
+use crate::runtime::render_plugin_error;
+use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus};
+
+/// Options of `soar destroy`.
+#[derive(Debug, Clone)]
+pub struct DestroyOptions {
+    pub env: Option<String>,
+    pub yes: bool,
+    pub json: bool,
+    pub lock_timeout: Duration,
+}
+
+/// `soar destroy`.
+pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::Result<i32> {
+    let env = ws.environment(opts.env.as_deref())?;
+    std::fs::create_dir_all(ws.state_dir())?;
+    let _lock = ProjectLock::acquire(&ws.state_dir(), opts.lock_timeout, &HolderInfo::current())?;
+    let store = ws.state()?;
+    let p = ws.prepare(&env.name, None).await?;
+    let provider_plan = p.plugin.plan_destroy(p.session.clone(), &p.ctx).await?;
+    let mut changes = Vec::new();
+    for c in provider_plan.changes {
+        changes.push(PlannedChange::from_provider(c)?);
+    }
+    let root = targets::local_root(ws, env);
+    let active = store.active_release(&env.name)?;
+    if active.is_some() || root.exists() {
+        changes.push(PlannedChange {
+            action: Action::Delete,
+            kind: RELEASE_KIND.into(),
+            name: env.deploy.service.clone(),
+            reason: "stop the service and remove its releases".into(),
+            before: active
+                .as_ref()
+                .map(|a| json!({ "artifact": a.artifact_digest, "release": a.id })),
+            after: None,
+            payload: String::new(),
+            executor: Executor::Rollout,
+        });
+    }
+    let mut plan = Plan {
+        format: FORMAT,
+        command: "destroy".into(),
+        app: ws.project.app.name.clone(),
+        env: env.name.clone(),
+        provider: env.provider.clone(),
+        serial: store.serial(&env.name)?,
+        artifact: None,
+        changes,
+        notes: provider_plan.notes,
+    };
+    plan.normalize();
+    // Stop the service before deleting the hosts it runs on.
+    plan.changes
+        .sort_by_key(|c| c.executor != Executor::Rollout);
+    if opts.json {
+        print!("{}", render::plan_json(&plan));
+    } else {
+        print!("{}", render::plan_text(&plan));
+    }
+    if !plan.has_changes() {
+        return Ok(0);
+    }
+    if !opts.yes && !confirm("destroy these resources")? {
+        anyhow::bail!("destroy cancelled; nothing was changed");
+    }
+    let id = store.begin_deploy(
+        &env.name,
+        "destroy",
+        &HolderInfo::current().user.unwrap_or_default(),
+    )?;
+    let trail = Trail { store: &store, id };
+    let started = mark();
+    let mut failed = Vec::new();
+    for change in plan.effective() {
+        let result = match change.executor {
+            Executor::Rollout => {
+                let spec = ServiceSpec {
+                    name: env.deploy.service.clone(),
+                    root: root.to_string_lossy().into_owned(),
+                    command: String::new(),
+                    port: 0,
+                };
+                let t = Target::Local(spec);
+                crate::rollout::remove(&LocalTransport, &Supervisor::current()?, t.spec())
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            }
+            Executor::Provider => p
+                .plugin
+                .apply(p.session.clone(), &p.ctx, &change.to_provider())
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    crate::runtime::CallError::Plugin { error, .. } => render_plugin_error(&error),
+                    other => other.to_string(),
+                }),
+        };
+        let line = match &result {
+            Ok(()) => format!("  ✓ destroy {} {}", change.kind, change.name),
+            Err(e) => format!("  ✗ destroy {} {}: {e}", change.kind, change.name),
+        };
+        progress(
+            opts.json,
+            json!({ "type": "apply_result", "kind": change.kind, "name": change.name, "action": "delete", "ok": result.is_ok(), "error": result.as_ref().err() }),
+            line,
+        );
+        match result {
+            Ok(()) if change.executor == Executor::Provider => {
+                store.remove_resource(&env.name, &change.kind, &change.name)?;
+            }
+            Ok(()) => {
+                if let Some(a) = &active {
+                    store.set_release_status(
+                        &env.name,
+                        &a.id,
+                        ReleaseStatus::Superseded,
+                        Some("destroyed"),
+                    )?;
+                }
+                store.remove_resource(&env.name, targets::SERVICE_KIND, &env.deploy.service)?;
+            }
+            Err(e) => failed.push(format!("{} {}: {e}", change.kind, change.name)),
+        }
+    }
+    let outcome = if failed.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    trail.phase(
+        Phase::Apply,
+        started,
+        outcome,
+        &format!("{} failed", failed.len()),
+    );
+    store.finish_deploy(id, outcome, &failed.join("; "))?;
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} removals failed:\n  {}\nRe-run `soar destroy` to finish.",
+            failed.len(),
+            plan.effective().count(),
+            failed.join("\n  ")
+        );
+    }
+    progress(
+        opts.json,
+        json!({ "type": "destroyed", "env": env.name }),
+        format!("\nDestroyed environment {}.", env.name),
+    );
+    Ok(0)
+}

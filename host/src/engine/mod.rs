@@ -1,0 +1,198 @@
+//! The deployment engine: config → plugin plan → plan (with the host's
+//! rollout step) → apply in parallel → rollout → health → state and audit.
+//!
+//! [`Workspace`] ties the pieces one command needs: the loaded project, the
+//! plugin catalog and runtime, and the `.soar/` directory. The commands live
+//! in their own modules ([`deploy`], [`destroy`], [`releases`]).
+
+pub mod deploy;
+pub mod destroy;
+pub mod hooks;
+pub mod plan;
+pub mod register;
+pub mod releases;
+pub mod render;
+pub mod targets;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::artifact::ArtifactSource;
+use crate::broker::http::HttpLimits;
+use crate::catalog::Catalog;
+use crate::config::{self, Environment, Project};
+use crate::credentials::ProcessEnv;
+use crate::journal::Journal;
+use crate::runtime::bindings::Context;
+use crate::runtime::{Plugin, Runtime, RuntimeConfig, cache::CompileCache};
+use crate::session::{Session, SessionConfig};
+use crate::state::StateStore;
+
+/// Name of the project's state directory.
+pub const STATE_DIR: &str = ".soar";
+
+/// Everything one command works with.
+pub struct Workspace {
+    pub project: Project,
+    pub catalog: Catalog,
+    pub runtime: Runtime,
+}
+
+impl Workspace {
+    /// Load `soar.toml` (given, or found from the current directory up).
+    pub fn open(config_path: Option<&Path>) -> anyhow::Result<Self> {
+        let path = match config_path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let cwd = std::env::current_dir()?;
+                config::find(&cwd).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no soar.toml in {} or its parents: run `soar init`, or pass -c PATH",
+                        cwd.display()
+                    )
+                })?
+            }
+        };
+        let catalog = Catalog::discover(Catalog::default_dir())?;
+        let known: Vec<&str> = catalog.entries().iter().map(|e| e.name.as_str()).collect();
+        let project = config::load(&path, &known)?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: CompileCache::default_dir(),
+            ..Default::default()
+        })?;
+        Ok(Self {
+            project,
+            catalog,
+            runtime,
+        })
+    }
+
+    /// `<project>/.soar`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.project.root.join(STATE_DIR)
+    }
+
+    /// Open the state store.
+    pub fn state(&self) -> anyhow::Result<StateStore> {
+        StateStore::open(&self.state_dir())
+    }
+
+    /// The environment named `name`, or the only one when none is named.
+    pub fn environment(&self, name: Option<&str>) -> anyhow::Result<&Environment> {
+        let envs = &self.project.environments;
+        let names = || envs.keys().cloned().collect::<Vec<_>>().join(", ");
+        match name {
+            Some(n) => envs.get(n).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no environment '{n}' in {} (it has: {})",
+                    self.project.file.display(),
+                    names()
+                )
+            }),
+            None if envs.len() == 1 => Ok(envs.values().next().expect("one environment")),
+            None => anyhow::bail!(
+                "{} has several environments ({}); choose one with --env",
+                self.project.file.display(),
+                names()
+            ),
+        }
+    }
+
+    /// Load the environment's provider plugin.
+    pub async fn plugin(&self, env: &Environment) -> anyhow::Result<Arc<Plugin>> {
+        let entry = self.catalog.get(&env.provider)?;
+        Ok(Arc::new(
+            self.runtime.load(&entry.name, &entry.bytes).await?,
+        ))
+    }
+
+    /// What the plugin may reach in `env`, for one command.
+    pub fn session(
+        &self,
+        plugin: &Plugin,
+        env: &Environment,
+        artifact: Option<Arc<ArtifactSource>>,
+        journal: Arc<Journal>,
+    ) -> anyhow::Result<Arc<Session>> {
+        Ok(Arc::new(Session::new(
+            plugin.description(),
+            SessionConfig {
+                grants: env.grants.clone(),
+                credential_env: env.credentials.clone(),
+                secrets: Box::new(ProcessEnv),
+                artifact,
+                journal,
+                http_limits: HttpLimits::default(),
+            },
+        )?))
+    }
+
+    /// The context every plugin call of this command receives.
+    pub fn context(&self, env: &Environment, session: &Session) -> Context {
+        Context {
+            app: self.project.app.name.clone(),
+            environment: env.name.clone(),
+            settings: env.settings.to_string(),
+            endpoints: session.http.endpoints().to_vec(),
+            artifact: session.artifact.as_ref().map(|a| a.describe()),
+        }
+    }
+
+    /// Run the artifact's build command (if any), then scan the artifact.
+    pub async fn build_artifact(&self) -> anyhow::Result<ArtifactSource> {
+        let spec = &self.project.artifact;
+        if let Some(build) = &spec.build {
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(build)
+                .current_dir(&self.project.root)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .with_context(|| format!("running the build command `{build}`"))?;
+            if !out.status.success() {
+                let tail = |b: &[u8]| {
+                    let text = String::from_utf8_lossy(b);
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                };
+                anyhow::bail!(
+                    "the build command `{build}` failed ({}):\n{}\n{}",
+                    out.status,
+                    tail(&out.stdout),
+                    tail(&out.stderr)
+                );
+            }
+        }
+        ArtifactSource::scan(spec.kind, &spec.path).with_context(|| {
+            format!(
+                "reading the artifact at {}{}",
+                spec.path.display(),
+                if spec.build.is_some() {
+                    " (after the build command)"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+
+    /// Resolve `[deploy] secrets` from this process's environment.
+    pub fn resolve_secrets(&self, env: &Environment) -> anyhow::Result<BTreeMap<String, String>> {
+        env.deploy
+            .secrets
+            .iter()
+            .map(|(var, source)| {
+                std::env::var(source).map(|v| (var.clone(), v)).map_err(|_| {
+                    anyhow::anyhow!(
+                        "secret {var} of environment '{}': environment variable {source} is not set; export it before deploying",
+                        env.name
+                    )
+                })
+            })
+            .collect()
+    }
+}

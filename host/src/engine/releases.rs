@@ -1,0 +1,270 @@
+//! Reading and switching releases: `soar status`, `history`, `logs`,
+//! `rollback`.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::deploy::{Trail, mark};
+use super::{Workspace, targets};
+use crate::rollout::local::LocalTransport;
+use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
+use crate::rollout::{self, Health};
+use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus, format_utc};
+
+/// The local service of `env` as recorded, for reading commands.
+fn local_spec(ws: &Workspace, env: &crate::config::Environment, port: u16) -> ServiceSpec {
+    ServiceSpec {
+        name: env.deploy.service.clone(),
+        root: targets::local_root(ws, env).to_string_lossy().into_owned(),
+        command: String::new(),
+        port,
+    }
+}
+
+/// `soar status`: per environment, the active release and whether it runs.
+pub async fn status_command(
+    ws: &Workspace,
+    env: Option<&str>,
+    json_mode: bool,
+) -> anyhow::Result<i32> {
+    let store = ws.state()?;
+    let envs: Vec<&crate::config::Environment> = match env {
+        Some(e) => vec![ws.environment(Some(e))?],
+        None => ws.project.environments.values().collect(),
+    };
+    for env in envs {
+        let active = store.active_release(&env.name)?;
+        let resources = store.resources(&env.name)?;
+        let port = resources
+            .iter()
+            .find(|r| r.kind == targets::SERVICE_KIND && r.name == env.deploy.service)
+            .and_then(|r| r.attributes.get("port").and_then(|p| p.as_u64()))
+            .map(|p| p as u16)
+            .or(env.deploy.port);
+        let running = match port {
+            Some(p) if env.provider == "local" => {
+                Supervisor::current()?
+                    .is_running(&local_spec(ws, env, p))
+                    .await?
+            }
+            _ => false,
+        };
+        let url = port
+            .filter(|_| running)
+            .map(|p| format!("http://127.0.0.1:{p}"));
+        if json_mode {
+            println!(
+                "{}",
+                json!({ "env": env.name, "provider": env.provider, "service": env.deploy.service, "release": active, "running": running,
+                    "url": url, "resources": resources })
+            );
+        } else {
+            println!(
+                "{} ({}): service {}",
+                env.name, env.provider, env.deploy.service
+            );
+            match &active {
+                Some(r) => println!(
+                    "  release:  {} (artifact {}…, active since {})",
+                    r.id,
+                    &r.artifact_digest[..12.min(r.artifact_digest.len())],
+                    r.activated_at.map(format_utc).unwrap_or_default()
+                ),
+                None => println!("  release:  none deployed"),
+            }
+            println!("  running:  {}", if running { "yes" } else { "no" });
+            if let Some(u) = &url {
+                println!("  url:      {u}");
+            }
+            for r in resources.iter().filter(|r| r.kind != targets::SERVICE_KIND) {
+                println!(
+                    "  resource: {} {}{}",
+                    r.kind,
+                    r.name,
+                    r.id.as_deref()
+                        .map(|i| format!(" ({i})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `soar history`: the audit trail, newest first.
+pub fn history_command(
+    ws: &Workspace,
+    env: Option<&str>,
+    limit: usize,
+    json_mode: bool,
+) -> anyhow::Result<i32> {
+    let store = ws.state()?;
+    let records = store.history(env, limit)?;
+    if json_mode {
+        for r in &records {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(0);
+    }
+    if records.is_empty() {
+        println!("No deploys recorded yet.");
+    }
+    for r in &records {
+        println!(
+            "#{} {} {} {} by {} — {}{}",
+            r.id,
+            format_utc(r.started_at),
+            r.command,
+            r.env,
+            r.actor,
+            r.status,
+            r.duration_ms
+                .map(|d| format!(" in {:.1} s", d as f64 / 1000.0))
+                .unwrap_or_default()
+        );
+        for ph in &r.phases {
+            println!(
+                "    {:<14} {:<8} {:>7} ms  {}",
+                ph.phase.to_string(),
+                ph.outcome.to_string(),
+                ph.duration_ms,
+                ph.detail
+            );
+        }
+        if let Some(s) = r.summary.as_deref().filter(|s| !s.is_empty()) {
+            println!("    {s}");
+        }
+    }
+    Ok(0)
+}
+
+/// `soar logs`: the service's last lines.
+pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> anyhow::Result<i32> {
+    let env = ws.environment(env)?;
+    if env.provider != "local" {
+        let p = ws.prepare(&env.name, None).await?;
+        for line in p
+            .plugin
+            .logs(p.session.clone(), &p.ctx, &env.deploy.service, lines as u32)
+            .await?
+        {
+            println!("{line}");
+        }
+        return Ok(0);
+    }
+    let root = targets::local_root(ws, env);
+    let path = log_file(&root);
+    if !path.exists() {
+        anyhow::bail!(
+            "no logs for {} in {}: has it been deployed?",
+            env.deploy.service,
+            env.name
+        );
+    }
+    print!(
+        "{}",
+        rollout::tail(&LocalTransport, &path.to_string_lossy(), lines).await?
+    );
+    Ok(0)
+}
+
+/// `soar rollback [--to RELEASE]`: switch back and restart.
+pub async fn rollback_command(
+    ws: &Workspace,
+    env: Option<&str>,
+    to: Option<&str>,
+    lock_timeout: Duration,
+) -> anyhow::Result<i32> {
+    let env = ws.environment(env)?;
+    std::fs::create_dir_all(ws.state_dir())?;
+    let _lock = ProjectLock::acquire(&ws.state_dir(), lock_timeout, &HolderInfo::current())?;
+    let store = ws.state()?;
+    let releases = store.releases(&env.name)?;
+    let active = releases.iter().find(|r| r.status == ReleaseStatus::Active);
+    let target = match to {
+        Some(id) => releases.iter().find(|r| r.id == id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no release {id} in {} (see `soar history` or `soar status`)",
+                env.name
+            )
+        })?,
+        None => {
+            let after_active = releases
+                .iter()
+                .skip_while(|r| r.status != ReleaseStatus::Active)
+                .skip(1);
+            let mut candidates = after_active.filter(|r| {
+                matches!(
+                    r.status,
+                    ReleaseStatus::Superseded | ReleaseStatus::RolledBack
+                )
+            });
+            candidates.next().ok_or_else(|| {
+                anyhow::anyhow!("{} has no earlier release to roll back to", env.name)
+            })?
+        }
+    };
+    if active.is_some_and(|a| a.id == target.id) {
+        anyhow::bail!("release {} is already active in {}", target.id, env.name);
+    }
+    if env.provider != "local" {
+        anyhow::bail!(
+            "rollback on provider '{}' needs SSH rollout, which this soar does not have yet",
+            env.provider
+        );
+    }
+    let port = targets::service_port(&store, env)?;
+    let mut spec = local_spec(ws, env, port);
+    spec.command = std::fs::read(crate::rollout::service::spec_file(std::path::Path::new(
+        &spec.root,
+    )))
+    .ok()
+    .and_then(|b| serde_json::from_slice::<ServiceSpec>(&b).ok())
+    .map(|s| s.command)
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no service definition on this machine: deploy it first",
+            env.deploy.service
+        )
+    })?;
+    let h = &env.deploy.health;
+    let health = Health {
+        path: h.path.clone(),
+        timeout: h.timeout,
+        interval: h.interval,
+        retries: h.retries,
+    };
+    let id = store.begin_deploy(
+        &env.name,
+        "rollback",
+        &HolderInfo::current().user.unwrap_or_default(),
+    )?;
+    let trail = Trail { store: &store, id };
+    let started = mark();
+    match rollout::switch_to(
+        &LocalTransport,
+        &Supervisor::current()?,
+        &spec,
+        &target.id,
+        &health,
+    )
+    .await
+    {
+        Ok(answer) => {
+            store.rollback_release(&env.name, &target.id, Some("rolled back by hand"))?;
+            trail.phase(Phase::Rollback, started, Outcome::Ok, &answer);
+            store.finish_deploy(id, Outcome::Ok, &format!("rolled back to {}", target.id))?;
+            println!(
+                "Rolled {} in {} back to release {} ({answer}).",
+                env.deploy.service, env.name, target.id
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            trail.phase(Phase::Rollback, started, Outcome::Failed, &format!("{e:#}"));
+            store.finish_deploy(id, Outcome::Failed, &format!("{e:#}"))?;
+            Err(e.context(format!("rolling back to {}", target.id)))
+        }
+    }
+}

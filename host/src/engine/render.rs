@@ -1,0 +1,158 @@
+//! Showing plans and outcomes: Terraform-style text for people, one JSON
+//! object per line for machines. Both are deterministic: the same plan
+//! renders to the same bytes.
+
+use serde_json::{Value, json};
+
+use super::plan::{Action, Plan, PlannedChange};
+
+/// The plan as text.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    if !plan.has_changes() {
+        out.push_str(&format!(
+            "No changes. Environment \"{}\" ({}) matches the configuration.\n",
+            plan.env, plan.provider
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "Soar will perform the following actions on environment \"{}\" (provider {}):\n\n",
+        plan.env, plan.provider
+    ));
+    for c in plan.effective() {
+        out.push_str(&change_text(c));
+        out.push('\n');
+    }
+    for note in &plan.notes {
+        out.push_str(&format!("{note}\n"));
+    }
+    if !plan.notes.is_empty() {
+        out.push('\n');
+    }
+    let s = plan.summary();
+    out.push_str(&format!(
+        "Plan: {} to add, {} to change, {} to destroy.\n",
+        s.add, s.change, s.destroy
+    ));
+    out
+}
+
+fn change_text(c: &PlannedChange) -> String {
+    let mut out = format!("  {} {} {}\n", c.action.symbol(), c.kind, c.name);
+    for line in attribute_lines(c) {
+        out.push_str(&format!("      {line}\n"));
+    }
+    if !c.reason.is_empty() {
+        out.push_str(&format!("      # {}\n", c.reason));
+    }
+    out
+}
+
+/// `key: value` for creates, `key: old → new` for changed keys.
+fn attribute_lines(c: &PlannedChange) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let obj = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_else(|| empty.clone())
+    };
+    let (before, after) = (obj(&c.before), obj(&c.after));
+    match c.action {
+        Action::Create => after
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", short(v)))
+            .collect(),
+        Action::Delete => Vec::new(),
+        _ => {
+            let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .filter(|k| before.get(*k) != after.get(*k))
+                .map(|k| {
+                    let show = |v: Option<&Value>| v.map(short).unwrap_or_else(|| "(none)".into());
+                    format!("{k}: {} → {}", show(before.get(k)), show(after.get(k)))
+                })
+                .collect()
+        }
+    }
+}
+
+/// A value for one line: strings quoted, long digests shortened.
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.len() > 24 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            format!("\"{}…\"", &s[..12])
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The plan as JSON lines: each change, the notes, then the summary.
+pub fn plan_json(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in &plan.changes {
+        out.push_str(
+            &json!({ "type": "planned_change", "env": plan.env, "change": c }).to_string(),
+        );
+        out.push('\n');
+    }
+    for n in &plan.notes {
+        out.push_str(&json!({ "type": "note", "message": n }).to_string());
+        out.push('\n');
+    }
+    let s = plan.summary();
+    out.push_str(
+        &json!({ "type": "change_summary", "command": plan.command, "env": plan.env, "changes": s, "no_changes": !plan.has_changes() })
+            .to_string(),
+    );
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::{Executor, FORMAT};
+
+    #[test]
+    fn renders_terraform_style() {
+        let plan = Plan {
+            format: FORMAT,
+            command: "deploy".into(),
+            app: "hello".into(),
+            env: "staging".into(),
+            provider: "local".into(),
+            serial: 3,
+            artifact: None,
+            changes: vec![PlannedChange {
+                action: Action::Update,
+                kind: "release".into(),
+                name: "hello".into(),
+                reason: "a new build".into(),
+                before: Some(json!({"artifact": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})),
+                after: Some(json!({"artifact": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"})),
+                payload: String::new(),
+                executor: Executor::Rollout,
+            }],
+            notes: vec![],
+        };
+        let text = plan_text(&plan);
+        assert!(
+            text.contains(
+                "  ~ release hello\n      artifact: \"aaaaaaaaaaaa…\" → \"bbbbbbbbbbbb…\"\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("Plan: 0 to add, 1 to change, 0 to destroy.\n"));
+        assert!(
+            plan_json(&plan)
+                .lines()
+                .last()
+                .unwrap()
+                .contains("\"change\":1")
+        );
+    }
+}

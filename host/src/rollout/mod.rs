@@ -1,0 +1,538 @@
+//! Putting a release on a host and keeping the service healthy: the one
+//! rollout, written once over a [`Transport`] and a [`ServiceManager`].
+//!
+//! This is a host feature rather than an `installer` plugin world: the host
+//! already holds the SSH keys and the artifact bytes, the steps are the same
+//! for every provider (a droplet and a spot instance are both "a Linux host
+//! reached over SSH"), and keeping them here means a plugin never needs to
+//! stream a 100 MB binary or see a secret env file. Providers that need
+//! something special still have the `ssh` import.
+//!
+//! Layout on a host, under the service root:
+//! ```text
+//! releases/<id>/        one directory per release (.soar-digest inside)
+//! current -> releases/<id>   switched atomically (ln -sfn + mv -T)
+//! shared/env            the service environment, mode 0600
+//! logs/                 service output (local supervisor)
+//! .soar-lock            who is deploying, while they are
+//! ```
+
+pub mod env_file;
+pub mod local;
+pub mod service;
+pub mod transport;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use self::service::{ServiceManager, ServiceSpec};
+use self::transport::{Transport, quote};
+use crate::artifact::ArtifactSource;
+use crate::runtime::bindings::ArtifactKind;
+
+/// How long a housekeeping command may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The health check a release must pass.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub path: String,
+    /// Overall deadline for the release to become healthy.
+    pub timeout: Duration,
+    /// Pause between attempts.
+    pub interval: Duration,
+    /// Most attempts.
+    pub retries: u32,
+}
+
+/// One release to roll out.
+pub struct Release<'a> {
+    /// Directory name under `releases/` (sortable by time).
+    pub id: String,
+    pub artifact: &'a ArtifactSource,
+    pub kind: ArtifactKind,
+    /// The service environment (plain vars and resolved secrets).
+    pub env: Vec<(String, String)>,
+    pub health: Health,
+    /// Releases kept on the host (older ones are pruned).
+    pub keep: u32,
+    /// For tarballs: the setup script to run after extraction, if present.
+    pub setup: Option<String>,
+}
+
+/// What a rollout did, phase by phase.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The release directory now current.
+    pub release: String,
+    /// The release that was current before, if any.
+    pub previous: Option<String>,
+    /// Bytes transferred (0 when the release was already on the host).
+    pub bytes_sent: u64,
+    /// `(phase, duration)` in order: transfer, start, verify-health.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// The health check's last answer.
+    pub health: String,
+}
+
+/// Why a rollout failed, and what state the host is in.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub message: String,
+    /// The previous release was switched back in and restarted.
+    pub rolled_back: bool,
+    /// Phases completed before the failure.
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+/// The command that starts a release of `kind` (run inside `current`).
+pub fn start_command(
+    kind: ArtifactKind,
+    artifact: &ArtifactSource,
+    configured: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(cmd) = configured {
+        return Ok(cmd.to_string());
+    }
+    match kind {
+        ArtifactKind::Binary => {
+            let files = artifact.describe().files;
+            let [file] = files.as_slice() else {
+                anyhow::bail!(
+                    "a binary artifact is one file; this one has {}: set `artifact.command` to say which to run",
+                    files.len()
+                );
+            };
+            Ok(format!("./{}", quote(&file.path)))
+        }
+        ArtifactKind::Script | ArtifactKind::Tarball => {
+            anyhow::bail!(
+                "set `artifact.command` to say how to run this artifact (for example `python3 app.py`)"
+            )
+        }
+        ArtifactKind::Static => anyhow::bail!(
+            "static sites are served by Cloudflare Pages; to run one locally set `artifact.command` (for example `python3 -m http.server $PORT`)"
+        ),
+    }
+}
+
+/// Take the host's deploy lock, or say who holds it.
+pub async fn lock<T: Transport>(t: &T, root: &str, who: &str, force: bool) -> anyhow::Result<()> {
+    let file = format!("{root}/.soar-lock");
+    t.exec(&format!("mkdir -p {}", quote(root)), STEP_TIMEOUT)
+        .await?
+        .check("creating the service root")?;
+    if force {
+        t.exec(&format!("rm -f {}", quote(&file)), STEP_TIMEOUT)
+            .await?;
+    }
+    let take = format!(
+        "(set -C; printf '%s\\n' {} > {}) 2>/dev/null",
+        quote(who),
+        quote(&file)
+    );
+    if t.exec(&take, STEP_TIMEOUT).await?.status == 0 {
+        return Ok(());
+    }
+    let holder = t
+        .exec(&format!("cat {}", quote(&file)), STEP_TIMEOUT)
+        .await?
+        .stdout;
+    anyhow::bail!(
+        "{} is being deployed by someone else: {} holds {file}. If that deploy died, re-run with --force-unlock",
+        t.describe(),
+        holder.trim()
+    )
+}
+
+/// Release the host's deploy lock.
+pub async fn unlock<T: Transport>(t: &T, root: &str) -> anyhow::Result<()> {
+    t.exec(
+        &format!("rm -f {}", quote(&format!("{root}/.soar-lock"))),
+        STEP_TIMEOUT,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Roll `release` out: transfer (or reuse), switch, start, verify health;
+/// on an unhealthy release switch back to the previous one.
+pub async fn deploy<T: Transport, S: ServiceManager>(
+    t: &T,
+    svc: &S,
+    spec: &ServiceSpec,
+    release: &Release<'_>,
+) -> Result<Report, Failure> {
+    let mut report = Report::default();
+    let fail =
+        |message: String, rolled_back: bool, phases: &Vec<(&'static str, Duration)>| Failure {
+            message,
+            rolled_back,
+            phases: phases.clone(),
+        };
+    let root = spec.root.as_str();
+
+    let started = Instant::now();
+    let (dir, sent) = transfer(t, root, release).await.map_err(|e| {
+        fail(
+            format!("transfer to {} failed: {e:#}", t.describe()),
+            false,
+            &report.phases,
+        )
+    })?;
+    report.bytes_sent = sent;
+    report.release = dir.clone();
+    report.phases.push(("transfer", started.elapsed()));
+
+    let started = Instant::now();
+    report.previous = current(t, root).await.ok().flatten().filter(|p| p != &dir);
+    let env = env_file::render(&release.env)
+        .map_err(|e| fail(format!("{e:#}"), false, &report.phases))?;
+    let switched = async {
+        t.put_bytes(env.as_bytes(), &format!("{root}/shared/env"), 0o600)
+            .await?;
+        switch(t, root, &dir).await?;
+        svc.restart(spec).await
+    }
+    .await;
+    if let Err(e) = switched {
+        let rolled_back = restore(t, svc, spec, report.previous.as_deref()).await;
+        return Err(fail(
+            format!("starting release {dir} on {} failed: {e:#}", t.describe()),
+            rolled_back,
+            &report.phases,
+        ));
+    }
+    report.phases.push(("start", started.elapsed()));
+
+    let started = Instant::now();
+    match check_health(t, svc, spec, &release.health).await {
+        Ok(answer) => {
+            report.health = answer;
+            report.phases.push(("verify-health", started.elapsed()));
+        }
+        Err(why) => {
+            report.phases.push(("verify-health", started.elapsed()));
+            let logs = svc.logs(spec, 20).await.unwrap_or_default();
+            let rolled_back = restore(t, svc, spec, report.previous.as_deref()).await;
+            let mut message = format!("release {dir} on {} is unhealthy: {why}", t.describe());
+            if !logs.trim().is_empty() {
+                message.push_str(&format!(
+                    "\nlast lines of {}'s log:\n{}",
+                    spec.name,
+                    indent(&logs)
+                ));
+            }
+            message.push_str(&match (&report.previous, rolled_back) {
+                (Some(prev), true) => format!("\nrolled back to {prev}, which is running again"),
+                (Some(prev), false) => {
+                    format!("\nrolling back to {prev} failed too: check the host")
+                }
+                (None, _) => {
+                    "\nthere is no previous release to roll back to; the service is stopped"
+                        .to_string()
+                }
+            });
+            if report.previous.is_none() {
+                let _ = svc.stop(spec).await;
+            }
+            return Err(fail(message, rolled_back, &report.phases));
+        }
+    }
+    if let Err(e) = prune(t, root, release.keep, &dir, report.previous.as_deref()).await {
+        tracing::warn!("pruning old releases on {}: {e:#}", t.describe());
+    }
+    Ok(report)
+}
+
+/// Switch `current` to an existing release and restart; verify its health.
+pub async fn switch_to<T: Transport, S: ServiceManager>(
+    t: &T,
+    svc: &S,
+    spec: &ServiceSpec,
+    dir: &str,
+    health: &Health,
+) -> anyhow::Result<String> {
+    let exists = t
+        .exec(
+            &format!(
+                "test -d {}",
+                quote(&format!("{}/releases/{dir}", spec.root))
+            ),
+            STEP_TIMEOUT,
+        )
+        .await?;
+    if exists.status != 0 {
+        anyhow::bail!(
+            "release {dir} is not on {} (it may have been pruned)",
+            t.describe()
+        );
+    }
+    switch(t, &spec.root, dir).await?;
+    svc.restart(spec).await?;
+    check_health(t, svc, spec, health)
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
+/// The release `current` points at.
+pub async fn current<T: Transport>(t: &T, root: &str) -> anyhow::Result<Option<String>> {
+    let out = t
+        .exec(
+            &format!("readlink {}", quote(&format!("{root}/current"))),
+            STEP_TIMEOUT,
+        )
+        .await?;
+    Ok((out.status == 0)
+        .then(|| {
+            out.stdout
+                .trim()
+                .trim_start_matches("releases/")
+                .to_string()
+        })
+        .filter(|s| !s.is_empty()))
+}
+
+/// Stop the service and remove everything under its root.
+pub async fn remove<T: Transport, S: ServiceManager>(
+    t: &T,
+    svc: &S,
+    spec: &ServiceSpec,
+) -> anyhow::Result<()> {
+    svc.stop(spec).await?;
+    t.exec(&format!("rm -rf {}", quote(&spec.root)), STEP_TIMEOUT)
+        .await?
+        .check("removing the service root")?;
+    Ok(())
+}
+
+/// Upload the artifact into a new release directory, or find one that
+/// already holds the same digest. Returns the directory and bytes sent.
+async fn transfer<T: Transport>(
+    t: &T,
+    root: &str,
+    release: &Release<'_>,
+) -> anyhow::Result<(String, u64)> {
+    let digest = release.artifact.digest();
+    let find = format!(
+        "for f in {}/releases/*/.soar-digest; do [ -f \"$f\" ] && [ \"$(cat \"$f\")\" = {} ] && basename \"$(dirname \"$f\")\" && break; done; true",
+        quote(root),
+        quote(digest)
+    );
+    let found = t
+        .exec(&find, STEP_TIMEOUT)
+        .await?
+        .check("looking for an existing release")?
+        .stdout;
+    if let Some(existing) = found.lines().next().filter(|l| !l.trim().is_empty()) {
+        return Ok((existing.trim().to_string(), 0));
+    }
+    let partial = format!("{root}/releases/{}.partial", release.id);
+    let final_dir = format!("{root}/releases/{}", release.id);
+    let listing = release.artifact.describe();
+    let mut dirs: Vec<String> = listing
+        .files
+        .iter()
+        .filter_map(|f| {
+            Path::new(&f.path)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{partial}/{p}"))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.push(partial.clone());
+    let mkdirs = dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ");
+    t.exec(
+        &format!(
+            "rm -rf {} && mkdir -p {mkdirs} {}/shared {}/logs",
+            quote(&partial),
+            quote(root),
+            quote(root)
+        ),
+        STEP_TIMEOUT,
+    )
+    .await?
+    .check("preparing the release directory")?;
+    let mut sent = 0;
+    for file in &listing.files {
+        let mode = if release.kind == ArtifactKind::Binary
+            || is_executable(&release.artifact.path_of(&file.path)?)
+        {
+            0o755
+        } else {
+            0o644
+        };
+        sent += t
+            .put_file(
+                &release.artifact.path_of(&file.path)?,
+                &format!("{partial}/{}", file.path),
+                mode,
+            )
+            .await?;
+    }
+    if release.kind == ArtifactKind::Tarball {
+        let [tarball] = listing.files.as_slice() else {
+            anyhow::bail!("a tarball artifact is one .tar.gz file");
+        };
+        let name = quote(&tarball.path);
+        t.exec(
+            &format!("cd {} && tar -xzf {name} && rm -f {name}", quote(&partial)),
+            STEP_TIMEOUT,
+        )
+        .await?
+        .check("extracting the tarball")?;
+        let setup = release.setup.clone().unwrap_or_else(|| "setup.sh".into());
+        let script = format!(
+            "cd {} && if [ -f {s} ]; then sh {s}; fi",
+            quote(&partial),
+            s = quote(&setup)
+        );
+        t.exec(&script, Duration::from_secs(600))
+            .await?
+            .check(&format!("running {setup}"))?;
+    }
+    t.put_bytes(digest.as_bytes(), &format!("{partial}/.soar-digest"), 0o644)
+        .await?;
+    t.exec(
+        &format!("mv {} {}", quote(&partial), quote(&final_dir)),
+        STEP_TIMEOUT,
+    )
+    .await?
+    .check("completing the release directory")?;
+    Ok((release.id.clone(), sent))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// Point `current` at `releases/<dir>` atomically.
+async fn switch<T: Transport>(t: &T, root: &str, dir: &str) -> anyhow::Result<()> {
+    let (new, cur) = (
+        format!("{root}/current.soar-new"),
+        format!("{root}/current"),
+    );
+    t.exec(
+        &format!(
+            "ln -sfn {} {} && mv -Tf {} {}",
+            quote(&format!("releases/{dir}")),
+            quote(&new),
+            quote(&new),
+            quote(&cur)
+        ),
+        STEP_TIMEOUT,
+    )
+    .await?
+    .check("switching the current release")?;
+    Ok(())
+}
+
+/// Switch back to `previous` and restart; whether that worked.
+async fn restore<T: Transport, S: ServiceManager>(
+    t: &T,
+    svc: &S,
+    spec: &ServiceSpec,
+    previous: Option<&str>,
+) -> bool {
+    let Some(prev) = previous else { return false };
+    switch(t, &spec.root, prev).await.is_ok() && svc.restart(spec).await.is_ok()
+}
+
+/// Poll the health endpoint until it answers 2xx, within the deadline.
+async fn check_health<T: Transport, S: ServiceManager>(
+    t: &T,
+    svc: &S,
+    spec: &ServiceSpec,
+    health: &Health,
+) -> Result<String, String> {
+    let deadline = Instant::now() + health.timeout;
+    let mut last = String::from("no answer yet");
+    for attempt in 1..=health.retries.max(1) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match t
+            .probe_http(spec.port, &health.path, left.min(Duration::from_secs(5)))
+            .await
+        {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                return Ok(format!("GET {} answered {status}", health.path));
+            }
+            Ok((status, body)) => {
+                last = format!("GET {} answered {status}: {}", health.path, body.trim())
+            }
+            Err(e) => last = format!("GET {} on port {}: {e}", health.path, spec.port),
+        }
+        if !svc.is_running(spec).await.unwrap_or(true) && attempt > 1 {
+            last.push_str(" (the service is not running)");
+        }
+        if attempt < health.retries {
+            tokio::time::sleep(
+                health
+                    .interval
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+    Err(format!("{last} (after {} s)", health.timeout.as_secs()))
+}
+
+/// Remove old releases, keeping the newest `keep` plus current and previous.
+async fn prune<T: Transport>(
+    t: &T,
+    root: &str,
+    keep: u32,
+    current: &str,
+    previous: Option<&str>,
+) -> anyhow::Result<()> {
+    let out = t
+        .exec(
+            &format!("ls -1 {}", quote(&format!("{root}/releases"))),
+            STEP_TIMEOUT,
+        )
+        .await?
+        .check("listing releases")?;
+    let mut all: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.ends_with(".partial"))
+        .collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    let doomed: Vec<String> = all
+        .iter()
+        .skip(keep.max(1) as usize)
+        .filter(|d| **d != current && Some(**d) != previous)
+        .map(|d| quote(&format!("{root}/releases/{d}")))
+        .collect();
+    if !doomed.is_empty() {
+        t.exec(&format!("rm -rf {}", doomed.join(" ")), STEP_TIMEOUT)
+            .await?
+            .check("removing old releases")?;
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Read a file on the host through the transport (for `soar logs`).
+pub async fn tail<T: Transport>(t: &T, path: &str, lines: usize) -> anyhow::Result<String> {
+    let out = t
+        .exec(&format!("tail -n {lines} {}", quote(path)), STEP_TIMEOUT)
+        .await
+        .context("reading logs")?;
+    Ok(out.stdout)
+}
