@@ -1,1 +1,218 @@
-fn main() {}
+//! Runtime benchmarks, printed side by side with a baseline in the same run:
+//!
+//! - P1: whole-process time of one plugin call through `soar` (load and
+//!   `describe` the local plugin), compile cache warm and cold, next to
+//!   `soar --version` (process start, no plugin).
+//! - P2: brokered HTTP round trips per second from a plugin to a loopback
+//!   server, next to the same loop with native reqwest.
+//! - P8: peak RSS of `soar plugin list`, which loads all bundled plugins,
+//!   next to `soar --version`.
+//!
+//! Run: `cargo bench -p soar --bench runtime` (release build).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SOAR: &str = env!("CARGO_BIN_EXE_soar");
+
+fn main() {
+    let iterations: usize = std::env::var("SOAR_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    println!(
+        "soar runtime benchmarks ({iterations} iterations each, {})",
+        SOAR
+    );
+    println!();
+    p1(scratch.path(), iterations);
+    p8(scratch.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(p2(iterations.max(5) * 50));
+}
+
+/// Median and minimum wall time of running `args` `n` times.
+fn time_process(
+    n: usize,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    before_each: &dyn Fn(),
+) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        before_each();
+        let started = Instant::now();
+        let status = Command::new(SOAR)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running soar");
+        samples.push(started.elapsed());
+        assert!(status.success(), "soar {args:?} failed");
+    }
+    samples.sort();
+    (samples[n / 2], samples[0])
+}
+
+fn p1(scratch: &Path, n: usize) {
+    let cache = scratch.join("cache");
+    let data = scratch.join("data");
+    let env = [
+        ("SOAR_CACHE_DIR", cache.as_path()),
+        ("SOAR_DATA_DIR", data.as_path()),
+    ];
+    let args = ["plugin", "inspect", "local", "--json"];
+    let (base_med, base_min) = time_process(n, &["--version"], &env, &|| {});
+    let clear = || {
+        let _ = std::fs::remove_dir_all(&cache);
+    };
+    let (cold_med, cold_min) = time_process(n, &args, &env, &clear);
+    // One run fills the cache; then every run is warm.
+    time_process(1, &args, &env, &|| {});
+    let (warm_med, warm_min) = time_process(n, &args, &env, &|| {});
+    println!("P1  plugin call through the soar process (median / min)");
+    println!(
+        "    baseline `soar --version`            {:>8.2} ms / {:>8.2} ms",
+        ms(base_med),
+        ms(base_min)
+    );
+    println!(
+        "    warm cache: inspect local (describe)  {:>8.2} ms / {:>8.2} ms   goal <= 15 ms",
+        ms(warm_med),
+        ms(warm_min)
+    );
+    println!(
+        "    cold cache: inspect local (compile)   {:>8.2} ms / {:>8.2} ms   goal <= 1500 ms",
+        ms(cold_med),
+        ms(cold_min)
+    );
+    println!();
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Peak RSS (KiB) of one run of soar with `args`.
+fn peak_rss(args: &[&str], env: &[(&str, &Path)]) -> u64 {
+    let mut child = Command::new(SOAR)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running soar");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let _ = child.try_wait();
+    usage.ru_maxrss as u64
+}
+
+fn p8(scratch: &Path) {
+    let cache = scratch.join("cache-p8");
+    let data = scratch.join("data");
+    let env = [
+        ("SOAR_CACHE_DIR", cache.as_path()),
+        ("SOAR_DATA_DIR", data.as_path()),
+    ];
+    let base = peak_rss(&["--version"], &env);
+    peak_rss(&["plugin", "list"], &env);
+    let warm = peak_rss(&["plugin", "list"], &env);
+    let _ = std::fs::remove_dir_all(&cache);
+    let cold = peak_rss(&["plugin", "list"], &env);
+    println!("P8  peak RSS with the four bundled plugins loaded (`soar plugin list`)");
+    println!(
+        "    baseline `soar --version`            {:>8.1} MiB",
+        base as f64 / 1024.0
+    );
+    println!(
+        "    plugin list, warm cache               {:>8.1} MiB   goal <= 60 MiB",
+        warm as f64 / 1024.0
+    );
+    println!(
+        "    plugin list, cold cache (compiling)   {:>8.1} MiB",
+        cold as f64 / 1024.0
+    );
+    println!();
+}
+
+async fn p2(requests: usize) {
+    use soar::broker::http::HttpLimits;
+    use soar::broker::http::policy::Grants;
+    use soar::journal::Journal;
+    use soar::runtime::bindings::Context;
+    use soar::runtime::{Runtime, RuntimeConfig};
+    use soar::session::{Session, SessionConfig};
+
+    let server = soar_tests::servers::Server::start();
+    let url = server.url().to_string();
+
+    soar::tls::install_crypto_provider();
+    // Native: the same number of sequential GETs with one reqwest client.
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    for _ in 0..requests {
+        let r = client.get(format!("{url}/bench")).send().await.unwrap();
+        r.bytes().await.unwrap();
+    }
+    let native = started.elapsed();
+
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    // The test plugin of tests/plugins/hostile, in its benign `http-loop` mode.
+    let plugin = runtime
+        .load("hostile", soar_tests::components::hostile())
+        .await
+        .unwrap();
+    let mut grants = Grants {
+        section: "[env.bench.grants] in soar.toml".into(),
+        ..Default::default()
+    };
+    grants.endpoints.insert("api".into(), url.clone());
+    let session = Arc::new(
+        Session::new(
+            plugin.description(),
+            SessionConfig {
+                grants,
+                credential_env: Default::default(),
+                secrets: Box::new(soar::credentials::ProcessEnv),
+                artifact: None,
+                journal: Arc::new(Journal::with_capacity(requests + 10)),
+                http_limits: HttpLimits::default(),
+            },
+        )
+        .unwrap(),
+    );
+    let ctx = Context {
+        app: "bench".into(),
+        environment: "bench".into(),
+        settings: serde_json::json!({ "mode": "http-loop", "count": requests, "url": format!("{url}/bench") }).to_string(),
+        endpoints: session.http.endpoints().to_vec(),
+        artifact: None,
+    };
+    let started = Instant::now();
+    plugin.plan(session, &ctx).await.expect("probe loop");
+    let brokered = started.elapsed();
+    let rps = |d: Duration| requests as f64 / d.as_secs_f64();
+    println!("P2  HTTP round trips to a loopback server ({requests} sequential GETs)");
+    println!(
+        "    native reqwest                        {:>8.0} req/s",
+        rps(native)
+    );
+    println!(
+        "    brokered from a plugin                {:>8.0} req/s   = {:.2}x native, goal >= 0.9x",
+        rps(brokered),
+        rps(brokered) / rps(native)
+    );
+}

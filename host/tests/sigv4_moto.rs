@@ -141,6 +141,7 @@ async fn validate_with(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_verifies_the_hosts_sigv4_signature() {
+    soar::tls::install_crypto_provider();
     let moto = Moto::start().unwrap();
     iam(&moto, &[("Action", "CreateUser"), ("UserName", "soar")]).await;
     let policy =

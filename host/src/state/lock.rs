@@ -27,7 +27,9 @@ pub const LOCK_FILE: &str = "lock";
 /// Who holds the lock, next to it.
 pub const LOCK_INFO_FILE: &str = "lock.info";
 
-/// First and longest pause between attempts while waiting for the lock.
+/// First pause between attempts while waiting for the lock; doubles each
+/// attempt up to `POLL_MAX`, so a short wait is noticed quickly and a long
+/// one costs little CPU.
 const POLL_MIN: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
 

@@ -33,6 +33,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`ProjectLock`](super::ProjectLock); reads (`soar status`, `soar history`)
 /// need no lock, since WAL readers see a consistent snapshot.
 ///
+/// `Send` but not `Sync` (one SQLite connection): async code moves it into
+/// `spawn_blocking`, or opens a second handle, which is cheap and safe.
+///
 /// **No secrets.** The API takes plain strings and JSON the engine built from
 /// plugin outputs the brokers have already scrubbed; it deliberately has no
 /// parameter of type [`Secret`](crate::credentials::Secret), and `Secret` does

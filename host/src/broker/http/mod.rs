@@ -63,8 +63,9 @@ impl Default for HttpLimits {
     }
 }
 
-/// Headers a plugin may never set: they carry credentials or would let it
-/// lie about where a request goes.
+/// Headers a plugin may never set: they would let it lie about where a
+/// request goes or how the answer is framed. `accept-encoding` is the host's
+/// too: a compressed body could carry a reflected secret past the scrubber.
 const FORBIDDEN_HEADERS: &[&str] = &[
     "host",
     "content-length",
@@ -72,7 +73,11 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "connection",
     "te",
     "upgrade",
+    "accept-encoding",
 ];
+/// Headers refused toward credential-bound hosts: they carry credentials of
+/// the plugin's own making. `range` is among them because a reflected secret
+/// fetched in pieces would slip past the scrubber.
 const AUTH_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -81,6 +86,7 @@ const AUTH_HEADERS: &[&str] = &[
     "x-amz-security-token",
     "x-amz-date",
     "cookie",
+    "range",
 ];
 
 /// Brokered HTTP for one plugin in one command.

@@ -114,6 +114,14 @@ impl Provider for Hostile {
             ])),
             "socket" => sockets(&s),
             "fetch" => fetch(&s),
+            // Not hostile: `count` sequential GETs of `url`, for the broker
+            // throughput benchmark (P2).
+            "http-loop" => {
+                for _ in 0..s.count {
+                    request(&s).send_ok()?;
+                }
+                Ok(notes(vec![format!("{} requests", s.count)]))
+            }
             "echo" => echo(&s),
             "ssh" => {
                 let (address, port) = s.addr.rsplit_once(':').unwrap_or((&s.addr, "22"));
