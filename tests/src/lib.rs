@@ -4,5 +4,7 @@
 //! on loopback, and launchers for real peers (moto, sshd).
 
 pub mod components;
+pub mod fakes;
 pub mod moto;
 pub mod servers;
+pub mod sshd;

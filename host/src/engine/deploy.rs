@@ -155,8 +155,11 @@ pub(crate) async fn make_plan(
             .map(|d| format!("{:?}: {}", d.severity, d.message).to_lowercase()),
     );
 
+    // The host rolls the release out when the provider's hosts take one: it
+    // declares SSH (droplets, spot instances) or reports this machine. A
+    // provider without hosts (Workers, Pages) deploys the artifact itself.
     let artifact = p.artifact.as_ref().expect("deploy plans have an artifact");
-    let (command, _) = release_settings(ws, env, artifact)?;
+    let command = release_settings(ws, env, artifact).map(|(c, _)| c);
     let port = targets::known_port(store, env)?;
     let targets = targets::resolve(
         ws,
@@ -165,20 +168,23 @@ pub(crate) async fn make_plan(
         p.session.clone(),
         &p.ctx,
         port.unwrap_or(0),
-        &command,
+        command.as_deref().unwrap_or_default(),
     )
     .await?;
-    let running = match targets.first() {
-        Some(Target::Local(spec)) => Supervisor::current()?.is_running(spec).await?,
-        None => false,
-    };
-    changes.push(release_step(
-        env,
-        store.active_release(&env.name)?,
-        artifact.digest(),
-        running,
-        port,
-    ));
+    if p.plugin.description().capabilities.ssh || !targets.is_empty() {
+        command?;
+        let running = match targets.first() {
+            Some(Target::Local(spec)) => Supervisor::current()?.is_running(spec).await?,
+            None => false,
+        };
+        changes.push(release_step(
+            env,
+            store.active_release(&env.name)?,
+            artifact.digest(),
+            running,
+            port,
+        ));
+    }
     let mut plan = Plan {
         format: FORMAT,
         command: "deploy".into(),
@@ -569,7 +575,22 @@ async fn run_deploy(
         .iter()
         .find(|c| c.executor == Executor::Rollout && c.action != Action::NoOp)
     else {
-        return Ok("provider changes applied".into());
+        // The provider deployed the artifact itself: report where it answers.
+        let urls: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
+            .flat_map(|a| a.endpoints)
+            .filter(|e| e.kind == "url")
+            .map(|e| e.address)
+            .collect();
+        for url in &urls {
+            progress(
+                json_mode,
+                json!({ "type": "deployed", "env": env_name, "url": url, "changed": true }),
+                format!("\nDeployed to {env_name}: {url}"),
+            );
+        }
+        return Ok(format!("provider changes applied {}", urls.join(" ")));
     };
     let artifact = p.artifact.as_ref().expect("deploys have an artifact");
     let (command, health) = release_settings(ws, env, artifact)?;

@@ -1,0 +1,1 @@
+//! A fake of the DigitalOcean v2 API (droplets, keys, regions, sizes, Functions).

@@ -1,0 +1,1 @@
+//! Real OpenSSH `sshd` test hosts on loopback, each with its own host key and root.
