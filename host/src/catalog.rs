@@ -62,12 +62,19 @@ impl Catalog {
             let mut dirs: Vec<_> = std::fs::read_dir(&dir)?.filter_map(Result::ok).collect();
             dirs.sort_by_key(|d| d.file_name());
             for d in dirs {
+                let name = d.file_name().to_string_lossy().into_owned();
+                // `.store`, `.staging-*` (an install in progress or killed)
+                // and anything that is not a plugin name are not plugins.
+                if !crate::install::valid_name(&name) {
+                    continue;
+                }
+                // `<name>` is a symlink into `.store/` (see `install`), or a
+                // plain directory made by hand.
                 let path = d.path().join("plugin.wasm");
                 if !path.is_file() {
                     continue;
                 }
                 let bytes = std::fs::read(&path)?;
-                let name = d.file_name().to_string_lossy().into_owned();
                 entries.retain(|e| e.name != name);
                 entries.push(Entry {
                     name,
@@ -90,6 +97,11 @@ impl Catalog {
                 directories::ProjectDirs::from("dev", "soar", "soar")
                     .map(|d| d.data_dir().join("plugins"))
             })
+    }
+
+    /// Whether a first-party plugin called `name` is built into this binary.
+    pub fn is_bundled(name: &str) -> bool {
+        bundled::BUNDLED.iter().any(|(n, _)| *n == name)
     }
 
     /// Every entry, sorted by name.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod engine;
+pub mod install;
 pub mod journal;
 pub mod rollout;
 pub mod runtime;

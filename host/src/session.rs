@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::artifact::ArtifactSource;
 use crate::broker::http::policy::{Grants, Policy};
 use crate::broker::http::{HttpBroker, HttpLimits};
+use crate::broker::ssh::{SshBroker, SshSettings};
 use crate::credentials::{CredentialStore, SecretSource};
 use crate::journal::Journal;
 use crate::runtime::bindings::Description;
@@ -14,6 +15,11 @@ use crate::runtime::bindings::Description;
 /// The brokers and artifact of one plugin for one command.
 pub struct Session {
     pub http: HttpBroker,
+    /// SSH for the rollout and the plugin's `ssh` import. Starts with
+    /// default settings and no host a plugin may reach; the engine
+    /// configures it and allows hosts ([`SshBroker::configure`],
+    /// [`SshBroker::allow`]).
+    pub ssh: Arc<SshBroker>,
     pub artifact: Option<Arc<ArtifactSource>>,
     pub journal: Arc<Journal>,
 }
@@ -51,9 +57,23 @@ impl Session {
         )?;
         Ok(Self {
             http,
+            ssh: Arc::new(
+                SshBroker::new(SshSettings::default(), config.journal.clone())
+                    .with_plugin_declared(caps.ssh),
+            ),
             artifact: config.artifact,
             journal: config.journal,
         })
+    }
+
+    /// Hand the broker the environment's service secrets, for `secret`
+    /// segments toward the provider's API. Values stay on the host.
+    pub fn with_service_secrets(
+        mut self,
+        secrets: BTreeMap<String, crate::credentials::Secret>,
+    ) -> Self {
+        self.http.set_service_secrets(secrets);
+        self
     }
 
     /// A session for calls that need no network (`describe`): nothing is

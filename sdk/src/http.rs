@@ -9,6 +9,14 @@ use crate::bindings::soar::plugin::http as wit;
 pub use crate::bindings::soar::plugin::http::{Body, Capture, Method, Part, Segment};
 use crate::{ApiError, PluginError};
 
+/// Names of the service secrets the user configured for this environment.
+/// Their values never reach the plugin: put `Segment::Secret(name)` (or
+/// `Segment::SecretJson(name)` inside JSON) in a body to the provider's API
+/// and the host splices the value in.
+pub fn secret_names() -> Vec<String> {
+    wit::secret_names()
+}
+
 /// A request under construction.
 #[derive(Debug)]
 pub struct Request {

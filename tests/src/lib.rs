@@ -4,7 +4,9 @@
 //! on loopback, and launchers for real peers (moto, sshd).
 
 pub mod components;
+pub mod ec2_proxy;
 pub mod fakes;
 pub mod moto;
 pub mod servers;
 pub mod sshd;
+pub mod static_server;

@@ -2,3 +2,4 @@
 //! is the single enforcement point for its capability.
 
 pub mod http;
+pub mod ssh;

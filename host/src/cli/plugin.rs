@@ -24,11 +24,114 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Install a plugin from a URL or path: a `.wasm` component, or a JSON/TOML
+    /// manifest naming one. Verifies its sha256, validates it, shows what it
+    /// may reach and asks; inside a project, pins it in soar.lock.
+    Install {
+        /// `https://...`, or a local path (`file://` too).
+        source: String,
+        /// Expected sha256 of the component (hex, `sha256:` prefix allowed).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Do not ask (also accepts an unpinned digest: trust on first use).
+        #[arg(short, long)]
+        yes: bool,
+        /// Allow plain http:// to non-loopback hosts (and redirects to them).
+        #[arg(long)]
+        allow_insecure_http: bool,
+    },
+    /// Fetch an installed plugin again from the source it was installed from;
+    /// shows how what it may reach changes before accepting.
+    Update {
+        name: String,
+        #[arg(short, long)]
+        yes: bool,
+        #[arg(long)]
+        allow_insecure_http: bool,
+    },
+    /// Remove an installed plugin (a bundled one of the same name is used again).
+    Remove { name: String },
+    /// Scaffold a provider project: the WIT, a skeleton, a build script, a test.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        lang: crate::install::scaffold::Lang,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn plugins_dir() -> anyhow::Result<std::path::PathBuf> {
+    crate::catalog::Catalog::default_dir().ok_or_else(|| {
+        anyhow::anyhow!("no data directory for plugins: set SOAR_DATA_DIR (or HOME)")
+    })
+}
+
+/// The project's soar.toml, found from the current directory up.
+fn project() -> Option<std::path::PathBuf> {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| crate::config::find(&d))
 }
 
 pub async fn run(cmd: PluginCommand) -> anyhow::Result<i32> {
+    if let PluginCommand::New { name, lang, dir } = &cmd {
+        let (dir, files) = crate::install::scaffold::scaffold(name, *lang, dir.as_deref())?;
+        println!("Created {} ({} files):", dir.display(), files.len());
+        for f in files {
+            println!("  {f}");
+        }
+        println!(
+            "Next: cd {} && ./test.sh (builds plugin.wasm, installs it into a throwaway data dir)",
+            dir.display()
+        );
+        return Ok(0);
+    }
+    if let PluginCommand::Remove { name } = &cmd {
+        println!("{}", crate::install::remove(&plugins_dir()?, name)?);
+        return Ok(0);
+    }
     let (runtime, catalog) = super::environment()?;
     match cmd {
+        PluginCommand::New { .. } | PluginCommand::Remove { .. } => unreachable!("handled above"),
+        PluginCommand::Install {
+            source,
+            sha256,
+            yes,
+            allow_insecure_http,
+        } => {
+            let opts = crate::install::InstallOptions {
+                source,
+                sha256,
+                yes,
+                fetch: crate::install::fetch::FetchPolicy {
+                    allow_insecure_http,
+                    ..Default::default()
+                },
+                project: project(),
+            };
+            crate::install::install(&runtime, &catalog, &plugins_dir()?, &opts, None).await?;
+            Ok(0)
+        }
+        PluginCommand::Update {
+            name,
+            yes,
+            allow_insecure_http,
+        } => {
+            let opts = crate::install::InstallOptions {
+                source: String::new(),
+                sha256: None,
+                yes,
+                fetch: crate::install::fetch::FetchPolicy {
+                    allow_insecure_http,
+                    ..Default::default()
+                },
+                project: project(),
+            };
+            crate::install::update(&runtime, &catalog, &plugins_dir()?, &name, opts).await?;
+            Ok(0)
+        }
         PluginCommand::List { json } => {
             let mut rows = Vec::new();
             for entry in catalog.entries() {

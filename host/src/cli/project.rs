@@ -74,6 +74,9 @@ pub struct DeployArgs {
     /// How long to wait for another soar holding the project lock.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     lock_timeout: Duration,
+    /// Break a stale deploy lock left on SSH hosts by a deploy that died.
+    #[arg(long)]
+    force_unlock: bool,
 }
 
 /// `soar destroy`.
@@ -222,6 +225,7 @@ pub async fn deploy(config: Option<&Path>, a: DeployArgs) -> anyhow::Result<i32>
         parallelism: a.parallelism,
         lock_timeout: a.lock_timeout,
         plan_file: a.plan,
+        force_unlock: a.force_unlock,
     };
     deploy_command(&ws, &opts).await
 }

@@ -15,10 +15,10 @@ use super::schema::Context;
 use super::secrets::is_env_var_name;
 use super::spans::join;
 use super::spelling::closest;
-use super::{Environment, deploy, grants};
+use super::{Environment, deploy, grants, ssh};
 
 /// Keys of an environment table that are not provider settings.
-pub(crate) const RESERVED: &[&str] = &["provider", "deploy", "grants", "credentials"];
+pub(crate) const RESERVED: &[&str] = &["provider", "deploy", "grants", "credentials", "ssh"];
 
 const EXAMPLE: &str = "[env.dev]\nprovider = \"local\"";
 
@@ -117,6 +117,10 @@ fn read_one(
             );
         }
     }
+    let ssh = match s.section("ssh", "[env.<name>.ssh] with hosts = [\"203.0.113.10\"]", r) {
+        Some(x) => ssh::read(&x, &ctx.root, r),
+        None => Default::default(),
+    };
     let mut settings = Map::new();
     for (k, v) in s.entries() {
         if !RESERVED.contains(&k.get_ref().as_ref()) {
@@ -131,6 +135,7 @@ fn read_one(
         deploy: deploy::merge(defaults, &layer, app_name, r),
         grants,
         credentials,
+        ssh,
         line: 0,
     }
 }

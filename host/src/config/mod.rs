@@ -21,6 +21,7 @@ mod schema;
 mod secrets;
 mod spans;
 mod spelling;
+mod ssh;
 mod template;
 
 use std::collections::BTreeMap;
@@ -182,9 +183,33 @@ pub struct Environment {
     /// `[env.<name>.credentials]`: credential name -> name of the
     /// environment variable holding it.
     pub credentials: BTreeMap<String, String>,
+    /// `[env.<name>.ssh]`: how to reach the environment's hosts.
+    pub ssh: SshConfig,
     /// Line of the `[env.<name>]` header, for messages about the whole
     /// environment.
     pub line: usize,
+}
+
+/// `[env.<name>.ssh]` (see the `ssh` module for the keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshConfig {
+    /// Hosts listed in the config (not created by the provider).
+    pub hosts: Vec<(String, Option<u16>)>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    /// Soar's own known-hosts file (default `<project>/.soar/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Prefix of every remote path ("" in production); `{host}`, `{port}`.
+    pub remote_prefix: String,
+    /// The systemctl command (default `systemctl`); `{prefix}` expands.
+    pub systemctl: Option<String>,
+    pub use_sudo: bool,
+    /// `User=` of the unit: `None` = the service name, `""` = none.
+    pub service_user: Option<String>,
+    pub connect_timeout: Option<Duration>,
+    /// address or address:port -> (address, port) actually connected to.
+    pub address_map: BTreeMap<String, (String, Option<u16>)>,
 }
 
 /// Read and validate the file at `path`; `known_providers` are the

@@ -46,6 +46,8 @@ pub struct DeployOptions {
     pub lock_timeout: Duration,
     /// Apply exactly this saved plan.
     pub plan_file: Option<PathBuf>,
+    /// Break a stale per-host deploy lock (SSH hosts).
+    pub force_unlock: bool,
 }
 
 /// Everything prepared for planning one environment.
@@ -68,8 +70,19 @@ impl Workspace {
         let env = self.environment(Some(env))?;
         let plugin = self.plugin(env).await?;
         let journal = Arc::new(Journal::default());
+        // Commands that deploy an artifact may hand service secrets to the
+        // provider's API (Workers secret bindings); others never need them.
+        let secrets = match &artifact {
+            Some(_) => self
+                .resolve_secrets(env)?
+                .into_iter()
+                .map(|(k, v)| (k, crate::credentials::Secret::new(v)))
+                .collect(),
+            None => Default::default(),
+        };
         let artifact = artifact.map(Arc::new);
-        let session = self.session(&plugin, env, artifact.clone(), journal.clone())?;
+        let session = self.session(&plugin, env, artifact.clone(), journal.clone(), secrets)?;
+        targets::configure_ssh(self, env, &session.ssh);
         let ctx = self.context(env, &session);
         Ok(Prepared {
             env,
@@ -175,6 +188,7 @@ pub(crate) async fn make_plan(
         command?;
         let running = match targets.first() {
             Some(Target::Local(spec)) => Supervisor::current()?.is_running(spec).await?,
+            Some(Target::Ssh(t)) => t.systemd.is_running(&t.spec).await.unwrap_or(false),
             None => false,
         };
         changes.push(release_step(
@@ -596,7 +610,16 @@ async fn run_deploy(
     let (command, health) = release_settings(ws, env, artifact)?;
     let port = targets::service_port(store, env)?;
     drop(targets);
-    let targets = targets::resolve(
+    // Hosts a provider created in this deploy: their new host keys are trusted.
+    let fresh: Vec<String> = outcomes
+        .iter()
+        .filter(|(c, _)| c.action == Action::Create || c.action == Action::Replace)
+        .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
+        .flat_map(|a| a.endpoints)
+        .filter(|e| e.kind == "ssh")
+        .map(|e| e.address)
+        .collect();
+    let targets = targets::resolve_fresh(
         ws,
         env,
         &p.plugin,
@@ -604,6 +627,7 @@ async fn run_deploy(
         &p.ctx,
         port,
         &command,
+        &fresh,
     )
     .await?;
     if targets.is_empty() {
@@ -646,107 +670,185 @@ async fn run_deploy(
             targets.len()
         ),
     );
-    let mut url = None;
-    for target in &targets {
-        let Target::Local(spec) = target;
-        let supervisor = Supervisor::current()?;
-        let started = mark();
-        let result = rollout::deploy(&LocalTransport, &supervisor, spec, &release).await;
-        let phases = match &result {
-            Ok(r) => r.phases.clone(),
-            Err(f) => f.phases.clone(),
-        };
-        for (name, d) in phases {
-            let phase = match name {
-                "transfer" => Phase::Transfer,
-                "start" => Phase::Start,
-                _ => Phase::VerifyHealth,
-            };
-            let _ = store.record_phase(
-                trail.id,
-                phase,
-                started.0,
-                d.as_millis() as u64,
-                Outcome::Ok,
-                &target.url(),
-            );
+    let job = Arc::new(RolloutJob {
+        id: release_id.clone(),
+        artifact: p.artifact.clone().expect("deploys have an artifact"),
+        kind: release.kind,
+        env: release.env.clone(),
+        health: release.health.clone(),
+        keep: release.keep,
+        setup: release.setup.clone(),
+        who: format!(
+            "{} pid {} at {}",
+            actor(),
+            std::process::id(),
+            crate::state::format_utc(now_ms())
+        ),
+        force_unlock: opts.force_unlock,
+    });
+    drop(release);
+    let parallelism = env
+        .deploy
+        .rollout
+        .parallelism
+        .unwrap_or(opts.parallelism)
+        .max(1);
+    let plan_batches = batches(targets.len(), env.deploy.rollout.batch);
+    let mut results: Vec<(usize, Result<rollout::Report, rollout::Failure>)> = Vec::new();
+    let mut stopped_after = None;
+    for (bi, range) in plan_batches.iter().enumerate() {
+        let sem = Arc::new(tokio::sync::Semaphore::new(parallelism));
+        let mut set = JoinSet::new();
+        for i in range.clone() {
+            let (target, job, sem) = (targets[i].clone(), job.clone(), sem.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let started = mark();
+                let r = roll_one(&target, &job).await;
+                (i, r, started)
+            });
         }
-        match result {
-            Ok(report) => {
-                if store.release(&env_name, &report.release)?.is_none() {
-                    store.insert_release(&ReleaseRecord {
-                        env: env_name.clone(),
-                        id: report.release.clone(),
-                        artifact_digest: artifact.digest().to_string(),
-                        status: ReleaseStatus::Pending,
-                        created_at: now_ms(),
-                        activated_at: None,
-                        detail: None,
-                    })?;
+        let mut failed = false;
+        while let Some(joined) = set.join_next().await {
+            let (i, result, started) = joined?;
+            let target = &targets[i];
+            let phases = match &result {
+                Ok(r) => r.phases.clone(),
+                Err(f) => f.phases.clone(),
+            };
+            for (name, d) in phases {
+                // A failed health check is recorded as failed below, not as ok.
+                if result.is_err() && name == "verify-health" {
+                    continue;
                 }
-                store.activate_release(&env_name, &report.release)?;
-                hook_ctx.release = Some(report.release.clone());
-                progress(
+                let phase = match name {
+                    "transfer" => Phase::Transfer,
+                    "start" => Phase::Start,
+                    _ => Phase::VerifyHealth,
+                };
+                let _ = store.record_phase(
+                    trail.id,
+                    phase,
+                    started.0,
+                    d.as_millis() as u64,
+                    Outcome::Ok,
+                    &target.url(),
+                );
+            }
+            match &result {
+                Ok(report) => progress(
                     json_mode,
-                    json!({ "type": "rollout_done", "target": target.url(), "release": report.release, "bytes_sent": report.bytes_sent, "health": report.health }),
+                    json!({ "type": "rollout_done", "target": target.url(), "host": target.host(), "release": report.release, "bytes_sent": report.bytes_sent, "health": report.health }),
                     format!(
                         "  ✓ {} healthy ({}; {} bytes sent)",
-                        target.url(),
+                        match target {
+                            Target::Local(_) => target.url(),
+                            Target::Ssh(_) => target.host(),
+                        },
                         report.health,
                         report.bytes_sent
                     ),
-                );
-                url = Some(target.url());
-            }
-            Err(failure) => {
-                let status = if failure.rolled_back {
-                    ReleaseStatus::RolledBack
-                } else {
-                    ReleaseStatus::Failed
-                };
-                if store.release(&env_name, &release_id)?.is_none() {
-                    store.insert_release(&ReleaseRecord {
-                        env: env_name.clone(),
-                        id: release_id.clone(),
-                        artifact_digest: artifact.digest().to_string(),
-                        status,
-                        created_at: now_ms(),
-                        activated_at: None,
-                        detail: Some(failure.message.clone()),
-                    })?;
-                } else if store
-                    .active_release(&env_name)?
-                    .is_none_or(|a| a.id != release_id)
-                {
-                    store.set_release_status(
-                        &env_name,
-                        &release_id,
-                        status,
-                        Some(&failure.message),
-                    )?;
-                }
-                let _ = store.record_phase(
-                    trail.id,
-                    Phase::VerifyHealth,
-                    started.0,
-                    started.1.elapsed().as_millis() as u64,
-                    Outcome::Failed,
-                    &failure.message,
-                );
-                if failure.rolled_back {
+                ),
+                Err(f) => {
+                    failed = true;
+                    // The phase after the last one completed is the one that failed.
+                    let failed_phase = match f.phases.last().map(|(name, _)| *name) {
+                        None => Phase::Transfer,
+                        Some("transfer") => Phase::Start,
+                        Some(_) => Phase::VerifyHealth,
+                    };
                     let _ = store.record_phase(
                         trail.id,
-                        Phase::Rollback,
-                        now_ms(),
-                        0,
-                        Outcome::Ok,
-                        "switched back to the previous release",
+                        failed_phase,
+                        started.0,
+                        started.1.elapsed().as_millis() as u64,
+                        Outcome::Failed,
+                        &format!("{}: {}", target.host(), f.message),
+                    );
+                    if f.rolled_back {
+                        let _ = store.record_phase(
+                            trail.id,
+                            Phase::Rollback,
+                            now_ms(),
+                            0,
+                            Outcome::Ok,
+                            &format!("{}: switched back to the previous release", target.host()),
+                        );
+                    }
+                    progress(
+                        json_mode,
+                        json!({ "type": "rollout_failed", "target": target.url(), "host": target.host(), "rolled_back": f.rolled_back, "error": f.message }),
+                        format!("  ✗ {}: {}", target.host(), first_line(&f.message)),
                     );
                 }
-                anyhow::bail!("{}", failure.message);
             }
+            results.push((i, result));
+        }
+        if failed {
+            stopped_after = Some(bi);
+            break;
         }
     }
+    results.sort_by_key(|(i, _)| *i);
+    let url;
+    if stopped_after.is_none() {
+        let first = results
+            .iter()
+            .find_map(|(_, r)| r.as_ref().ok())
+            .expect("every host succeeded");
+        if store.release(&env_name, &first.release)?.is_none() {
+            store.insert_release(&ReleaseRecord {
+                env: env_name.clone(),
+                id: first.release.clone(),
+                artifact_digest: artifact.digest().to_string(),
+                status: ReleaseStatus::Pending,
+                created_at: now_ms(),
+                activated_at: None,
+                detail: None,
+            })?;
+        }
+        store.activate_release(&env_name, &first.release)?;
+        hook_ctx.release = Some(first.release.clone());
+        url = targets.first().map(Target::url);
+    } else {
+        let failures: Vec<&rollout::Failure> = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().err())
+            .collect();
+        let rolled_back = failures.iter().all(|f| f.rolled_back);
+        let message = if targets.len() == 1 {
+            failures[0].message.clone()
+        } else {
+            per_host_report(&targets, &results)
+        };
+        let status = if rolled_back {
+            ReleaseStatus::RolledBack
+        } else {
+            ReleaseStatus::Failed
+        };
+        if store.release(&env_name, &release_id)?.is_none() {
+            store.insert_release(&ReleaseRecord {
+                env: env_name.clone(),
+                id: release_id.clone(),
+                artifact_digest: artifact.digest().to_string(),
+                status,
+                created_at: now_ms(),
+                activated_at: None,
+                detail: Some(message.clone()),
+            })?;
+        } else if store
+            .active_release(&env_name)?
+            .is_none_or(|a| a.id != release_id)
+        {
+            store.set_release_status(&env_name, &release_id, status, Some(&message))?;
+        }
+        for event in p.journal.events() {
+            trail.event(json!({ "plugin": event }));
+        }
+        p.session.ssh.close().await;
+        anyhow::bail!("{message}");
+    }
+    p.session.ssh.close().await;
     let url = url.unwrap_or_default();
     hook_ctx.url = Some(url.clone());
 
@@ -816,6 +918,129 @@ async fn run_deploy(
         println!("{url}");
     }
     Ok(format!("release {release_id} at {url}"))
+}
+
+/// A release for every host, owned so hosts roll out in parallel tasks.
+struct RolloutJob {
+    id: String,
+    artifact: Arc<ArtifactSource>,
+    kind: crate::runtime::bindings::ArtifactKind,
+    env: Vec<(String, String)>,
+    health: Health,
+    keep: u32,
+    setup: Option<String>,
+    /// Written into a host's deploy lock.
+    who: String,
+    force_unlock: bool,
+}
+
+/// Roll the release out to one host; SSH hosts hold their deploy lock for
+/// the duration, released on every path.
+async fn roll_one(target: &Target, job: &RolloutJob) -> Result<rollout::Report, rollout::Failure> {
+    let release = Release {
+        id: job.id.clone(),
+        artifact: &job.artifact,
+        kind: job.kind,
+        env: job.env.clone(),
+        health: job.health.clone(),
+        keep: job.keep,
+        setup: job.setup.clone(),
+    };
+    let failure = |e: anyhow::Error| rollout::Failure {
+        message: format!("{e:#}"),
+        rolled_back: false,
+        phases: Vec::new(),
+    };
+    match target {
+        Target::Local(spec) => {
+            let supervisor = Supervisor::current().map_err(failure)?;
+            rollout::deploy(&LocalTransport, &supervisor, spec, &release).await
+        }
+        Target::Ssh(t) => {
+            rollout::lock(&t.transport, &t.spec.root, &job.who, job.force_unlock)
+                .await
+                .map_err(failure)?;
+            let result = rollout::deploy(&t.transport, &t.systemd, &t.spec, &release).await;
+            if let Err(e) = rollout::unlock(&t.transport, &t.spec.root).await {
+                tracing::warn!(
+                    "releasing the deploy lock on {}: {e:#}",
+                    t.transport.host.describe()
+                );
+            }
+            result
+        }
+    }
+}
+
+/// Index ranges of the rollout's batches: everything at once, or (with
+/// `rollout.batch`) the first host alone as a canary, then batches.
+pub(crate) fn batches(
+    hosts: usize,
+    batch: Option<crate::config::Batch>,
+) -> Vec<std::ops::Range<usize>> {
+    use crate::config::Batch;
+    let size = match batch {
+        None => return if hosts == 0 { vec![] } else { vec![0..hosts] },
+        Some(Batch::Count(n)) => n.max(1),
+        Some(Batch::Percent(p)) => (hosts * p as usize).div_ceil(100).max(1),
+    };
+    let mut out = Vec::new();
+    if hosts == 0 {
+        return out;
+    }
+    out.push(0..1);
+    let mut start = 1;
+    while start < hosts {
+        let end = (start + size).min(hosts);
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+/// Which host did what, for a failed multi-host rollout.
+fn per_host_report(
+    targets: &[Target],
+    results: &[(usize, Result<rollout::Report, rollout::Failure>)],
+) -> String {
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let mut lines = vec![format!(
+        "the rollout failed on {failed} of {} host(s); later batches were not started:",
+        targets.len()
+    )];
+    for (i, t) in targets.iter().enumerate() {
+        let line = match results.iter().find(|(j, _)| *j == i).map(|(_, r)| r) {
+            Some(Ok(r)) => format!("  ✓ {}: release {} healthy", t.host(), r.release),
+            Some(Err(f)) => format!(
+                "  ✗ {}: {}{}",
+                t.host(),
+                f.message.replace('\n', "\n      "),
+                if f.rolled_back { " (rolled back)" } else { "" }
+            ),
+            None => format!("  - {}: not started", t.host()),
+        };
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod rollout_tests {
+    use super::batches;
+    use crate::config::Batch;
+
+    #[test]
+    fn batch_plans() {
+        assert_eq!(batches(5, None), vec![0..5]);
+        assert_eq!(batches(5, Some(Batch::Count(2))), vec![0..1, 1..3, 3..5]);
+        assert_eq!(batches(5, Some(Batch::Percent(50))), vec![0..1, 1..4, 4..5]);
+        assert_eq!(batches(1, Some(Batch::Count(3))), vec![0..1]);
+        assert!(batches(0, None).is_empty());
+    }
 }
 
 type ApplyOutcome = (

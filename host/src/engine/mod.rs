@@ -102,8 +102,12 @@ impl Workspace {
     }
 
     /// Load the environment's provider plugin.
+    ///
+    /// Refused when the project's `soar.lock` pins another digest for it (an
+    /// installed plugin not pinned yet is pinned now: trust on first use).
     pub async fn plugin(&self, env: &Environment) -> anyhow::Result<Arc<Plugin>> {
         let entry = self.catalog.get(&env.provider)?;
+        crate::install::lock::check(&self.project.file, entry)?;
         Ok(Arc::new(
             self.runtime.load(&entry.name, &entry.bytes).await?,
         ))
@@ -116,18 +120,22 @@ impl Workspace {
         env: &Environment,
         artifact: Option<Arc<ArtifactSource>>,
         journal: Arc<Journal>,
+        service_secrets: BTreeMap<String, crate::credentials::Secret>,
     ) -> anyhow::Result<Arc<Session>> {
-        Ok(Arc::new(Session::new(
-            plugin.description(),
-            SessionConfig {
-                grants: env.grants.clone(),
-                credential_env: env.credentials.clone(),
-                secrets: Box::new(ProcessEnv),
-                artifact,
-                journal,
-                http_limits: HttpLimits::default(),
-            },
-        )?))
+        Ok(Arc::new(
+            Session::new(
+                plugin.description(),
+                SessionConfig {
+                    grants: env.grants.clone(),
+                    credential_env: env.credentials.clone(),
+                    secrets: Box::new(ProcessEnv),
+                    artifact,
+                    journal,
+                    http_limits: HttpLimits::default(),
+                },
+            )?
+            .with_service_secrets(service_secrets),
+        ))
     }
 
     /// The context every plugin call of this command receives.

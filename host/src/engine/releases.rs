@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::deploy::{Trail, mark};
+use super::targets::{SshTarget, Target};
 use super::{Workspace, targets};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
@@ -142,6 +143,15 @@ pub fn history_command(
 /// `soar logs`: the service's last lines.
 pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> anyhow::Result<i32> {
     let env = ws.environment(env)?;
+    if let Some(hosts) = ssh_targets(ws, env).await? {
+        for t in &hosts {
+            if hosts.len() > 1 {
+                println!("==> {} <==", t.transport.host.describe());
+            }
+            print!("{}", t.systemd.logs(&t.spec, lines).await?);
+        }
+        return Ok(0);
+    }
     if env.provider != "local" {
         let p = ws.prepare(&env.name, None).await?;
         for line in p
@@ -208,9 +218,59 @@ pub async fn rollback_command(
     if active.is_some_and(|a| a.id == target.id) {
         anyhow::bail!("release {} is already active in {}", target.id, env.name);
     }
+    let h = &env.deploy.health;
+    let health = Health {
+        path: h.path.clone(),
+        timeout: h.timeout,
+        interval: h.interval,
+        retries: h.retries,
+    };
+    if let Some(hosts) = ssh_targets(ws, env).await? {
+        let id = store.begin_deploy(
+            &env.name,
+            "rollback",
+            &HolderInfo::current().user.unwrap_or_default(),
+        )?;
+        let trail = Trail { store: &store, id };
+        let started = mark();
+        let who = format!("soar rollback pid {}", std::process::id());
+        let mut failed = Vec::new();
+        let mut answers = Vec::new();
+        for t in &hosts {
+            let r = async {
+                rollout::lock(&t.transport, &t.spec.root, &who, false).await?;
+                let r = rollout::switch_to(&t.transport, &t.systemd, &t.spec, &target.id, &health)
+                    .await;
+                let _ = rollout::unlock(&t.transport, &t.spec.root).await;
+                r
+            }
+            .await;
+            match r {
+                Ok(a) => answers.push(format!("{}: {a}", t.transport.host.describe())),
+                Err(e) => failed.push(format!("{}: {e:#}", t.transport.host.describe())),
+            }
+        }
+        if failed.is_empty() {
+            store.rollback_release(&env.name, &target.id, Some("rolled back by hand"))?;
+            trail.phase(Phase::Rollback, started, Outcome::Ok, &answers.join("; "));
+            store.finish_deploy(id, Outcome::Ok, &format!("rolled back to {}", target.id))?;
+            println!(
+                "Rolled {} in {} back to release {} on {} host(s).",
+                env.deploy.service,
+                env.name,
+                target.id,
+                hosts.len()
+            );
+            return Ok(0);
+        }
+        let msg = failed.join("\n  ");
+        trail.phase(Phase::Rollback, started, Outcome::Failed, &msg);
+        store.finish_deploy(id, Outcome::Failed, &msg)?;
+        anyhow::bail!("rolling back to {} failed on:\n  {msg}", target.id);
+    }
     if env.provider != "local" {
         anyhow::bail!(
-            "rollback on provider '{}' needs SSH rollout, which this soar does not have yet",
+            "provider '{}' reports no host to roll back on",
             env.provider
         );
     }
@@ -228,13 +288,6 @@ pub async fn rollback_command(
             env.deploy.service
         )
     })?;
-    let h = &env.deploy.health;
-    let health = Health {
-        path: h.path.clone(),
-        timeout: h.timeout,
-        interval: h.interval,
-        retries: h.retries,
-    };
     let id = store.begin_deploy(
         &env.name,
         "rollback",
@@ -267,4 +320,28 @@ pub async fn rollback_command(
             Err(e.context(format!("rolling back to {}", target.id)))
         }
     }
+}
+
+/// The SSH hosts of `env` (from the provider's status and the config), or
+/// `None` when it has none. The service command is left empty: reading
+/// commands and rollbacks restart the unit that is installed.
+async fn ssh_targets(
+    ws: &Workspace,
+    env: &crate::config::Environment,
+) -> anyhow::Result<Option<Vec<SshTarget>>> {
+    if env.provider == "local" && env.ssh.hosts.is_empty() {
+        return Ok(None);
+    }
+    let p = ws.prepare(&env.name, None).await?;
+    let store = ws.state()?;
+    let port = targets::known_port(&store, env)?.unwrap_or(0);
+    let all = targets::resolve(ws, env, &p.plugin, p.session.clone(), &p.ctx, port, "").await?;
+    let hosts: Vec<SshTarget> = all
+        .into_iter()
+        .filter_map(|t| match t {
+            Target::Ssh(s) => Some(s),
+            Target::Local(_) => None,
+        })
+        .collect();
+    Ok((!hosts.is_empty()).then_some(hosts))
 }

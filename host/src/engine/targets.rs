@@ -8,8 +8,11 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::Workspace;
+use crate::broker::ssh::{AuthConfig, HostSpec, KnownHosts, SshBroker, SshSettings};
 use crate::config::Environment;
 use crate::rollout::service::ServiceSpec;
+use crate::rollout::ssh::SshTransport;
+use crate::rollout::systemd::Systemd;
 use crate::runtime::Plugin;
 use crate::runtime::bindings::Context;
 use crate::session::Session;
@@ -19,10 +22,46 @@ use crate::state::{ResourceRecord, StateStore, now_ms};
 pub const SERVICE_KIND: &str = "service";
 
 /// One host a release goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Target {
     /// This machine, supervised by `soar __supervise`.
     Local(ServiceSpec),
+    /// A remote host over SSH, run by systemd.
+    Ssh(SshTarget),
+}
+
+/// A remote host and how the service runs there.
+#[derive(Clone)]
+pub struct SshTarget {
+    /// The address people reach the service at (as the provider or config
+    /// named it, before any `address_map`).
+    pub public: String,
+    pub spec: ServiceSpec,
+    pub transport: SshTransport,
+    pub systemd: Systemd,
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Target::Local(a), Target::Local(b)) => a == b,
+            (Target::Ssh(a), Target::Ssh(b)) => a.transport.host == b.transport.host,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Local(s) => f.debug_tuple("Local").field(s).finish(),
+            Target::Ssh(s) => f
+                .debug_tuple("Ssh")
+                .field(&s.transport.host.describe())
+                .field(&s.spec)
+                .finish(),
+        }
+    }
 }
 
 impl Target {
@@ -30,6 +69,7 @@ impl Target {
     pub fn spec(&self) -> &ServiceSpec {
         match self {
             Target::Local(s) => s,
+            Target::Ssh(s) => &s.spec,
         }
     }
 
@@ -37,6 +77,15 @@ impl Target {
     pub fn url(&self) -> String {
         match self {
             Target::Local(s) => format!("http://127.0.0.1:{}", s.port),
+            Target::Ssh(s) => format!("http://{}:{}", s.public, s.spec.port),
+        }
+    }
+
+    /// For per-host reports: `local` or `ssh user@host:port`.
+    pub fn host(&self) -> String {
+        match self {
+            Target::Local(_) => "local".into(),
+            Target::Ssh(s) => s.transport.host.describe(),
         }
     }
 }
@@ -84,6 +133,108 @@ pub fn service_port(store: &StateStore, env: &Environment) -> anyhow::Result<u16
     Ok(port)
 }
 
+/// The SSH broker's settings for `env`.
+pub fn ssh_settings(ws: &Workspace, env: &Environment) -> SshSettings {
+    let c = &env.ssh;
+    let defaults = SshSettings::default();
+    SshSettings {
+        known_hosts: KnownHosts::standard(
+            c.known_hosts
+                .clone()
+                .unwrap_or_else(|| ws.state_dir().join("known_hosts")),
+        ),
+        auth: AuthConfig {
+            identity_file: c.identity_file.clone(),
+            use_agent: true,
+        },
+        connect_timeout: c.connect_timeout.unwrap_or(defaults.connect_timeout),
+        command_timeout: defaults.command_timeout,
+    }
+}
+
+/// Configure the session's SSH broker for `env` and let the plugin reach
+/// the hosts the config lists.
+pub fn configure_ssh(ws: &Workspace, env: &Environment, broker: &SshBroker) {
+    broker.configure(ssh_settings(ws, env));
+    for (address, port) in &env.ssh.hosts {
+        let port = port.or(env.ssh.port).unwrap_or(22);
+        broker.allow(address, port, host_spec(env, address, port, None, false));
+    }
+}
+
+/// How to connect to `address:port` (provider or config naming).
+fn host_spec(
+    env: &Environment,
+    address: &str,
+    port: u16,
+    user: Option<&str>,
+    accept_new: bool,
+) -> HostSpec {
+    let (connect, connect_port) = env.ssh.map(address, port);
+    HostSpec {
+        address: connect,
+        port: connect_port,
+        user: env
+            .ssh
+            .user
+            .clone()
+            .or(user.map(str::to_string))
+            .unwrap_or_else(|| "root".into()),
+        accept_new,
+        sudo: env.ssh.use_sudo,
+    }
+}
+
+/// A remote target for `address:port`.
+fn ssh_target(
+    session: &Session,
+    env: &Environment,
+    address: &str,
+    port: u16,
+    user: Option<&str>,
+    accept_new: bool,
+    command: &str,
+    service_port: u16,
+) -> Target {
+    let host = host_spec(env, address, port, user, accept_new);
+    session.ssh.allow(
+        address,
+        port,
+        HostSpec {
+            accept_new: false,
+            ..host.clone()
+        },
+    );
+    let prefix = env.ssh.prefix_for(&host.address, host.port);
+    let transport = SshTransport::new(session.ssh.clone(), host);
+    let systemd = Systemd {
+        transport: transport.clone(),
+        systemctl: env
+            .ssh
+            .systemctl
+            .clone()
+            .unwrap_or_else(|| "systemctl".into())
+            .replace("{prefix}", &prefix),
+        prefix: prefix.clone(),
+        user: match env.ssh.service_user.as_deref() {
+            None => Some(env.deploy.service.clone()),
+            Some("") => None,
+            Some(u) => Some(u.to_string()),
+        },
+    };
+    Target::Ssh(SshTarget {
+        public: address.to_string(),
+        spec: ServiceSpec {
+            name: env.deploy.service.clone(),
+            root: format!("{prefix}/opt/{}", env.deploy.service),
+            command: command.to_string(),
+            port: service_port,
+        },
+        transport,
+        systemd,
+    })
+}
+
 /// The targets of `env`, from the provider's `status`.
 pub async fn resolve(
     ws: &Workspace,
@@ -94,30 +245,67 @@ pub async fn resolve(
     port: u16,
     command: &str,
 ) -> anyhow::Result<Vec<Target>> {
-    let statuses = plugin.status(session, ctx).await?;
+    resolve_fresh(ws, env, plugin, session, ctx, port, command, &[]).await
+}
+
+/// [`resolve`], trusting the new host keys of `fresh` addresses (hosts a
+/// provider created in this very deploy). Hosts listed in
+/// `[env.<name>.ssh] hosts` come after the provider's; when the config lists
+/// hosts, a `local` endpoint (the `local` provider's) is not a target: the
+/// listed machines replace this one.
+#[allow(clippy::too_many_arguments)]
+pub async fn resolve_fresh(
+    ws: &Workspace,
+    env: &Environment,
+    plugin: &Plugin,
+    session: Arc<Session>,
+    ctx: &Context,
+    port: u16,
+    command: &str,
+    fresh: &[String],
+) -> anyhow::Result<Vec<Target>> {
+    let statuses = plugin.status(session.clone(), ctx).await?;
     let mut targets = Vec::new();
+    let listed = !env.ssh.hosts.is_empty();
     for status in statuses {
         for ep in status.endpoints {
-            match ep.kind.as_str() {
-                "local" => {
-                    let t = Target::Local(ServiceSpec {
-                        name: env.deploy.service.clone(),
-                        root: local_root(ws, env).to_string_lossy().into_owned(),
-                        command: command.to_string(),
-                        port,
-                    });
-                    if !targets.contains(&t) {
-                        targets.push(t);
-                    }
-                }
-                "ssh" => anyhow::bail!(
-                    "provider '{}' reports SSH host {} for {}, but this soar cannot roll out over SSH yet",
-                    env.provider,
-                    ep.address,
-                    status.resource.name
+            let t = match ep.kind.as_str() {
+                "local" if !listed => Target::Local(ServiceSpec {
+                    name: env.deploy.service.clone(),
+                    root: local_root(ws, env).to_string_lossy().into_owned(),
+                    command: command.to_string(),
+                    port,
+                }),
+                "ssh" => ssh_target(
+                    &session,
+                    env,
+                    &ep.address,
+                    ep.port.or(env.ssh.port).unwrap_or(22),
+                    ep.user.as_deref(),
+                    fresh.contains(&ep.address),
+                    command,
+                    port,
                 ),
-                _ => {}
+                _ => continue,
+            };
+            if !targets.contains(&t) {
+                targets.push(t);
             }
+        }
+    }
+    for (address, p) in &env.ssh.hosts {
+        let t = ssh_target(
+            &session,
+            env,
+            address,
+            p.or(env.ssh.port).unwrap_or(22),
+            None,
+            false,
+            command,
+            port,
+        );
+        if !targets.contains(&t) {
+            targets.push(t);
         }
     }
     Ok(targets)

@@ -20,6 +20,8 @@
 pub mod env_file;
 pub mod local;
 pub mod service;
+pub mod ssh;
+pub mod systemd;
 pub mod transport;
 
 use std::path::Path;
@@ -199,7 +201,7 @@ pub async fn deploy<T: Transport, S: ServiceManager>(
     }
     .await;
     if let Err(e) = switched {
-        let rolled_back = restore(t, svc, spec, report.previous.as_deref()).await;
+        let rolled_back = restore(t, svc, spec, report.previous.as_deref(), &release.health).await;
         return Err(fail(
             format!("starting release {dir} on {} failed: {e:#}", t.describe()),
             rolled_back,
@@ -217,7 +219,8 @@ pub async fn deploy<T: Transport, S: ServiceManager>(
         Err(why) => {
             report.phases.push(("verify-health", started.elapsed()));
             let logs = svc.logs(spec, 20).await.unwrap_or_default();
-            let rolled_back = restore(t, svc, spec, report.previous.as_deref()).await;
+            let rolled_back =
+                restore(t, svc, spec, report.previous.as_deref(), &release.health).await;
             let mut message = format!("release {dir} on {} is unhealthy: {why}", t.describe());
             if !logs.trim().is_empty() {
                 message.push_str(&format!(
@@ -434,15 +437,19 @@ async fn switch<T: Transport>(t: &T, root: &str, dir: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// Switch back to `previous` and restart; whether that worked.
+/// Switch back to `previous`, restart, and wait for it to pass the health
+/// check again; whether that worked.
 async fn restore<T: Transport, S: ServiceManager>(
     t: &T,
     svc: &S,
     spec: &ServiceSpec,
     previous: Option<&str>,
+    health: &Health,
 ) -> bool {
     let Some(prev) = previous else { return false };
-    switch(t, &spec.root, prev).await.is_ok() && svc.restart(spec).await.is_ok()
+    switch(t, &spec.root, prev).await.is_ok()
+        && svc.restart(spec).await.is_ok()
+        && check_health(t, svc, spec, health).await.is_ok()
 }
 
 /// Poll the health endpoint until it answers 2xx, within the deadline.

@@ -26,6 +26,10 @@ impl http::Host for HostState {
         Ok(result)
     }
 
+    async fn secret_names(&mut self) -> HostResult<Vec<String>> {
+        Ok(self.session.http.secret_names())
+    }
+
     async fn credential_claims(&mut self, credential: String) -> HostResult<Option<String>> {
         Ok(self.session.http.credential_claims(&credential))
     }
@@ -35,26 +39,73 @@ impl ssh::Host for HostState {
     async fn exec(
         &mut self,
         target: ssh::Target,
-        _command: String,
-        _timeout_ms: Option<u32>,
+        command: String,
+        timeout_ms: Option<u32>,
     ) -> HostResult<Result<ssh::Output, ssh::Error>> {
-        Ok(Err(ssh::Error::Denied(format!(
-            "{} may not reach {}:{}: no SSH hosts are granted to plugins in this command",
-            self.plugin, target.address, target.port
-        ))))
+        let broker = self.session.ssh.clone();
+        let plugin = self.plugin.name.clone();
+        let host =
+            match broker.check_plugin_target(&plugin, &target.address, target.port, &target.user) {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(ssh_error(e))),
+            };
+        // A brokered call has its own deadline, within the invocation's.
+        let left = self
+            .limits
+            .invocation_timeout
+            .saturating_sub(self.started_at.elapsed());
+        let timeout = timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(Duration::from_secs(300))
+            .min(left);
+        let r = broker.exec(&plugin, &host, &command, timeout).await;
+        self.resume();
+        Ok(r.map(|o| ssh::Output {
+            exit_code: o.status,
+            stdout: o.stdout,
+            stderr: o.stderr,
+        })
+        .map_err(ssh_error))
     }
 
     async fn upload(
         &mut self,
         target: ssh::Target,
-        _file: String,
-        _remote_path: String,
-        _mode: u32,
+        file: String,
+        remote_path: String,
+        mode: u32,
     ) -> HostResult<Result<u64, ssh::Error>> {
-        Ok(Err(ssh::Error::Denied(format!(
-            "{} may not reach {}:{}: no SSH hosts are granted to plugins in this command",
-            self.plugin, target.address, target.port
-        ))))
+        let broker = self.session.ssh.clone();
+        let plugin = self.plugin.name.clone();
+        let host =
+            match broker.check_plugin_target(&plugin, &target.address, target.port, &target.user) {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(ssh_error(e))),
+            };
+        let Some(artifact) = self.session.artifact.clone() else {
+            return Ok(Err(ssh::Error::Failed(
+                "this command deploys no artifact".into(),
+            )));
+        };
+        let local = match artifact.path_of(&file) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(ssh::Error::Failed(e.to_string()))),
+        };
+        let r = broker
+            .upload(&plugin, &host, &local, &remote_path, mode & 0o7777)
+            .await;
+        self.resume();
+        Ok(r.map_err(ssh_error))
+    }
+}
+
+fn ssh_error(e: crate::broker::ssh::SshError) -> ssh::Error {
+    use crate::broker::ssh::SshError as E;
+    match e {
+        E::Denied(m) => ssh::Error::Denied(m),
+        E::Timeout(m) => ssh::Error::Timeout(m),
+        E::HostKey(m) => ssh::Error::HostKey(m),
+        E::Failed(m) => ssh::Error::Failed(m),
     }
 }
 

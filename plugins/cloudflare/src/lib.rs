@@ -1,12 +1,109 @@
-//! Cloudflare provider: Workers scripts and Pages direct uploads.
+//! Cloudflare provider: Workers scripts (artifact kind `script`) and Pages
+//! direct uploads (artifact kind `static`).
 //!
-//! This slice declares what the plugin may reach; planning and applying
-//! Workers and Pages is built on top of it (see the Cloudflare issue).
+//! - The API token is the host's: requests name the `cloudflare` credential,
+//!   bound to the `api` endpoint. The Pages upload JWT is captured by the
+//!   host (`pages-upload`) and only its claims are read here.
+//! - File contents never pass through this plugin: Worker modules are
+//!   `Segment::File` parts, Pages assets `Segment::FileBase64` pieces of a
+//!   JSON body, and Pages hashes are computed by the host.
+//! - The account id comes from the `account_id` setting only (a plugin
+//!   cannot read environment variables).
+//!
+//! Each environment owns one resource: a `worker-script` or a `pages-site`
+//! (project + its production deployment). One change per resource keeps
+//! `apply` self-contained, since the engine applies changes in parallel.
 
+mod api;
+mod mime;
+mod pages;
+mod workers;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use soar_sdk::prelude::*;
 
 /// The Cloudflare provider.
 pub struct Cloudflare;
+
+/// `[env.<name>]` settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Settings {
+    pub account_id: Option<String>,
+    /// Used by the host to pick the token's environment variable.
+    #[allow(dead_code)]
+    pub token_env: Option<String>,
+    pub script_name: Option<String>,
+    pub project_name: Option<String>,
+    pub compatibility_date: Option<String>,
+    pub compatibility_flags: Vec<String>,
+    pub main_module: Option<String>,
+    /// Plain-text bindings (`vars`).
+    pub vars: BTreeMap<String, String>,
+    /// Names of `secret_text` bindings; values need the host (see README).
+    pub secrets: Vec<String>,
+    /// Report the `workers.dev` URL (default true).
+    pub workers_dev: Option<bool>,
+    pub routes: Vec<Route>,
+    /// Pages production branch (default `main`).
+    pub production_branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub(crate) struct Route {
+    pub pattern: String,
+    pub zone_id: String,
+}
+
+/// A default compatibility date for Workers when none is set.
+pub(crate) const DEFAULT_COMPATIBILITY_DATE: &str = "2024-09-23";
+
+impl Settings {
+    pub fn load(ctx: &Context) -> PluginResult<Self> {
+        ctx.settings()
+    }
+
+    pub fn account_id(&self) -> PluginResult<&str> {
+        match self.account_id.as_deref() {
+            Some(a) if !a.trim().is_empty() => Ok(a.trim()),
+            _ => Err(invalid_setting(
+                "account_id",
+                "cloudflare provider: `account_id` is not set",
+                "add `account_id = \"<32-hex account id>\"` to the environment (the dashboard shows it under Workers & Pages; the plugin cannot read CLOUDFLARE_ACCOUNT_ID)",
+            )),
+        }
+    }
+}
+
+/// `{app}-{environment}`, lowercased, made of `[a-z0-9-]`.
+pub(crate) fn default_name(ctx: &Context) -> String {
+    let raw = format!("{}-{}", ctx.app, ctx.environment).to_lowercase();
+    let mut out = String::new();
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+    }
+    out.trim_matches('-').chars().take(58).collect()
+}
+
+fn artifact_kind(ctx: &Context) -> PluginResult<ArtifactKind> {
+    match &ctx.artifact {
+        Some(a) => match a.kind {
+            ArtifactKind::Script | ArtifactKind::Static => Ok(a.kind),
+            other => Err(PluginError::Other(format!(
+                "cloudflare provider deploys `script` (Workers) and `static` (Pages) artifacts, not {other:?}"
+            ))),
+        },
+        None => Err(PluginError::Other(
+            "cloudflare provider: this command has no artifact; set `[artifact]` in soar.toml"
+                .into(),
+        )),
+    }
+}
 
 impl Provider for Cloudflare {
     fn describe() -> Description {
@@ -17,12 +114,24 @@ impl Provider for Cloudflare {
             artifacts: vec![ArtifactKind::Script, ArtifactKind::Static],
             settings_schema: json!({
                 "type": "object",
+                "required": ["account_id"],
                 "properties": {
                     "token_env": {"type": "string", "default": "CLOUDFLARE_API_TOKEN"},
                     "account_id": {"type": "string"},
                     "script_name": {"type": "string"},
                     "project_name": {"type": "string"},
-                    "compatibility_date": {"type": "string"}
+                    "compatibility_date": {"type": "string", "default": DEFAULT_COMPATIBILITY_DATE},
+                    "compatibility_flags": {"type": "array", "items": {"type": "string"}},
+                    "main_module": {"type": "string"},
+                    "vars": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "secrets": {"type": "array", "items": {"type": "string"}},
+                    "workers_dev": {"type": "boolean", "default": true},
+                    "routes": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["pattern", "zone_id"],
+                        "properties": {"pattern": {"type": "string"}, "zone_id": {"type": "string"}}
+                    }},
+                    "production_branch": {"type": "string", "default": "main"}
                 }
             })
             .to_string(),
@@ -43,23 +152,75 @@ impl Provider for Cloudflare {
         }
     }
 
-    fn plan(_ctx: &Context) -> Result<ChangePlan, PluginError> {
-        Err(PluginError::Other(
-            "cloudflare provider: planning Workers and Pages is not implemented in this version"
-                .into(),
-        ))
+    fn validate(ctx: &Context) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let settings = match Settings::load(ctx) {
+            Ok(s) => s,
+            Err(PluginError::InvalidConfig(d)) => return d,
+            Err(_) => return out,
+        };
+        if let Err(PluginError::InvalidConfig(d)) = settings.account_id() {
+            out.extend(d);
+        }
+        if !settings.secrets.is_empty() {
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                message: "cloudflare provider: Worker secrets need a host that can splice secret values into request bodies; this version cannot set them".into(),
+                field: Some("secrets".into()),
+                hint: Some("remove `secrets` and set them with `wrangler secret put` for now (existing secret bindings are kept on deploy)".into()),
+            });
+        }
+        out
     }
 
-    fn apply(_ctx: &Context, _change: &Change) -> Result<Applied, PluginError> {
-        Err(PluginError::Other(
-            "cloudflare provider: applying changes is not implemented in this version".into(),
-        ))
+    fn plan(ctx: &Context) -> PluginResult<ChangePlan> {
+        let settings = Settings::load(ctx)?;
+        match artifact_kind(ctx)? {
+            ArtifactKind::Script => workers::plan(ctx, &settings),
+            _ => pages::plan(ctx, &settings),
+        }
     }
 
-    fn plan_destroy(_ctx: &Context) -> Result<ChangePlan, PluginError> {
-        Err(PluginError::Other(
-            "cloudflare provider: destroy is not implemented in this version".into(),
-        ))
+    fn apply(ctx: &Context, change: &Change) -> PluginResult<Applied> {
+        let settings = Settings::load(ctx)?;
+        match change.kind.as_str() {
+            workers::KIND => workers::apply(ctx, &settings, change),
+            pages::KIND => pages::apply(ctx, &settings, change),
+            other => Err(PluginError::Other(format!(
+                "cloudflare provider: unknown change kind '{other}'"
+            ))),
+        }
+    }
+
+    fn plan_destroy(ctx: &Context) -> PluginResult<ChangePlan> {
+        let settings = Settings::load(ctx)?;
+        let mut changes = Vec::new();
+        let kind = ctx.artifact.as_ref().map(|a| a.kind);
+        // Without an artifact, look for both kinds under their names.
+        if kind != Some(ArtifactKind::Static) {
+            changes.extend(workers::plan_destroy(ctx, &settings)?);
+        }
+        if kind != Some(ArtifactKind::Script) {
+            changes.extend(pages::plan_destroy(ctx, &settings)?);
+        }
+        Ok(ChangePlan {
+            changes,
+            diagnostics: vec![],
+            notes: vec![],
+        })
+    }
+
+    fn status(ctx: &Context) -> PluginResult<Vec<ResourceStatus>> {
+        let settings = Settings::load(ctx)?;
+        let mut out = Vec::new();
+        let kind = ctx.artifact.as_ref().map(|a| a.kind);
+        if kind != Some(ArtifactKind::Static) {
+            out.extend(workers::status(ctx, &settings)?);
+        }
+        if kind != Some(ArtifactKind::Script) {
+            out.extend(pages::status(ctx, &settings)?);
+        }
+        Ok(out)
     }
 }
 

@@ -1,7 +1,19 @@
-//! DigitalOcean provider: droplets per environment and Functions.
+//! DigitalOcean provider: droplets per environment (and, later, Functions).
 //!
-//! This slice declares what the plugin may reach; planning and applying
-//! droplets is built on top of it (see the DigitalOcean issue).
+//! - Settings come from `[env.<name>]` (see [`settings`]); the API token is
+//!   the host's: the plugin names credential `digitalocean` and the host
+//!   injects `Authorization: Bearer` from `DIGITALOCEAN_TOKEN` or the variable
+//!   named in `[env.<name>.credentials]`.
+//! - `plan` lists the droplets tagged `soar-env:<env>` (200 a page), checks the
+//!   SSH key, sizes and regions, and returns create / replace / delete / no-op
+//!   changes sorted by name, with monthly prices as notes.
+//! - `apply` carries out one change idempotently: it looks for the droplet by
+//!   name before creating, treats a 404 on delete as done, and waits on the
+//!   host's clock until droplets are `active` (or gone).
+
+mod api;
+mod droplets;
+mod settings;
 
 use soar_sdk::prelude::*;
 
@@ -10,6 +22,7 @@ pub struct DigitalOcean;
 
 impl Provider for DigitalOcean {
     fn describe() -> Description {
+        let duration = json!({"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}]});
         Description {
             name: "digitalocean".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -21,14 +34,34 @@ impl Provider for DigitalOcean {
             ],
             settings_schema: json!({
                 "type": "object",
+                "additionalProperties": false,
                 "properties": {
-                    "token_env": {"type": "string", "default": "DIGITALOCEAN_TOKEN"},
-                    "ssh_key_name": {"type": "string"},
+                    "token_env": {"type": "string", "default": settings::DEFAULT_TOKEN_ENV,
+                        "description": "documentation only: the host reads the token; name another variable with [env.<name>.credentials] digitalocean = \"VAR\""},
+                    "ssh_key_name": {"type": "string", "description": "an SSH key that exists in the account (Soar does not create keys)"},
                     "default_region": {"type": "string"},
                     "default_size": {"type": "string"},
-                    "image": {"type": "string", "default": "ubuntu-24-04-x64"},
-                    "hosts": {"type": "object"}
-                }
+                    "image": {"type": "string", "default": settings::DEFAULT_IMAGE},
+                    "regions": {"type": "array", "items": {"type": "string"}},
+                    "sizes": {"type": "array", "items": {"type": "string"}},
+                    "user_data": {"type": "string", "description": "cloud-init user data"},
+                    "wait_interval": duration.clone(),
+                    "wait_timeout": duration,
+                    "hosts": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["role"],
+                            "properties": {
+                                "role": {"type": "string"},
+                                "size": {"type": "string"},
+                                "region": {"type": "string"}
+                            }
+                        }
+                    }
+                },
+                "required": ["ssh_key_name", "hosts"]
             })
             .to_string(),
             capabilities: Capabilities {
@@ -38,9 +71,9 @@ impl Provider for DigitalOcean {
                 }],
                 extra_hosts: vec!["*.doserverless.co".into()],
                 credentials: vec![Credential {
-                    name: "digitalocean".into(),
+                    name: api::CREDENTIAL.into(),
                     scheme: CredentialScheme::Bearer,
-                    env: vec!["DIGITALOCEAN_TOKEN".into()],
+                    env: vec![settings::DEFAULT_TOKEN_ENV.into()],
                     endpoints: vec!["api".into()],
                 }],
                 ssh: true,
@@ -48,22 +81,81 @@ impl Provider for DigitalOcean {
         }
     }
 
-    fn plan(_ctx: &Context) -> Result<ChangePlan, PluginError> {
-        Err(PluginError::Other(
-            "digitalocean provider: planning droplets is not implemented in this version".into(),
-        ))
+    fn validate(ctx: &Context) -> Vec<Diagnostic> {
+        let c = match settings::check(ctx) {
+            Ok(c) => c,
+            Err(e) => return diagnostics(e),
+        };
+        let mut out = c.warnings.clone();
+        let Ok(base) = ctx.endpoint("api") else {
+            return out;
+        };
+        if let Err(e) = droplets::find_key(&base, &c.ssh_key_name) {
+            out.extend(diagnostics(e));
+            return out;
+        }
+        let sizes = match api::list(
+            &base,
+            &format!("/v2/sizes?per_page={}", api::PER_PAGE),
+            "sizes",
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                out.extend(diagnostics(e));
+                return out;
+            }
+        };
+        if let Err(e) = droplets::check_placement(&base, &c, &sizes, true) {
+            out.extend(diagnostics(e));
+        }
+        out
     }
 
-    fn apply(_ctx: &Context, _change: &Change) -> Result<Applied, PluginError> {
-        Err(PluginError::Other(
-            "digitalocean provider: applying changes is not implemented in this version".into(),
-        ))
+    fn plan(ctx: &Context) -> Result<ChangePlan, PluginError> {
+        droplets::plan(ctx)
     }
 
-    fn plan_destroy(_ctx: &Context) -> Result<ChangePlan, PluginError> {
-        Err(PluginError::Other(
-            "digitalocean provider: destroy is not implemented in this version".into(),
-        ))
+    fn apply(ctx: &Context, change: &Change) -> Result<Applied, PluginError> {
+        if change.kind != droplets::KIND {
+            return Err(PluginError::Other(format!(
+                "digitalocean provider: cannot apply a change of kind '{}'",
+                change.kind
+            )));
+        }
+        droplets::apply(ctx, change)
+    }
+
+    fn plan_destroy(ctx: &Context) -> Result<ChangePlan, PluginError> {
+        droplets::plan_destroy(ctx)
+    }
+
+    fn status(ctx: &Context) -> Result<Vec<ResourceStatus>, PluginError> {
+        droplets::status(ctx)
+    }
+}
+
+/// A plugin error as diagnostics, for `validate`.
+fn diagnostics(e: PluginError) -> Vec<Diagnostic> {
+    let one = |message: String| {
+        vec![Diagnostic {
+            severity: Severity::Error,
+            message,
+            field: None,
+            hint: None,
+        }]
+    };
+    match e {
+        PluginError::InvalidConfig(d) => d,
+        PluginError::Api(a) => one(format!(
+            "digitalocean provider: API error: {} {}: {}{}",
+            a.status,
+            a.code,
+            a.message,
+            a.request_id
+                .map(|r| format!(" (request id {r})"))
+                .unwrap_or_default()
+        )),
+        PluginError::Transport(m) | PluginError::Other(m) => one(m),
     }
 }
 

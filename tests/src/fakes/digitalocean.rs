@@ -1,1 +1,1045 @@
 //! A fake of the DigitalOcean v2 API (droplets, keys, regions, sizes, Functions).
+//!
+//! A stateful, real HTTP server on `127.0.0.1` (axum on its own thread, like
+//! [`crate::servers::Server`]), shaped after `../shared/apis/digitalocean-bundled.yaml`:
+//!
+//! - `GET /v2/droplets` (`tag_name` or `name`, `page`, `per_page` ≤ 200,
+//!   `links.pages.{first,prev,next,last}`, `meta.total`), `POST /v2/droplets`
+//!   (`name` or `names[]` ≤ 10, `202` with `links.actions`),
+//!   `GET|DELETE /v2/droplets/{id}`, `DELETE /v2/droplets?tag_name=`;
+//! - `GET /v2/actions/{id}`, `GET /v2/account/keys`, `GET /v2/regions`,
+//!   `GET /v2/sizes`, `GET /v2/functions/namespaces`;
+//! - errors as `{id, message, request_id}` with the document's ids
+//!   (`unauthorized`, `not_found`, `unprocessable_entity`, `too_many_requests`,
+//!   `server_error`); the bearer token is checked on every call;
+//! - `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` on every
+//!   answer, `429` with `retry-after` once the budget is spent.
+//!
+//! Droplets are `new` for [`DigitalOceanFake::set_provision_delay`] and then
+//! `active` with a public IPv4 from 203.0.113.0/24 (documentation range:
+//! never connect to it). Switches inject 429 storms, 5xx, slow answers,
+//! dropped connections and per-name create failures. Every call is counted
+//! per endpoint (`"GET /v2/droplets/{id}"`) so tests can assert them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// A size the fake offers.
+#[derive(Debug, Clone)]
+pub struct FakeSize {
+    pub slug: String,
+    pub memory: u64,
+    pub vcpus: u64,
+    pub disk: u64,
+    pub price_monthly: f64,
+    pub regions: Vec<String>,
+    pub available: bool,
+}
+
+/// A region the fake offers.
+#[derive(Debug, Clone)]
+pub struct FakeRegion {
+    pub slug: String,
+    pub name: String,
+    pub available: bool,
+}
+
+/// A droplet as the fake keeps it.
+#[derive(Debug, Clone)]
+pub struct FakeDroplet {
+    pub id: u64,
+    pub name: String,
+    pub size: String,
+    pub region: String,
+    pub image: String,
+    pub tags: Vec<String>,
+    pub ssh_keys: Vec<Value>,
+    pub user_data: Option<String>,
+    pub created: Instant,
+    pub created_at: String,
+    pub action_id: u64,
+    /// Set by a DELETE; the droplet answers until `delete_delay` has passed.
+    pub deleted_at: Option<Instant>,
+}
+
+struct Inner {
+    token: String,
+    next_id: u64,
+    droplets: BTreeMap<u64, FakeDroplet>,
+    keys: Vec<(u64, String)>,
+    regions: Vec<FakeRegion>,
+    sizes: Vec<FakeSize>,
+    namespaces: Vec<Value>,
+    provision_delay: Duration,
+    delete_delay: Duration,
+    latency: Duration,
+    limit: u32,
+    remaining: u32,
+    window: Duration,
+    window_start: Instant,
+    storm_left: u32,
+    storm_every: u32,
+    storm_seen: u32,
+    storm_retry_after: String,
+    fail_5xx: u32,
+    fail_5xx_status: u16,
+    drop_next: u32,
+    fail_create: BTreeMap<String, u16>,
+    calls: BTreeMap<String, usize>,
+    throttled: usize,
+    request_seq: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// The fake API server; stops when dropped.
+pub struct DigitalOceanFake {
+    url: String,
+    inner: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn size(slug: &str, memory: u64, vcpus: u64, disk: u64, price: f64, regions: &[&str]) -> FakeSize {
+    FakeSize {
+        slug: slug.into(),
+        memory,
+        vcpus,
+        disk,
+        price_monthly: price,
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+        available: true,
+    }
+}
+
+impl DigitalOceanFake {
+    /// Start on `127.0.0.1:0`, accepting `token`, with a small catalogue:
+    /// regions nyc1, nyc3, sfo3, ams3, fra1 (and nyc2, unavailable); sizes
+    /// s-1vcpu-1gb ($6), s-1vcpu-2gb ($12), s-2vcpu-2gb ($18),
+    /// s-2vcpu-4gb ($24), s-4vcpu-8gb ($48, not in fra1).
+    pub fn start(token: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let all = ["ams3", "fra1", "nyc1", "nyc3", "sfo3"];
+        let inner = Arc::new(Mutex::new(Inner {
+            token: token.into(),
+            next_id: 300_000_001,
+            droplets: BTreeMap::new(),
+            keys: Vec::new(),
+            regions: vec![
+                ("ams3", "Amsterdam 3", true),
+                ("fra1", "Frankfurt 1", true),
+                ("nyc1", "New York 1", true),
+                ("nyc2", "New York 2", false),
+                ("nyc3", "New York 3", true),
+                ("sfo3", "San Francisco 3", true),
+            ]
+            .into_iter()
+            .map(|(s, n, a)| FakeRegion {
+                slug: s.into(),
+                name: n.into(),
+                available: a,
+            })
+            .collect(),
+            sizes: vec![
+                size("s-1vcpu-1gb", 1024, 1, 25, 6.0, &all),
+                size("s-1vcpu-2gb", 2048, 1, 50, 12.0, &all),
+                size("s-2vcpu-2gb", 2048, 2, 60, 18.0, &all),
+                size("s-2vcpu-4gb", 4096, 2, 80, 24.0, &all),
+                size(
+                    "s-4vcpu-8gb",
+                    8192,
+                    4,
+                    160,
+                    48.0,
+                    &["ams3", "nyc1", "nyc3", "sfo3"],
+                ),
+            ],
+            namespaces: Vec::new(),
+            provision_delay: Duration::ZERO,
+            delete_delay: Duration::ZERO,
+            latency: Duration::ZERO,
+            limit: 5000,
+            remaining: 5000,
+            window: Duration::from_secs(3600),
+            window_start: Instant::now(),
+            storm_left: 0,
+            storm_every: 1,
+            storm_seen: 0,
+            storm_retry_after: "0".into(),
+            fail_5xx: 0,
+            fail_5xx_status: 500,
+            drop_next: 0,
+            fail_create: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            throttled: 0,
+            request_seq: 0,
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let thread = std::thread::Builder::new()
+            .name("soar-fake-digitalocean".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("fake runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .expect("tokio listener from std");
+                    tokio::select! {
+                        r = axum::serve(listener, app) => r.expect("fake DigitalOcean failed"),
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .expect("spawning the fake DigitalOcean thread");
+        Self {
+            url,
+            inner,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Add an SSH key to the account; returns its id.
+    pub fn add_ssh_key(&self, name: &str) -> u64 {
+        let mut s = lock(&self.inner);
+        let id = 289_794 + s.keys.len() as u64;
+        s.keys.push((id, name.into()));
+        id
+    }
+
+    /// Add a Functions namespace; returns its JSON as the API shows it.
+    pub fn add_namespace(&self, label: &str, region: &str) -> Value {
+        let mut s = lock(&self.inner);
+        let n = s.namespaces.len() + 1;
+        let uuid = format!("00000000-0000-4000-8000-{n:012}");
+        let ns = json!({
+            "api_host": format!("https://faas-{region}-{n:04}.doserverless.co"),
+            "namespace": format!("fn-{uuid}"),
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "label": label,
+            "region": region,
+            "uuid": uuid,
+            "key": format!("fake-namespace-key-{n}"),
+        });
+        s.namespaces.push(ns.clone());
+        ns
+    }
+
+    /// Seed a droplet directly (as if created long ago: `active`).
+    pub fn add_droplet(&self, name: &str, size: &str, region: &str, tags: &[&str]) -> u64 {
+        let mut s = lock(&self.inner);
+        let id = s.next_id;
+        s.next_id += 1;
+        let d = FakeDroplet {
+            id,
+            name: name.into(),
+            size: size.into(),
+            region: region.into(),
+            image: "ubuntu-24-04-x64".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            ssh_keys: vec![],
+            user_data: None,
+            created: Instant::now() - Duration::from_secs(24 * 3600),
+            created_at: rfc3339(SystemTime::now() - Duration::from_secs(24 * 3600)),
+            action_id: 0,
+            deleted_at: None,
+        };
+        s.droplets.insert(id, d);
+        id
+    }
+
+    /// Remove a droplet behind Soar's back (as the console would).
+    pub fn remove_droplet(&self, id: u64) {
+        lock(&self.inner).droplets.remove(&id);
+    }
+
+    /// Every droplet that is not deleted, by id.
+    pub fn droplets(&self) -> Vec<FakeDroplet> {
+        let now = Instant::now();
+        let mut s = lock(&self.inner);
+        sweep(&mut s, now);
+        s.droplets
+            .values()
+            .filter(|d| d.deleted_at.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// How long a new droplet stays `new` before it is `active`.
+    pub fn set_provision_delay(&self, d: Duration) {
+        lock(&self.inner).provision_delay = d;
+    }
+
+    /// How long a deleted droplet still answers `GET /v2/droplets/{id}`.
+    pub fn set_delete_delay(&self, d: Duration) {
+        lock(&self.inner).delete_delay = d;
+    }
+
+    /// Delay before every answer.
+    pub fn set_latency(&self, d: Duration) {
+        lock(&self.inner).latency = d;
+    }
+
+    /// `limit` requests per `window`; beyond, `429` with `retry-after` (whole
+    /// seconds until the window resets, as the API sends it).
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        let mut s = lock(&self.inner);
+        s.limit = limit;
+        s.remaining = limit;
+        s.window = window;
+        s.window_start = Instant::now();
+    }
+
+    /// A 429 storm: of the next requests, all but every `every`-th answer
+    /// `429` with `retry-after: <retry_after>`, until `count` 429s were sent.
+    pub fn storm_429(&self, count: u32, every: u32, retry_after: &str) {
+        let mut s = lock(&self.inner);
+        s.storm_left = count;
+        s.storm_every = every.max(1);
+        s.storm_seen = 0;
+        s.storm_retry_after = retry_after.into();
+    }
+
+    /// The next `count` requests answer `status` (500, 503...).
+    pub fn fail_next(&self, count: u32, status: u16) {
+        let mut s = lock(&self.inner);
+        s.fail_5xx = count;
+        s.fail_5xx_status = status;
+    }
+
+    /// The next `count` connections are dropped without an answer.
+    pub fn drop_next(&self, count: u32) {
+        lock(&self.inner).drop_next = count;
+    }
+
+    /// Creating a droplet named `name` fails with `status` (and creates
+    /// nothing) until [`DigitalOceanFake::clear_create_failures`].
+    pub fn fail_create(&self, name: &str, status: u16) {
+        lock(&self.inner).fail_create.insert(name.into(), status);
+    }
+
+    pub fn clear_create_failures(&self) {
+        lock(&self.inner).fail_create.clear();
+    }
+
+    /// Calls per endpoint, e.g. `"GET /v2/droplets"` → 5 (throttled and
+    /// failed calls included).
+    pub fn calls(&self) -> BTreeMap<String, usize> {
+        lock(&self.inner).calls.clone()
+    }
+
+    /// Calls to one endpoint (`"POST /v2/droplets"`).
+    pub fn calls_to(&self, endpoint: &str) -> usize {
+        lock(&self.inner).calls.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// All calls.
+    pub fn total_calls(&self) -> usize {
+        lock(&self.inner).calls.values().sum()
+    }
+
+    /// 429 answers sent.
+    pub fn throttled(&self) -> usize {
+        lock(&self.inner).throttled
+    }
+
+    pub fn reset_calls(&self) {
+        let mut s = lock(&self.inner);
+        s.calls.clear();
+        s.throttled = 0;
+    }
+}
+
+impl Drop for DigitalOceanFake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Forget droplets whose deletion has completed.
+fn sweep(s: &mut Inner, now: Instant) {
+    let delay = s.delete_delay;
+    s.droplets
+        .retain(|_, d| d.deleted_at.is_none_or(|t| now < t + delay));
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn error(status: u16, id: &str, message: &str, request_id: u64) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        axum::Json(json!({
+            "id": id,
+            "message": message,
+            "request_id": format!("fake-{request_id:08x}-0000-4000-8000-000000000000"),
+        })),
+    )
+        .into_response()
+}
+
+fn error_id(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        422 => "unprocessable_entity",
+        429 => "too_many_requests",
+        503 => "service_unavailable",
+        _ => "server_error",
+    }
+}
+
+/// The endpoint a request counts under.
+fn endpoint(method: &str, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let templ: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i >= 3 && !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) {
+                "{id}".to_string()
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    format!("{method} {}", templ.join("/"))
+}
+
+fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn tag_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 255
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
+}
+
+fn name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 255
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        && n.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn status_of(s: &Inner, d: &FakeDroplet, now: Instant) -> &'static str {
+    if now < d.created + s.provision_delay {
+        "new"
+    } else {
+        "active"
+    }
+}
+
+fn size_json(z: &FakeSize) -> Value {
+    json!({
+        "slug": z.slug,
+        "memory": z.memory,
+        "vcpus": z.vcpus,
+        "disk": z.disk,
+        "transfer": 1.0,
+        "price_monthly": z.price_monthly,
+        "price_hourly": (z.price_monthly / 672.0 * 1e6).round() / 1e6,
+        "regions": z.regions,
+        "available": z.available,
+        "description": "Basic",
+        "disk_info": [{"type": "local", "size": {"amount": z.disk, "unit": "gib"}}],
+    })
+}
+
+fn region_json(s: &Inner, r: &FakeRegion) -> Value {
+    let sizes: Vec<&str> = s
+        .sizes
+        .iter()
+        .filter(|z| z.regions.contains(&r.slug))
+        .map(|z| z.slug.as_str())
+        .collect();
+    json!({
+        "name": r.name,
+        "slug": r.slug,
+        "features": ["backups", "ipv6", "metadata", "install_agent", "storage", "image_transfer"],
+        "available": r.available,
+        "sizes": sizes,
+    })
+}
+
+fn droplet_json(s: &Inner, d: &FakeDroplet, now: Instant) -> Value {
+    let status = status_of(s, d, now);
+    let z = s.sizes.iter().find(|z| z.slug == d.size);
+    let r = s.regions.iter().find(|r| r.slug == d.region);
+    let v4 = if status == "active" {
+        json!([
+            {"ip_address": format!("10.110.{}.{}", (d.id / 250) % 250, d.id % 250 + 2), "netmask": "255.255.0.0", "gateway": "10.110.0.1", "type": "private"},
+            {"ip_address": format!("203.0.113.{}", d.id % 254 + 1), "netmask": "255.255.255.0", "gateway": "203.0.113.254", "type": "public"},
+        ])
+    } else {
+        json!([])
+    };
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "memory": z.map(|z| z.memory).unwrap_or(1024),
+        "vcpus": z.map(|z| z.vcpus).unwrap_or(1),
+        "disk": z.map(|z| z.disk).unwrap_or(25),
+        "disk_info": [{"type": "local", "size": {"amount": z.map(|z| z.disk).unwrap_or(25), "unit": "gib"}}],
+        "locked": false,
+        "status": status,
+        "kernel": null,
+        "created_at": d.created_at,
+        "features": ["droplet_agent", "private_networking"],
+        "backup_ids": [],
+        "next_backup_window": null,
+        "snapshot_ids": [],
+        "image": {
+            "id": 160_000_001u64, "name": d.image, "distribution": "Ubuntu", "slug": d.image,
+            "public": true, "regions": [d.region], "created_at": "2024-04-25T00:00:00Z",
+            "type": "base", "min_disk_size": 7, "size_gigabytes": 2.1, "description": "",
+            "tags": [], "status": "available"
+        },
+        "volume_ids": [],
+        "size": z.map(size_json).unwrap_or(Value::Null),
+        "size_slug": d.size,
+        "networks": {"v4": v4, "v6": []},
+        "region": r.map(|r| region_json(s, r)).unwrap_or(Value::Null),
+        "tags": d.tags,
+        "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000",
+    })
+}
+
+/// One page of `items` with `links.pages` and `meta.total`.
+fn page(
+    base: &str,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    key: &str,
+    items: Vec<Value>,
+) -> Result<Value, (u16, String)> {
+    let per_page: usize = match q.get("per_page") {
+        None => 20,
+        Some(v) => v.parse().ok().filter(|n| (1..=200).contains(n)).ok_or((
+            400,
+            format!("per_page must be between 1 and 200, got '{v}'"),
+        ))?,
+    };
+    let pg: usize = match q.get("page") {
+        None => 1,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or((400, format!("page must be at least 1, got '{v}'")))?,
+    };
+    let total = items.len();
+    let last = total.div_ceil(per_page).max(1);
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip((pg - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let link = |p: usize| {
+        let mut parts: Vec<String> = q
+            .iter()
+            .filter(|(k, _)| k.as_str() != "page")
+            .map(|(k, v)| format!("{k}={}", v.replace(':', "%3A")))
+            .collect();
+        parts.push(format!("page={p}"));
+        format!("{base}{path}?{}", parts.join("&"))
+    };
+    let mut pages = serde_json::Map::new();
+    if pg > 1 {
+        pages.insert("first".into(), link(1).into());
+        pages.insert("prev".into(), link(pg - 1).into());
+    }
+    if pg < last {
+        pages.insert("next".into(), link(pg + 1).into());
+        pages.insert("last".into(), link(last).into());
+    }
+    Ok(json!({ key: slice, "links": {"pages": pages}, "meta": {"total": total} }))
+}
+
+async fn handle(State(shared): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 4 << 20)
+        .await
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let q = query_map(parts.uri.query());
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let base = format!("http://{host}");
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+
+    let (latency, drop_it) = {
+        let mut s = lock(&shared);
+        *s.calls.entry(endpoint(&method, &path)).or_default() += 1;
+        let drop_it = s.drop_next > 0;
+        if drop_it {
+            s.drop_next -= 1;
+        }
+        (s.latency, drop_it)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if drop_it {
+        // Unwinding out of the handler makes hyper drop the connection
+        // without an answer, as a crashed load balancer would.
+        std::panic::resume_unwind(Box::new(
+            "fake DigitalOcean: dropping this connection (injected)",
+        ));
+    }
+
+    let mut s = lock(&shared);
+    s.request_seq += 1;
+    let rid = s.request_seq;
+    let now = Instant::now();
+    if now >= s.window_start + s.window {
+        s.window_start = now;
+        s.remaining = s.limit;
+    }
+    let reset_epoch = {
+        let left = (s.window_start + s.window).saturating_duration_since(now);
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            + left.as_secs_f64().ceil() as u64
+    };
+    let mut response = route(
+        &mut s,
+        &method,
+        &path,
+        &q,
+        &body,
+        auth.as_deref(),
+        &base,
+        rid,
+        now,
+    );
+    let h = response.headers_mut();
+    h.insert("ratelimit-limit", HeaderValue::from(s.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(s.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(reset_epoch));
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    s: &mut Inner,
+    method: &str,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    body: &[u8],
+    auth: Option<&str>,
+    base: &str,
+    rid: u64,
+    now: Instant,
+) -> Response {
+    if auth != Some(&format!("Bearer {}", s.token)) {
+        return error(401, "unauthorized", "Unable to authenticate you.", rid);
+    }
+    // Rate limiting: an injected storm first, then the budget.
+    if s.storm_left > 0 {
+        s.storm_seen += 1;
+        if !s.storm_seen.is_multiple_of(s.storm_every) {
+            s.storm_left -= 1;
+            s.throttled += 1;
+            let mut r = error(429, "too_many_requests", "API rate limit exceeded.", rid);
+            if let Ok(v) = HeaderValue::from_str(&s.storm_retry_after) {
+                r.headers_mut().insert("retry-after", v);
+            }
+            return r;
+        }
+    }
+    if s.remaining == 0 {
+        s.throttled += 1;
+        let left = (s.window_start + s.window).saturating_duration_since(now);
+        let mut r = error(429, "too_many_requests", "API rate limit exceeded.", rid);
+        r.headers_mut().insert(
+            "retry-after",
+            HeaderValue::from(left.as_secs_f64().ceil() as u64),
+        );
+        return r;
+    }
+    s.remaining -= 1;
+    if s.fail_5xx > 0 {
+        s.fail_5xx -= 1;
+        let st = s.fail_5xx_status;
+        return error(st, error_id(st), "Unexpected server-side error", rid);
+    }
+    sweep(s, now);
+
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let paged = |s: &Inner, key: &str, items: Vec<Value>| match page(base, path, q, key, items) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err((st, m)) => {
+            let _ = s;
+            error(st, error_id(st), &m, rid)
+        }
+    };
+    match (method, segs.as_slice()) {
+        ("GET", ["v2", "account", "keys"]) => {
+            let items = s
+                .keys
+                .iter()
+                .map(|(id, name)| {
+                    json!({
+                        "id": id,
+                        "fingerprint": format!("3b:16:e4:bf:8b:00:8b:b8:59:8c:a9:d3:f0:19:{:02x}:{:02x}", id % 256, id / 256 % 256),
+                        "public_key": format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKE{id} {name}"),
+                        "name": name,
+                    })
+                })
+                .collect();
+            paged(s, "ssh_keys", items)
+        }
+        ("GET", ["v2", "regions"]) => {
+            let items = s.regions.iter().map(|r| region_json(s, r)).collect();
+            paged(s, "regions", items)
+        }
+        ("GET", ["v2", "sizes"]) => {
+            let items = s.sizes.iter().map(size_json).collect();
+            paged(s, "sizes", items)
+        }
+        ("GET", ["v2", "functions", "namespaces"]) => {
+            axum::Json(json!({ "namespaces": s.namespaces })).into_response()
+        }
+        ("GET", ["v2", "droplets"]) => {
+            if q.contains_key("tag_name") && q.contains_key("name") {
+                return error(
+                    422,
+                    "unprocessable_entity",
+                    "tag_name can not be combined with name",
+                    rid,
+                );
+            }
+            let items = s
+                .droplets
+                .values()
+                .filter(|d| d.deleted_at.is_none())
+                .filter(|d| q.get("tag_name").is_none_or(|t| d.tags.contains(t)))
+                .filter(|d| q.get("name").is_none_or(|n| d.name.eq_ignore_ascii_case(n)))
+                .map(|d| droplet_json(s, d, now))
+                .collect();
+            paged(s, "droplets", items)
+        }
+        ("POST", ["v2", "droplets"]) => create(s, body, base, rid, now),
+        ("DELETE", ["v2", "droplets"]) => {
+            let Some(tag) = q.get("tag_name") else {
+                return error(422, "unprocessable_entity", "tag_name is required", rid);
+            };
+            for d in s.droplets.values_mut() {
+                if d.deleted_at.is_none() && d.tags.contains(tag) {
+                    d.deleted_at = Some(now);
+                }
+            }
+            sweep(s, now);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("GET", ["v2", "droplets", id]) => {
+            match id.parse::<u64>().ok().and_then(|id| s.droplets.get(&id)) {
+                Some(d) => {
+                    axum::Json(json!({ "droplet": droplet_json(s, d, now) })).into_response()
+                }
+                None => error(
+                    404,
+                    "not_found",
+                    "The resource you requested could not be found.",
+                    rid,
+                ),
+            }
+        }
+        ("DELETE", ["v2", "droplets", id]) => {
+            match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| s.droplets.get_mut(&id))
+                .filter(|d| d.deleted_at.is_none())
+            {
+                Some(d) => {
+                    d.deleted_at = Some(now);
+                    sweep(s, now);
+                    StatusCode::NO_CONTENT.into_response()
+                }
+                None => error(
+                    404,
+                    "not_found",
+                    "The resource you requested could not be found.",
+                    rid,
+                ),
+            }
+        }
+        ("GET", ["v2", "actions", id]) => {
+            let found = id
+                .parse::<u64>()
+                .ok()
+                .and_then(|aid| s.droplets.values().find(|d| d.action_id == aid && aid != 0));
+            match found {
+                Some(d) => {
+                    let done = status_of(s, d, now) == "active";
+                    axum::Json(json!({ "action": {
+                        "id": d.action_id,
+                        "status": if done { "completed" } else { "in-progress" },
+                        "type": "create",
+                        "started_at": d.created_at,
+                        "completed_at": if done { Value::from(d.created_at.clone()) } else { Value::Null },
+                        "resource_id": d.id,
+                        "resource_type": "droplet",
+                        "region": s.regions.iter().find(|r| r.slug == d.region).map(|r| region_json(s, r)),
+                        "region_slug": d.region,
+                    }}))
+                    .into_response()
+                }
+                None => error(
+                    404,
+                    "not_found",
+                    "The resource you requested could not be found.",
+                    rid,
+                ),
+            }
+        }
+        _ => error(
+            404,
+            "not_found",
+            "The resource you requested could not be found.",
+            rid,
+        ),
+    }
+}
+
+/// `POST /v2/droplets`, single (`name`) or multiple (`names`, at most 10).
+fn create(s: &mut Inner, body: &[u8], base: &str, rid: u64, now: Instant) -> Response {
+    let unprocessable = |m: String| error(422, "unprocessable_entity", &m, rid);
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "bad_request", "the request body is not JSON", rid);
+    };
+    let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let (names, multi) = match (v.get("name"), v.get("names")) {
+        (Some(Value::String(n)), None) => (vec![n.clone()], false),
+        (None, Some(Value::Array(ns))) => {
+            let ns: Vec<String> = ns
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+            if ns.is_empty() || ns.len() > 10 {
+                return unprocessable("names must hold between 1 and 10 names".into());
+            }
+            (ns, true)
+        }
+        _ => return unprocessable("exactly one of name or names is required".into()),
+    };
+    if let Some(bad) = names.iter().find(|n| !name_ok(n)) {
+        return unprocessable(format!("{bad} is not a valid Droplet name"));
+    }
+    let Some(region) = str_of("region") else {
+        return unprocessable("region is required".into());
+    };
+    let Some(size) = str_of("size") else {
+        return unprocessable("size is required".into());
+    };
+    let Some(image) = v.get("image").map(|i| match i {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }) else {
+        return unprocessable("image is required".into());
+    };
+    if !s.regions.iter().any(|r| r.slug == region && r.available) {
+        return unprocessable(format!("Region is not available: {region}"));
+    }
+    match s.sizes.iter().find(|z| z.slug == size) {
+        Some(z) if z.available && z.regions.contains(&region) => {}
+        Some(_) => return unprocessable(format!("Size is not available in this region: {size}")),
+        None => return unprocessable(format!("Size is not available: {size}")),
+    }
+    let ssh_keys: Vec<Value> = v
+        .get("ssh_keys")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for k in &ssh_keys {
+        let known = match k {
+            Value::Number(n) => s.keys.iter().any(|(id, _)| Some(*id) == n.as_u64()),
+            Value::String(_) => true,
+            _ => false,
+        };
+        if !known {
+            return unprocessable(format!("SSH key {k} is not in your account"));
+        }
+    }
+    let tags: Vec<String> = v
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(bad) = tags.iter().find(|t| !tag_ok(t)) {
+        return unprocessable(format!(
+            "tag {bad} is not valid: tags may contain letters, numbers, colons, dashes, and underscores"
+        ));
+    }
+    let failing: BTreeSet<&String> = names
+        .iter()
+        .filter(|n| s.fail_create.contains_key(*n))
+        .collect();
+    if !multi && let Some(n) = failing.first() {
+        let st = s.fail_create[*n];
+        return error(
+            st,
+            error_id(st),
+            &format!("creating {n} failed (injected by the fake)"),
+            rid,
+        );
+    }
+    let mut created = Vec::new();
+    let mut actions = Vec::new();
+    for name in names.iter().filter(|n| !failing.contains(n)) {
+        let (id, aid) = (s.next_id, 36_804_636 + s.next_id);
+        s.next_id += 1;
+        let d = FakeDroplet {
+            id,
+            name: name.clone(),
+            size: size.clone(),
+            region: region.clone(),
+            image: image.clone(),
+            tags: tags.clone(),
+            ssh_keys: ssh_keys.clone(),
+            user_data: str_of("user_data"),
+            created: now,
+            created_at: rfc3339(SystemTime::now()),
+            action_id: aid,
+            deleted_at: None,
+        };
+        created.push(droplet_json(s, &d, now));
+        actions
+            .push(json!({"id": aid, "rel": "create", "href": format!("{base}/v2/actions/{aid}")}));
+        s.droplets.insert(id, d);
+    }
+    if created.is_empty() {
+        return error(
+            422,
+            "unprocessable_entity",
+            "no droplet could be created (injected by the fake)",
+            rid,
+        );
+    }
+    let body = if multi {
+        json!({ "droplets": created, "links": {"actions": actions} })
+    } else {
+        json!({ "droplet": created[0], "links": {"actions": actions} })
+    };
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_templated() {
+        assert_eq!(endpoint("GET", "/v2/droplets/123"), "GET /v2/droplets/{id}");
+        assert_eq!(endpoint("GET", "/v2/droplets"), "GET /v2/droplets");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}

@@ -4,3 +4,4 @@
 
 pub mod cloudflare;
 pub mod digitalocean;
+pub mod vmapi;

@@ -4,8 +4,19 @@
 use base64::Engine as _;
 use bytes::Bytes;
 
+use std::collections::BTreeMap;
+
 use crate::artifact::ArtifactSource;
+use crate::credentials::Secret;
 use crate::runtime::bindings::soar::plugin::http::{Body, Error, Segment};
+
+/// Where body pieces that are not the plugin's own bytes come from.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub artifact: Option<&'a ArtifactSource>,
+    /// Service secrets by name, for `secret` segments.
+    pub secrets: &'a BTreeMap<String, Secret>,
+}
 
 /// One multipart part, ready to send.
 #[derive(Debug, Clone)]
@@ -28,12 +39,22 @@ pub enum Prepared {
 }
 
 impl Prepared {
-    /// Assemble `body`, reading referenced artifact files.
-    pub fn build(body: &Body, artifact: Option<&ArtifactSource>) -> Result<Self, Error> {
-        Ok(match body {
+    /// Assemble `body`, reading referenced artifact files and splicing
+    /// secrets. Also says whether any secret went in.
+    pub fn build(body: &Body, sources: Sources<'_>) -> Result<(Self, bool), Error> {
+        let has_secret = |segs: &[Segment]| {
+            segs.iter()
+                .any(|s| matches!(s, Segment::Secret(_) | Segment::SecretJson(_)))
+        };
+        let secret = match body {
+            Body::Segments(segs) => has_secret(segs),
+            Body::Multipart(parts) => parts.iter().any(|p| has_secret(&p.content)),
+            _ => false,
+        };
+        let prepared = match body {
             Body::Empty => Prepared::Empty,
             Body::Segments(segments) => Prepared::Bytes {
-                bytes: concat(segments, artifact)?,
+                bytes: concat(segments, sources)?,
                 content_type: None,
             },
             Body::Form(fields) => {
@@ -53,12 +74,13 @@ impl Prepared {
                             name: p.name.clone(),
                             filename: p.filename.clone(),
                             content_type: p.content_type.clone(),
-                            bytes: concat(&p.content, artifact)?,
+                            bytes: concat(&p.content, sources)?,
                         })
                     })
                     .collect::<Result<_, Error>>()?,
             ),
-        })
+        };
+        Ok((prepared, secret))
     }
 
     /// The exact bytes sent, for signing; none for multipart (whose boundary
@@ -113,9 +135,9 @@ impl Prepared {
     }
 }
 
-fn concat(segments: &[Segment], artifact: Option<&ArtifactSource>) -> Result<Bytes, Error> {
+fn concat(segments: &[Segment], sources: Sources<'_>) -> Result<Bytes, Error> {
     let file = |path: &str| -> Result<Vec<u8>, Error> {
-        let artifact = artifact.ok_or_else(|| {
+        let artifact = sources.artifact.ok_or_else(|| {
             Error::Invalid(format!(
                 "body references artifact file '{path}' but this command deploys no artifact"
             ))
@@ -123,6 +145,15 @@ fn concat(segments: &[Segment], artifact: Option<&ArtifactSource>) -> Result<Byt
         artifact
             .read_all(path)
             .map_err(|e| Error::Invalid(format!("body references '{path}': {e}")))
+    };
+    let secret = |name: &str| -> Result<&Secret, Error> {
+        sources.secrets.get(name).ok_or_else(|| {
+            let known: Vec<&str> = sources.secrets.keys().map(String::as_str).collect();
+            Error::Invalid(format!(
+                "body references secret '{name}', which this environment does not configure (it has: {}); add it to [deploy] secrets in soar.toml",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })
     };
     if let [Segment::Bytes(b)] = segments {
         return Ok(Bytes::copy_from_slice(b));
@@ -137,6 +168,12 @@ fn concat(segments: &[Segment], artifact: Option<&ArtifactSource>) -> Result<Byt
                     .encode(file(path)?)
                     .as_bytes(),
             ),
+            Segment::Secret(name) => out.extend_from_slice(secret(name)?.expose().as_bytes()),
+            Segment::SecretJson(name) => {
+                let literal = serde_json::to_string(secret(name)?.expose())
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                out.extend_from_slice(literal.as_bytes())
+            }
         }
     }
     Ok(Bytes::from(out))

@@ -11,7 +11,7 @@ pub mod policy;
 mod resolve;
 mod retry;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,8 @@ pub struct HttpBroker {
     artifact: Option<Arc<ArtifactSource>>,
     journal: Arc<Journal>,
     limits: HttpLimits,
+    /// Service secrets `secret` segments may splice in.
+    service_secrets: BTreeMap<String, Secret>,
 }
 
 /// What one attempt chain produced.
@@ -135,7 +137,19 @@ impl HttpBroker {
             artifact,
             journal,
             limits,
+            service_secrets: BTreeMap::new(),
         })
+    }
+
+    /// Give the broker the service secrets `secret` segments may splice in
+    /// (resolved by the engine from `[deploy] secrets`).
+    pub fn set_service_secrets(&mut self, secrets: BTreeMap<String, Secret>) {
+        self.service_secrets = secrets;
+    }
+
+    /// Names of the service secrets (never their values).
+    pub fn secret_names(&self) -> Vec<String> {
+        self.service_secrets.keys().cloned().collect()
     }
 
     /// The effective base URL of each declared endpoint.
@@ -145,7 +159,14 @@ impl HttpBroker {
 
     /// Every secret this broker has injected or captured so far.
     pub fn known_secrets(&self) -> Vec<Secret> {
-        self.credentials.known_secrets()
+        let mut all = self.credentials.known_secrets();
+        all.extend(
+            self.service_secrets
+                .values()
+                .filter(|s| s.expose().len() >= 4)
+                .cloned(),
+        );
+        all
     }
 
     /// JWT claims of a captured credential.
@@ -233,13 +254,25 @@ impl HttpBroker {
             )));
         }
         let mut method = req.method;
-        let mut body = Prepared::build(&req.body, self.artifact.as_deref())?;
+        let (mut body, carries_secret) = Prepared::build(
+            &req.body,
+            body::Sources {
+                artifact: self.artifact.as_deref(),
+                secrets: &self.service_secrets,
+            },
+        )?;
         let mut visited = HashSet::new();
         let mut attempts_total = 0;
         for hop in 0..=self.limits.max_redirects {
             self.policy.check(&url).map_err(Error::Denied)?;
             let origin =
                 Origin::of(&url).ok_or_else(|| Error::Invalid(format!("'{url}' has no host")))?;
+            if carries_secret && !self.is_credential_bound(&origin) {
+                return Err(Error::Denied(format!(
+                    "plugin '{}' may send service secrets only to its provider's API (a host bound to a declared credential), not to {origin}",
+                    self.plugin
+                )));
+            }
             let credential = self.credential_for(req.credential.as_deref(), &origin, hop == 0)?;
             if (credential.is_some() || self.is_credential_bound(&origin))
                 && let Some((name, _)) = req

@@ -40,8 +40,11 @@ pub async fn send(
         let wait = match &result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let retryable =
-                    status == 429 || matches!(status, 502..=504) || (status == 500 && idempotent);
+                // 429 and 503 mean the request was not processed; other 5xx
+                // may hide a create that happened, so only idempotent
+                // requests are resent on them.
+                let retryable = matches!(status, 429 | 503)
+                    || (idempotent && matches!(status, 500 | 502 | 504));
                 if !retryable || last {
                     return Ok((result.expect("matched Ok"), attempt, sent));
                 }

@@ -1,0 +1,148 @@
+//! One SSH connection per host for a whole command, shared by every step
+//! (each command or upload is a channel on it), reconnected if it drops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::PublicKeyOrCertificate;
+
+use super::auth::{AuthConfig, authenticate};
+use super::known_hosts::KnownHosts;
+use super::{HostSpec, SshError};
+
+/// russh's client callbacks: only host key verification matters here.
+pub(crate) struct Client {
+    known: KnownHosts,
+    host: String,
+    port: u16,
+    accept_new: bool,
+}
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Ssh(russh::Error),
+    HostKey(String),
+}
+
+impl From<russh::Error> for ConnectError {
+    fn from(e: russh::Error) -> Self {
+        Self::Ssh(e)
+    }
+}
+
+impl client::Handler for Client {
+    type Error = ConnectError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Err(ConnectError::HostKey(format!(
+                "{}:{} presented a host certificate; Soar verifies plain host keys only",
+                self.host, self.port
+            )));
+        };
+        self.known
+            .verify(&self.host, self.port, key, self.accept_new)
+            .map(|_| true)
+            .map_err(ConnectError::HostKey)
+    }
+}
+
+pub(crate) type Conn = Handle<Client>;
+
+/// Live connections by `user@address:port`.
+#[derive(Default)]
+pub(crate) struct Pool {
+    slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>>>,
+}
+
+impl Pool {
+    /// The connection to `host`, made on first use (one at a time per host).
+    pub(crate) async fn get(
+        &self,
+        host: &HostSpec,
+        known: &KnownHosts,
+        auth: &AuthConfig,
+        connect_timeout: Duration,
+    ) -> Result<Arc<Conn>, SshError> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.entry(host.key()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let conn = Arc::new(connect(host, known, auth, connect_timeout).await?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Close every connection.
+    pub(crate) async fn close_all(&self) {
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in slots {
+            if let Some(c) = s.lock().await.take() {
+                let _ = c
+                    .disconnect(russh::Disconnect::ByApplication, "", "en")
+                    .await;
+            }
+        }
+    }
+}
+
+async fn connect(
+    host: &HostSpec,
+    known: &KnownHosts,
+    auth: &AuthConfig,
+    connect_timeout: Duration,
+) -> Result<Conn, SshError> {
+    let config = Arc::new(client::Config {
+        nodelay: true,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 4,
+        window_size: 8 << 20,
+        ..Default::default()
+    });
+    let handler = Client {
+        known: known.clone(),
+        host: host.address.clone(),
+        port: host.port,
+        accept_new: host.accept_new,
+    };
+    let addr = (host.address.as_str(), host.port);
+    let attempt = async {
+        let mut handle = client::connect(config, addr, handler)
+            .await
+            .map_err(|e| match e {
+                ConnectError::HostKey(m) => SshError::HostKey(m),
+                ConnectError::Ssh(e) => {
+                    SshError::Failed(format!("connecting to {}: {e}", host.describe()))
+                }
+            })?;
+        authenticate(&mut handle, &host.user, auth)
+            .await
+            .map_err(|m| SshError::Failed(format!("logging in to {}: {m}", host.describe())))?;
+        Ok(handle)
+    };
+    tokio::time::timeout(connect_timeout, attempt)
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "connecting to {} took longer than {} s",
+                host.describe(),
+                connect_timeout.as_secs()
+            ))
+        })?
+}

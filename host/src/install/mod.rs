@@ -1,0 +1,652 @@
+//! `soar plugin install / update / remove`: getting third-party components
+//! onto this machine safely.
+//!
+//! An install runs in this order, and stops at the first failure with the
+//! previous state untouched:
+//!
+//! 1. **fetch** the source (a `.wasm` component, or a JSON/TOML
+//!    [`manifest`] naming one) under [`fetch`]'s rules: HTTPS only (plain
+//!    http to loopback or with `--allow-insecure-http`), redirects re-checked
+//!    before they are followed, size cap, timeouts;
+//! 2. **verify the sha256** (`--sha256`, or the manifest's) before the bytes
+//!    are parsed or compiled; with neither, show the digest and record it
+//!    (trust on first use), which needs a terminal or `--yes`;
+//! 3. **validate**: a component (not a core module), a supported contract
+//!    version, `describe` answers with a valid name (`[a-z0-9-]`: it becomes
+//!    a directory name). This compiles the component into the compile cache,
+//!    so the first `plan` after an install is as fast as any later one;
+//! 4. **show what the plugin will be able to reach** (hosts, credentials,
+//!    SSH) and what it replaces, and ask (`--yes` skips);
+//! 5. **stage** the files in a temporary directory inside the plugins
+//!    directory, then **switch atomically**: `<plugins>/<name>` is a symlink
+//!    to `.store/<name>-<id>/`, replaced with one `rename(2)`; the old
+//!    version is deleted afterwards;
+//! 6. **pin** it in the project's `soar.lock` when run inside a project.
+
+pub mod fetch;
+pub mod lock;
+pub mod manifest;
+pub mod scaffold;
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use self::fetch::{FetchError, FetchPolicy, Fetched, Location};
+use self::manifest::{Manifest, normalize_sha256};
+use crate::catalog::{Catalog, Source};
+use crate::runtime::Runtime;
+use crate::runtime::bindings::{CredentialScheme, Description};
+use crate::runtime::cache::CacheOutcome;
+
+/// File next to `plugin.wasm` recording where it came from.
+pub const RECORD_FILE: &str = "install.json";
+const STORE_DIR: &str = ".store";
+const STAGING_PREFIX: &str = ".staging-";
+
+/// What `install.json` holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InstallRecord {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub summary: String,
+    /// `soar:plugin` version it implements.
+    pub wit: String,
+    pub sha256: String,
+    /// What the user gave: the manifest or the component (URL or path).
+    pub source: String,
+    /// Where the component itself came from, when `source` is a manifest.
+    #[serde(default)]
+    pub component: Option<String>,
+    pub installed_at_ms: u64,
+}
+
+impl InstallRecord {
+    /// The record in a plugin's directory, if any.
+    pub fn read(dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(dir.join(RECORD_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Options of one install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// URL or path of a component or manifest.
+    pub source: String,
+    /// Expected sha256 of the component.
+    pub sha256: Option<String>,
+    /// Do not ask.
+    pub yes: bool,
+    pub fetch: FetchPolicy,
+    /// The project's `soar.toml`, whose `soar.lock` records the plugin.
+    pub project: Option<PathBuf>,
+}
+
+/// What an install did.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub dir: PathBuf,
+    /// Time to validate (compile + describe).
+    pub validate_time: Duration,
+    pub cache: CacheOutcome,
+    /// Whether nothing changed (same digest already installed).
+    pub unchanged: bool,
+}
+
+/// Plugin names become directory names: `[a-z0-9-]`, 1-63, no leading or
+/// trailing hyphen.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn is_wasm(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\0asm")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn fetch_error(e: FetchError) -> anyhow::Error {
+    anyhow::anyhow!("{e}; nothing was installed")
+}
+
+/// Ask `question` on the terminal; `--yes` answers for the user. Without a
+/// terminal and without `--yes`, refuse with `why`.
+pub fn confirm(yes: bool, question: &str, why: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{why}: run it in a terminal to answer, or pass --yes");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("cancelled; nothing was changed")
+    }
+}
+
+fn scheme(s: &CredentialScheme) -> String {
+    match s {
+        CredentialScheme::Bearer => "bearer".into(),
+        CredentialScheme::AwsSigv4(service) => format!("aws-sigv4 for {service}"),
+    }
+}
+
+/// One line per thing a plugin may reach, for install prompts and diffs.
+pub fn reach_lines(d: &Description) -> Vec<String> {
+    let caps = &d.capabilities;
+    let mut lines = Vec::new();
+    if caps.endpoints.is_empty() && caps.extra_hosts.is_empty() {
+        lines.push("HTTP: nothing".to_string());
+    }
+    for e in &caps.endpoints {
+        lines.push(format!(
+            "HTTP endpoint '{}': {} (soar.toml may point it elsewhere)",
+            e.name, e.default_url
+        ));
+    }
+    for h in &caps.extra_hosts {
+        lines.push(format!("HTTP host {h} (only if soar.toml grants it)"));
+    }
+    for c in &caps.credentials {
+        lines.push(format!(
+            "credential '{}' ({}) read from ${}, sent only to {}; the plugin never sees its value",
+            c.name,
+            scheme(&c.scheme),
+            c.env.join(" or $"),
+            c.endpoints.join(", ")
+        ));
+    }
+    lines.push(if caps.ssh {
+        "SSH: runs commands and uploads files on hosts it creates or soar.toml lists".to_string()
+    } else {
+        "SSH: no".to_string()
+    });
+    lines
+}
+
+/// `+`/`-` lines between two capability listings (unchanged ones indented).
+pub fn reach_diff(old: &Description, new: &Description) -> (bool, Vec<String>) {
+    let (a, b) = (reach_lines(old), reach_lines(new));
+    let mut out = Vec::new();
+    let mut changed = false;
+    for l in &a {
+        if !b.contains(l) {
+            changed = true;
+            out.push(format!("  - {l}"));
+        }
+    }
+    for l in &b {
+        if a.contains(l) {
+            out.push(format!("    {l}"));
+        } else {
+            changed = true;
+            out.push(format!("  + {l}"));
+        }
+    }
+    (changed, out)
+}
+
+/// The component bytes of `source`, verified against the expected digest.
+/// Returns the fetched component, the manifest if one was used, and the
+/// expected digest (None: unpinned).
+async fn obtain(
+    opts: &InstallOptions,
+) -> anyhow::Result<(Fetched, Option<Manifest>, Option<String>)> {
+    let loc = Location::parse(&opts.source)?;
+    let cli_pin = opts
+        .sha256
+        .as_deref()
+        .map(normalize_sha256)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--sha256: {e}"))?;
+    let first = fetch::fetch(&loc, &opts.fetch).await.map_err(fetch_error)?;
+    if is_wasm(&first.bytes) {
+        if let Some(want) = &cli_pin
+            && *want != first.sha256
+        {
+            anyhow::bail!(
+                "checksum mismatch for {loc}: expected sha256:{want}, got sha256:{}; nothing was installed",
+                first.sha256
+            );
+        }
+        return Ok((first, None, cli_pin));
+    }
+    let m =
+        Manifest::parse(&first.bytes).with_context(|| format!("{loc}: nothing was installed"))?;
+    if !valid_name(&m.name) {
+        anyhow::bail!(
+            "{loc}: manifest name {:?} is not a valid plugin name (lowercase letters, digits, inner hyphens); nothing was installed",
+            m.name
+        );
+    }
+    m.check_wit()
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was installed"))?;
+    if let Some(want) = &cli_pin
+        && *want != m.sha256
+    {
+        anyhow::bail!(
+            "--sha256 {want} disagrees with the manifest's sha256 {} ({loc}); nothing was installed",
+            m.sha256
+        );
+    }
+    let mut failures = Vec::new();
+    for candidate in std::iter::once(&m.url).chain(&m.mirrors) {
+        let at = loc.join(candidate)?;
+        match fetch::fetch(&at, &opts.fetch).await {
+            Ok(f) if f.sha256 == m.sha256 => {
+                let want = Some(m.sha256.clone());
+                return Ok((f, Some(m), want));
+            }
+            Ok(f) => failures.push(format!(
+                "checksum mismatch for {at}: the manifest pins sha256:{}, got sha256:{}",
+                m.sha256, f.sha256
+            )),
+            Err(FetchError::Refused(e)) => return Err(fetch_error(FetchError::Refused(e))),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    anyhow::bail!(
+        "could not get plugin '{}' {} from {} place(s):\n  {}\nnothing was installed",
+        m.name,
+        m.version,
+        failures.len(),
+        failures.join("\n  ")
+    )
+}
+
+/// The previous installed version, for `update`.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub description: Description,
+    pub sha256: String,
+}
+
+/// Install (or replace) a plugin. `previous` makes it an update: the change
+/// of capabilities is shown.
+pub async fn install(
+    runtime: &Runtime,
+    catalog: &Catalog,
+    plugins_dir: &Path,
+    opts: &InstallOptions,
+    previous: Option<&Previous>,
+) -> anyhow::Result<Installed> {
+    let (fetched, manifest, pinned) = obtain(opts).await?;
+    let digest = fetched.sha256.clone();
+    println!("Fetched {} ({} bytes)", opts.source, fetched.bytes.len());
+    match &pinned {
+        Some(_) => println!("  sha256:{digest} (verified)"),
+        None => {
+            println!(
+                "  sha256:{digest} (not pinned: no --sha256 and no manifest; this digest will be recorded, trust on first use)"
+            );
+            if !opts.yes && !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "refusing to install {} unpinned without confirmation: check the digest and pass `--sha256 {digest}`, or pass --yes; nothing was installed",
+                    opts.source
+                );
+            }
+        }
+    }
+
+    // Validate (and compile into the cache) before anything is written.
+    let label = manifest
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| "(downloaded)".to_string());
+    let started = Instant::now();
+    let plugin = runtime.load(&label, &fetched.bytes).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{} cannot be installed: {e:#}; nothing was installed",
+            opts.source
+        )
+    })?;
+    let validate_time = started.elapsed();
+    let d = plugin.description().clone();
+    if !valid_name(&d.name) {
+        anyhow::bail!(
+            "the plugin calls itself {:?}, which is not a valid name; nothing was installed",
+            d.name
+        );
+    }
+    if let Some(m) = &manifest
+        && m.name != d.name
+    {
+        anyhow::bail!(
+            "the manifest names the plugin '{}' but the component describes itself as '{}'; nothing was installed",
+            m.name,
+            d.name
+        );
+    }
+
+    println!();
+    println!("{} {} — {}", d.name, d.version, d.summary);
+    println!("  contract:  soar:plugin@{}", plugin.wit_version());
+    if let Some(prev) = previous {
+        if prev.sha256 == digest {
+            println!("  already installed with this digest; nothing to update");
+            return Ok(Installed {
+                name: d.name,
+                version: d.version,
+                sha256: digest,
+                dir: plugins_dir.join(&plugin.description().name),
+                validate_time,
+                cache: plugin.cache_outcome(),
+                unchanged: true,
+            });
+        }
+        println!(
+            "  update:    {} sha256:{} -> {} sha256:{}",
+            prev.description.version,
+            &prev.sha256[..12],
+            d.version,
+            &digest[..12]
+        );
+        let (changed, lines) = reach_diff(&prev.description, &d);
+        println!(
+            "What it may reach {}:",
+            if changed { "CHANGES" } else { "(unchanged)" }
+        );
+        for l in lines {
+            println!("{l}");
+        }
+    } else {
+        println!("It will be able to reach:");
+        for l in reach_lines(&d) {
+            println!("  {l}");
+        }
+    }
+    match catalog.entries().iter().find(|e| e.name == d.name) {
+        Some(e) if e.source == Source::Bundled => println!(
+            "This overrides the bundled plugin '{}' (`soar plugin remove {}` brings the bundled one back).",
+            d.name, d.name
+        ),
+        Some(e) if previous.is_none() => println!(
+            "This replaces the installed '{}' (sha256:{}).",
+            d.name,
+            &e.digest[..12]
+        ),
+        _ => {}
+    }
+    confirm(
+        opts.yes,
+        &format!("Install {} {}?", d.name, d.version),
+        "installing a plugin needs confirmation of what it may reach",
+    )?;
+
+    let record = InstallRecord {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        summary: d.summary.clone(),
+        wit: plugin.wit_version().to_string(),
+        sha256: digest.clone(),
+        source: opts.source.clone(),
+        component: manifest
+            .as_ref()
+            .map(|_| fetched.final_location.to_string()),
+        installed_at_ms: now_ms(),
+    };
+    let dir = commit(plugins_dir, &d.name, &fetched.bytes, &record)?;
+    println!(
+        "Installed {} {} into {} (validated and compiled in {} ms; the first run uses the compiled form).",
+        d.name,
+        d.version,
+        dir.display(),
+        validate_time.as_millis()
+    );
+
+    if let Some(config) = &opts.project {
+        let path = lock::path_for(config);
+        let mut l = lock::LockFile::read(&path)?;
+        if l.set(lock::Pin {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            source: opts.source.clone(),
+            sha256: digest.clone(),
+        }) {
+            l.write(&path)?;
+            println!("Pinned {} in {}.", d.name, path.display());
+        }
+    }
+    Ok(Installed {
+        name: d.name,
+        version: d.version,
+        sha256: digest,
+        dir,
+        validate_time,
+        cache: plugin.cache_outcome(),
+        unchanged: false,
+    })
+}
+
+/// Stage `bytes` and `record`, then switch `<plugins>/<name>` to them with
+/// one rename. Returns the plugin's directory.
+fn commit(
+    plugins_dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    record: &InstallRecord,
+) -> anyhow::Result<PathBuf> {
+    if !valid_name(name) {
+        anyhow::bail!("invalid plugin name {name:?}");
+    }
+    std::fs::create_dir_all(plugins_dir.join(STORE_DIR))
+        .with_context(|| format!("creating {}", plugins_dir.display()))?;
+    clean_stale(plugins_dir);
+    let staging = tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
+        .tempdir_in(plugins_dir)
+        .with_context(|| format!("creating a staging directory in {}", plugins_dir.display()))?;
+    let write = |file: &str, data: &[u8]| -> anyhow::Result<()> {
+        let mut f = std::fs::File::create(staging.path().join(file))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        Ok(())
+    };
+    write("plugin.wasm", bytes)?;
+    write(
+        RECORD_FILE,
+        serde_json::to_string_pretty(record)?.as_bytes(),
+    )?;
+    let id = staging
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+        .unwrap_or("x")
+        .to_string();
+    let stored_rel = Path::new(STORE_DIR).join(format!("{name}-{id}"));
+    let stored = plugins_dir.join(&stored_rel);
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, &stored) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e).context("moving the staged plugin into the store");
+    }
+    let target = plugins_dir.join(name);
+    let old = std::fs::symlink_metadata(&target).ok();
+    let old_store = match &old {
+        Some(m) if m.file_type().is_symlink() => std::fs::read_link(&target)
+            .ok()
+            .map(|t| plugins_dir.join(t)),
+        Some(_) => {
+            // A plain directory (installed by hand): move it aside first.
+            let aside = plugins_dir.join(STORE_DIR).join(format!("{name}-old-{id}"));
+            std::fs::rename(&target, &aside).context("moving the previous version aside")?;
+            Some(aside)
+        }
+        None => None,
+    };
+    let link_tmp = plugins_dir.join(format!(".link-{name}-{id}"));
+    let switched = (|| -> std::io::Result<()> {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&stored_rel, &link_tmp)?;
+        #[cfg(not(unix))]
+        return Err(std::io::Error::other("plugin install needs a unix system"));
+        #[cfg(unix)]
+        std::fs::rename(&link_tmp, &target)
+    })();
+    if let Err(e) = switched {
+        let _ = std::fs::remove_file(&link_tmp);
+        let _ = std::fs::remove_dir_all(&stored);
+        return Err(e).context("switching to the new version");
+    }
+    if let Some(old) = old_store
+        && old != stored
+    {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(target)
+}
+
+/// Remove leftovers of installs that were killed (older than an hour, so a
+/// concurrent install is left alone).
+fn clean_stale(plugins_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(plugins_dir) else {
+        return;
+    };
+    let old = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600))
+    };
+    let mut live = Vec::new();
+    for e in rd.filter_map(Result::ok) {
+        let p = e.path();
+        let n = e.file_name().to_string_lossy().into_owned();
+        if (n.starts_with(STAGING_PREFIX) || n.starts_with(".link-")) && old(&p) {
+            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+        } else if let Ok(t) = std::fs::read_link(&p) {
+            live.push(plugins_dir.join(t));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(plugins_dir.join(STORE_DIR)) {
+        for e in rd.filter_map(Result::ok) {
+            let p = e.path();
+            if !live.contains(&p) && old(&p) {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+}
+
+/// Remove an installed plugin. Returns what to tell the user.
+pub fn remove(plugins_dir: &Path, name: &str) -> anyhow::Result<String> {
+    if !valid_name(name) {
+        anyhow::bail!("{name:?} is not a plugin name");
+    }
+    let target = plugins_dir.join(name);
+    let bundled = Catalog::is_bundled(name);
+    let meta = match std::fs::symlink_metadata(&target) {
+        Ok(m) => m,
+        Err(_) if bundled => anyhow::bail!(
+            "'{name}' is bundled into soar and cannot be removed (only installed plugins can)"
+        ),
+        Err(_) => anyhow::bail!(
+            "no installed plugin named '{name}' (in {}); `soar plugin list` shows what is installed",
+            plugins_dir.display()
+        ),
+    };
+    if meta.file_type().is_symlink() {
+        let stored = std::fs::read_link(&target)
+            .ok()
+            .map(|t| plugins_dir.join(t));
+        std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
+        if let Some(s) = stored {
+            let _ = std::fs::remove_dir_all(s);
+        }
+    } else {
+        std::fs::remove_dir_all(&target)
+            .with_context(|| format!("removing {}", target.display()))?;
+    }
+    Ok(if bundled {
+        format!("Removed the installed '{name}'; the bundled '{name}' is used again.")
+    } else {
+        format!("Removed plugin '{name}'.")
+    })
+}
+
+/// Re-fetch `name` from the source recorded at install (or in the
+/// project's lock), show the change of capabilities, and install it.
+pub async fn update(
+    runtime: &Runtime,
+    catalog: &Catalog,
+    plugins_dir: &Path,
+    name: &str,
+    mut opts: InstallOptions,
+) -> anyhow::Result<Installed> {
+    let record = InstallRecord::read(&plugins_dir.join(name));
+    let pinned_source = opts.project.as_ref().and_then(|c| {
+        lock::LockFile::read(&lock::path_for(c))
+            .ok()
+            .and_then(|l| l.get(name).map(|p| p.source.clone()))
+    });
+    let source = record
+        .as_ref()
+        .map(|r| r.source.clone())
+        .or(pinned_source)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "'{name}' has no recorded source (it is bundled, or was not installed by `soar plugin install`); install it with `soar plugin install <URL>`"
+            )
+        })?;
+    let entry = catalog.get(name)?;
+    let current = runtime
+        .load(&entry.name, &entry.bytes)
+        .await
+        .with_context(|| format!("loading the installed '{name}'"))?;
+    let previous = Previous {
+        description: current.description().clone(),
+        sha256: entry.digest.clone(),
+    };
+    println!("Updating {name} from {source}");
+    opts.source = source;
+    opts.sha256 = None;
+    let installed = install(runtime, catalog, plugins_dir, &opts, Some(&previous)).await?;
+    if installed.name != name {
+        anyhow::bail!(
+            "{} now describes itself as '{}', not '{name}'",
+            opts.source,
+            installed.name
+        );
+    }
+    if installed.unchanged
+        && let Some(config) = &opts.project
+    {
+        let path = lock::path_for(config);
+        let mut l = lock::LockFile::read(&path)?;
+        if l.set(lock::Pin {
+            name: name.to_string(),
+            version: installed.version.clone(),
+            source: opts.source.clone(),
+            sha256: installed.sha256.clone(),
+        }) {
+            l.write(&path)?;
+            println!("Pinned {name} in {}.", path.display());
+        }
+    }
+    Ok(installed)
+}

@@ -1,0 +1,331 @@
+//! `soar plugin new NAME --lang rust|python`: a provider project with the
+//! contract's WIT, a build script, a provider skeleton and a test that
+//! builds the component and installs it into a throwaway soar data dir.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// The WIT this soar speaks, copied into new projects.
+const WIT: &[(&str, &str)] = &[
+    ("package.wit", include_str!("../../../wit/package.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("host.wit", include_str!("../../../wit/host.wit")),
+    ("provider.wit", include_str!("../../../wit/provider.wit")),
+    ("README.md", include_str!("../../../wit/README.md")),
+];
+
+/// Languages a new provider can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+/// Write a new provider project `name` into `dir` (default `./<name>`).
+/// Returns the directory and the files written.
+pub fn scaffold(
+    name: &str,
+    lang: Lang,
+    dir: Option<&Path>,
+) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    if !super::valid_name(name) {
+        anyhow::bail!(
+            "{name:?} is not a valid plugin name: use 1-63 lowercase letters, digits and inner hyphens"
+        );
+    }
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        anyhow::bail!(
+            "{} exists and is not empty; choose another directory with --dir",
+            dir.display()
+        );
+    }
+    let mut files: Vec<(String, String, bool)> = WIT
+        .iter()
+        .map(|(f, text)| (format!("wit/{f}"), text.to_string(), false))
+        .collect();
+    let snake = name.replace('-', "_");
+    match lang {
+        Lang::Rust => {
+            files.push(("Cargo.toml".into(), rust_cargo(name), false));
+            files.push(("src/lib.rs".into(), rust_lib(name), false));
+            files.push(("build.sh".into(), rust_build(&snake), true));
+        }
+        Lang::Python => {
+            files.push(("app.py".into(), python_app(name), false));
+            files.push(("build.sh".into(), PYTHON_BUILD.to_string(), true));
+        }
+    }
+    files.push(("test.sh".into(), test_sh(name), true));
+    files.push(("README.md".into(), readme(name, lang), false));
+    files.push((
+        ".gitignore".into(),
+        "target/\nplugin.wasm\n__pycache__/\n.venv/\n".into(),
+        false,
+    ));
+    let mut written = Vec::new();
+    for (rel, text, exec) in files {
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        #[cfg(unix)]
+        if exec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        #[cfg(not(unix))]
+        let _ = exec;
+        written.push(rel);
+    }
+    Ok((dir, written))
+}
+
+fn rust_cargo(name: &str) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+wit-bindgen = {{ version = "0.63", default-features = false, features = ["macros", "realloc"] }}
+
+# Small components load fast: ~100 KB instead of 2.5 MB.
+[profile.release]
+opt-level = "s"
+lto = true
+strip = true
+panic = "abort"
+codegen-units = 1
+
+# Not part of any enclosing workspace.
+[workspace]
+"#
+    )
+}
+
+fn rust_lib(name: &str) -> String {
+    format!(
+        r##"//! The `{name}` Soar provider.
+//!
+//! Everything the plugin reaches goes through the host: `soar::plugin::http::send`
+//! (checked against what `describe` declares; credentials are injected by the
+//! host, the plugin only names them), `log`, `clock`. The host calls each
+//! function in a fresh sandbox: keep no state between calls; what `apply`
+//! needs travels in each change's `payload`.
+
+wit_bindgen::generate!({{
+    world: "plugin",
+    path: "wit",
+}});
+
+use exports::soar::plugin::provider::{{Capabilities, Description, EndpointDecl, Guest}};
+use soar::plugin::types::{{
+    Applied, ArtifactKind, Change, ChangePlan, Context, Diagnostic, PluginError, ResourceStatus,
+}};
+
+struct Provider;
+
+impl Guest for Provider {{
+    fn describe() -> Description {{
+        Description {{
+            name: "{name}".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "TODO: what this provider deploys to".into(),
+            artifacts: vec![ArtifactKind::Binary],
+            settings_schema: r#"{{"type": "object", "properties": {{}}}}"#.into(),
+            capabilities: Capabilities {{
+                endpoints: vec![EndpointDecl {{
+                    name: "api".into(),
+                    default_url: "https://api.example.com".into(),
+                }}],
+                extra_hosts: vec![],
+                credentials: vec![],
+                ssh: false,
+            }},
+        }}
+    }}
+
+    fn validate(_ctx: Context) -> Vec<Diagnostic> {{
+        vec![]
+    }}
+
+    fn plan(_ctx: Context) -> Result<ChangePlan, PluginError> {{
+        Ok(ChangePlan {{
+            changes: vec![],
+            diagnostics: vec![],
+            notes: vec!["TODO: compare the desired state with the API".into()],
+        }})
+    }}
+
+    fn apply(_ctx: Context, change: Change) -> Result<Applied, PluginError> {{
+        Err(PluginError::Other(format!("TODO: apply {{}} {{}}", change.kind, change.name)))
+    }}
+
+    fn plan_destroy(_ctx: Context) -> Result<ChangePlan, PluginError> {{
+        Ok(ChangePlan {{
+            changes: vec![],
+            diagnostics: vec![],
+            notes: vec![],
+        }})
+    }}
+
+    fn status(_ctx: Context) -> Result<Vec<ResourceStatus>, PluginError> {{
+        Ok(vec![])
+    }}
+
+    fn logs(_ctx: Context, _resource: String, _lines: u32) -> Result<Vec<String>, PluginError> {{
+        Ok(vec![])
+    }}
+}}
+
+export!(Provider);
+"##
+    )
+}
+
+fn rust_build(snake: &str) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+# Builds plugin.wasm (needs `rustup target add wasm32-wasip2`).
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo build --release --target wasm32-wasip2
+cp target/wasm32-wasip2/release/{snake}.wasm plugin.wasm
+echo "built $PWD/plugin.wasm"
+"#
+    )
+}
+
+fn python_app(name: &str) -> String {
+    format!(
+        r#""""The `{name}` Soar provider, in Python (componentize-py).
+
+Everything the plugin reaches goes through the host: `http.send` (checked
+against what `describe` declares; credentials are injected by the host, the
+plugin only names them), `log`. The host calls each method in a fresh
+sandbox: keep no state between calls; what `apply` needs travels in each
+change's `payload`. Errors: `raise Err(types.PluginError_Other("..."))`.
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports import provider as p
+from wit_world.imports import types
+
+
+class Provider(exports.Provider):
+    def describe(self) -> p.Description:
+        return p.Description(
+            name="{name}",
+            version="0.1.0",
+            summary="TODO: what this provider deploys to",
+            artifacts=[types.ArtifactKind.BINARY],
+            settings_schema=json.dumps({{"type": "object", "properties": {{}}}}),
+            capabilities=p.Capabilities(
+                endpoints=[p.EndpointDecl("api", "https://api.example.com")],
+                extra_hosts=[],
+                credentials=[],
+                ssh=False,
+            ),
+        )
+
+    def validate(self, ctx: types.Context):
+        return []
+
+    def plan(self, ctx: types.Context) -> types.ChangePlan:
+        return types.ChangePlan([], [], ["TODO: compare the desired state with the API"])
+
+    def apply(self, ctx: types.Context, change: types.Change) -> types.Applied:
+        raise Err(types.PluginError_Other(f"TODO: apply {{change.kind}} {{change.name}}"))
+
+    def plan_destroy(self, ctx: types.Context) -> types.ChangePlan:
+        return types.ChangePlan([], [], [])
+
+    def status(self, ctx: types.Context):
+        return []
+
+    def logs(self, ctx: types.Context, resource: str, lines: int):
+        return []
+"#
+    )
+}
+
+const PYTHON_BUILD: &str = r#"#!/usr/bin/env bash
+# Builds plugin.wasm with componentize-py 0.25.1 (installed into .venv on
+# first use). `--stub-wasi` makes a component that imports only the Soar world.
+set -euo pipefail
+cd "$(dirname "$0")"
+cpy="${COMPONENTIZE_PY:-.venv/bin/componentize-py}"
+if [ ! -x "$cpy" ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check 'componentize-py==0.25.1'
+fi
+# componentize-py refuses to run where a generated wit_world/ exists: build
+# from a scratch copy.
+here="$PWD"
+case "$cpy" in /*) ;; *) cpy="$here/$cpy" ;; esac
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp app.py "$work/"
+(cd "$work" && "$cpy" -d "$here/wit" -w plugin componentize --stub-wasi app -o "$here/plugin.wasm")
+echo "built $here/plugin.wasm"
+"#;
+
+fn test_sh(name: &str) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+# Builds the component, installs it into a throwaway soar data dir (which
+# validates it: a component, a supported contract, `describe` answers) and
+# shows what it may reach.
+set -euo pipefail
+cd "$(dirname "$0")"
+./build.sh
+data="$(mktemp -d)"
+trap 'rm -rf "$data"' EXIT
+export SOAR_DATA_DIR="$data" SOAR_CACHE_DIR="$data/cache"
+soar plugin install ./plugin.wasm --yes
+soar plugin inspect {name}
+echo "ok: {name} builds, installs and describes itself"
+"#
+    )
+}
+
+fn readme(name: &str, lang: Lang) -> String {
+    let (lang_name, build) = match lang {
+        Lang::Rust => ("Rust", "`./build.sh` (cargo, target wasm32-wasip2)"),
+        Lang::Python => ("Python", "`./build.sh` (componentize-py 0.25.1 in `.venv`)"),
+    };
+    format!(
+        r#"# {name}: a Soar provider in {lang_name}
+
+- `wit/`: the contract (`soar:plugin`), as the soar that made this project speaks it.
+  Read `wit/README.md` first.
+- Build: {build} → `plugin.wasm`.
+- Test: `./test.sh` builds it, installs it into a throwaway data dir and prints
+  what it may reach.
+- Use it: `soar plugin install ./plugin.wasm`, then `provider = "{name}"` in an
+  environment of `soar.toml`. Publish it with a manifest:
+
+```toml
+name = "{name}"
+version = "0.1.0"
+description = "..."
+url = "https://example.com/{name}-0.1.0.wasm"
+sha256 = "<sha256sum plugin.wasm>"
+wit = "^0.1"
+```
+"#
+    )
+}

@@ -1,0 +1,310 @@
+//! The provider settings of `[env.<name>]` and their local checks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use soar_sdk::prelude::*;
+
+/// The image droplets boot when `image` is not set.
+pub const DEFAULT_IMAGE: &str = "ubuntu-24-04-x64";
+/// The variable the host reads the token from unless `[env.X.credentials]` names another.
+pub const DEFAULT_TOKEN_ENV: &str = "DIGITALOCEAN_TOKEN";
+
+/// `[env.<name>]` minus the host's own keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Documentation only: the host resolves the token (see [`token_env_diagnostic`]).
+    pub token_env: Option<String>,
+    pub ssh_key_name: Option<String>,
+    pub default_region: Option<String>,
+    pub default_size: Option<String>,
+    pub image: Option<String>,
+    /// Regions the hosts may use; any the API offers when empty.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Sizes the hosts may use; any the API offers when empty.
+    #[serde(default)]
+    pub sizes: Vec<String>,
+    /// cloud-init user data passed to every droplet at creation.
+    pub user_data: Option<String>,
+    pub wait_interval: Option<DurationSetting>,
+    pub wait_timeout: Option<DurationSetting>,
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostSetting>,
+}
+
+/// One `hosts.<name>` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSetting {
+    pub role: Option<String>,
+    pub size: Option<String>,
+    pub region: Option<String>,
+}
+
+/// A duration as seconds (`5`) or text (`"5s"`, `"500ms"`, `"10m"`, `"1h"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationSetting {
+    fn get(&self, field: &str) -> PluginResult<Duration> {
+        let bad = || {
+            invalid_setting(
+                field,
+                format!("digitalocean provider: invalid config: {field} is not a duration"),
+                "write seconds (5) or a duration such as \"5s\", \"500ms\", \"10m\"",
+            )
+        };
+        match self {
+            Self::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
+            Self::Seconds(_) => Err(bad()),
+            Self::Text(t) => {
+                let t = t.trim();
+                let split = t
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .unwrap_or(t.len());
+                let (n, unit) = t.split_at(split);
+                let n: f64 = n.parse().map_err(|_| bad())?;
+                let secs = match unit.trim() {
+                    "ms" => n / 1000.0,
+                    "" | "s" => n,
+                    "m" | "min" => n * 60.0,
+                    "h" => n * 3600.0,
+                    _ => return Err(bad()),
+                };
+                Ok(Duration::from_secs_f64(secs))
+            }
+        }
+    }
+}
+
+/// A droplet as the settings want it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// `{environment}-{host}`.
+    pub name: String,
+    pub host: String,
+    pub role: String,
+    pub size: String,
+    pub region: String,
+}
+
+/// Settings checked locally (no API calls).
+#[derive(Debug)]
+pub struct Checked {
+    pub ssh_key_name: String,
+    pub image: String,
+    pub allowed_regions: Vec<String>,
+    pub allowed_sizes: Vec<String>,
+    pub user_data: Option<String>,
+    pub wait_interval: Duration,
+    pub wait_timeout: Duration,
+    /// Sorted by name.
+    pub desired: Vec<Desired>,
+    /// Warnings that do not stop planning.
+    pub warnings: Vec<Diagnostic>,
+}
+
+pub fn diag(field: Option<&str>, message: String, hint: Option<String>) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        message,
+        field: field.map(str::to_string),
+        hint,
+    }
+}
+
+/// Whether `s` may appear in a tag (`^[a-zA-Z0-9_\-:]+$`, at most 255 characters).
+pub fn tag_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
+}
+
+/// Whether `s` is a valid droplet name (`^[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]$`).
+fn droplet_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// The environment's tag, listed to find its droplets.
+pub fn env_tag(env: &str) -> String {
+    format!("soar-env:{env}")
+}
+
+pub const MANAGED_TAG: &str = "managed-by:soar";
+
+/// What the token setting means, as a diagnostic when it needs one.
+pub fn token_env_diagnostic(token_env: Option<&str>, env: &str) -> Option<Diagnostic> {
+    let v = token_env?;
+    let valid = !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        // DigitalOcean tokens (`dop_v1_...`, `doo_v1_...`) look like names.
+        && !["dop_v1_", "doo_v1_", "dor_v1_"].iter().any(|p| v.starts_with(p))
+        && v.len() < 64;
+    if !valid {
+        return Some(diag(
+            Some("token_env"),
+            format!(
+                "digitalocean provider: invalid config: token_env must name an environment variable, not hold a token (got {} characters)",
+                v.len()
+            ),
+            Some(format!(
+                "put the token in an environment variable and write [env.{env}.credentials] digitalocean = \"VAR\""
+            )),
+        ));
+    }
+    if v == DEFAULT_TOKEN_ENV {
+        return None;
+    }
+    Some(Diagnostic {
+        severity: Severity::Warning,
+        message: format!(
+            "token_env = \"{v}\" is documentation only: the host reads the token, from {DEFAULT_TOKEN_ENV} unless [env.{env}.credentials] names another variable"
+        ),
+        field: Some("token_env".into()),
+        hint: Some(format!(
+            "write [env.{env}.credentials] digitalocean = \"{v}\" so the host reads {v}"
+        )),
+    })
+}
+
+/// Read and check the settings, without calling the API.
+pub fn check(ctx: &Context) -> PluginResult<Checked> {
+    let s: Settings = ctx.settings().map_err(|e| match e {
+        PluginError::InvalidConfig(mut d) => {
+            for x in &mut d {
+                x.message = format!("digitalocean provider: {}", x.message);
+            }
+            PluginError::InvalidConfig(d)
+        }
+        other => other,
+    })?;
+    let env = &ctx.environment;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(d) = token_env_diagnostic(s.token_env.as_deref(), env) {
+        match d.severity {
+            Severity::Error => errors.push(d),
+            _ => warnings.push(d),
+        }
+    }
+    if !tag_safe(&format!("soar-env:{env}")) {
+        errors.push(diag(
+            None,
+            format!(
+                "digitalocean provider: invalid config: environment name '{env}' cannot be used in a DigitalOcean tag (letters, digits, '-', '_' and ':' only)"
+            ),
+            None,
+        ));
+    }
+    let ssh_key_name = match s.ssh_key_name.as_deref().map(str::trim) {
+        Some(k) if !k.is_empty() => k.to_string(),
+        _ => {
+            errors.push(diag(
+                Some("ssh_key_name"),
+                "digitalocean provider: invalid config: ssh_key_name is required".into(),
+                Some(
+                    "add ssh_key_name = \"<name of an SSH key in your DigitalOcean account>\" (Soar does not create keys)"
+                        .into(),
+                ),
+            ));
+            String::new()
+        }
+    };
+    if s.hosts.is_empty() {
+        errors.push(diag(
+            Some("hosts"),
+            "digitalocean provider: invalid config: hosts configuration is required".into(),
+            Some("add hosts = { app-1 = { role = \"app\" } }".into()),
+        ));
+    }
+    let mut desired = Vec::new();
+    for (host, h) in &s.hosts {
+        let field = |f: &str| format!("hosts.{host}.{f}");
+        let name = format!("{env}-{host}");
+        if !droplet_name_ok(&name) {
+            errors.push(diag(
+                Some(&format!("hosts.{host}")),
+                format!(
+                    "digitalocean provider: invalid config: droplet name '{name}' is not valid (letters, digits, '.' and '-', starting and ending with a letter or digit)"
+                ),
+                None,
+            ));
+        }
+        let role = h.role.clone().unwrap_or_default();
+        if role.is_empty() {
+            errors.push(diag(
+                Some(&field("role")),
+                format!("digitalocean provider: invalid config: host '{host}' has no role"),
+                Some("add role = \"app\" (or db, gateway, ...)".into()),
+            ));
+        } else if !tag_safe(&format!("soar-role:{role}")) {
+            errors.push(diag(
+                Some(&field("role")),
+                format!(
+                    "digitalocean provider: invalid config: role '{role}' cannot be used in a DigitalOcean tag (letters, digits, '-', '_' and ':' only)"
+                ),
+                None,
+            ));
+        }
+        let size = h.size.clone().or(s.default_size.clone());
+        let region = h.region.clone().or(s.default_region.clone());
+        if size.is_none() {
+            errors.push(diag(
+                Some(&field("size")),
+                format!("digitalocean provider: invalid config: host '{host}' has no size and there is no default_size"),
+                Some("add default_size = \"s-1vcpu-1gb\" or a size to the host".into()),
+            ));
+        }
+        if region.is_none() {
+            errors.push(diag(
+                Some(&field("region")),
+                format!("digitalocean provider: invalid config: host '{host}' has no region and there is no default_region"),
+                Some("add default_region = \"nyc3\" or a region to the host".into()),
+            ));
+        }
+        desired.push(Desired {
+            name,
+            host: host.clone(),
+            role,
+            size: size.unwrap_or_default(),
+            region: region.unwrap_or_default(),
+        });
+    }
+    desired.sort_by(|a, b| a.name.cmp(&b.name));
+    let wait_interval = match &s.wait_interval {
+        Some(d) => d.get("wait_interval")?,
+        None => Duration::from_secs(5),
+    };
+    let wait_timeout = match &s.wait_timeout {
+        Some(d) => d.get("wait_timeout")?,
+        None => Duration::from_secs(600),
+    };
+    if !errors.is_empty() {
+        return Err(PluginError::InvalidConfig(errors));
+    }
+    Ok(Checked {
+        ssh_key_name,
+        image: s.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        allowed_regions: s.regions,
+        allowed_sizes: s.sizes,
+        user_data: s.user_data,
+        wait_interval: wait_interval.max(Duration::from_millis(10)),
+        wait_timeout,
+        desired,
+        warnings,
+    })
+}
