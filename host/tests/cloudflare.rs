@@ -38,6 +38,8 @@ struct Fixture {
     journal: Arc<Journal>,
     /// Everything the plugin handed back, for the leak scan.
     outputs: std::sync::Mutex<Vec<String>>,
+    /// Service secrets (`[deploy] secrets`) handed to the session.
+    service_secrets: std::sync::Mutex<BTreeMap<String, String>>,
     _runtime: Runtime,
 }
 
@@ -61,6 +63,7 @@ impl Fixture {
             token,
             journal: Arc::new(Journal::default()),
             outputs: Default::default(),
+            service_secrets: Default::default(),
             _runtime: runtime,
         }
     }
@@ -89,7 +92,15 @@ impl Fixture {
                     },
                 },
             )
-            .unwrap(),
+            .unwrap()
+            .with_service_secrets(
+                self.service_secrets
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), soar::credentials::Secret::new(v.clone())))
+                    .collect(),
+            ),
         )
     }
 
@@ -581,4 +592,36 @@ async fn p6_pages_10k_files_then_one_changed() {
         write(dir.path(), "section-7/page-7.html", b"<h1>changed</h1>");
     }
     assert_eq!(f.fake.counters().files_uploaded, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_secrets_reach_cloudflare_but_never_the_plugin() {
+    let f = Fixture::new().await;
+    let value = format!("sk-live-{:x}-secret", rand_suffix());
+    f.service_secrets
+        .lock()
+        .unwrap()
+        .insert("API_KEY".into(), value.clone());
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "index.js",
+        b"export default { fetch(r, env) { return new Response(env.API_KEY ? 'ok' : 'no') } }",
+    );
+    let settings = worker_settings(json!({"GREETING": "hi"}));
+    let (plan, applied) = f
+        .deploy(dir.path(), ArtifactKind::Script, &settings)
+        .await
+        .unwrap();
+    let script = f.fake.script("shop-api").expect("uploaded");
+    let bindings = script.metadata["bindings"].as_array().unwrap();
+    assert!(
+        bindings.contains(&json!({"type": "secret_text", "name": "API_KEY", "text": value})),
+        "the host spliced the value into the upload: {bindings:?}"
+    );
+    let seen = format!(
+        "{plan:?}{applied:?}{}",
+        serde_json::to_string(&f.journal.events()).unwrap()
+    );
+    assert!(!seen.contains(&value), "the plugin never holds the value");
 }

@@ -972,6 +972,7 @@ async fn roll_one(target: &Target, job: &RolloutJob) -> Result<rollout::Report, 
     }
 }
 
+#[allow(clippy::single_range_in_vec_init)]
 /// Index ranges of the rollout's batches: everything at once, or (with
 /// `rollout.batch`) the first host alone as a canary, then batches.
 pub(crate) fn batches(
@@ -1026,21 +1027,6 @@ fn per_host_report(
         lines.push(line);
     }
     lines.join("\n")
-}
-
-#[cfg(test)]
-mod rollout_tests {
-    use super::batches;
-    use crate::config::Batch;
-
-    #[test]
-    fn batch_plans() {
-        assert_eq!(batches(5, None), vec![0..5]);
-        assert_eq!(batches(5, Some(Batch::Count(2))), vec![0..1, 1..3, 3..5]);
-        assert_eq!(batches(5, Some(Batch::Percent(50))), vec![0..1, 1..4, 4..5]);
-        assert_eq!(batches(1, Some(Batch::Count(3))), vec![0..1]);
-        assert!(batches(0, None).is_empty());
-    }
 }
 
 type ApplyOutcome = (
@@ -1142,5 +1128,20 @@ fn record_resource(
         _ => store
             .remove_resource(&env.name, &change.kind, &change.name)
             .map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod rollout_tests {
+    use super::batches;
+    use crate::config::Batch;
+
+    #[test]
+    fn batch_plans() {
+        assert_eq!(batches(5, None), vec![0..5]);
+        assert_eq!(batches(5, Some(Batch::Count(2))), vec![0..1, 1..3, 3..5]);
+        assert_eq!(batches(5, Some(Batch::Percent(50))), vec![0..1, 1..4, 4..5]);
+        assert_eq!(batches(1, Some(Batch::Count(3))), vec![0..1]);
+        assert!(batches(0, None).is_empty());
     }
 }

@@ -339,7 +339,7 @@ async fn ssh_targets(
     let hosts: Vec<SshTarget> = all
         .into_iter()
         .filter_map(|t| match t {
-            Target::Ssh(s) => Some(s),
+            Target::Ssh(s) => Some(*s),
             Target::Local(_) => None,
         })
         .collect();

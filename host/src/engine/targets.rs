@@ -27,7 +27,7 @@ pub enum Target {
     /// This machine, supervised by `soar __supervise`.
     Local(ServiceSpec),
     /// A remote host over SSH, run by systemd.
-    Ssh(SshTarget),
+    Ssh(Box<SshTarget>),
 }
 
 /// A remote host and how the service runs there.
@@ -186,6 +186,7 @@ fn host_spec(
 }
 
 /// A remote target for `address:port`.
+#[allow(clippy::too_many_arguments)]
 fn ssh_target(
     session: &Session,
     env: &Environment,
@@ -222,7 +223,7 @@ fn ssh_target(
             Some(u) => Some(u.to_string()),
         },
     };
-    Target::Ssh(SshTarget {
+    Target::Ssh(Box::new(SshTarget {
         public: address.to_string(),
         spec: ServiceSpec {
             name: env.deploy.service.clone(),
@@ -232,7 +233,7 @@ fn ssh_target(
         },
         transport,
         systemd,
-    })
+    }))
 }
 
 /// The targets of `env`, from the provider's `status`.

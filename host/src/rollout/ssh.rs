@@ -74,12 +74,7 @@ impl Transport for SshTransport {
         if out.status != 0 {
             anyhow::bail!(
                 "{}",
-                out.stderr
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or("no answer")
-                    .to_string()
+                out.stderr.trim().lines().last().unwrap_or("no answer")
             );
         }
         let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", &out.stdout));

@@ -42,8 +42,6 @@ pub(crate) struct Settings {
     pub main_module: Option<String>,
     /// Plain-text bindings (`vars`).
     pub vars: BTreeMap<String, String>,
-    /// Names of `secret_text` bindings; values need the host (see README).
-    pub secrets: Vec<String>,
     /// Report the `workers.dev` URL (default true).
     pub workers_dev: Option<bool>,
     pub routes: Vec<Route>,
@@ -124,7 +122,6 @@ impl Provider for Cloudflare {
                     "compatibility_flags": {"type": "array", "items": {"type": "string"}},
                     "main_module": {"type": "string"},
                     "vars": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "secrets": {"type": "array", "items": {"type": "string"}},
                     "workers_dev": {"type": "boolean", "default": true},
                     "routes": {"type": "array", "items": {
                         "type": "object",
@@ -161,14 +158,6 @@ impl Provider for Cloudflare {
         };
         if let Err(PluginError::InvalidConfig(d)) = settings.account_id() {
             out.extend(d);
-        }
-        if !settings.secrets.is_empty() {
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                message: "cloudflare provider: Worker secrets need a host that can splice secret values into request bodies; this version cannot set them".into(),
-                field: Some("secrets".into()),
-                hint: Some("remove `secrets` and set them with `wrangler secret put` for now (existing secret bindings are kept on deploy)".into()),
-            });
         }
         out
     }

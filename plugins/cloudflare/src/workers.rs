@@ -104,6 +104,8 @@ fn desired(ctx: &Context, s: &Settings) -> PluginResult<(Value, Vec<(String, &'s
         "compatibility_flags": s.compatibility_flags,
         "modules": modules.iter().map(|(p, t)| json!([p, t])).collect::<Vec<_>>(),
         "vars": s.vars,
+        // Secret names (never values): adding or removing one redeploys.
+        "secrets": soar_sdk::http::secret_names(),
     });
     let digest = api::sha256_hex(format!("{}\n{}", artifact.digest, settings_part).as_bytes());
     bindings.push(json!({"type": "plain_text", "name": DIGEST_BINDING, "text": digest}));
@@ -116,6 +118,31 @@ fn desired(ctx: &Context, s: &Settings) -> PluginResult<(Value, Vec<(String, &'s
         "keep_bindings": ["secret_text", "secret_key"],
     });
     Ok((metadata, modules))
+}
+
+/// The metadata part with one `secret_text` binding per service secret of
+/// the environment (`[deploy] secrets`). The values are spliced in by the
+/// host (`Segment::SecretJson`): this plugin never holds them.
+fn metadata_with_secrets(metadata: &Value, secrets: &[String]) -> Vec<Segment> {
+    let placeholder = |name: &str| format!("__soar_secret_{name}__");
+    let mut metadata = metadata.clone();
+    if let Some(bindings) = metadata["bindings"].as_array_mut() {
+        for name in secrets {
+            bindings.push(json!({"type": "secret_text", "name": name, "text": placeholder(name)}));
+        }
+    }
+    let mut rest = metadata.to_string();
+    let mut segments = Vec::new();
+    for name in secrets {
+        let quoted = format!("\"{}\"", placeholder(name));
+        if let Some(at) = rest.find(&quoted) {
+            segments.push(Segment::Bytes(rest[..at].as_bytes().to_vec()));
+            segments.push(Segment::SecretJson(name.clone()));
+            rest = rest[at + quoted.len()..].to_string();
+        }
+    }
+    segments.push(Segment::Bytes(rest.into_bytes()));
+    segments
 }
 
 fn digest_of(metadata: &Value) -> Option<String> {
@@ -294,7 +321,7 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
             name: "metadata".into(),
             filename: None,
             content_type: Some("application/json".into()),
-            content: vec![Segment::Bytes(metadata.to_string().into_bytes())],
+            content: metadata_with_secrets(metadata, &soar_sdk::http::secret_names()),
         }];
         for m in payload["modules"].as_array().into_iter().flatten() {
             let (Some(path), Some(ty)) = (m[0].as_str(), m[1].as_str()) else {

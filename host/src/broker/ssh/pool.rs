@@ -55,10 +55,12 @@ impl client::Handler for Client {
 
 pub(crate) type Conn = Handle<Client>;
 
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+
 /// Live connections by `user@address:port`.
 #[derive(Default)]
 pub(crate) struct Pool {
-    slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>>>,
+    slots: std::sync::Mutex<HashMap<String, Slot>>,
 }
 
 impl Pool {
