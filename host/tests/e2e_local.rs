@@ -413,20 +413,28 @@ fn a_deploy_killed_at_a_random_point_converges_when_run_again() {
     let started = Instant::now();
     p.soar(&["deploy", "--yes"]).ok();
     let url = p.url();
-    // Kill somewhere within the span of a whole deploy.
+    // Kill somewhere within the span of a whole deploy: round i picks a
+    // random point in the i-th of ROUNDS equal slices, so the kills spread
+    // from process start to the end of the health check.
+    const ROUNDS: u64 = 6;
     let span = started
         .elapsed()
         .max(Duration::from_millis(300))
         .as_millis() as u64;
     let mut rng = rand::rng();
-    for round in 0..4u32 {
+    let mut interrupted = 0;
+    for round in 0..ROUNDS {
         let version = format!("v{}", round + 2);
         p.write_app(&version, Mode::Healthy);
         let digest = p.planned_digest();
         let deploy = p.spawn(&["deploy", "--yes"]);
-        let delay = rng.random_range(0..span);
+        let delay = rng.random_range(round * span / ROUNDS..(round + 1) * span / ROUNDS);
         std::thread::sleep(Duration::from_millis(delay));
+        let finished = p.has_exited(deploy);
         p.kill(deploy);
+        if !finished && p.history()[0]["status"] == "interrupted" {
+            interrupted += 1;
+        }
 
         let again = p.soar(&["deploy", "--yes"]);
         assert_eq!(
@@ -471,6 +479,7 @@ fn a_deploy_killed_at_a_random_point_converges_when_run_again() {
             assert_ne!(r["status"], "running", "round {round}: {r}");
         }
     }
+    eprintln!("{interrupted} of {ROUNDS} deploys were killed after they began recording");
 }
 
 #[test]

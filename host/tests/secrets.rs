@@ -102,6 +102,11 @@ impl Fixture {
     }
 
     fn session(&self) -> Arc<Session> {
+        self.session_with(BTreeMap::new())
+    }
+
+    /// A session whose environment configures `service` secrets.
+    fn session_with(&self, service: BTreeMap<String, String>) -> Arc<Session> {
         let grants = Grants {
             endpoints: BTreeMap::from([
                 ("api".to_string(), self.api.url().to_string()),
@@ -126,7 +131,13 @@ impl Fixture {
                     },
                 },
             )
-            .expect("session"),
+            .expect("session")
+            .with_service_secrets(
+                service
+                    .into_iter()
+                    .map(|(k, v)| (k, soar::credentials::Secret::new(v)))
+                    .collect(),
+            ),
         )
     }
 
@@ -398,4 +409,59 @@ async fn capturing_the_reflected_token_yields_only_the_redacted_text() {
         Some("Bearer Bearer [redacted]")
     );
     f.assert_journal_and_errors_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_secrets_go_only_to_the_providers_api() {
+    let f = Fixture::new().await;
+    let value = format!("{}-service-secret", f.subject);
+    let session = f.session_with(BTreeMap::from([("API_KEY".to_string(), value.clone())]));
+    // Toward the credential-bound API the host splices the value in, and the
+    // echo of it comes back to the plugin scrubbed.
+    let plan = f
+        .plan_in(
+            &session,
+            json!({
+                "mode": "fetch",
+                "method": "post",
+                "url": format!("{}/store", f.api.url()),
+                "credential": "token",
+                "body": "key=",
+                "secret": "API_KEY",
+            }),
+        )
+        .await
+        .expect("sent");
+    let received = f.api.requests();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body, format!("key={value}").into_bytes());
+    let seen = format!("{plan:?}");
+    assert!(!seen.contains(&value), "the plugin saw the secret: {seen}");
+    // Anywhere else it is refused before sending.
+    let err = f
+        .plan_in(
+            &session,
+            json!({
+                "mode": "fetch",
+                "method": "post",
+                "url": format!("{}/exfiltrate", f.files.url()),
+                "secret": "API_KEY",
+            }),
+        )
+        .await
+        .expect_err("denied")
+        .to_string();
+    assert!(err.contains("may send service secrets only to its provider's API"), "{err}");
+    assert!(f.files.requests().is_empty());
+    // Unknown names are explained.
+    let err = f
+        .plan_in(
+            &session,
+            json!({ "mode": "fetch", "method": "post", "url": format!("{}/x", f.api.url()), "secret": "NOPE" }),
+        )
+        .await
+        .expect_err("invalid")
+        .to_string();
+    assert!(err.contains("does not configure") && err.contains("API_KEY"), "{err}");
+    assert!(!serde_json::to_string(&f.journal.events()).unwrap().contains(&value));
 }

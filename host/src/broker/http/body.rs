@@ -58,9 +58,13 @@ impl Prepared {
                 content_type: None,
             },
             Body::Form(fields) => {
+                // `*` is encoded too: the WHATWG form encoding leaves it
+                // bare, but AWS (and moto's signature check) expect the
+                // RFC 3986 encoding that SigV4 canonicalizes.
                 let encoded = url::form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(fields)
-                    .finish();
+                    .finish()
+                    .replace('*', "%2A");
                 Prepared::Bytes {
                     bytes: Bytes::from(encoded),
                     content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),

@@ -320,7 +320,7 @@ impl HttpBroker {
                 continue;
             }
             let mut response = self.read(response).await?;
-            let secrets = self.credentials.known_secrets();
+            let secrets = self.known_secrets();
             scrub(&mut response.body, &secrets);
             for (_, v) in response.headers.iter_mut() {
                 *v = crate::credentials::scrub_str(v, &secrets);

@@ -41,6 +41,8 @@ struct Settings {
     credential: Option<String>,
     /// Request body (text).
     body: Option<String>,
+    /// A service secret the host splices in after `body` (`Segment::Secret`).
+    secret: Option<String>,
     /// `(credential name, JSON pointer)`: capture a token from the response.
     capture: Option<(String, String)>,
     /// `host:port` for the socket and SSH modes.
@@ -321,8 +323,15 @@ fn request(s: &Settings) -> Request {
     if let Some(c) = &s.credential {
         req = req.credential(c);
     }
+    let mut body = Vec::new();
     if let Some(b) = &s.body {
-        req = req.segments(vec![soar_sdk::http::Segment::Bytes(b.as_bytes().to_vec())]);
+        body.push(soar_sdk::http::Segment::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Some(name) = &s.secret {
+        body.push(soar_sdk::http::Segment::Secret(name.clone()));
+    }
+    if !body.is_empty() {
+        req = req.segments(body);
     }
     if let Some((name, pointer)) = &s.capture {
         req = req.capture(name, pointer);
