@@ -211,6 +211,14 @@ fn stop_services(hosts: &[&SshHost]) {
             .arg(format!("--root={}", h.root.display()))
             .args(["stop", "hello"])
             .output();
+        let link = h
+            .root
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join(format!("{}-root", h.port));
+        let _ = std::fs::remove_file(link);
     }
 }
 

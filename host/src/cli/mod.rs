@@ -80,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(a) => project::logs(config, a).await,
         Command::History(a) => project::history(config, a),
         Command::Rollback(a) => project::rollback(config, a).await,
-        Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Plugin(cmd) => plugin::run(config, cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "soar", &mut std::io::stdout());
             Ok(0)

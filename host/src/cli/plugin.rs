@@ -68,14 +68,17 @@ fn plugins_dir() -> anyhow::Result<std::path::PathBuf> {
     })
 }
 
-/// The project's soar.toml, found from the current directory up.
-fn project() -> Option<std::path::PathBuf> {
-    std::env::current_dir()
-        .ok()
-        .and_then(|d| crate::config::find(&d))
+/// The project's soar.toml: `-c`, else found from the current directory up.
+fn project(config: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    config.map(std::path::Path::to_path_buf).or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| crate::config::find(&d))
+    })
 }
 
-pub async fn run(cmd: PluginCommand) -> anyhow::Result<i32> {
+/// Run a `soar plugin` subcommand; `config` is the global `-c`.
+pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow::Result<i32> {
     if let PluginCommand::New { name, lang, dir } = &cmd {
         let (dir, files) = crate::install::scaffold::scaffold(name, *lang, dir.as_deref())?;
         println!("Created {} ({} files):", dir.display(), files.len());
@@ -109,7 +112,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<i32> {
                     allow_insecure_http,
                     ..Default::default()
                 },
-                project: project(),
+                project: project(config),
             };
             crate::install::install(&runtime, &catalog, &plugins_dir()?, &opts, None).await?;
             Ok(0)
@@ -127,7 +130,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<i32> {
                     allow_insecure_http,
                     ..Default::default()
                 },
-                project: project(),
+                project: project(config),
             };
             crate::install::update(&runtime, &catalog, &plugins_dir()?, &name, opts).await?;
             Ok(0)

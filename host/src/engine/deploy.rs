@@ -412,7 +412,8 @@ pub async fn deploy_command(ws: &Workspace, opts: &DeployOptions) -> anyhow::Res
     result.map(|_| 0)
 }
 
-fn actor() -> String {
+/// Who runs this command, for the audit trail.
+pub(crate) fn actor() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())

@@ -80,7 +80,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     let id = store.begin_deploy(
         &env.name,
         "destroy",
-        &HolderInfo::current().user.unwrap_or_default(),
+        &super::deploy::actor(),
     )?;
     let trail = Trail { store: &store, id };
     let started = mark();

@@ -229,7 +229,7 @@ pub async fn rollback_command(
         let id = store.begin_deploy(
             &env.name,
             "rollback",
-            &HolderInfo::current().user.unwrap_or_default(),
+            &super::deploy::actor(),
         )?;
         let trail = Trail { store: &store, id };
         let started = mark();
@@ -291,7 +291,7 @@ pub async fn rollback_command(
     let id = store.begin_deploy(
         &env.name,
         "rollback",
-        &HolderInfo::current().user.unwrap_or_default(),
+        &super::deploy::actor(),
     )?;
     let trail = Trail { store: &store, id };
     let started = mark();
