@@ -451,7 +451,10 @@ async fn service_secrets_go_only_to_the_providers_api() {
         .await
         .expect_err("denied")
         .to_string();
-    assert!(err.contains("may send service secrets only to its provider's API"), "{err}");
+    assert!(
+        err.contains("may send service secrets only to its provider's API"),
+        "{err}"
+    );
     assert!(f.files.requests().is_empty());
     // Unknown names are explained.
     let err = f
@@ -462,6 +465,13 @@ async fn service_secrets_go_only_to_the_providers_api() {
         .await
         .expect_err("invalid")
         .to_string();
-    assert!(err.contains("does not configure") && err.contains("API_KEY"), "{err}");
-    assert!(!serde_json::to_string(&f.journal.events()).unwrap().contains(&value));
+    assert!(
+        err.contains("does not configure") && err.contains("API_KEY"),
+        "{err}"
+    );
+    assert!(
+        !serde_json::to_string(&f.journal.events())
+            .unwrap()
+            .contains(&value)
+    );
 }

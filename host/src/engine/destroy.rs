@@ -77,11 +77,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     if !opts.yes && !confirm("destroy these resources")? {
         anyhow::bail!("destroy cancelled; nothing was changed");
     }
-    let id = store.begin_deploy(
-        &env.name,
-        "destroy",
-        &super::deploy::actor(),
-    )?;
+    let id = store.begin_deploy(&env.name, "destroy", &super::deploy::actor())?;
     let trail = Trail { store: &store, id };
     let started = mark();
     let mut failed = Vec::new();

@@ -226,11 +226,7 @@ pub async fn rollback_command(
         retries: h.retries,
     };
     if let Some(hosts) = ssh_targets(ws, env).await? {
-        let id = store.begin_deploy(
-            &env.name,
-            "rollback",
-            &super::deploy::actor(),
-        )?;
+        let id = store.begin_deploy(&env.name, "rollback", &super::deploy::actor())?;
         let trail = Trail { store: &store, id };
         let started = mark();
         let who = format!("soar rollback pid {}", std::process::id());
@@ -288,11 +284,7 @@ pub async fn rollback_command(
             env.deploy.service
         )
     })?;
-    let id = store.begin_deploy(
-        &env.name,
-        "rollback",
-        &super::deploy::actor(),
-    )?;
+    let id = store.begin_deploy(&env.name, "rollback", &super::deploy::actor())?;
     let trail = Trail { store: &store, id };
     let started = mark();
     match rollout::switch_to(

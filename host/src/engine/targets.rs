@@ -268,6 +268,10 @@ pub async fn resolve_fresh(
     let statuses = plugin.status(session.clone(), ctx).await?;
     let mut targets = Vec::new();
     let listed = !env.ssh.hosts.is_empty();
+    // Only a provider that declares SSH hands its hosts to the rollout; one
+    // that sets its hosts up itself (aws-spot, through cloud-init) reports
+    // them for `status` alone.
+    let rolls_out_over_ssh = plugin.description().capabilities.ssh;
     for status in statuses {
         for ep in status.endpoints {
             let t = match ep.kind.as_str() {
@@ -277,7 +281,7 @@ pub async fn resolve_fresh(
                     command: command.to_string(),
                     port,
                 }),
-                "ssh" => ssh_target(
+                "ssh" if rolls_out_over_ssh => ssh_target(
                     &session,
                     env,
                     &ep.address,

@@ -148,7 +148,7 @@ pub fn generate(dep: &Deployment, files: &Files) -> Result<UserData, String> {
         ));
         match &t.source {
             TarballSource::Url(url) => {
-                run.push(format!("echo 'soar: downloading the deployment tarball'"));
+                run.push("echo 'soar: downloading the deployment tarball'".to_string());
                 run.push(format!(
                     "curl -fsSL --retry 5 --retry-delay 2 -o {l} {u} || wget -q -t 5 -O {l} {u}",
                     l = quote(&local),

@@ -338,7 +338,7 @@ fn conventions(files: &Files) -> (Option<Deployment>, Vec<Diagnostic>) {
 }
 
 /// Resolve a manifest path: relative to the project root, or to `deployment/`.
-fn resolve<'a>(files: &'a Files, path: &str) -> Option<String> {
+fn resolve(files: &Files, path: &str) -> Option<String> {
     let p = path.trim_start_matches("./").trim_end_matches('/');
     if files.has(p) {
         return Some(p.to_string());
@@ -352,12 +352,9 @@ fn resolve<'a>(files: &'a Files, path: &str) -> Option<String> {
 
 fn is_dir(files: &Files, path: &str) -> Option<String> {
     let p = path.trim_start_matches("./").trim_end_matches('/');
-    for cand in [p.to_string(), format!("deployment/{p}")] {
-        if files.under(&cand).next().is_some() {
-            return Some(cand);
-        }
-    }
-    None
+    [p.to_string(), format!("deployment/{p}")]
+        .into_iter()
+        .find(|cand| files.under(cand).next().is_some())
 }
 
 /// Where a project file lands when the manifest only names it.
@@ -680,11 +677,10 @@ fn manifest(files: &Files) -> (Option<Deployment>, Vec<Diagnostic>) {
         }
     }
 
-    if let Some(t) = body.get("tarball").filter(|v| !v.is_null()) {
-        match tarball(files, t, &mut d) {
-            Some(t) => out.tarball = Some(t),
-            None => {}
-        }
+    if let Some(t) = body.get("tarball").filter(|v| !v.is_null())
+        && let Some(t) = tarball(files, t, &mut d)
+    {
+        out.tarball = Some(t)
     }
     if out.files.is_empty()
         && out.scripts.is_empty()

@@ -136,7 +136,7 @@ fn metadata_with_secrets(metadata: &Value, secrets: &[String]) -> Vec<Segment> {
     for name in secrets {
         let quoted = format!("\"{}\"", placeholder(name));
         if let Some(at) = rest.find(&quoted) {
-            segments.push(Segment::Bytes(rest[..at].as_bytes().to_vec()));
+            segments.push(Segment::Bytes(rest.as_bytes()[..at].to_vec()));
             segments.push(Segment::SecretJson(name.clone()));
             rest = rest[at + quoted.len()..].to_string();
         }
