@@ -354,6 +354,17 @@ fn stale_lock_needs_force_unlock() {
     assert!(out.status.success());
     assert!(!root.join(".soar-lock").exists());
     assert!(p.get().unwrap().contains("version v1"));
+
+    // Destroy removes the unit and the service root from the host.
+    let out = p.soar(&["destroy", "--yes"]);
+    assert!(
+        out.status.success(),
+        "destroy failed: {}",
+        text(&out.stderr)
+    );
+    assert!(!root.exists(), "the service root is still on the host");
+    assert!(!host.root.join("etc/systemd/system/hello.service").exists());
+    assert!(p.get().is_none(), "the service still answers");
 }
 
 #[test]

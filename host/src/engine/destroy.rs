@@ -83,18 +83,40 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     let mut failed = Vec::new();
     for change in plan.effective() {
         let result = match change.executor {
-            Executor::Rollout => {
-                let spec = ServiceSpec {
-                    name: env.deploy.service.clone(),
-                    root: root.to_string_lossy().into_owned(),
-                    command: String::new(),
-                    port: 0,
-                };
-                let t = Target::Local(spec);
-                crate::rollout::remove(&LocalTransport, &Supervisor::current()?, t.spec())
-                    .await
-                    .map_err(|e| format!("{e:#}"))
-            }
+            Executor::Rollout => match super::releases::ssh_targets(ws, env).await {
+                // Remote hosts: stop and remove the unit, then the service root.
+                Ok(Some(hosts)) => {
+                    let mut errors = Vec::new();
+                    for h in hosts {
+                        let removed = async {
+                            h.systemd.uninstall(&h.spec).await?;
+                            crate::rollout::remove(&h.transport, &h.systemd, &h.spec).await
+                        }
+                        .await;
+                        if let Err(e) = removed {
+                            errors.push(format!("{}: {e:#}", h.public));
+                        }
+                    }
+                    if errors.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(errors.join("; "))
+                    }
+                }
+                Ok(None) => {
+                    let spec = ServiceSpec {
+                        name: env.deploy.service.clone(),
+                        root: root.to_string_lossy().into_owned(),
+                        command: String::new(),
+                        port: 0,
+                    };
+                    let t = Target::Local(spec);
+                    crate::rollout::remove(&LocalTransport, &Supervisor::current()?, t.spec())
+                        .await
+                        .map_err(|e| format!("{e:#}"))
+                }
+                Err(e) => Err(format!("{e:#}")),
+            },
             Executor::Provider => p
                 .plugin
                 .apply(p.session.clone(), &p.ctx, &change.to_provider())

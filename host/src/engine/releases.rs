@@ -317,7 +317,7 @@ pub async fn rollback_command(
 /// The SSH hosts of `env` (from the provider's status and the config), or
 /// `None` when it has none. The service command is left empty: reading
 /// commands and rollbacks restart the unit that is installed.
-async fn ssh_targets(
+pub(crate) async fn ssh_targets(
     ws: &Workspace,
     env: &crate::config::Environment,
 ) -> anyhow::Result<Option<Vec<SshTarget>>> {
