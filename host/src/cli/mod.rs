@@ -48,6 +48,9 @@ pub enum Command {
     Destroy(project::DestroyArgs),
     /// Show each environment's release and whether it runs.
     Status(project::EnvJsonArgs),
+    /// Rebuild the state's resources from what the provider reports (its
+    /// `managed-by:soar` tags).
+    Refresh(project::EnvJsonArgs),
     /// Show the service's recent log lines.
     Logs(project::LogsArgs),
     /// Show the audit trail of deploys, destroys and rollbacks.
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deploy(a) => project::deploy(config, a).await,
         Command::Destroy(a) => project::destroy(config, a).await,
         Command::Status(a) => project::status(config, a).await,
+        Command::Refresh(a) => project::refresh(config, a).await,
         Command::Logs(a) => project::logs(config, a).await,
         Command::History(a) => project::history(config, a),
         Command::Rollback(a) => project::rollback(config, a).await,

@@ -249,6 +249,11 @@ pub async fn status(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32
     releases::status_command(&ws, a.env.as_deref(), a.json).await
 }
 
+pub async fn refresh(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config)?;
+    crate::engine::refresh::refresh_command(&ws, a.env.as_deref(), a.json, Duration::from_secs(30)).await
+}
+
 pub async fn logs(config: Option<&Path>, a: LogsArgs) -> anyhow::Result<i32> {
     let ws = Workspace::open(config)?;
     releases::logs_command(&ws, a.env.as_deref(), a.lines).await

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod hooks;
 pub mod plan;
+pub mod refresh;
 pub mod register;
 pub mod releases;
 pub mod render;

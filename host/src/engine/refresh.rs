@@ -1,0 +1,69 @@
+//! `soar refresh`: rebuild the state's resource records from what the
+//! provider reports. Providers find their resources by the `managed-by:soar`
+//! and environment tags they put on them, so a lost or stale `.soar/` can be
+//! recovered from the cloud itself.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Workspace;
+use super::targets::SERVICE_KIND;
+use crate::state::{HolderInfo, ProjectLock, ResourceRecord, now_ms};
+
+/// `soar refresh [--env]`.
+pub async fn refresh_command(
+    ws: &Workspace,
+    env: Option<&str>,
+    json_mode: bool,
+    lock_timeout: Duration,
+) -> anyhow::Result<i32> {
+    let env = ws.environment(env)?;
+    std::fs::create_dir_all(ws.state_dir())?;
+    let _lock = ProjectLock::acquire(&ws.state_dir(), lock_timeout, &HolderInfo::current())?;
+    let store = ws.state()?;
+    let p = ws.prepare(&env.name, None).await?;
+    let reported = p.plugin.status(p.session.clone(), &p.ctx).await?;
+    let mut kept = Vec::new();
+    for status in &reported {
+        let r = &status.resource;
+        store.upsert_resource(&ResourceRecord {
+            env: env.name.clone(),
+            provider: env.provider.clone(),
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            id: r.id.clone(),
+            attributes: serde_json::from_str(&r.attributes).unwrap_or(serde_json::Value::Null),
+            updated_at: now_ms(),
+        })?;
+        kept.push((r.kind.clone(), r.name.clone()));
+    }
+    let mut removed = Vec::new();
+    for r in store.resources(&env.name)? {
+        // The service record (its allocated port) is Soar's own, not the provider's.
+        if r.kind != SERVICE_KIND && !kept.contains(&(r.kind.clone(), r.name.clone())) {
+            store.remove_resource(&env.name, &r.kind, &r.name)?;
+            removed.push(format!("{} {}", r.kind, r.name));
+        }
+    }
+    if json_mode {
+        println!(
+            "{}",
+            json!({ "env": env.name, "resources": kept.iter().map(|(k, n)| json!({"kind": k, "name": n})).collect::<Vec<_>>(), "removed": removed })
+        );
+    } else {
+        println!(
+            "Refreshed {} from provider {}: {} resource(s) reported.",
+            env.name,
+            env.provider,
+            kept.len()
+        );
+        for (k, n) in &kept {
+            println!("  = {k} {n}");
+        }
+        for r in &removed {
+            println!("  - {r} (no longer reported; removed from state)");
+        }
+    }
+    Ok(0)
+}
