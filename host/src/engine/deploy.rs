@@ -330,6 +330,41 @@ impl Trail<'_> {
         }
     }
 
+    /// Run hook `name` (if configured), timed into the trail with its output;
+    /// the error says why it failed.
+    pub async fn hook(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        command: Option<&String>,
+        ctx: &HookContext,
+    ) -> Result<(), String> {
+        let Some(command) = command else {
+            return Ok(());
+        };
+        let started = mark();
+        let result = hooks::run(
+            name,
+            command,
+            &ws.project.root,
+            ctx,
+            ws.project.hooks.timeout,
+        )
+        .await;
+        let (run, outcome, why) = match result {
+            Ok(run) => (run, Outcome::Ok, None),
+            Err((run, why)) => (run, Outcome::Failed, Some(why)),
+        };
+        self.phase(
+            Phase::Hooks,
+            started,
+            outcome,
+            &format!("{name} exit {}", run.status),
+        );
+        self.event(json!({ "hook": run }));
+        why.map_or(Ok(()), Err)
+    }
+
     pub fn event(&self, event: serde_json::Value) {
         if let Err(e) = self.store.record_event(self.id, &event) {
             tracing::warn!("recording an audit event: {e:#}");
@@ -380,36 +415,34 @@ pub async fn deploy_command(ws: &Workspace, opts: &DeployOptions) -> anyhow::Res
             let _ = store.finish_deploy(id, Outcome::Ok, summary);
         }
         Err(e) => {
-            if let Some(cmd) = &ws.project.hooks.on_failure {
-                let ctx = HookContext {
-                    error: Some(format!("{e:#}")),
-                    ..hook_ctx
-                };
-                let started = mark();
-                let run = hooks::run(
-                    "on_failure",
-                    cmd,
-                    &ws.project.root,
-                    &ctx,
-                    ws.project.hooks.timeout,
-                )
+            let ctx = HookContext {
+                error: Some(format!("{e:#}")),
+                ..hook_ctx
+            };
+            // The deploy already failed; a failing on_failure hook is in the trail.
+            let _ = trail
+                .hook(ws, "on_failure", ws.project.hooks.on_failure.as_ref(), &ctx)
                 .await;
-                let (run, outcome) = match run {
-                    Ok(r) => (r, Outcome::Ok),
-                    Err((r, _)) => (r, Outcome::Failed),
-                };
-                trail.phase(
-                    Phase::Hooks,
-                    started,
-                    outcome,
-                    &format!("on_failure exit {}", run.status),
-                );
-                trail.event(json!({ "hook": run }));
-            }
             let _ = store.finish_deploy(id, Outcome::Failed, &format!("{e:#}"));
         }
     }
     result.map(|_| 0)
+}
+
+/// The state record of a resource a provider reported.
+pub(crate) fn record_of(
+    env: &Environment,
+    r: &crate::runtime::bindings::ManagedResource,
+) -> ResourceRecord {
+    ResourceRecord {
+        env: env.name.clone(),
+        provider: env.provider.clone(),
+        kind: r.kind.clone(),
+        name: r.name.clone(),
+        id: r.id.clone(),
+        attributes: serde_json::from_str(&r.attributes).unwrap_or(serde_json::Value::Null),
+        updated_at: now_ms(),
+    }
 }
 
 /// Who runs this command, for the audit trail.
@@ -430,27 +463,16 @@ async fn run_deploy(
     let env = ws.environment(Some(&env_name))?;
     let json_mode = opts.json;
 
-    if let Some(cmd) = &ws.project.hooks.pre_deploy {
-        let started = mark();
-        match hooks::run(
+    if let Err(why) = trail
+        .hook(
+            ws,
             "pre_deploy",
-            cmd,
-            &ws.project.root,
+            ws.project.hooks.pre_deploy.as_ref(),
             &hook_ctx,
-            ws.project.hooks.timeout,
         )
         .await
-        {
-            Ok(run) => {
-                trail.phase(Phase::Hooks, started, Outcome::Ok, "pre_deploy");
-                trail.event(json!({ "hook": run }));
-            }
-            Err((run, why)) => {
-                trail.phase(Phase::Hooks, started, Outcome::Failed, "pre_deploy");
-                trail.event(json!({ "hook": run }));
-                anyhow::bail!("{why}; nothing was deployed");
-            }
-        }
+    {
+        anyhow::bail!("{why}; nothing was deployed");
     }
 
     let started = mark();
@@ -881,31 +903,20 @@ async fn run_deploy(
             }
         }
     }
-    if let Some(cmd) = &ws.project.hooks.post_deploy {
-        let started = mark();
-        match hooks::run(
+    if let Err(why) = trail
+        .hook(
+            ws,
             "post_deploy",
-            cmd,
-            &ws.project.root,
+            ws.project.hooks.post_deploy.as_ref(),
             &hook_ctx,
-            ws.project.hooks.timeout,
         )
         .await
-        {
-            Ok(run) => {
-                trail.phase(Phase::Hooks, started, Outcome::Ok, "post_deploy");
-                trail.event(json!({ "hook": run }));
-            }
-            Err((run, why)) => {
-                trail.phase(Phase::Hooks, started, Outcome::Failed, "post_deploy");
-                trail.event(json!({ "hook": run }));
-                progress(
-                    json_mode,
-                    json!({ "type": "warning", "message": why }),
-                    format!("warning: {why}"),
-                );
-            }
-        }
+    {
+        progress(
+            json_mode,
+            json!({ "type": "warning", "message": why }),
+            format!("warning: {why}"),
+        );
     }
     for event in p.journal.events() {
         trail.event(json!({ "plugin": event }));
@@ -1117,15 +1128,7 @@ fn record_resource(
     applied: Option<&crate::runtime::bindings::Applied>,
 ) -> anyhow::Result<()> {
     match applied.and_then(|a| a.resource.as_ref()) {
-        Some(r) if change.action != Action::Delete => store.upsert_resource(&ResourceRecord {
-            env: env.name.clone(),
-            provider: env.provider.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            id: r.id.clone(),
-            attributes: serde_json::from_str(&r.attributes).unwrap_or(serde_json::Value::Null),
-            updated_at: now_ms(),
-        }),
+        Some(r) if change.action != Action::Delete => store.upsert_resource(&record_of(env, r)),
         _ => store
             .remove_resource(&env.name, &change.kind, &change.name)
             .map(|_| ()),

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Workspace;
 use super::targets::SERVICE_KIND;
-use crate::state::{HolderInfo, ProjectLock, ResourceRecord, now_ms};
+use crate::state::{HolderInfo, ProjectLock};
 
 /// `soar refresh [--env]`.
 pub async fn refresh_command(
@@ -27,15 +27,7 @@ pub async fn refresh_command(
     let mut kept = Vec::new();
     for status in &reported {
         let r = &status.resource;
-        store.upsert_resource(&ResourceRecord {
-            env: env.name.clone(),
-            provider: env.provider.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            id: r.id.clone(),
-            attributes: serde_json::from_str(&r.attributes).unwrap_or(serde_json::Value::Null),
-            updated_at: now_ms(),
-        })?;
+        store.upsert_resource(&super::deploy::record_of(env, r))?;
         kept.push((r.kind.clone(), r.name.clone()));
     }
     let mut removed = Vec::new();
