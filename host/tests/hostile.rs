@@ -606,7 +606,11 @@ async fn ssh_to_an_ungranted_host_is_denied() {
         .await;
     assert_contains(
         &err,
-        &["Denied", "203.0.113.7:22", "no SSH hosts are granted"],
+        &[
+            "Denied",
+            "203.0.113.7:22",
+            "did not declare the `ssh` capability",
+        ],
     );
     h.assert_still_works().await;
 }

@@ -8,6 +8,7 @@
 
 mod plugin;
 mod project;
+mod spot_init;
 
 use std::path::PathBuf;
 

@@ -37,6 +37,10 @@ pub struct InitArgs {
     /// The application's name (default: the directory's name).
     #[arg(long)]
     name: Option<String>,
+    /// `local` writes soar.toml; `aws-spot` writes a zero-config `.spot/` +
+    /// `deployment/` skeleton instead (no soar.toml).
+    #[arg(long, value_name = "PROVIDER", default_value = "local")]
+    provider: String,
 }
 
 /// `soar plan`.
@@ -134,6 +138,24 @@ pub fn init(config: Option<&Path>, args: InitArgs) -> anyhow::Result<i32> {
     let path = config
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(crate::config::FILE_NAME));
+    match args.provider.as_str() {
+        "local" => {}
+        crate::config::spot::PROVIDER => {
+            if args.name.is_some() {
+                anyhow::bail!(
+                    "--name does not apply to --provider aws-spot: a zero-config project is named after its directory (write a soar.toml to choose another name)"
+                );
+            }
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            return super::spot_init::write(&std::path::absolute(dir)?);
+        }
+        other => anyhow::bail!(
+            "soar init --provider {other}: init writes projects for `local` (soar.toml) and `aws-spot` (.spot/ and deployment/); for other providers, start from `soar init` and edit [env.<name>]"
+        ),
+    }
     if path.exists() {
         anyhow::bail!(
             "{} already exists; edit it, or remove it to start over",
@@ -163,14 +185,39 @@ pub fn init(config: Option<&Path>, args: InitArgs) -> anyhow::Result<i32> {
 }
 
 pub fn validate(config: Option<&Path>, args: JsonArgs) -> anyhow::Result<i32> {
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => crate::config::find(&std::env::current_dir()?)
-            .ok_or_else(|| anyhow::anyhow!("no soar.toml here or above; run `soar init`"))?,
+    use crate::config::spot::Located;
+    let located = match config {
+        Some(p) => Located::File(p.to_path_buf()),
+        None => crate::config::spot::discover(&std::env::current_dir()?).ok_or_else(|| {
+            anyhow::anyhow!("no soar.toml (or .spot/config.yaml) here or above; run `soar init`")
+        })?,
     };
     let catalog = Catalog::discover(Catalog::default_dir())?;
     let known: Vec<&str> = catalog.entries().iter().map(|e| e.name.as_str()).collect();
-    match crate::config::load(&path, &known) {
+    let path = match &located {
+        Located::File(p) => p.clone(),
+        Located::ZeroConfig(dir) => dir.join(crate::config::spot::CONFIG_PATH),
+    };
+    match located.load(&known) {
+        Ok(project) if matches!(located, Located::ZeroConfig(_)) => {
+            let envs: Vec<&String> = project.environments.keys().collect();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": true, "file": path, "zero_config": true, "app": project.app.name, "environments": envs })
+                );
+            } else {
+                println!(
+                    "{} is a zero-config {} project (no soar.toml): app '{}', environment '{}'. \
+                     Its settings and deployment/ are checked by the plugin at `soar plan`.",
+                    path.display(),
+                    crate::config::spot::PROVIDER,
+                    project.app.name,
+                    crate::config::spot::ENVIRONMENT,
+                );
+            }
+            Ok(0)
+        }
         Ok(project) => {
             if args.json {
                 println!(
@@ -251,7 +298,8 @@ pub async fn status(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32
 
 pub async fn refresh(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32> {
     let ws = Workspace::open(config)?;
-    crate::engine::refresh::refresh_command(&ws, a.env.as_deref(), a.json, Duration::from_secs(30)).await
+    crate::engine::refresh::refresh_command(&ws, a.env.as_deref(), a.json, Duration::from_secs(30))
+        .await
 }
 
 pub async fn logs(config: Option<&Path>, a: LogsArgs) -> anyhow::Result<i32> {

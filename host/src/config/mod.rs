@@ -21,6 +21,7 @@ mod schema;
 mod secrets;
 mod spans;
 mod spelling;
+pub mod spot;
 mod ssh;
 mod template;
 

@@ -61,24 +61,48 @@ pub(crate) struct Prepared<'w> {
 }
 
 impl Workspace {
-    /// Load the plugin and open its session for `env`.
+    /// Load the plugin and open its session for `env`, to deploy `artifact`:
+    /// service secrets are resolved (a deploy may hand them to the
+    /// provider's API, e.g. Workers secret bindings).
     pub(crate) async fn prepare(
         &self,
         env: &str,
         artifact: Option<ArtifactSource>,
     ) -> anyhow::Result<Prepared<'_>> {
+        let secrets = artifact.is_some();
+        self.prepare_with(env, artifact, secrets).await
+    }
+
+    /// For commands that deploy nothing (destroy, status, refresh, logs):
+    /// the artifact as it is on disk, if it exists, without building it, so
+    /// providers that keep their configuration in the project (aws-spot's
+    /// `.spot/`) can still read it; no service secrets.
+    pub(crate) async fn prepare_existing(&self, env: &str) -> anyhow::Result<Prepared<'_>> {
+        let spec = &self.project.artifact;
+        let artifact = spec
+            .path
+            .exists()
+            .then(|| ArtifactSource::scan(spec.kind, &spec.path).ok())
+            .flatten();
+        self.prepare_with(env, artifact, false).await
+    }
+
+    async fn prepare_with(
+        &self,
+        env: &str,
+        artifact: Option<ArtifactSource>,
+        with_secrets: bool,
+    ) -> anyhow::Result<Prepared<'_>> {
         let env = self.environment(Some(env))?;
         let plugin = self.plugin(env).await?;
         let journal = Arc::new(Journal::default());
-        // Commands that deploy an artifact may hand service secrets to the
-        // provider's API (Workers secret bindings); others never need them.
-        let secrets = match &artifact {
-            Some(_) => self
-                .resolve_secrets(env)?
+        let secrets = if with_secrets {
+            self.resolve_secrets(env)?
                 .into_iter()
                 .map(|(k, v)| (k, crate::credentials::Secret::new(v)))
-                .collect(),
-            None => Default::default(),
+                .collect()
+        } else {
+            Default::default()
         };
         let artifact = artifact.map(Arc::new);
         let session = self.session(&plugin, env, artifact.clone(), journal.clone(), secrets)?;

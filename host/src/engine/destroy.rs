@@ -29,7 +29,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     std::fs::create_dir_all(ws.state_dir())?;
     let _lock = ProjectLock::acquire(&ws.state_dir(), opts.lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
-    let p = ws.prepare(&env.name, None).await?;
+    let p = ws.prepare_existing(&env.name).await?;
     let provider_plan = p.plugin.plan_destroy(p.session.clone(), &p.ctx).await?;
     let mut changes = Vec::new();
     for c in provider_plan.changes {

@@ -43,15 +43,17 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Load `soar.toml` (given, or found from the current directory up).
+    /// Load `soar.toml` (given, or found from the current directory up), or
+    /// synthesize a zero-config aws-spot project from `.spot/config.yaml`
+    /// (see [`config::spot`]).
     pub fn open(config_path: Option<&Path>) -> anyhow::Result<Self> {
-        let path = match config_path {
-            Some(p) => p.to_path_buf(),
+        let located = match config_path {
+            Some(p) => config::spot::Located::File(p.to_path_buf()),
             None => {
                 let cwd = std::env::current_dir()?;
-                config::find(&cwd).ok_or_else(|| {
+                config::spot::discover(&cwd).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "no soar.toml in {} or its parents: run `soar init`, or pass -c PATH",
+                        "no soar.toml (or .spot/config.yaml) in {} or its parents: run `soar init`, or pass -c PATH",
                         cwd.display()
                     )
                 })?
@@ -59,7 +61,7 @@ impl Workspace {
         };
         let catalog = Catalog::discover(Catalog::default_dir())?;
         let known: Vec<&str> = catalog.entries().iter().map(|e| e.name.as_str()).collect();
-        let project = config::load(&path, &known)?;
+        let project = located.load(&known)?;
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: CompileCache::default_dir(),
             ..Default::default()

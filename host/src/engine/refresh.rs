@@ -22,7 +22,7 @@ pub async fn refresh_command(
     std::fs::create_dir_all(ws.state_dir())?;
     let _lock = ProjectLock::acquire(&ws.state_dir(), lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
-    let p = ws.prepare(&env.name, None).await?;
+    let p = ws.prepare_existing(&env.name).await?;
     let reported = p.plugin.status(p.session.clone(), &p.ctx).await?;
     let mut kept = Vec::new();
     for status in &reported {

@@ -153,7 +153,7 @@ pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> an
         return Ok(0);
     }
     if env.provider != "local" {
-        let p = ws.prepare(&env.name, None).await?;
+        let p = ws.prepare_existing(&env.name).await?;
         for line in p
             .plugin
             .logs(p.session.clone(), &p.ctx, &env.deploy.service, lines as u32)
@@ -324,7 +324,7 @@ pub(crate) async fn ssh_targets(
     if env.provider == "local" && env.ssh.hosts.is_empty() {
         return Ok(None);
     }
-    let p = ws.prepare(&env.name, None).await?;
+    let p = ws.prepare_existing(&env.name).await?;
     let store = ws.state()?;
     let port = targets::known_port(&store, env)?.unwrap_or(0);
     let all = targets::resolve(ws, env, &p.plugin, p.session.clone(), &p.ctx, port, "").await?;

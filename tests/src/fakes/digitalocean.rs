@@ -278,6 +278,14 @@ impl DigitalOceanFake {
         lock(&self.inner).droplets.remove(&id);
     }
 
+    /// The public IPv4 addresses the next `n` droplets created will get, in
+    /// creation order (ids are sequential; see [`public_ipv4`]). Tests map
+    /// them to loopback hosts with `address_map` before they exist.
+    pub fn next_public_ipv4s(&self, n: usize) -> Vec<String> {
+        let next = lock(&self.inner).next_id;
+        (next..next + n as u64).map(public_ipv4).collect()
+    }
+
     /// Every droplet that is not deleted, by id.
     pub fn droplets(&self) -> Vec<FakeDroplet> {
         let now = Instant::now();
@@ -549,6 +557,12 @@ fn region_json(s: &Inner, r: &FakeRegion) -> Value {
     })
 }
 
+/// The public IPv4 of droplet `id` once it is active (documentation range:
+/// never connect to it).
+pub fn public_ipv4(id: u64) -> String {
+    format!("203.0.113.{}", id % 254 + 1)
+}
+
 fn droplet_json(s: &Inner, d: &FakeDroplet, now: Instant) -> Value {
     let status = status_of(s, d, now);
     let z = s.sizes.iter().find(|z| z.slug == d.size);
@@ -556,7 +570,7 @@ fn droplet_json(s: &Inner, d: &FakeDroplet, now: Instant) -> Value {
     let v4 = if status == "active" {
         json!([
             {"ip_address": format!("10.110.{}.{}", (d.id / 250) % 250, d.id % 250 + 2), "netmask": "255.255.0.0", "gateway": "10.110.0.1", "type": "private"},
-            {"ip_address": format!("203.0.113.{}", d.id % 254 + 1), "netmask": "255.255.255.0", "gateway": "203.0.113.254", "type": "public"},
+            {"ip_address": public_ipv4(d.id), "netmask": "255.255.255.0", "gateway": "203.0.113.254", "type": "public"},
         ])
     } else {
         json!([])

@@ -1,0 +1,367 @@
+//! A full `soar deploy` (the built binary) with `provider = "digitalocean"`:
+//! the bundled plugin creates two droplets in the stateful fake of the v2 API
+//! (`soar_tests::fakes::digitalocean`), and the host rolls a small Python
+//! service out to them over SSH. The droplets' public addresses
+//! (203.0.113.0/24, never contacted) are mapped with `[env.<name>.ssh]
+//! address_map` to real OpenSSH `sshd` hosts on loopback; every other
+//! address of that range is mapped to a closed loopback port, so a wrong
+//! guess can never reach the network. systemd is `systemctl3.py
+//! --root=<prefix>`, as in `ssh_rollout.rs`.
+//!
+//! Needs `/usr/sbin/sshd` (Debian `openssh-server`) and
+//! `target/test-peers/venv/bin/systemctl3.py` (or `SOAR_SYSTEMCTL_PY`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use soar_tests::fakes::digitalocean::DigitalOceanFake;
+use soar_tests::sshd::{ClientKey, SshHost};
+
+const TOKEN: &str = "dop_v1_fake_token_for_do_sshd_0123456789";
+const TOKEN_VAR: &str = "SOAR_DO_SSHD_TEST_TOKEN";
+const ENV: &str = "staging";
+const SERVICE: &str = "hello";
+
+fn systemctl_py() -> PathBuf {
+    if let Some(p) = std::env::var_os("SOAR_SYSTEMCTL_PY") {
+        return p.into();
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    ws.join("target/test-peers/venv/bin/systemctl3.py")
+}
+
+fn python() -> PathBuf {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let venv = ws.join("target/test-peers/venv/bin/python3");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+fn prerequisites() {
+    assert!(
+        soar_tests::sshd::available(),
+        "this test needs OpenSSH's sshd: apt-get install -y openssh-server"
+    );
+    assert!(
+        systemctl_py().exists(),
+        "this test needs docker-systemctl-replacement: {}/pip install docker-systemctl-replacement",
+        systemctl_py().parent().unwrap().display()
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn whoami() -> String {
+    text(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Both hosts' services listen on the same loopback port (SO_REUSEPORT) and
+/// answer with their working directory, so a test can tell them apart.
+const APP: &str = r#"import os, socket, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("served from " + os.getcwd()).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(http.server.HTTPServer):
+    allow_reuse_address = True
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+print("starting", flush=True)
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+struct Project {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Project {
+    /// `ips[i]` (a droplet's future public address) is served by `hosts[i]`.
+    fn new(fake: &DigitalOceanFake, hosts: &[&SshHost], ips: &[String]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir_all(dir.path().join("app")).unwrap();
+        std::fs::write(dir.path().join("app/app.py"), APP).unwrap();
+        // Every host gets its own prefix, `<project>/prefixes/<sshd port>`,
+        // a link to its sshd's root.
+        let prefixes = dir.path().join("prefixes");
+        std::fs::create_dir_all(&prefixes).unwrap();
+        for h in hosts {
+            std::os::unix::fs::symlink(&h.root, prefixes.join(h.port.to_string())).unwrap();
+        }
+        // All of 203.0.113.0/24: the expected droplets to the sshd hosts,
+        // anything else to a closed loopback port.
+        let closed = free_port();
+        let map: Vec<String> = (1..=254)
+            .map(|n| {
+                let ip = format!("203.0.113.{n}");
+                let to = match ips.iter().position(|i| *i == ip) {
+                    Some(k) => hosts[k].endpoint(),
+                    None => format!("127.0.0.1:{closed}"),
+                };
+                format!("\"{ip}\" = \"{to}\"")
+            })
+            .collect();
+        std::fs::write(
+            dir.path().join("soar.toml"),
+            format!(
+                r#"[app]
+name = "{SERVICE}"
+
+[artifact]
+kind = "script"
+path = "app"
+command = "python3 app.py"
+
+[deploy]
+port = {port}
+health = {{ path = "/health", timeout = "20s", interval = "200ms", retries = 100 }}
+
+[env.{ENV}]
+provider = "digitalocean"
+ssh_key_name = "deploy-key"
+default_region = "nyc3"
+default_size = "s-1vcpu-1gb"
+wait_interval = "20ms"
+wait_timeout = "20s"
+hosts = {{ app-1 = {{ role = "web" }}, app-2 = {{ role = "web" }} }}
+
+[env.{ENV}.grants]
+endpoints = {{ api = "{api}" }}
+
+[env.{ENV}.credentials]
+digitalocean = "{TOKEN_VAR}"
+
+[env.{ENV}.ssh]
+user = "{user}"
+identity_file = "{key}"
+known_hosts = "known_hosts"
+remote_prefix = "{prefixes}/{{port}}"
+systemctl = "{py} {sysctl} --root={{prefix}}"
+service_user = ""
+connect_timeout = "5s"
+address_map = {{ {map} }}
+"#,
+                api = fake.url(),
+                user = whoami(),
+                key = hosts[0].key_path.display(),
+                prefixes = prefixes.display(),
+                py = python().display(),
+                sysctl = systemctl_py().display(),
+                map = map.join(", "),
+            ),
+        )
+        .unwrap();
+        Self { dir, port }
+    }
+
+    fn soar(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_soar"))
+            .arg("-c")
+            .arg(self.dir.path().join("soar.toml"))
+            .args(args)
+            .env(TOKEN_VAR, TOKEN)
+            .env_remove("DIGITALOCEAN_TOKEN")
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap();
+        let (o, e) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            !o.contains(TOKEN) && !e.contains(TOKEN),
+            "the API token leaked into soar's output:\n{o}\n{e}"
+        );
+        eprintln!("$ soar {}\n{o}\n{e}", args.join(" "));
+        out
+    }
+
+    /// Working directories that answered `GET /` on the shared port, over
+    /// `tries` fresh connections (the kernel spreads them over both
+    /// listeners).
+    fn answers(&self, tries: usize) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        for _ in 0..tries {
+            let Ok(out) = Command::new("curl")
+                .args(["-sS", "-m", "3"])
+                .arg(format!("http://127.0.0.1:{}/", self.port))
+                .output()
+            else {
+                continue;
+            };
+            if out.status.success()
+                && let Some(dir) = text(&out.stdout).strip_prefix("served from ")
+            {
+                seen.insert(dir.to_string());
+            }
+        }
+        seen
+    }
+}
+
+fn is_active(h: &SshHost) -> bool {
+    Command::new(python())
+        .arg(systemctl_py())
+        .arg(format!("--root={}", h.root.display()))
+        .args(["is-active", SERVICE])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+struct Cleanup<'a>(Vec<&'a SshHost>);
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            let _ = Command::new(python())
+                .arg(systemctl_py())
+                .arg(format!("--root={}", h.root.display()))
+                .args(["stop", SERVICE])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn deploy_status_redeploy_and_destroy_on_fake_droplets() {
+    prerequisites();
+    let fake = DigitalOceanFake::start(TOKEN);
+    fake.add_ssh_key("deploy-key");
+    let key = ClientKey::generate().unwrap();
+    let a = SshHost::start(&key).unwrap();
+    let b = SshHost::start(&key).unwrap();
+    let _cleanup = Cleanup(vec![&a, &b]);
+    // Which droplet gets which address depends on the order the plugin's
+    // creates reach the fake (they run in parallel): map both addresses,
+    // and require a service on each host, whichever droplet it is.
+    let ips = fake.next_public_ipv4s(2);
+    let p = Project::new(&fake, &[&a, &b], &ips);
+
+    // First deploy: two droplets created, the release on both hosts.
+    let out = p.soar(&["deploy", "--yes"]);
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "first deploy failed:\n{o}\n{e}");
+    let droplets = fake.droplets();
+    let mut names: Vec<&str> = droplets.iter().map(|d| d.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, [format!("{ENV}-app-1"), format!("{ENV}-app-2")]);
+    let mut got: Vec<String> = droplets
+        .iter()
+        .map(|d| soar_tests::fakes::digitalocean::public_ipv4(d.id))
+        .collect();
+    got.sort();
+    let mut want = ips.clone();
+    want.sort();
+    assert_eq!(got, want, "the droplets got other addresses than mapped");
+    for d in &droplets {
+        assert!(
+            d.tags.contains(&format!("soar-env:{ENV}")),
+            "droplet {} is not tagged for the environment: {:?}",
+            d.name,
+            d.tags
+        );
+    }
+    let all = format!("{o}\n{e}");
+    let user = whoami();
+    for h in [&a, &b] {
+        assert!(
+            all.contains(&format!("✓ {user}@127.0.0.1:{} healthy", h.port)),
+            "no healthy rollout reported for {}:\n{all}",
+            h.port
+        );
+        assert!(
+            h.root
+                .join(format!("opt/{SERVICE}/current/app.py"))
+                .exists(),
+            "the release is not on {}",
+            h.port
+        );
+        assert!(is_active(h), "the service is not active on {}", h.port);
+    }
+    // The new host keys were accepted (the droplets are new in this deploy)
+    // and recorded in Soar's own file, under the addresses connected to.
+    let known = std::fs::read_to_string(p.dir.path().join("known_hosts")).unwrap();
+    for h in [&a, &b] {
+        assert!(
+            known.contains(&format!("[127.0.0.1]:{} {}", h.port, h.host_key)),
+            "{}'s host key was not recorded:\n{known}",
+            h.port
+        );
+    }
+    // Both services answer on the shared port.
+    let answers = p.answers(60);
+    for h in [&a, &b] {
+        let root = h.root.canonicalize().unwrap();
+        assert!(
+            answers.iter().any(|d| Path::new(d).starts_with(&root)),
+            "{} never answered: {answers:?}",
+            h.port
+        );
+    }
+
+    // Status lists the release and both droplets.
+    let out = p.soar(&["status", "-e", ENV]);
+    assert!(out.status.success(), "status failed");
+    let status = text(&out.stdout);
+    assert!(status.contains("release:  20"), "{status}");
+    for name in ["app-1", "app-2"] {
+        assert!(status.contains(name), "{name} missing in status:\n{status}");
+    }
+
+    // A second deploy changes nothing.
+    let out = p.soar(&["deploy", "--yes"]);
+    assert!(out.status.success(), "second deploy failed");
+    let o = text(&out.stdout);
+    assert!(o.contains("No changes"), "{o}");
+    assert_eq!(fake.droplets().len(), 2);
+    assert_eq!(
+        fake.calls_to("POST /v2/droplets"),
+        2,
+        "droplets were created again: {:?}",
+        fake.calls()
+    );
+
+    // Destroy: services stopped and removed from both hosts, droplets deleted.
+    let out = p.soar(&["destroy", "--yes", "-e", ENV]);
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "destroy failed:\n{o}\n{e}");
+    assert!(
+        fake.droplets().is_empty(),
+        "droplets left: {:?}",
+        fake.droplets()
+            .iter()
+            .map(|d| d.name.clone())
+            .collect::<Vec<_>>()
+    );
+    for h in [&a, &b] {
+        assert!(
+            !h.root.join(format!("opt/{SERVICE}")).exists(),
+            "the service root is still on {}",
+            h.port
+        );
+        assert!(
+            !h.root
+                .join(format!("etc/systemd/system/{SERVICE}.service"))
+                .exists(),
+            "the unit is still on {}",
+            h.port
+        );
+        assert!(!is_active(h), "the service still runs on {}", h.port);
+    }
+    assert!(p.answers(5).is_empty(), "a service still answers");
+}
