@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod engine;
 pub mod install;
 pub mod journal;
+pub mod progress;
 pub mod rollout;
 pub mod runtime;
 pub mod session;

@@ -22,6 +22,8 @@ pub struct Session {
     pub ssh: Arc<SshBroker>,
     pub artifact: Option<Arc<ArtifactSource>>,
     pub journal: Arc<Journal>,
+    /// Bars for the long tasks plugins report (drawn only on a terminal).
+    pub progress: crate::progress::PluginProgress,
 }
 
 /// Inputs to a [`Session`] besides the plugin itself.
@@ -63,6 +65,7 @@ impl Session {
             ),
             artifact: config.artifact,
             journal: config.journal,
+            progress: Default::default(),
         })
     }
 

@@ -296,8 +296,10 @@ fn release_step(
 /// `soar plan`.
 pub async fn plan_command(ws: &Workspace, opts: &PlanOptions) -> anyhow::Result<i32> {
     let env = ws.environment(opts.env.as_deref())?;
-    let artifact = ws.build_artifact().await?;
-    let p = ws.prepare(&env.name, Some(artifact)).await?;
+    let building = crate::progress::Spinner::start("building the artifact", opts.json);
+    let artifact = ws.build_artifact().await;
+    drop(building);
+    let p = ws.prepare(&env.name, Some(artifact?)).await?;
     validate_env(ws, &p).await?;
     let store = ws.state()?;
     let (plan, _) = make_plan(ws, &p, &store).await?;
@@ -500,7 +502,10 @@ async fn run_deploy(
     }
 
     let started = mark();
-    let artifact = match ws.build_artifact().await {
+    let building = crate::progress::Spinner::start("building the artifact", json_mode);
+    let built = ws.build_artifact().await;
+    drop(building);
+    let artifact = match built {
         Ok(a) => {
             trail.phase(Phase::Build, started, Outcome::Ok, a.digest());
             a
@@ -526,7 +531,9 @@ async fn run_deploy(
         &format!("provider {}", env.provider),
     );
     let started = mark();
+    let planning = crate::progress::Spinner::start(format!("planning {env_name}"), json_mode);
     let planned = make_plan(ws, &p, store).await;
+    drop(planning);
     let (plan, targets) = match planned {
         Ok(v) => v,
         Err(e) => {

@@ -193,6 +193,10 @@ impl log::Host for HostState {
 impl progress::Host for HostState {
     async fn report(&mut self, task: String, done: u64, total: Option<u64>) -> HostResult<()> {
         tracing::trace!(target: "soar::progress", plugin = %self.plugin.name, done, total, "{task}");
+        let task: String = task.chars().take(80).collect();
+        self.session
+            .progress
+            .report(&self.plugin.name, &task, done, total);
         self.resume();
         Ok(())
     }

@@ -1,0 +1,90 @@
+//! Progress on a terminal: spinners for the long steps of a command
+//! (building, planning) and bars for what plugins report through the
+//! `progress` import (droplets becoming active, uploads). Quiet when stderr is
+//! not a terminal — CI logs and pipes get the plain lines only.
+
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A spinner for one step; cleared when dropped.
+pub struct Spinner(ProgressBar);
+
+impl Spinner {
+    /// Spin with `message` while the step runs (hidden off a terminal or
+    /// when `quiet`, e.g. in `--json` mode).
+    pub fn start(message: impl Into<String>, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self(ProgressBar::hidden());
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message.into());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self(bar)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Bars for the tasks plugins report, one per (plugin, task).
+pub struct PluginProgress {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<(String, String), ProgressBar>>,
+}
+
+impl Default for PluginProgress {
+    fn default() -> Self {
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self {
+            multi,
+            bars: Mutex::default(),
+        }
+    }
+}
+
+impl PluginProgress {
+    /// `done` of `total` units of `task` for `plugin`; finished bars clear.
+    pub fn report(&self, plugin: &str, task: &str, done: u64, total: Option<u64>) {
+        let Some(multi) = &self.multi else { return };
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (plugin.to_string(), task.to_string());
+        let bar = bars.entry(key.clone()).or_insert_with(|| {
+            let bar = multi.add(match total {
+                Some(t) => ProgressBar::new(t),
+                None => ProgressBar::new_spinner(),
+            });
+            let template = if total.is_some() {
+                "{msg} [{bar:30}] {pos}/{len} {elapsed}"
+            } else {
+                "{spinner} {msg} {pos} {elapsed}"
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{plugin}: {task}"));
+            bar
+        });
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+        if total.is_some_and(|t| done >= t) {
+            bar.finish_and_clear();
+            bars.remove(&key);
+        }
+    }
+}
