@@ -11,10 +11,10 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::soar::plugin::provider::{
+pub use self::exports::soar::plugin::provider::{
     Capabilities, Credential, CredentialScheme, Description, EndpointDecl,
 };
-pub use soar::plugin::types::{
+pub use self::soar::plugin::types::{
     ApiError, Applied, Artifact, ArtifactFile, ArtifactKind, Change, ChangeAction, ChangePlan,
     Context, Diagnostic, Endpoint, ManagedResource, PluginError, ResourceStatus, Severity,
 };
