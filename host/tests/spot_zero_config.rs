@@ -274,4 +274,16 @@ fn plan_and_deploy_against_moto() {
     let out = p.run_with_keys(&moto.url, &["plan"]);
     out.ok();
     assert!(out.stdout.contains("No changes."), "{out}");
+
+    // Destroy removes the instance and then the security group it kept.
+    let out = p.run_with_keys(&moto.url, &["destroy", "--yes"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("✓ destroy spot-instance spot-0"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("✓ destroy security-group"), "{out}");
+    let out = p.run_with_keys(&moto.url, &["plan"]);
+    out.ok();
+    assert!(out.stdout.contains("1 to add"), "{out}");
 }

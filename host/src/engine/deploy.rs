@@ -1072,14 +1072,14 @@ fn per_host_report(
     lines.join("\n")
 }
 
-type ApplyOutcome = (
+pub(crate) type ApplyOutcome = (
     PlannedChange,
     Result<Option<crate::runtime::bindings::Applied>, String>,
 );
 
 /// Apply the provider's changes: deletes first, then the rest, each wave
 /// in parallel with at most `parallelism` calls at once.
-async fn apply_provider_changes(
+pub(crate) async fn apply_provider_changes(
     p: &Prepared<'_>,
     plan: &Plan,
     parallelism: usize,

@@ -11,7 +11,6 @@ use super::targets::{self, Target};
 use super::{Workspace, render};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceSpec, Supervisor};
-use crate::runtime::render_plugin_error;
 use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus};
 
 /// Options of `soar destroy`.
@@ -81,65 +80,14 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     let trail = Trail { store: &store, id };
     let started = mark();
     let mut failed = Vec::new();
-    for change in plan.effective() {
-        let result = match change.executor {
-            Executor::Rollout => match super::releases::ssh_targets(ws, env).await {
-                // Remote hosts: stop and remove the unit, then the service root.
-                Ok(Some(hosts)) => {
-                    let mut errors = Vec::new();
-                    for h in hosts {
-                        let removed = async {
-                            h.systemd.uninstall(&h.spec).await?;
-                            crate::rollout::remove(&h.transport, &h.systemd, &h.spec).await
-                        }
-                        .await;
-                        if let Err(e) = removed {
-                            errors.push(format!("{}: {e:#}", h.public));
-                        }
-                    }
-                    if errors.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(errors.join("; "))
-                    }
-                }
-                Ok(None) => {
-                    let spec = ServiceSpec {
-                        name: env.deploy.service.clone(),
-                        root: root.to_string_lossy().into_owned(),
-                        command: String::new(),
-                        port: 0,
-                    };
-                    let t = Target::Local(spec);
-                    crate::rollout::remove(&LocalTransport, &Supervisor::current()?, t.spec())
-                        .await
-                        .map_err(|e| format!("{e:#}"))
-                }
-                Err(e) => Err(format!("{e:#}")),
-            },
-            Executor::Provider => p
-                .plugin
-                .apply(p.session.clone(), &p.ctx, &change.to_provider())
-                .await
-                .map(|_| ())
-                .map_err(|e| match e {
-                    crate::runtime::CallError::Plugin { error, .. } => render_plugin_error(&error),
-                    other => other.to_string(),
-                }),
-        };
-        let line = match &result {
-            Ok(()) => format!("  ✓ destroy {} {}", change.kind, change.name),
-            Err(e) => format!("  ✗ destroy {} {}: {e}", change.kind, change.name),
-        };
-        progress(
-            opts.json,
-            json!({ "type": "apply_result", "kind": change.kind, "name": change.name, "action": "delete", "ok": result.is_ok(), "error": result.as_ref().err() }),
-            line,
-        );
+    // The service first (it runs on the hosts about to go), then every
+    // provider removal at once: a provider may make one removal wait for
+    // another (aws-spot keeps the security group until its instances are
+    // gone), so they must not run one after the other.
+    for change in plan.effective().filter(|c| c.executor == Executor::Rollout) {
+        let result = remove_service(ws, env, &root).await;
+        report(opts.json, change, &result);
         match result {
-            Ok(()) if change.executor == Executor::Provider => {
-                store.remove_resource(&env.name, &change.kind, &change.name)?;
-            }
             Ok(()) => {
                 if let Some(a) = &active {
                     store.set_release_status(
@@ -150,6 +98,14 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
                     )?;
                 }
                 store.remove_resource(&env.name, targets::SERVICE_KIND, &env.deploy.service)?;
+            }
+            Err(e) => failed.push(format!("{} {}: {e}", change.kind, change.name)),
+        }
+    }
+    for (change, result) in super::deploy::apply_provider_changes(&p, &plan, 10, opts.json).await {
+        match result {
+            Ok(_) => {
+                store.remove_resource(&env.name, &change.kind, &change.name)?;
             }
             Err(e) => failed.push(format!("{} {}: {e}", change.kind, change.name)),
         }
@@ -180,4 +136,59 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
         format!("\nDestroyed environment {}.", env.name),
     );
     Ok(0)
+}
+
+/// Stop the service and remove it from every host of the environment.
+async fn remove_service(
+    ws: &Workspace,
+    env: &crate::config::Environment,
+    root: &std::path::Path,
+) -> Result<(), String> {
+    match super::releases::ssh_targets(ws, env).await {
+        // Remote hosts: stop and remove the unit, then the service root.
+        Ok(Some(hosts)) => {
+            let mut errors = Vec::new();
+            for h in hosts {
+                let removed = async {
+                    h.systemd.uninstall(&h.spec).await?;
+                    crate::rollout::remove(&h.transport, &h.systemd, &h.spec).await
+                }
+                .await;
+                if let Err(e) = removed {
+                    errors.push(format!("{}: {e:#}", h.public));
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
+        }
+        Ok(None) => {
+            let spec = ServiceSpec {
+                name: env.deploy.service.clone(),
+                root: root.to_string_lossy().into_owned(),
+                command: String::new(),
+                port: 0,
+            };
+            let supervisor = Supervisor::current().map_err(|e| format!("{e:#}"))?;
+            crate::rollout::remove(&LocalTransport, &supervisor, Target::Local(spec).spec())
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// One line (or JSON object) per removal.
+fn report(json_mode: bool, change: &PlannedChange, result: &Result<(), String>) {
+    let line = match result {
+        Ok(()) => format!("  ✓ destroy {} {}", change.kind, change.name),
+        Err(e) => format!("  ✗ destroy {} {}: {e}", change.kind, change.name),
+    };
+    progress(
+        json_mode,
+        json!({ "type": "apply_result", "kind": change.kind, "name": change.name, "action": "delete", "ok": result.is_ok(), "error": result.as_ref().err() }),
+        line,
+    );
 }

@@ -801,8 +801,9 @@ fn delete_network(ctx: &Context, payload: &Value) -> Result<Applied, PluginError
         .unwrap_or_default()
         .to_string();
     let gone = soar_sdk::time::poll(Duration::from_millis(500), Duration::from_secs(600), || {
+        // Terminated instances stay listed for a while (in EC2 and moto).
         let left = ec2::describe_instances(ctx, &region, &owner_filter(ctx))?;
-        Ok::<_, PluginError>(left.is_empty().then_some(()))
+        Ok::<_, PluginError>(left.iter().all(|i| i.state == "terminated").then_some(()))
     })?;
     if gone.is_none() {
         return Err(PluginError::Other(format!(
