@@ -242,6 +242,14 @@ fn deploy_redeploy_update_fail_rollback_and_logs() {
     assert!(out.status.success(), "first deploy failed");
     assert!(p.get().unwrap().contains("version v1 token-set=True"));
     let root = host.root.join("opt/hello");
+
+    // `soar status` asks the host's service manager.
+    let out = p.soar(&["status", "--json"]);
+    assert!(out.status.success(), "status failed: {}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(status["hosts"][0]["running"], true, "{status}");
+
     let unit = std::fs::read_to_string(host.root.join("etc/systemd/system/hello.service")).unwrap();
     assert!(unit.contains("Restart=always"), "{unit}");
     assert!(

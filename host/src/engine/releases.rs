@@ -51,14 +51,32 @@ pub async fn status_command(
             }
             _ => false,
         };
-        let url = port
+        let mut url = port
             .filter(|_| running)
             .map(|p| format!("http://127.0.0.1:{p}"));
+        // Remote hosts: ask each one's service manager.
+        let mut hosts = Vec::new();
+        if active.is_some()
+            && let Some(targets) = ssh_targets(ws, env).await.unwrap_or_else(|e| {
+                eprintln!("warning: cannot reach the hosts of {}: {e:#}", env.name);
+                None
+            })
+        {
+            for h in targets {
+                let up = h.systemd.is_running(&h.spec).await.unwrap_or(false);
+                let host_url = format!("http://{}:{}", h.public, h.spec.port);
+                if up && url.is_none() {
+                    url = Some(host_url.clone());
+                }
+                hosts.push(json!({ "host": h.public, "running": up, "url": host_url }));
+            }
+        }
+        let running = running || hosts.iter().any(|h| h["running"] == true);
         if json_mode {
             println!(
                 "{}",
                 json!({ "env": env.name, "provider": env.provider, "service": env.deploy.service, "release": active, "running": running,
-                    "url": url, "resources": resources })
+                    "url": url, "hosts": hosts, "resources": resources })
             );
         } else {
             println!(
@@ -77,6 +95,17 @@ pub async fn status_command(
             println!("  running:  {}", if running { "yes" } else { "no" });
             if let Some(u) = &url {
                 println!("  url:      {u}");
+            }
+            for h in &hosts {
+                println!(
+                    "  host:     {} {}",
+                    h["url"].as_str().unwrap_or_default(),
+                    if h["running"] == true {
+                        "running"
+                    } else {
+                        "not running"
+                    }
+                );
             }
             for r in resources.iter().filter(|r| r.kind != targets::SERVICE_KIND) {
                 println!(
