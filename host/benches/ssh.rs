@@ -17,7 +17,8 @@
 //! or `SOAR_SYSTEMCTL_PY`; `SOAR_BENCH_SSH_HOSTS` changes the fan-out size,
 //! `SOAR_BENCH_SSH_MIB` the upload size).
 
-use std::path::{Path, PathBuf};
+use soar_tests::sshd::{free_port, python, systemctl_py};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,40 +34,10 @@ use soar::rollout::{self, Health, Release};
 use soar::runtime::bindings::ArtifactKind;
 use soar_tests::sshd::{ClientKey, SshHost};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn systemctl_py() -> PathBuf {
-    std::env::var_os("SOAR_SYSTEMCTL_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-peers/venv/bin/systemctl3.py"))
-}
-
-fn python() -> PathBuf {
-    let venv = workspace().join("target/test-peers/venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
 fn whoami() -> String {
     String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
         .trim()
         .to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -541,7 +512,7 @@ async fn run() {
     std::fs::write(art_dir.join("app.py"), APP).unwrap();
     std::fs::rename(&big, art_dir.join("big.bin")).unwrap();
     let art = ArtifactSource::scan(ArtifactKind::Script, &art_dir).unwrap();
-    let port = free_port();
+    let port = free_port().unwrap();
     let (t, s, spec) = b.target(h0, "big", port);
     let r = release("20260101T000000Z-big", &art, port);
     let (first, first_wall) = roll(&t, &s, &spec, &r).await;
@@ -589,7 +560,7 @@ async fn run() {
     // The same through the CLI: `soar deploy` twice, the second "No changes".
     let proj = work.path().join("cli");
     std::fs::create_dir_all(&proj).unwrap();
-    let cli_port = free_port();
+    let cli_port = free_port().unwrap();
     std::fs::write(
         proj.join("soar.toml"),
         format!(
@@ -701,7 +672,7 @@ service_user = ""
     let py_start = s0.elapsed() / n_py;
 
     // One host (its connection already open, like the fan-out's below).
-    let port = free_port();
+    let port = free_port().unwrap();
     let (t, s, spec) = b.target(h0, "one", port);
     let r = release("20260101T000001Z-one", &app, port);
     let (one, one_wall) = roll(&t, &s, &spec, &r).await;
@@ -710,7 +681,7 @@ service_user = ""
     let fan: Vec<(SshTransport, Systemd, ServiceSpec, u16)> = hosts[1..]
         .iter()
         .map(|h| {
-            let p = free_port();
+            let p = free_port().unwrap();
             let (t, s, spec) = b.target(h, "fan", p);
             (t, s, spec, p)
         })

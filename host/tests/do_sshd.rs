@@ -11,8 +11,9 @@
 //! Needs `/usr/sbin/sshd` (Debian `openssh-server`) and
 //! `target/test-peers/venv/bin/systemctl3.py` (or `SOAR_SYSTEMCTL_PY`).
 
+use soar_tests::sshd::{free_port, python, require_peers, systemctl_py};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
@@ -22,44 +23,6 @@ const TOKEN: &str = "dop_v1_fake_token_for_do_sshd_0123456789";
 const TOKEN_VAR: &str = "SOAR_DO_SSHD_TEST_TOKEN";
 const ENV: &str = "staging";
 const SERVICE: &str = "hello";
-
-fn systemctl_py() -> PathBuf {
-    if let Some(p) = std::env::var_os("SOAR_SYSTEMCTL_PY") {
-        return p.into();
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    ws.join("target/test-peers/venv/bin/systemctl3.py")
-}
-
-fn python() -> PathBuf {
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let venv = ws.join("target/test-peers/venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
-fn prerequisites() {
-    assert!(
-        soar_tests::sshd::available(),
-        "this test needs OpenSSH's sshd: apt-get install -y openssh-server"
-    );
-    assert!(
-        systemctl_py().exists(),
-        "this test needs docker-systemctl-replacement: {}/pip install docker-systemctl-replacement",
-        systemctl_py().parent().unwrap().display()
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn whoami() -> String {
     text(&Command::new("id").arg("-un").output().unwrap().stdout)
@@ -97,7 +60,7 @@ impl Project {
     /// `ips[i]` (a droplet's future public address) is served by `hosts[i]`.
     fn new(fake: &DigitalOceanFake, hosts: &[&SshHost], ips: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_port().unwrap();
         std::fs::create_dir_all(dir.path().join("app")).unwrap();
         std::fs::write(dir.path().join("app/app.py"), APP).unwrap();
         // Every host gets its own prefix, `<project>/prefixes/<sshd port>`,
@@ -109,7 +72,7 @@ impl Project {
         }
         // All of 203.0.113.0/24: the expected droplets to the sshd hosts,
         // anything else to a closed loopback port.
-        let closed = free_port();
+        let closed = free_port().unwrap();
         let map: Vec<String> = (1..=254)
             .map(|n| {
                 let ip = format!("203.0.113.{n}");
@@ -239,7 +202,7 @@ impl Drop for Cleanup<'_> {
 
 #[test]
 fn deploy_status_redeploy_and_destroy_on_fake_droplets() {
-    prerequisites();
+    require_peers();
     let fake = DigitalOceanFake::start(TOKEN);
     fake.add_ssh_key("deploy-key");
     let key = ClientKey::generate().unwrap();

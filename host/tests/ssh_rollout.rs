@@ -7,50 +7,13 @@
 //! Needs `/usr/sbin/sshd` (Debian `openssh-server`) and
 //! `target/test-peers/venv/bin/systemctl3.py` (or `SOAR_SYSTEMCTL_PY`).
 
-use std::path::{Path, PathBuf};
+use soar_tests::sshd::{free_port, python, require_peers, systemctl_py};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use soar_tests::sshd::{ClientKey, SshHost};
 
 const SECRET: &str = "s3cr3t-value-that-must-not-leak";
-
-fn systemctl_py() -> PathBuf {
-    if let Some(p) = std::env::var_os("SOAR_SYSTEMCTL_PY") {
-        return p.into();
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    ws.join("target/test-peers/venv/bin/systemctl3.py")
-}
-
-fn python() -> PathBuf {
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let venv = ws.join("target/test-peers/venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
-fn prerequisites() {
-    assert!(
-        soar_tests::sshd::available(),
-        "these tests need OpenSSH's sshd: apt-get install -y openssh-server"
-    );
-    assert!(
-        systemctl_py().exists(),
-        "these tests need docker-systemctl-replacement: {}/pip install docker-systemctl-replacement",
-        systemctl_py().parent().unwrap().display()
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An app whose /health answers 200, or 500 when built `healthy = false`.
 fn write_app(dir: &Path, version: &str, healthy: bool) {
@@ -90,7 +53,7 @@ struct Project {
 impl Project {
     fn new(hosts: &[&SshHost], batch: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_port().unwrap();
         write_app(dir.path(), "v1", true);
         let list: Vec<String> = hosts
             .iter()
@@ -231,7 +194,7 @@ impl Drop for Cleanup<'_> {
 
 #[test]
 fn deploy_redeploy_update_fail_rollback_and_logs() {
-    prerequisites();
+    require_peers();
     let key = ClientKey::generate().unwrap();
     let host = SshHost::start(&key).unwrap();
     let _cleanup = Cleanup(vec![&host]);
@@ -316,7 +279,7 @@ fn deploy_redeploy_update_fail_rollback_and_logs() {
 
 #[test]
 fn host_key_mismatch_is_refused_with_both_fingerprints() {
-    prerequisites();
+    require_peers();
     let key = ClientKey::generate().unwrap();
     let host = SshHost::start(&key).unwrap();
     let other = SshHost::start(&key).unwrap();
@@ -345,7 +308,7 @@ fn host_key_mismatch_is_refused_with_both_fingerprints() {
 
 #[test]
 fn stale_lock_needs_force_unlock() {
-    prerequisites();
+    require_peers();
     let key = ClientKey::generate().unwrap();
     let host = SshHost::start(&key).unwrap();
     let _cleanup = Cleanup(vec![&host]);
@@ -377,7 +340,7 @@ fn stale_lock_needs_force_unlock() {
 
 #[test]
 fn fan_out_to_five_hosts_with_one_failing() {
-    prerequisites();
+    require_peers();
     let key = ClientKey::generate().unwrap();
     let hosts: Vec<SshHost> = (0..5).map(|_| SshHost::start(&key).unwrap()).collect();
     let refs: Vec<&SshHost> = hosts.iter().collect();

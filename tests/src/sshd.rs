@@ -16,6 +16,43 @@ use anyhow::Context as _;
 /// The sshd binary (Debian's `openssh-server`).
 pub const SSHD: &str = "/usr/sbin/sshd";
 
+/// Where `tests/run` installs test peers (`target/test-peers/venv/bin`).
+fn venv_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-peers/venv/bin")
+}
+
+/// The test hosts' `systemctl`: docker-systemctl-replacement's
+/// `systemctl3.py` (`$SOAR_SYSTEMCTL_PY`, else the test venv's).
+pub fn systemctl_py() -> PathBuf {
+    std::env::var_os("SOAR_SYSTEMCTL_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_bin().join("systemctl3.py"))
+}
+
+/// The Python that runs `systemctl3.py`: the test venv's, else `python3`.
+pub fn python() -> PathBuf {
+    let venv = venv_bin().join("python3");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// Fail with the install command when sshd or the systemctl replacement is
+/// missing, rather than skipping silently.
+pub fn require_peers() {
+    assert!(
+        available(),
+        "SSH tests need OpenSSH's sshd: apt-get install -y openssh-server"
+    );
+    assert!(
+        systemctl_py().exists(),
+        "SSH tests need docker-systemctl-replacement: {}/pip install docker-systemctl-replacement (./tests/run installs it)",
+        systemctl_py().parent().unwrap_or(Path::new(".")).display()
+    );
+}
+
 /// Whether sshd and ssh-keygen are installed.
 pub fn available() -> bool {
     Path::new(SSHD).exists()
@@ -78,7 +115,8 @@ fn keygen(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free TCP port on 127.0.0.1 (for sshd hosts and test services).
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
