@@ -475,3 +475,104 @@ async fn service_secrets_go_only_to_the_providers_api() {
             .contains(&value)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_credentials_stay_on_the_host_and_go_only_where_allowed() {
+    let f = Fixture::new().await;
+    let session = f.session();
+    let issue = json!([
+        "ns",
+        "/namespace/api_host",
+        "/namespace/uuid",
+        "/namespace/key"
+    ]);
+    // The provider's API hands out a Basic credential for another origin the
+    // plugin may reach (`files`, like a Functions namespace's api_host); the
+    // plugin then uses it there by name.
+    let plan = f
+        .plan_in(
+            &session,
+            json!({
+                "mode": "issue",
+                "url": format!("{}/issue?to={}", f.api.url(), f.files.url()),
+                "credential": "token",
+                "issue": issue,
+                "then_url": format!("{}/echo", f.files.url()),
+            }),
+        )
+        .await
+        .expect("issue, then use");
+    let key = f.api.issued_keys().pop().expect("the API issued a key");
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("issued-user:{key}"))
+    );
+    let seen: Value = serde_json::from_str(&plan.notes[0]).unwrap();
+    assert_eq!(seen["namespace"]["key"], "[captured:ns]");
+    assert_eq!(
+        seen["namespace"]["uuid"], "issued-user",
+        "the user stays readable"
+    );
+    assert_eq!(
+        f.files.requests()[0].header("authorization"),
+        Some(header.as_str()),
+        "the host injected the issued credential"
+    );
+    let everything = format!("{plan:?}");
+    assert!(!everything.contains(&key), "the key reached the plugin");
+    assert!(
+        !everything.contains(&header[6..]),
+        "the reflected Basic header reached the plugin"
+    );
+    let events = serde_json::to_string(&f.journal.events()).unwrap();
+    assert!(!events.contains(&key) && !events.contains(&header[6..]));
+
+    // Only the provider's API (a credential-bound origin) may issue.
+    let err = f
+        .plan_in(
+            &session,
+            json!({
+                "mode": "issue",
+                "url": format!("{}/issue?to={}", f.files.url(), f.api.url()),
+                "issue": issue,
+            }),
+        )
+        .await
+        .expect_err("a host without a declared credential cannot issue");
+    assert!(
+        err.to_string().contains("only from its provider's API"),
+        "{err}"
+    );
+
+    // An issued credential is bound only to an origin the plugin may reach.
+    let err = f
+        .plan_in(
+            &session,
+            json!({
+                "mode": "issue",
+                "url": format!("{}/issue?to=https://collector.evil.example", f.api.url()),
+                "credential": "token",
+                "issue": issue,
+            }),
+        )
+        .await
+        .expect_err("an undeclared origin");
+    assert!(err.to_string().contains("may not reach"), "{err}");
+
+    // And it is sent nowhere but its origin.
+    let err = f
+        .plan_in(
+            &session,
+            json!({
+                "mode": "issue",
+                "url": format!("{}/issue?to={}", f.api.url(), f.files.url()),
+                "credential": "token",
+                "issue": issue,
+                "then_url": format!("{}/echo", f.api.url()),
+            }),
+        )
+        .await
+        .expect_err("the issued credential toward another origin");
+    assert!(err.to_string().contains("not bound to"), "{err}");
+    f.assert_journal_and_errors_clean();
+}

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::soar::plugin::http as wit;
-pub use crate::bindings::soar::plugin::http::{Body, Capture, Method, Part, Segment};
+pub use crate::bindings::soar::plugin::http::{
+    BasicPointers, Body, Capture, IssuedCredential, IssuedScheme, Method, Part, Segment,
+};
 use crate::{ApiError, PluginError};
 
 /// Names of the service secrets the user configured for this environment.
@@ -21,6 +23,8 @@ pub fn secret_names() -> Vec<String> {
 #[derive(Debug)]
 pub struct Request {
     inner: wit::Request,
+    /// Credentials the answer hands out (`send-issuing`).
+    issued: Vec<IssuedCredential>,
 }
 
 impl Request {
@@ -37,6 +41,7 @@ impl Request {
                 timeout_ms: None,
                 region: None,
             },
+            issued: Vec::new(),
         }
     }
 
@@ -85,6 +90,34 @@ impl Request {
         self
     }
 
+    /// The answer hands out a user/password pair for the service at the base
+    /// URL found at `origin`: the host keeps it as Basic credential `name`,
+    /// bound to that origin, and the plugin only ever sees the user name
+    /// (see `send-issuing` in the WIT). DigitalOcean Functions namespaces
+    /// work this way.
+    pub fn issues_basic(mut self, name: &str, origin: &str, user: &str, password: &str) -> Self {
+        self.issued.push(IssuedCredential {
+            credential: name.into(),
+            scheme: IssuedScheme::Basic(BasicPointers {
+                user: user.into(),
+                password: password.into(),
+            }),
+            origin: origin.into(),
+        });
+        self
+    }
+
+    /// The answer hands out a bearer token (at `token`) for the service at
+    /// the base URL found at `origin`; kept on the host as credential `name`.
+    pub fn issues_bearer(mut self, name: &str, origin: &str, token: &str) -> Self {
+        self.issued.push(IssuedCredential {
+            credential: name.into(),
+            scheme: IssuedScheme::Bearer(token.into()),
+            origin: origin.into(),
+        });
+        self
+    }
+
     /// A JSON body.
     pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
         let bytes = serde_json::to_vec(value).expect("serializing a JSON body cannot fail");
@@ -124,7 +157,11 @@ impl Request {
 
     /// Send through the host and return whatever status came back.
     pub fn send(self) -> Result<Response, PluginError> {
-        let r = wit::send(&self.inner)?;
+        let r = if self.issued.is_empty() {
+            wit::send(&self.inner)?
+        } else {
+            wit::send_issuing(&self.inner, &self.issued)?
+        };
         Ok(Response {
             status: r.status,
             headers: r.headers,

@@ -10,6 +10,9 @@
 //! - `/redirect?to=<url>[&status=302]`: a redirect to any `Location`;
 //! - `/flaky?fail=<n>`: `429` with `retry-after: 0` for the first `n` hits,
 //!   then `200` with the hit count;
+//! - `/issue?to=<base url>`: a credential for `to`, shaped like a DigitalOcean
+//!   Functions namespace (`{"namespace": {"api_host", "uuid", "key"}}`), with
+//!   a key the server makes up ([`Server::issued_keys`]);
 //! - anything else: an echo, JSON of the method, path, query, every request
 //!   header and the body, with the `Authorization` it got reflected again in
 //!   an `authorization` field and in the `x-echo-authorization` response
@@ -31,6 +34,8 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::axum_thread::{Bound, ServerThread};
 
 /// One request as the server received it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -61,56 +66,33 @@ impl Recorded {
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     flaky_hits: AtomicUsize,
+    issued: Mutex<Vec<String>>,
 }
 
 /// The axum server: echo, redirect and 429-then-200 endpoints.
 pub struct Server {
-    url: String,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl Server {
     /// Start on `127.0.0.1:0`.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
         let shared = Arc::new(Shared::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name("soar-test-server".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("test server runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("tokio listener from std");
-                    tokio::select! {
-                        r = axum::serve(listener, app) => r.expect("test server failed"),
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime ends every open connection.
-            })
-            .expect("spawning the test server thread");
-        Self {
-            url,
-            shared,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        let server = Bound::loopback().serve("soar-test-server", app);
+        Self { shared, server }
     }
 
     /// `http://127.0.0.1:<port>`, without a trailing slash.
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
+    }
+
+    /// Keys `/issue` handed out, so a test can look for them where they
+    /// must not be.
+    pub fn issued_keys(&self) -> Vec<String> {
+        lock(&self.shared.issued).clone()
     }
 
     /// Every request received so far, in order.
@@ -124,17 +106,6 @@ impl Server {
             .iter()
             .filter(|r| r.path == path)
             .count()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -178,6 +149,22 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 Ok(location) => (status, [(header::LOCATION, location)]).into_response(),
                 Err(_) => (StatusCode::BAD_REQUEST, "bad `to`").into_response(),
             }
+        }
+        "/issue" => {
+            let key = format!(
+                "issued-key-{}-{}",
+                std::process::id(),
+                shared.flaky_hits.fetch_add(1, Ordering::SeqCst)
+            );
+            lock(&shared.issued).push(key.clone());
+            axum::Json(serde_json::json!({
+                "namespace": {
+                    "api_host": query.get("to").cloned().unwrap_or_default(),
+                    "uuid": "issued-user",
+                    "key": key,
+                }
+            }))
+            .into_response()
         }
         "/flaky" => {
             let fail: usize = query.get("fail").and_then(|s| s.parse().ok()).unwrap_or(1);

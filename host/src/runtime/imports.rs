@@ -26,12 +26,42 @@ impl http::Host for HostState {
         Ok(result)
     }
 
+    async fn send_issuing(
+        &mut self,
+        req: http::Request,
+        issued: Vec<http::IssuedCredential>,
+    ) -> HostResult<Result<http::Response, http::Error>> {
+        let session = self.session.clone();
+        let result = session.http.send_issuing(req, &issued).await;
+        self.resume();
+        Ok(result)
+    }
+
     async fn secret_names(&mut self) -> HostResult<Vec<String>> {
         Ok(self.session.http.secret_names())
     }
 
     async fn credential_claims(&mut self, credential: String) -> HostResult<Option<String>> {
         Ok(self.session.http.credential_claims(&credential))
+    }
+}
+
+impl HostState {
+    /// A refused SSH call goes to the audit trail like a refused HTTP
+    /// request: what the plugin tried is as telling as what it did.
+    fn record_denied_ssh(
+        &self,
+        target: &ssh::Target,
+        what: &str,
+        e: &crate::broker::ssh::SshError,
+    ) {
+        self.session.journal.record(Event::Ssh {
+            plugin: self.plugin.name.clone(),
+            host: format!("{}:{}", target.address, target.port),
+            command: format!("{what} [{e}]"),
+            exit: None,
+            millis: 0,
+        });
     }
 }
 
@@ -47,7 +77,10 @@ impl ssh::Host for HostState {
         let host =
             match broker.check_plugin_target(&plugin, &target.address, target.port, &target.user) {
                 Ok(h) => h,
-                Err(e) => return Ok(Err(ssh_error(e))),
+                Err(e) => {
+                    self.record_denied_ssh(&target, &command, &e);
+                    return Ok(Err(ssh_error(e)));
+                }
             };
         // A brokered call has its own deadline, within the invocation's.
         let left = self
@@ -80,7 +113,10 @@ impl ssh::Host for HostState {
         let host =
             match broker.check_plugin_target(&plugin, &target.address, target.port, &target.user) {
                 Ok(h) => h,
-                Err(e) => return Ok(Err(ssh_error(e))),
+                Err(e) => {
+                    self.record_denied_ssh(&target, &format!("upload {file} -> {remote_path}"), &e);
+                    return Ok(Err(ssh_error(e)));
+                }
             };
         let Some(artifact) = self.session.artifact.clone() else {
             return Ok(Err(ssh::Error::Failed(

@@ -7,6 +7,7 @@
 //! hop by hop → response read under the size cap → secrets scrubbed → capture.
 
 mod body;
+mod deadline;
 pub mod policy;
 mod resolve;
 mod retry;
@@ -18,11 +19,17 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use self::body::Prepared;
+use self::deadline::{Expired, Timers, Watch};
 use self::policy::{Origin, Policy};
 use crate::artifact::ArtifactSource;
-use crate::credentials::{CredentialStore, Resolved, Secret, scrub};
+use crate::credentials::{CredentialStore, Resolved, Secret, scrub, scrub_string};
 use crate::journal::{Event, Journal, millis};
-use crate::runtime::bindings::soar::plugin::http::{Error, Method, Request, Response};
+use crate::runtime::bindings::soar::plugin::http::{
+    BasicPointers, Error, IssuedCredential, IssuedScheme, Method, Request, Response,
+};
+
+pub static EXP_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static EXP_POLLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Bounds on brokered HTTP.
 #[derive(Debug, Clone)]
@@ -100,6 +107,8 @@ pub struct HttpBroker {
     limits: HttpLimits,
     /// Service secrets `secret` segments may splice in.
     service_secrets: BTreeMap<String, Secret>,
+    /// Timers of the deadline and read timeout, kept between requests.
+    timers: Timers,
 }
 
 /// What one attempt chain produced.
@@ -121,11 +130,12 @@ impl HttpBroker {
     ) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
         let resolver = resolve::GuardedResolver::new(policy.user_named_hosts());
+        // No `read_timeout` here: the broker enforces it, with the deadline,
+        // on one kept timer (see `deadline`).
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(limits.connect_timeout)
-            .read_timeout(limits.read_timeout)
             .dns_resolver(Arc::new(resolver))
             .user_agent(concat!("soar/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -138,6 +148,7 @@ impl HttpBroker {
             journal,
             limits,
             service_secrets: BTreeMap::new(),
+            timers: Timers::default(),
         })
     }
 
@@ -172,7 +183,9 @@ impl HttpBroker {
     /// JWT claims of a captured credential.
     pub fn credential_claims(&self, name: &str) -> Option<String> {
         use base64::Engine as _;
-        let (secret, _) = self.credentials.captured(name)?;
+        let (Resolved::Bearer(secret), _) = self.credentials.captured(name)? else {
+            return None;
+        };
         let payload = secret.expose().split('.').nth(1)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
@@ -183,15 +196,47 @@ impl HttpBroker {
 
     /// Broker one request for the plugin.
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
+        let t = Instant::now();
+        let mut f = std::pin::pin!(self.send_issuing(req, &[]));
+        let r = std::future::poll_fn(|cx| {
+            EXP_POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f.as_mut().poll(cx)
+        })
+        .await;
+        EXP_NANOS.fetch_add(
+            t.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+
+    /// Broker one request, then keep the credentials its answer issues
+    /// (`http.send-issuing`).
+    pub async fn send_issuing(
+        &self,
+        req: Request,
+        issued: &[IssuedCredential],
+    ) -> Result<Response, Error> {
         let started = Instant::now();
         let method = method_name(req.method);
-        let shown_url = Url::parse(&req.url)
-            .map(|mut u| {
+        // Parsed once, for the journal and the request.
+        let url = Url::parse(&req.url);
+        let shown_url = match &url {
+            Ok(u) if u.query().is_none() => u.to_string(),
+            Ok(u) => {
+                let mut u = u.clone();
                 u.set_query(None);
                 u.to_string()
-            })
-            .unwrap_or_else(|_| req.url.chars().take(200).collect());
-        let result = self.send_inner(req).await;
+            }
+            Err(_) => req.url.chars().take(200).collect(),
+        };
+        let result = match url {
+            Ok(url) => self.send_inner(req, url, issued).await,
+            Err(e) => Err(Error::Invalid(format!(
+                "'{}' is not a valid URL: {e}",
+                req.url
+            ))),
+        };
         let (status, attempts, sent, received, outcome) = match &result {
             Ok(o) => (
                 Some(o.response.status),
@@ -216,26 +261,43 @@ impl HttpBroker {
         result.map(|o| o.response)
     }
 
-    async fn send_inner(&self, req: Request) -> Result<Outcome, Error> {
+    async fn send_inner(
+        &self,
+        req: Request,
+        url: Url,
+        issued: &[IssuedCredential],
+    ) -> Result<Outcome, Error> {
         let timeout = req
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(self.limits.default_timeout)
             .min(self.limits.max_timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.follow(req, deadline)).await {
+        let watch = Watch::new(timeout, self.limits.read_timeout);
+        match self
+            .timers
+            .run(&watch, self.follow(req, url, issued, &watch))
+            .await
+        {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout(format!(
+            Err(Expired::Total) => Err(Error::Timeout(format!(
                 "no complete response within {} ms",
                 timeout.as_millis()
+            ))),
+            Err(Expired::Silence) => Err(Error::Timeout(format!(
+                "the server sent nothing for {} ms (read timeout)",
+                self.limits.read_timeout.as_millis()
             ))),
         }
     }
 
     /// Send, following redirects; every hop passes the allow-list again.
-    async fn follow(&self, req: Request, deadline: tokio::time::Instant) -> Result<Outcome, Error> {
-        let mut url = Url::parse(&req.url)
-            .map_err(|e| Error::Invalid(format!("'{}' is not a valid URL: {e}", req.url)))?;
+    async fn follow(
+        &self,
+        req: Request,
+        mut url: Url,
+        issued: &[IssuedCredential],
+        watch: &Watch,
+    ) -> Result<Outcome, Error> {
         for (name, _) in &req.headers {
             let lower = name.to_ascii_lowercase();
             if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
@@ -295,7 +357,7 @@ impl HttpBroker {
                 &body,
                 credential.as_ref(),
                 req.region.as_deref(),
-                deadline,
+                watch,
             )
             .await?;
             attempts_total += attempts;
@@ -319,11 +381,16 @@ impl HttpBroker {
                 url = next;
                 continue;
             }
-            let mut response = self.read(response).await?;
+            let mut response = self.read(response, watch).await?;
+            // Before scrubbing: an issued value may equal one known already
+            // (the same namespace read twice in one command).
+            if !issued.is_empty() && (200..300).contains(&response.status) {
+                self.keep_issued(&mut response, issued, &origin)?;
+            }
             let secrets = self.known_secrets();
             scrub(&mut response.body, &secrets);
             for (_, v) in response.headers.iter_mut() {
-                *v = crate::credentials::scrub_str(v, &secrets);
+                scrub_string(v, &secrets);
             }
             if let Some(capture) = &req.capture
                 && (200..300).contains(&response.status)
@@ -358,9 +425,9 @@ impl HttpBroker {
         first_hop: bool,
     ) -> Result<Option<Resolved>, Error> {
         let Some(name) = name else { return Ok(None) };
-        if let Some((secret, bound)) = self.credentials.captured(name) {
+        if let Some((credential, bound)) = self.credentials.captured(name) {
             if &bound == origin {
-                return Ok(Some(Resolved::Bearer(secret)));
+                return Ok(Some(credential));
             }
         } else if self
             .policy
@@ -382,8 +449,13 @@ impl HttpBroker {
         Ok(None)
     }
 
-    /// Read a response body under the size cap.
-    async fn read(&self, mut response: reqwest::Response) -> Result<Response, Error> {
+    /// Read a response body under the size cap, each chunk within the read
+    /// timeout of the one before.
+    async fn read(
+        &self,
+        mut response: reqwest::Response,
+        watch: &Watch,
+    ) -> Result<Response, Error> {
         let cap = self.limits.max_response_bytes;
         if let Some(len) = response.content_length()
             && len > cap
@@ -401,8 +473,11 @@ impl HttpBroker {
                 )
             })
             .collect();
-        let mut body = Vec::new();
+        let mut body =
+            Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
+        watch.waiting();
         while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+            watch.waiting();
             if body.len() as u64 + chunk.len() as u64 > cap {
                 return Err(Error::TooLarge(cap));
             }
@@ -413,6 +488,83 @@ impl HttpBroker {
             headers,
             body,
         })
+    }
+
+    /// Keep the credentials an answer of the provider's API issues for
+    /// another origin, replacing their secrets in the body with a marker.
+    ///
+    /// Two checks make this safe: only an origin bound to a declared
+    /// credential (the provider's authenticated API) may issue credentials,
+    /// and the origin each is bound to must pass the same allow-list as any
+    /// request, so an issued secret can only ever travel to a host the plugin
+    /// declared and the user granted.
+    fn keep_issued(
+        &self,
+        response: &mut Response,
+        issued: &[IssuedCredential],
+        from: &Origin,
+    ) -> Result<(), Error> {
+        if !self.policy.bound_origins().any(|o| o == from) {
+            return Err(Error::Denied(format!(
+                "plugin '{}' may keep issued credentials only from its provider's API (a host bound to a declared credential), not from {from}",
+                self.plugin
+            )));
+        }
+        let mut json: serde_json::Value = serde_json::from_slice(&response.body)
+            .map_err(|_| Error::Invalid("send-issuing: the response is not JSON".into()))?;
+        let mut kept = Vec::new();
+        for want in &expand_issued(&json, issued)? {
+            let name = &want.credential;
+            let text = |json: &serde_json::Value, pointer: &str| -> Result<String, Error> {
+                match json.pointer(pointer) {
+                    Some(serde_json::Value::String(v)) if !v.is_empty() => Ok(v.clone()),
+                    Some(_) => Err(Error::Invalid(format!(
+                        "issued credential '{name}': the value at {pointer} is not a non-empty string"
+                    ))),
+                    None => Err(Error::Invalid(format!(
+                        "issued credential '{name}': nothing at {pointer} in the response"
+                    ))),
+                }
+            };
+            let base = text(&json, &want.origin)?;
+            let url = Url::parse(&base).map_err(|e| {
+                Error::Invalid(format!(
+                    "issued credential '{name}': '{base}' at {} is not a URL: {e}",
+                    want.origin
+                ))
+            })?;
+            self.policy.check(&url).map_err(|e| {
+                Error::Denied(format!(
+                    "issued credential '{name}' is for {base}, which plugin '{}' may not reach: {e}",
+                    self.plugin
+                ))
+            })?;
+            let origin =
+                Origin::of(&url).ok_or_else(|| Error::Invalid(format!("'{base}' has no host")))?;
+            let (credential, secret_pointer) = match &want.scheme {
+                IssuedScheme::Bearer(p) => (Resolved::Bearer(Secret::new(text(&json, p)?)), p),
+                IssuedScheme::Basic(b) => (
+                    Resolved::Basic {
+                        user: text(&json, &b.user)?,
+                        password: Secret::new(text(&json, &b.password)?),
+                    },
+                    &b.password,
+                ),
+            };
+            if let Some(slot) = json.pointer_mut(secret_pointer) {
+                *slot = serde_json::Value::String(format!("[captured:{name}]"));
+            }
+            kept.push((name.clone(), credential, origin));
+        }
+        for (name, credential, origin) in kept {
+            self.credentials
+                .capture(&name, credential, origin)
+                .map_err(Error::Invalid)?;
+        }
+        // The caller scrubs the body next: the same values may appear
+        // elsewhere in the answer.
+        response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
+        Ok(())
     }
 
     /// Move the token at `pointer` into the credential store.
@@ -439,11 +591,59 @@ impl HttpBroker {
             )));
         };
         self.credentials
-            .capture(name, Secret::new(token), origin)
+            .capture(name, Resolved::Bearer(Secret::new(token)), origin)
             .map_err(Error::Invalid)?;
         response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
         Ok(())
     }
+}
+
+/// Expand issued credentials whose pointers hold a `*` segment over the
+/// array it stands for (a list of namespaces, each with its own key):
+/// `functions-*` at `/namespaces/*/key` becomes `functions-0`, `functions-1`...
+/// so a list answer gives away none of its secrets either.
+fn expand_issued(
+    json: &serde_json::Value,
+    issued: &[IssuedCredential],
+) -> Result<Vec<IssuedCredential>, Error> {
+    let mut out = Vec::new();
+    for want in issued {
+        let Some((prefix, _)) = want.origin.split_once("/*") else {
+            out.push(want.clone());
+            continue;
+        };
+        if !want.credential.contains('*') {
+            return Err(Error::Invalid(format!(
+                "issued credential '{}': pointers with `*` need a name with `*` too (one credential per entry)",
+                want.credential
+            )));
+        }
+        let count = json
+            .pointer(prefix)
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::len)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "issued credential '{}': nothing to expand at {prefix}",
+                    want.credential
+                ))
+            })?;
+        let at = |s: &str, i: usize| s.replacen('*', &i.to_string(), 1);
+        for i in 0..count {
+            out.push(IssuedCredential {
+                credential: at(&want.credential, i),
+                origin: at(&want.origin, i),
+                scheme: match &want.scheme {
+                    IssuedScheme::Bearer(p) => IssuedScheme::Bearer(at(p, i)),
+                    IssuedScheme::Basic(b) => IssuedScheme::Basic(BasicPointers {
+                        user: at(&b.user, i),
+                        password: at(&b.password, i),
+                    }),
+                },
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn method_name(m: Method) -> &'static str {

@@ -12,7 +12,10 @@ use crate::runtime::bindings::Capabilities;
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// Base-URL overrides by endpoint name (tests point plugins at fakes this
-    /// way). The credential bound to an endpoint follows its override.
+    /// way). The credential bound to an endpoint follows its override. A key
+    /// may also be one of the plugin's declared host patterns: the base URL
+    /// then stands in for the hosts of that pattern that the provider names at
+    /// run time.
     pub endpoints: BTreeMap<String, String>,
     /// Host names (or patterns) the plugin may reach beyond its endpoints;
     /// each must also be covered by a pattern the plugin declared.
@@ -113,19 +116,46 @@ impl Policy {
         let mut rules = Vec::new();
         let mut endpoints = Vec::new();
         let mut origins: BTreeMap<&str, Origin> = BTreeMap::new();
-        for name in grants.endpoints.keys() {
-            if !declared.endpoints.iter().any(|e| &e.name == name) {
-                let known: Vec<&str> = declared.endpoints.iter().map(|e| e.name.as_str()).collect();
-                return Err(format!(
-                    "{}: overrides endpoint '{name}', which plugin '{plugin}' does not declare (it declares: {})",
-                    grants.section,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ));
+        for (name, raw) in &grants.endpoints {
+            if declared.endpoints.iter().any(|e| &e.name == name) {
+                continue;
             }
+            // A declared host pattern may be overridden too: its hosts are
+            // named by the provider's answers at run time (a Functions
+            // namespace's `api_host`), so the user names the base URL that
+            // stands in for them (a fake, a private deployment).
+            if declared
+                .extra_hosts
+                .iter()
+                .any(|h| HostPattern::new(h) == HostPattern::new(name))
+            {
+                let origin = Url::parse(raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "https" | "http"))
+                    .and_then(|u| Origin::of(&u))
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: '{name}' = '{raw}' must be an http(s) base URL",
+                            grants.section
+                        )
+                    })?;
+                rules.push(Rule::Endpoint {
+                    origin,
+                    overridden: true,
+                });
+                continue;
+            }
+            let mut known: Vec<&str> = declared.endpoints.iter().map(|e| e.name.as_str()).collect();
+            known.extend(declared.extra_hosts.iter().map(String::as_str));
+            return Err(format!(
+                "{}: overrides endpoint '{name}', which plugin '{plugin}' does not declare (it declares: {})",
+                grants.section,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
         }
         for decl in &declared.endpoints {
             let (raw, overridden) = match grants.endpoints.get(&decl.name) {
@@ -379,6 +409,32 @@ mod tests {
             .check(&Url::parse("http://api.example.com/").unwrap())
             .unwrap_err();
         assert!(e.contains("scheme and port"), "{e}");
+    }
+
+    #[test]
+    fn a_declared_pattern_may_stand_for_a_user_named_base_url() {
+        let mut g = grants();
+        g.endpoints
+            .insert("*.fn.example.com".into(), "http://127.0.0.1:9000".into());
+        let p = Policy::new("x", &caps(), &g).unwrap();
+        assert!(
+            p.check(&Url::parse("http://127.0.0.1:9000/api/v1/x").unwrap())
+                .is_ok()
+        );
+        assert!(p.user_named_hosts().contains(&"127.0.0.1".to_string()));
+        // Not a declared endpoint, so not in the plugin's endpoint list.
+        assert_eq!(p.endpoints().len(), 1);
+        // Another port of the same address stays denied.
+        assert!(
+            p.check(&Url::parse("http://127.0.0.1:9001/").unwrap())
+                .is_err()
+        );
+        // A pattern the plugin did not declare cannot be overridden.
+        let mut g = grants();
+        g.endpoints
+            .insert("*.other.example.com".into(), "http://127.0.0.1:9000".into());
+        let e = Policy::new("x", &caps(), &g).err().unwrap();
+        assert!(e.contains("does not declare"), "{e}");
     }
 
     #[test]

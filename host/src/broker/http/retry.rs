@@ -9,6 +9,7 @@ use rand::Rng as _;
 use url::Url;
 
 use super::body::Prepared;
+use super::deadline::Watch;
 use super::{HttpBroker, method_name, transport_error};
 use crate::credentials::{Resolved, sign_sigv4};
 use crate::runtime::bindings::soar::plugin::http::{Error, Method};
@@ -24,7 +25,7 @@ pub async fn send(
     body: &Prepared,
     credential: Option<&Resolved>,
     region: Option<&str>,
-    deadline: tokio::time::Instant,
+    watch: &Watch,
 ) -> Result<(reqwest::Response, u32, u64), Error> {
     let limits = &broker.limits;
     let idempotent = matches!(
@@ -35,7 +36,10 @@ pub async fn send(
     loop {
         attempt += 1;
         let (request, sent) = build(broker, method, url, headers, body, credential, region)?;
+        // The read timeout runs from here to the response head.
+        watch.waiting();
         let result = request.send().await;
+        watch.idle();
         let last = attempt >= limits.max_attempts;
         let wait = match &result {
             Ok(resp) => {
@@ -62,7 +66,7 @@ pub async fn send(
             }
         };
         let wait = wait.min(limits.backoff_max);
-        if tokio::time::Instant::now() + wait >= deadline {
+        if tokio::time::Instant::now() + wait >= watch.deadline() {
             // Waiting would overrun the deadline: hand back what we have.
             return match result {
                 Ok(resp) => Ok((resp, attempt, sent)),
@@ -102,6 +106,17 @@ fn build(
             "authorization".into(),
             format!("Bearer {}", secret.expose()),
         )),
+        Some(Resolved::Basic { user, password }) => {
+            use base64::Engine as _;
+            let pair = format!("{user}:{}", password.expose());
+            all.push((
+                "authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
+            ))
+        }
         Some(Resolved::Aws { service, keys }) => {
             let payload = body.signable().ok_or_else(|| {
                 Error::Invalid(

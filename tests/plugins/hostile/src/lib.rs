@@ -45,6 +45,11 @@ struct Settings {
     secret: Option<String>,
     /// `(credential name, JSON pointer)`: capture a token from the response.
     capture: Option<(String, String)>,
+    /// `(credential, origin pointer, user pointer, password pointer)`: keep a
+    /// Basic credential the response issues (`send-issuing`).
+    issue: Option<(String, String, String, String)>,
+    /// Issue mode: then GET this URL with the issued credential.
+    then_url: Option<String>,
     /// `host:port` for the socket and SSH modes.
     addr: String,
     /// Files the file mode tries to read.
@@ -125,6 +130,7 @@ impl Provider for Hostile {
                 Ok(notes(vec![format!("{} requests", s.count)]))
             }
             "echo" => echo(&s),
+            "issue" => issue(&s),
             "ssh" => {
                 let (address, port) = s.addr.rsplit_once(':').unwrap_or((&s.addr, "22"));
                 let target = ssh::Target {
@@ -336,7 +342,22 @@ fn request(s: &Settings) -> Request {
     if let Some((name, pointer)) = &s.capture {
         req = req.capture(name, pointer);
     }
+    if let Some((name, origin, user, password)) = &s.issue {
+        req = req.issues_basic(name, origin, user, password);
+    }
     req
+}
+
+/// Have the API issue a credential, then use it toward `then_url`: returns
+/// both bodies as the plugin saw them (a broker error as the plugin's error).
+fn issue(s: &Settings) -> Result<ChangePlan, PluginError> {
+    let first = request(s).send()?;
+    let mut seen = vec![first.text()];
+    if let (Some(url), Some((name, ..))) = (&s.then_url, &s.issue) {
+        let second = Request::get(url).credential(name).send()?;
+        seen.push(second.text());
+    }
+    Ok(notes(seen))
 }
 
 /// One brokered request; the response (whatever its status) is returned as a
