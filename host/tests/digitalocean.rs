@@ -718,3 +718,30 @@ mod bench;
 fn benchmarks_p3_p4() {
     bench::main();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_change_retags_the_droplet_in_place() {
+    let h = Harness::new().await;
+    let id = seed(&h.fake, "staging-app-1", "s-1vcpu-1gb", "nyc3", "app");
+    let s = settings(json!({"app-1": {"role": "worker"}}));
+    let plan = h.plan_ok(&s).await;
+    assert_eq!(actions(&plan), vec![pair("Update", "staging-app-1")]);
+    assert!(
+        plan.changes[0].reason.contains("app → worker"),
+        "{:?}",
+        plan.changes[0]
+    );
+    let results = h.apply(&s, &plan).await;
+    let applied = results["staging-app-1"].as_ref().expect("retag");
+    assert_eq!(applied.endpoints.len(), 1, "the host keeps its address");
+    let d = h.fake.droplets();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, id, "the same droplet: never replaced for a role");
+    assert_eq!(d[0].tags, tags("worker"));
+    assert_eq!(h.fake.calls_to("POST /v2/droplets"), 0);
+    // Converged, and applying the same change again changes nothing.
+    assert!(actions(&h.plan_ok(&s).await).is_empty());
+    let again = h.apply(&s, &plan).await;
+    assert!(again["staging-app-1"].is_ok(), "{again:?}");
+    assert_eq!(h.fake.droplets()[0].tags, tags("worker"));
+}

@@ -58,7 +58,10 @@ fn attribute_lines(c: &PlannedChange) -> Vec<String> {
             .cloned()
             .unwrap_or_else(|| empty.clone())
     };
-    let (before, after) = (obj(&c.before), obj(&c.after));
+    let (mut before, mut after) = (obj(&c.before), obj(&c.after));
+    // `soar:` keys are notes from the provider to the host, not attributes.
+    before.retain(|k, _| !k.starts_with("soar:"));
+    after.retain(|k, _| !k.starts_with("soar:"));
     match c.action {
         Action::Create => after
             .iter()

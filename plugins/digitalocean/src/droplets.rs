@@ -43,6 +43,20 @@ pub struct Payload {
     pub delete: Option<DeleteRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<CreateBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retag: Option<Retag>,
+}
+
+/// A role change on an existing droplet: tags change in place (the droplet,
+/// its disk and its address stay).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Retag {
+    pub id: u64,
+    pub name: String,
+    /// `soar-role:<old>` tags to take off.
+    pub remove: Vec<String>,
+    /// `soar-role:<new>`.
+    pub add: String,
 }
 
 /// The account's key named `name`, or the seed's error.
@@ -259,7 +273,7 @@ fn delete_change(d: &Droplet, name: String, reason: String) -> Change {
                 id: d.id,
                 name: d.name.clone(),
             }),
-            create: None,
+            ..Payload::default()
         },
     )
 }
@@ -299,7 +313,7 @@ pub fn plan(ctx: &Context) -> PluginResult<ChangePlan> {
     let (mut actual, extra) = by_name(api::env_droplets(&base, env)?);
 
     let mut changes = Vec::new();
-    let mut diagnostics = c.warnings.clone();
+    let diagnostics = c.warnings.clone();
     let mut notes = Vec::new();
     let (mut total, mut current) = (0.0, 0.0);
     for d in &c.desired {
@@ -322,8 +336,8 @@ pub fn plan(ctx: &Context) -> PluginResult<ChangePlan> {
                 None,
                 Some(after),
                 &Payload {
-                    delete: None,
                     create: Some(create),
+                    ..Payload::default()
                 },
             )),
             Some(old) => {
@@ -352,26 +366,37 @@ pub fn plan(ctx: &Context) -> PluginResult<ChangePlan> {
                                 name: old.name.clone(),
                             }),
                             create: Some(create),
+                            ..Payload::default()
+                        },
+                    ));
+                } else if old.role() != Some(d.role.as_str()) {
+                    let remove: Vec<String> = old
+                        .tags
+                        .iter()
+                        .filter(|t| t.starts_with("soar-role:"))
+                        .cloned()
+                        .collect();
+                    changes.push(change(
+                        ChangeAction::Update,
+                        d.name.clone(),
+                        format!(
+                            "role {} → {}: the droplet is re-tagged in place",
+                            old.role().unwrap_or("(none)"),
+                            d.role
+                        ),
+                        Some(attrs_of(&old)),
+                        Some(after),
+                        &Payload {
+                            retag: Some(Retag {
+                                id: old.id,
+                                name: old.name.clone(),
+                                remove,
+                                add: format!("soar-role:{}", d.role),
+                            }),
+                            ..Payload::default()
                         },
                     ));
                 } else {
-                    if old.role() != Some(d.role.as_str()) {
-                        diagnostics.push(Diagnostic {
-                            severity: Severity::Warning,
-                            message: format!(
-                                "droplet {} is tagged role '{}' but hosts.{}.role is '{}'; roles are only set at creation",
-                                d.name,
-                                old.role().unwrap_or(""),
-                                d.host,
-                                d.role
-                            ),
-                            field: Some(format!("hosts.{}.role", d.host)),
-                            hint: Some(format!(
-                                "retag it in DigitalOcean (soar-role:{}) or remove the host, deploy, and add it back",
-                                d.role
-                            )),
-                        });
-                    }
                     changes.push(change(
                         ChangeAction::NoOp,
                         d.name.clone(),
@@ -512,6 +537,9 @@ pub fn apply(ctx: &Context, ch: &Change) -> PluginResult<Applied> {
     let base = ctx.endpoint("api")?;
     let env = &ctx.environment;
     let mut messages = Vec::new();
+    if let Some(retag) = &payload.retag {
+        return retag_droplet(&base, env, retag);
+    }
     if let Some(del) = &payload.delete {
         messages.push(delete_and_wait(&base, env, del, &waits)?);
     }
@@ -531,6 +559,61 @@ pub fn apply(ctx: &Context, ch: &Change) -> PluginResult<Applied> {
             })
         }
     }
+}
+
+/// Move a droplet to its new role: ensure the tag exists, tag the droplet,
+/// then untag the old role. Each step is idempotent, so a re-run after a
+/// failure converges.
+fn retag_droplet(base: &str, env: &str, r: &Retag) -> PluginResult<Applied> {
+    let Some(d) = api::droplet(base, r.id)? else {
+        return Err(PluginError::Other(format!(
+            "digitalocean provider: droplet {} ({}) is gone; run `soar plan` again",
+            r.name, r.id
+        )));
+    };
+    if d.name != r.name || !d.has_tag(MANAGED_TAG) || !d.has_tag(&env_tag(env)) {
+        return Err(PluginError::Other(format!(
+            "digitalocean provider: droplet {} is no longer {} of environment {env}; refusing to re-tag it",
+            r.id, r.name
+        )));
+    }
+    let resources = json!({
+        "resources": [{ "resource_id": r.id.to_string(), "resource_type": "droplet" }]
+    });
+    let created = Request::post(format!("{base}/v2/tags"))
+        .credential(api::CREDENTIAL)
+        .json(&json!({ "name": r.add }))
+        .send()
+        .map_err(api::plain)?;
+    // 422: the tag exists already.
+    if created.status != 422 {
+        created.error_for_status()?;
+    }
+    Request::post(format!("{base}/v2/tags/{}/resources", api::q(&r.add)))
+        .credential(api::CREDENTIAL)
+        .json(&resources)
+        .send()
+        .map_err(api::plain)?
+        .error_for_status()?;
+    for old in r.remove.iter().filter(|t| **t != r.add) {
+        let resp = Request::delete(format!("{base}/v2/tags/{}/resources", api::q(old)))
+            .credential(api::CREDENTIAL)
+            .json(&resources)
+            .send()
+            .map_err(api::plain)?;
+        if resp.status != 404 {
+            resp.error_for_status()?;
+        }
+    }
+    let d = api::droplet(base, r.id)?.unwrap_or(d);
+    Ok(Applied {
+        resource: Some(managed(d.name.clone(), &d)),
+        endpoints: endpoints(&d),
+        messages: vec![format!(
+            "re-tagged droplet {} ({}) as {}",
+            r.name, r.id, r.add
+        )],
+    })
 }
 
 /// Delete droplet `id` unless it is already gone, then wait for the 404.

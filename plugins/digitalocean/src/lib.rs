@@ -1,4 +1,5 @@
-//! DigitalOcean provider: droplets per environment (and, later, Functions).
+//! DigitalOcean provider: droplets per environment, or a script deployed to
+//! DigitalOcean Functions (an environment with a `functions` table).
 //!
 //! - Settings come from `[env.<name>]` (see [`settings`]); the API token is
 //!   the host's: the plugin names credential `digitalocean` and the host
@@ -10,9 +11,13 @@
 //! - `apply` carries out one change idempotently: it looks for the droplet by
 //!   name before creating, treats a 404 on delete as done, and waits on the
 //!   host's clock until droplets are `active` (or gone).
+//! - Functions ([`functions`]): the namespace's `uuid`/`key` are kept by the
+//!   host (`send-issuing`) and bound to the namespace's `api_host`; the
+//!   plugin deploys the script through the OpenWhisk actions API there.
 
 mod api;
 mod droplets;
+mod functions;
 mod settings;
 
 use soar_sdk::prelude::*;
@@ -46,7 +51,24 @@ impl Provider for DigitalOcean {
                     "sizes": {"type": "array", "items": {"type": "string"}},
                     "user_data": {"type": "string", "description": "cloud-init user data"},
                     "wait_interval": duration.clone(),
-                    "wait_timeout": duration,
+                    "wait_timeout": duration.clone(),
+                    "functions": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "description": "deploy the script artifact to DigitalOcean Functions instead of droplets",
+                        "properties": {
+                            "namespace": {"type": "string"},
+                            "region": {"type": "string"},
+                            "name": {"type": "string"},
+                            "runtime": {"type": "string"},
+                            "main": {"type": "string"},
+                            "memory": {"type": "integer", "minimum": 128, "maximum": 1024},
+                            "timeout": duration,
+                            "web": {"type": "boolean"},
+                            "health": {"type": "string"},
+                            "environment": {"type": "object", "additionalProperties": {"type": "string"}}
+                        }
+                    },
                     "hosts": {
                         "type": "object",
                         "additionalProperties": {
@@ -60,8 +82,7 @@ impl Provider for DigitalOcean {
                             }
                         }
                     }
-                },
-                "required": ["ssh_key_name", "hosts"]
+                }
             })
             .to_string(),
             capabilities: Capabilities {
@@ -90,6 +111,9 @@ impl Provider for DigitalOcean {
         let Ok(base) = ctx.endpoint("api") else {
             return out;
         };
+        if c.functions.is_some() {
+            return out;
+        }
         if let Err(e) = droplets::find_key(&base, &c.ssh_key_name) {
             out.extend(diagnostics(e));
             return out;
@@ -112,10 +136,16 @@ impl Provider for DigitalOcean {
     }
 
     fn plan(ctx: &Context) -> Result<ChangePlan, PluginError> {
-        droplets::plan(ctx)
+        match settings::check(ctx)?.functions {
+            Some(f) => functions::plan(ctx, &f),
+            None => droplets::plan(ctx),
+        }
     }
 
     fn apply(ctx: &Context, change: &Change) -> Result<Applied, PluginError> {
+        if change.kind == functions::KIND {
+            return functions::apply(ctx, change);
+        }
         if change.kind != droplets::KIND {
             return Err(PluginError::Other(format!(
                 "digitalocean provider: cannot apply a change of kind '{}'",
@@ -126,11 +156,17 @@ impl Provider for DigitalOcean {
     }
 
     fn plan_destroy(ctx: &Context) -> Result<ChangePlan, PluginError> {
-        droplets::plan_destroy(ctx)
+        match settings::check(ctx)?.functions {
+            Some(f) => functions::plan_destroy(ctx, &f),
+            None => droplets::plan_destroy(ctx),
+        }
     }
 
     fn status(ctx: &Context) -> Result<Vec<ResourceStatus>, PluginError> {
-        droplets::status(ctx)
+        match settings::check(ctx)?.functions {
+            Some(f) => functions::status(ctx, &f),
+            None => droplets::status(ctx),
+        }
     }
 }
 

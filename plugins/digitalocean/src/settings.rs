@@ -33,6 +33,37 @@ pub struct Settings {
     pub wait_timeout: Option<DurationSetting>,
     #[serde(default)]
     pub hosts: BTreeMap<String, HostSetting>,
+    /// Deploy a `script` artifact to DigitalOcean Functions instead of
+    /// creating droplets.
+    pub functions: Option<FunctionsSetting>,
+}
+
+/// The `functions` table: where and how the script runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsSetting {
+    /// Label of the namespace; created when missing. Default `{app}-{env}`,
+    /// which Soar owns (and removes on destroy).
+    pub namespace: Option<String>,
+    /// Region of a namespace Soar creates (default: `default_region`).
+    pub region: Option<String>,
+    /// Action name (default: the app's name).
+    pub name: Option<String>,
+    /// `nodejs:18`, `python:3.11`... (default from the main file's extension).
+    pub runtime: Option<String>,
+    /// The function the runtime calls (default `main`).
+    pub main: Option<String>,
+    /// Memory limit in MB (default 256).
+    pub memory: Option<u32>,
+    /// Time limit per invocation (default 3s).
+    pub timeout: Option<DurationSetting>,
+    /// Reachable over HTTP as a web action (default true).
+    pub web: Option<bool>,
+    /// Path checked over the web URL after each deploy, e.g. `/health`.
+    pub health: Option<String>,
+    /// Plain parameters the function receives (its environment).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }
 
 /// One `hosts.<name>` entry.
@@ -53,7 +84,7 @@ pub enum DurationSetting {
 }
 
 impl DurationSetting {
-    fn get(&self, field: &str) -> PluginResult<Duration> {
+    pub fn get(&self, field: &str) -> PluginResult<Duration> {
         let bad = || {
             invalid_setting(
                 field,
@@ -109,6 +140,8 @@ pub struct Checked {
     pub desired: Vec<Desired>,
     /// Warnings that do not stop planning.
     pub warnings: Vec<Diagnostic>,
+    /// Set when the environment deploys to Functions rather than droplets.
+    pub functions: Option<crate::functions::Desired>,
 }
 
 pub fn diag(field: Option<&str>, message: String, hint: Option<String>) -> Diagnostic {
@@ -210,8 +243,27 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
             None,
         ));
     }
+    let functions = match &s.functions {
+        Some(f) => {
+            if !s.hosts.is_empty() {
+                errors.push(diag(
+                    Some("functions"),
+                    "digitalocean provider: invalid config: an environment deploys either to Functions or to droplets (`hosts`), not both".into(),
+                    Some("move the Functions settings to an environment of their own".into()),
+                ));
+            }
+            Some(crate::functions::desired(
+                ctx,
+                f,
+                s.default_region.as_deref(),
+                &mut errors,
+            ))
+        }
+        None => None,
+    };
     let ssh_key_name = match s.ssh_key_name.as_deref().map(str::trim) {
         Some(k) if !k.is_empty() => k.to_string(),
+        _ if functions.is_some() => String::new(),
         _ => {
             errors.push(diag(
                 Some("ssh_key_name"),
@@ -224,7 +276,7 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
             String::new()
         }
     };
-    if s.hosts.is_empty() {
+    if s.hosts.is_empty() && functions.is_none() {
         errors.push(diag(
             Some("hosts"),
             "digitalocean provider: invalid config: hosts configuration is required".into(),
@@ -306,5 +358,6 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
         wait_timeout,
         desired,
         warnings,
+        functions,
     })
 }

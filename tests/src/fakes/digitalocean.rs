@@ -8,7 +8,11 @@
 //!   (`name` or `names[]` ≤ 10, `202` with `links.actions`),
 //!   `GET|DELETE /v2/droplets/{id}`, `DELETE /v2/droplets?tag_name=`;
 //! - `GET /v2/actions/{id}`, `GET /v2/account/keys`, `GET /v2/regions`,
-//!   `GET /v2/sizes`, `GET /v2/functions/namespaces`;
+//!   `GET /v2/sizes`;
+//! - Functions namespaces: `GET|POST /v2/functions/namespaces`,
+//!   `GET|DELETE /v2/functions/namespaces/{namespace_id}`; every namespace's
+//!   `api_host` is a companion [`OpenWhiskFake`] on loopback, where its
+//!   `uuid:key` authenticates, so functions can be deployed and called;
 //! - errors as `{id, message, request_id}` with the document's ids
 //!   (`unauthorized`, `not_found`, `unprocessable_entity`, `too_many_requests`,
 //!   `server_error`); the bearer token is checked on every call;
@@ -22,9 +26,7 @@
 //! per endpoint (`"GET /v2/droplets/{id}"`) so tests can assert them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -32,6 +34,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use super::openwhisk::{self, OpenWhiskFake};
+use crate::axum_thread::{Bound, ServerThread};
 
 /// A size the fake offers.
 #[derive(Debug, Clone)]
@@ -79,6 +84,10 @@ struct Inner {
     regions: Vec<FakeRegion>,
     sizes: Vec<FakeSize>,
     namespaces: Vec<Value>,
+    namespace_limit: usize,
+    /// Tags that exist (created explicitly or by a droplet that carries them).
+    tags: BTreeSet<String>,
+    openwhisk: openwhisk::Registry,
     provision_delay: Duration,
     delete_delay: Duration,
     latency: Duration,
@@ -101,12 +110,12 @@ struct Inner {
 
 type Shared = Arc<Mutex<Inner>>;
 
-/// The fake API server; stops when dropped.
+/// The fake API server; stops when dropped (with its OpenWhisk companion).
 pub struct DigitalOceanFake {
-    url: String,
     inner: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
+    /// Dropped after the API server has stopped (fields drop in order).
+    openwhisk: OpenWhiskFake,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,13 +138,11 @@ impl DigitalOceanFake {
     /// Start on `127.0.0.1:0`, accepting `token`, with a small catalogue:
     /// regions nyc1, nyc3, sfo3, ams3, fra1 (and nyc2, unavailable); sizes
     /// s-1vcpu-1gb ($6), s-1vcpu-2gb ($12), s-2vcpu-2gb ($18),
-    /// s-2vcpu-4gb ($24), s-4vcpu-8gb ($48, not in fra1).
+    /// s-2vcpu-4gb ($24), s-4vcpu-8gb ($48, not in fra1). Also starts the
+    /// [`OpenWhiskFake`] that every Functions namespace's `api_host` points
+    /// at ([`DigitalOceanFake::openwhisk`]).
     pub fn start(token: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let openwhisk = OpenWhiskFake::start();
         let all = ["ams3", "fra1", "nyc1", "nyc3", "sfo3"];
         let inner = Arc::new(Mutex::new(Inner {
             token: token.into(),
@@ -172,6 +179,9 @@ impl DigitalOceanFake {
                 ),
             ],
             namespaces: Vec::new(),
+            namespace_limit: usize::MAX,
+            tags: BTreeSet::new(),
+            openwhisk: openwhisk.registry(),
             provision_delay: Duration::ZERO,
             delete_delay: Duration::ZERO,
             latency: Duration::ZERO,
@@ -191,36 +201,24 @@ impl DigitalOceanFake {
             throttled: 0,
             request_seq: 0,
         }));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let thread = std::thread::Builder::new()
-            .name("soar-fake-digitalocean".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("tokio listener from std");
-                    tokio::select! {
-                        r = axum::serve(listener, app) => r.expect("fake DigitalOcean failed"),
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("spawning the fake DigitalOcean thread");
+        let server = Bound::loopback().serve("soar-fake-digitalocean", app);
         Self {
-            url,
             inner,
-            stop: Some(stop),
-            thread: Some(thread),
+            server,
+            openwhisk,
         }
     }
 
     /// `http://127.0.0.1:<port>`, without a trailing slash.
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
+    }
+
+    /// The OpenWhisk server behind every namespace's `api_host`, to inspect
+    /// deployed actions, invocations and inject failures there.
+    pub fn openwhisk(&self) -> &OpenWhiskFake {
+        &self.openwhisk
     }
 
     /// Add an SSH key to the account; returns its id.
@@ -231,23 +229,22 @@ impl DigitalOceanFake {
         id
     }
 
-    /// Add a Functions namespace; returns its JSON as the API shows it.
+    /// Add a Functions namespace behind Soar's back (as the console would;
+    /// no validation, no call counted); returns its `namespace_info` as the
+    /// API shows it. Its `uuid:key` authenticates at the OpenWhisk fake.
     pub fn add_namespace(&self, label: &str, region: &str) -> Value {
-        let mut s = lock(&self.inner);
-        let n = s.namespaces.len() + 1;
-        let uuid = format!("00000000-0000-4000-8000-{n:012}");
-        let ns = json!({
-            "api_host": format!("https://faas-{region}-{n:04}.doserverless.co"),
-            "namespace": format!("fn-{uuid}"),
-            "created_at": "2024-01-01T00:00:00Z",
-            "updated_at": "2024-01-01T00:00:00Z",
-            "label": label,
-            "region": region,
-            "uuid": uuid,
-            "key": format!("fake-namespace-key-{n}"),
-        });
-        s.namespaces.push(ns.clone());
-        ns
+        new_namespace(&mut lock(&self.inner), label, region)
+    }
+
+    /// Every Functions namespace's `namespace_info`, in creation order.
+    pub fn namespaces(&self) -> Vec<Value> {
+        lock(&self.inner).namespaces.clone()
+    }
+
+    /// At most `n` namespaces; `POST /v2/functions/namespaces` beyond
+    /// answers `422` "namespace limit reached" (default: no limit).
+    pub fn set_namespace_limit(&self, n: usize) {
+        lock(&self.inner).namespace_limit = n;
     }
 
     /// Seed a droplet directly (as if created long ago: `active`).
@@ -261,7 +258,10 @@ impl DigitalOceanFake {
             size: size.into(),
             region: region.into(),
             image: "ubuntu-24-04-x64".into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tags: {
+                s.tags.extend(tags.iter().map(|t| t.to_string()));
+                tags.iter().map(|t| t.to_string()).collect()
+            },
             ssh_keys: vec![],
             user_data: None,
             created: Instant::now() - Duration::from_secs(24 * 3600),
@@ -351,6 +351,7 @@ impl DigitalOceanFake {
         lock(&self.inner).fail_create.insert(name.into(), status);
     }
 
+    /// Undo every [`DigitalOceanFake::fail_create`].
     pub fn clear_create_failures(&self) {
         lock(&self.inner).fail_create.clear();
     }
@@ -376,21 +377,11 @@ impl DigitalOceanFake {
         lock(&self.inner).throttled
     }
 
+    /// Forget the call counters and the 429 count, e.g. after seeding.
     pub fn reset_calls(&self) {
         let mut s = lock(&self.inner);
         s.calls.clear();
         s.throttled = 0;
-    }
-}
-
-impl Drop for DigitalOceanFake {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -401,7 +392,8 @@ fn sweep(s: &mut Inner, now: Instant) {
         .retain(|_, d| d.deleted_at.is_none_or(|t| now < t + delay));
 }
 
-fn rfc3339(t: SystemTime) -> String {
+/// `t` as `YYYY-MM-DDTHH:MM:SSZ`.
+pub(super) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil from days (Howard Hinnant's algorithm).
@@ -450,11 +442,17 @@ fn error_id(status: u16) -> &'static str {
 /// The endpoint a request counts under.
 fn endpoint(method: &str, path: &str) -> String {
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let functions = parts.get(1..4) == Some(&["v2", "functions", "namespaces"][..]);
+    let tags = parts.get(1..3) == Some(&["v2", "tags"][..]);
     let templ: Vec<String> = parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            if i >= 3 && !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) {
+            if functions && i == 4 {
+                "{namespace_id}".to_string()
+            } else if tags && i == 3 {
+                "{tag_id}".to_string()
+            } else if i >= 3 && !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) {
                 "{id}".to_string()
             } else {
                 p.to_string()
@@ -814,6 +812,89 @@ fn route(
         ("GET", ["v2", "functions", "namespaces"]) => {
             axum::Json(json!({ "namespaces": s.namespaces })).into_response()
         }
+        ("POST", ["v2", "functions", "namespaces"]) => create_namespace(s, body, rid),
+        ("GET", ["v2", "functions", "namespaces", id]) => match find_namespace(s, id) {
+            Some(i) => axum::Json(json!({ "namespace": s.namespaces[i] })).into_response(),
+            None => error(404, "not_found", "namespace not found", rid),
+        },
+        ("DELETE", ["v2", "functions", "namespaces", id]) => match find_namespace(s, id) {
+            Some(i) => {
+                let ns = s.namespaces.remove(i);
+                if let Some(id) = ns.get("namespace").and_then(Value::as_str) {
+                    s.openwhisk.unregister(id);
+                }
+                StatusCode::NO_CONTENT.into_response()
+            }
+            None => error(404, "not_found", "namespace not found", rid),
+        },
+        ("POST", ["v2", "tags"]) => {
+            let name = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_string));
+            match name {
+                Some(n) if tag_ok(&n) => {
+                    s.tags.insert(n.clone());
+                    let count = s
+                        .droplets
+                        .values()
+                        .filter(|d| d.deleted_at.is_none() && d.tags.contains(&n))
+                        .count();
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(json!({ "tag": {
+                            "name": n,
+                            "resources": { "count": count, "droplets": { "count": count } },
+                        }})),
+                    )
+                        .into_response()
+                }
+                Some(n) => error(
+                    422,
+                    "unprocessable_entity",
+                    &format!(
+                        "tag name '{n}' is not valid: letters, numbers, colons, dashes and underscores only"
+                    ),
+                    rid,
+                ),
+                None => error(422, "unprocessable_entity", "name is required", rid),
+            }
+        }
+        (verb @ ("POST" | "DELETE"), ["v2", "tags", tag, "resources"]) => {
+            let tag = decode(tag);
+            if !s.tags.contains(&tag) {
+                return error(
+                    404,
+                    "not_found",
+                    "The resource you requested could not be found.",
+                    rid,
+                );
+            }
+            let ids: Option<Vec<u64>> = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("resources").and_then(Value::as_array).cloned())
+                .map(|rs| {
+                    rs.iter()
+                        .filter(|r| r["resource_type"] == "droplet")
+                        .filter_map(|r| r["resource_id"].as_str().and_then(|i| i.parse().ok()))
+                        .collect()
+                });
+            let Some(ids) = ids else {
+                return error(422, "unprocessable_entity", "resources is required", rid);
+            };
+            for id in ids {
+                let Some(d) = s.droplets.get_mut(&id).filter(|d| d.deleted_at.is_none()) else {
+                    return error(404, "not_found", &format!("droplet {id} not found"), rid);
+                };
+                if verb == "POST" {
+                    if !d.tags.contains(&tag) {
+                        d.tags.push(tag.clone());
+                    }
+                } else {
+                    d.tags.retain(|t| *t != tag);
+                }
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("GET", ["v2", "droplets"]) => {
             if q.contains_key("tag_name") && q.contains_key("name") {
                 return error(
@@ -917,6 +998,70 @@ fn route(
     }
 }
 
+/// A namespace with a random uuid and key, registered at the OpenWhisk fake.
+fn new_namespace(s: &mut Inner, label: &str, region: &str) -> Value {
+    let uuid = openwhisk::random_uuid();
+    let key = openwhisk::random_alnum(64);
+    let namespace = format!("fn-{uuid}");
+    let now = rfc3339(SystemTime::now());
+    s.openwhisk.register(&namespace, &uuid, &key);
+    let ns = json!({
+        "api_host": s.openwhisk.url(),
+        "namespace": namespace,
+        "created_at": now,
+        "updated_at": now,
+        "label": label,
+        "region": region,
+        "uuid": uuid,
+        "key": key,
+    });
+    s.namespaces.push(ns.clone());
+    ns
+}
+
+/// The index of namespace `id` (`fn-<uuid>` or the bare uuid).
+fn find_namespace(s: &Inner, id: &str) -> Option<usize> {
+    s.namespaces.iter().position(|n| {
+        n.get("namespace").and_then(Value::as_str) == Some(id)
+            || n.get("uuid").and_then(Value::as_str) == Some(id)
+    })
+}
+
+/// `POST /v2/functions/namespaces` with `{region, label}`.
+fn create_namespace(s: &mut Inner, body: &[u8], rid: u64) -> Response {
+    let unprocessable = |m: String| error(422, "unprocessable_entity", &m, rid);
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "bad_request", "the request body is not JSON", rid);
+    };
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+    };
+    let Some(region) = field("region") else {
+        return unprocessable("Invalid request payload: missing region field".into());
+    };
+    let Some(label) = field("label") else {
+        return unprocessable("Invalid request payload: missing label field".into());
+    };
+    if !s.regions.iter().any(|r| r.slug == region && r.available) {
+        return unprocessable(format!("Region is not available: {region}"));
+    }
+    if s.namespaces
+        .iter()
+        .any(|n| n.get("label").and_then(Value::as_str) == Some(label))
+    {
+        return unprocessable(format!("a namespace with label '{label}' already exists"));
+    }
+    if s.namespaces.len() >= s.namespace_limit {
+        return unprocessable("namespace limit reached".into());
+    }
+    let (label, region) = (label.to_string(), region.to_string());
+    let ns = new_namespace(s, &label, &region);
+    axum::Json(json!({ "namespace": ns })).into_response()
+}
+
 /// `POST /v2/droplets`, single (`name`) or multiple (`names`, at most 10).
 fn create(s: &mut Inner, body: &[u8], base: &str, rid: u64, now: Instant) -> Response {
     let unprocessable = |m: String| error(422, "unprocessable_entity", &m, rid);
@@ -990,6 +1135,8 @@ fn create(s: &mut Inner, body: &[u8], base: &str, rid: u64, now: Instant) -> Res
             "tag {bad} is not valid: tags may contain letters, numbers, colons, dashes, and underscores"
         ));
     }
+    // Droplets created with tags create the tags (as the API does).
+    s.tags.extend(tags.iter().cloned());
     let failing: BTreeSet<&String> = names
         .iter()
         .filter(|n| s.fail_create.contains_key(*n))
@@ -1054,6 +1201,100 @@ mod tests {
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            endpoint("DELETE", "/v2/functions/namespaces/fn-abc"),
+            "DELETE /v2/functions/namespaces/{namespace_id}"
+        );
+    }
+
+    #[test]
+    fn functions_namespaces_follow_the_document() {
+        use crate::fakes::openwhisk::tests::send;
+        const TOKEN: &str = "dop_v1_namespaces";
+        let fake = DigitalOceanFake::start(TOKEN);
+        let url = format!("{}/v2/functions/namespaces", fake.url());
+        let post = |body: Value| {
+            send(|c| {
+                c.post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+            })
+        };
+        let a = post(json!({"region": "nyc1", "label": "my namespace"}));
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(a.headers.contains_key("ratelimit-remaining"));
+        let ns = a.json()["namespace"].clone();
+        let uuid = ns["uuid"].as_str().expect("uuid");
+        let key = ns["key"].as_str().expect("key");
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(ns["namespace"], format!("fn-{uuid}"));
+        assert_eq!(key.len(), 64);
+        assert!(key.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(ns["api_host"], fake.openwhisk().url());
+        assert_eq!(
+            (ns["label"].as_str(), ns["region"].as_str()),
+            (Some("my namespace"), Some("nyc1"))
+        );
+        assert!(ns["created_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(ns["created_at"], ns["updated_at"]);
+
+        for (body, message) in [
+            (
+                json!({"region": "nyc1", "label": "my namespace"}),
+                "already exists",
+            ),
+            (json!({"region": "nyc1"}), "missing label field"),
+            (json!({"label": "x"}), "missing region field"),
+            (
+                json!({"region": "mars1", "label": "x"}),
+                "Region is not available",
+            ),
+            (
+                json!({"region": "nyc2", "label": "x"}),
+                "Region is not available",
+            ),
+        ] {
+            let a = post(body);
+            assert_eq!(a.status, 422, "{}", a.body);
+            let e = a.json();
+            assert_eq!(e["id"], "unprocessable_entity");
+            assert!(
+                e["message"].as_str().is_some_and(|m| m.contains(message)),
+                "{e}"
+            );
+            assert!(e["request_id"].is_string());
+        }
+        fake.set_namespace_limit(1);
+        let a = post(json!({"region": "ams3", "label": "second"}));
+        assert_eq!(
+            (a.status, a.json()["message"].clone()),
+            (422, json!("namespace limit reached"))
+        );
+
+        let list = send(|c| c.get(&url).bearer_auth(TOKEN));
+        assert_eq!(list.json()["namespaces"], json!([ns]));
+        assert_eq!(send(|c| c.get(&url)).status, 401);
+        let one = format!("{url}/{}", ns["namespace"].as_str().expect("id"));
+        let a = send(|c| c.get(&one).bearer_auth(TOKEN));
+        assert_eq!((a.status, a.json()), (200, json!({ "namespace": ns })));
+        assert_eq!(send(|c| c.delete(&one).bearer_auth(TOKEN)).status, 204);
+        let a = send(|c| c.get(&one).bearer_auth(TOKEN));
+        assert_eq!(a.status, 404);
+        assert_eq!(a.json()["id"], "not_found");
+        assert_eq!(send(|c| c.delete(&one).bearer_auth(TOKEN)).status, 404);
+        assert!(fake.namespaces().is_empty());
+
+        assert_eq!(fake.calls_to("POST /v2/functions/namespaces"), 7);
+        assert_eq!(fake.calls_to("GET /v2/functions/namespaces"), 2);
+        assert_eq!(
+            fake.calls_to("GET /v2/functions/namespaces/{namespace_id}"),
+            2
+        );
+        assert_eq!(
+            fake.calls_to("DELETE /v2/functions/namespaces/{namespace_id}"),
+            2
         );
     }
 }

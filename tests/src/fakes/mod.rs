@@ -4,4 +4,5 @@
 
 pub mod cloudflare;
 pub mod digitalocean;
+pub mod openwhisk;
 pub mod vmapi;
