@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::deploy::{Trail, confirm, mark, progress};
 use super::plan::{Action, Executor, FORMAT, Plan, PlannedChange, RELEASE_KIND};
 use super::targets::{self, Target};
+use super::trail::{Trail, confirm, mark, progress};
 use super::{Workspace, render};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceSpec, Supervisor};
@@ -76,7 +76,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     if !opts.yes && !confirm("destroy these resources")? {
         anyhow::bail!("destroy cancelled; nothing was changed");
     }
-    let id = store.begin_deploy(&env.name, "destroy", &super::deploy::actor())?;
+    let id = store.begin_deploy(&env.name, "destroy", &super::trail::actor())?;
     let trail = Trail { store: &store, id };
     let started = mark();
     let mut failed = Vec::new();
@@ -102,7 +102,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
             Err(e) => failed.push(format!("{} {}: {e}", change.kind, change.name)),
         }
     }
-    for (change, result) in super::deploy::apply_provider_changes(&p, &plan, 10, opts.json).await {
+    for (change, result) in super::apply::apply_provider_changes(&p, &plan, 10, opts.json).await {
         match result {
             Ok(_) => {
                 store.remove_resource(&env.name, &change.kind, &change.name)?;

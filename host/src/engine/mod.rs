@@ -3,17 +3,26 @@
 //!
 //! [`Workspace`] ties the pieces one command needs: the loaded project, the
 //! plugin catalog and runtime, and the `.soar/` directory. The commands live
-//! in their own modules ([`deploy`], [`destroy`], [`releases`]).
+//! in their own modules ([`deploy`], [`destroy`], [`releases`], [`refresh`]);
+//! the steps they share have one module each: [`prepare`] (plugin, session,
+//! provider validation), [`plan`] and [`render`] (the plan and how it reads),
+//! [`apply`] (provider changes in parallel), [`targets`] and [`fanout`] (the
+//! hosts a release goes to, in batches), [`hooks`], [`register`], and
+//! [`trail`] (audit phases, progress, confirmation).
 
+pub mod apply;
 pub mod deploy;
 pub mod destroy;
+pub mod fanout;
 pub mod hooks;
 pub mod plan;
+pub mod prepare;
 pub mod refresh;
 pub mod register;
 pub mod releases;
 pub mod render;
 pub mod targets;
+pub mod trail;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -27,7 +27,7 @@ pub async fn refresh_command(
     let mut kept = Vec::new();
     for status in &reported {
         let r = &status.resource;
-        store.upsert_resource(&super::deploy::record_of(env, r))?;
+        store.upsert_resource(&super::trail::record_of(env, r))?;
         kept.push((r.kind.clone(), r.name.clone()));
     }
     let mut removed = Vec::new();

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::deploy::{Trail, mark};
 use super::targets::{SshTarget, Target};
+use super::trail::{Trail, mark};
 use super::{Workspace, targets};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
@@ -255,7 +255,7 @@ pub async fn rollback_command(
         retries: h.retries,
     };
     if let Some(hosts) = ssh_targets(ws, env).await? {
-        let id = store.begin_deploy(&env.name, "rollback", &super::deploy::actor())?;
+        let id = store.begin_deploy(&env.name, "rollback", &super::trail::actor())?;
         let trail = Trail { store: &store, id };
         let started = mark();
         let who = format!("soar rollback pid {}", std::process::id());
@@ -313,7 +313,7 @@ pub async fn rollback_command(
             env.deploy.service
         )
     })?;
-    let id = store.begin_deploy(&env.name, "rollback", &super::deploy::actor())?;
+    let id = store.begin_deploy(&env.name, "rollback", &super::trail::actor())?;
     let trail = Trail { store: &store, id };
     let started = mark();
     match rollout::switch_to(

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::Workspace;
+use crate::artifact::Kind;
 use crate::broker::ssh::{AuthConfig, HostSpec, KnownHosts, SshBroker, SshSettings};
 use crate::config::Environment;
+use crate::rollout::Manager;
+use crate::rollout::docker::Docker;
 use crate::rollout::service::ServiceSpec;
 use crate::rollout::ssh::SshTransport;
 use crate::rollout::systemd::Systemd;
@@ -38,7 +41,10 @@ pub struct SshTarget {
     pub public: String,
     pub spec: ServiceSpec,
     pub transport: SshTransport,
-    pub systemd: Systemd,
+    /// The host's service manager: systemd, or the Docker engine for a
+    /// `docker` artifact. (The field keeps its name from when it could only
+    /// be systemd; every caller goes through [`Manager`].)
+    pub systemd: Manager,
 }
 
 impl PartialEq for Target {
@@ -188,6 +194,7 @@ fn host_spec(
 /// A remote target for `address:port`.
 #[allow(clippy::too_many_arguments)]
 fn ssh_target(
+    ws: &Workspace,
     session: &Session,
     env: &Environment,
     address: &str,
@@ -208,20 +215,25 @@ fn ssh_target(
     );
     let prefix = env.ssh.prefix_for(&host.address, host.port);
     let transport = SshTransport::new(session.ssh.clone(), host);
-    let systemd = Systemd {
-        transport: transport.clone(),
-        systemctl: env
-            .ssh
-            .systemctl
-            .clone()
-            .unwrap_or_else(|| "systemctl".into())
-            .replace("{prefix}", &prefix),
-        prefix: prefix.clone(),
-        user: match env.ssh.service_user.as_deref() {
-            None => Some(env.deploy.service.clone()),
-            Some("") => None,
-            Some(u) => Some(u.to_string()),
-        },
+    let artifact = &ws.project.artifact;
+    let systemd = if artifact.kind == Kind::Docker {
+        Manager::Docker(Docker::new(transport.clone(), artifact.docker.clone()))
+    } else {
+        Manager::Systemd(Systemd {
+            transport: transport.clone(),
+            systemctl: env
+                .ssh
+                .systemctl
+                .clone()
+                .unwrap_or_else(|| "systemctl".into())
+                .replace("{prefix}", &prefix),
+            prefix: prefix.clone(),
+            user: match env.ssh.service_user.as_deref() {
+                None => Some(env.deploy.service.clone()),
+                Some("") => None,
+                Some(u) => Some(u.to_string()),
+            },
+        })
     };
     Target::Ssh(Box::new(SshTarget {
         public: address.to_string(),
@@ -234,6 +246,43 @@ fn ssh_target(
         transport,
         systemd,
     }))
+}
+
+/// A `docker` artifact is rolled out by the host onto SSH hosts only, so a
+/// provider suits it when it has SSH hosts: it declares the `ssh`
+/// capability (it creates hosts, e.g. droplets) or the config lists
+/// `[env.<name>.ssh] hosts`. Its `describe().artifacts` is not consulted:
+/// those are the contract's kinds, which have no docker (see
+/// [`crate::artifact::Kind`]). Checked before the provider plans.
+pub fn check_docker_provider(env: &Environment, plugin: &Plugin) -> anyhow::Result<()> {
+    if plugin.description().capabilities.ssh || !env.ssh.hosts.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "environment '{}': kind = \"docker\" is rolled out onto SSH hosts, and provider '{}' has none \
+         (it does not declare SSH, and [env.{}.ssh] lists no hosts): list the machines in [env.{}.ssh] hosts, \
+         or use a provider that creates SSH hosts",
+        env.name,
+        env.provider,
+        env.name,
+        env.name
+    )
+}
+
+/// A `docker` artifact does not run on this machine's local target (Soar's
+/// supervisor runs processes, not images; list `127.0.0.1` as an SSH host
+/// to run it here).
+pub fn check_docker_targets(env: &Environment, targets: &[Target]) -> anyhow::Result<()> {
+    if targets.iter().any(|t| matches!(t, Target::Local(_))) {
+        anyhow::bail!(
+            "environment '{}': provider '{}' reports this machine as its host, and kind = \"docker\" runs on SSH hosts only: \
+             list them in [env.{}.ssh] hosts (this machine works too: \"127.0.0.1\")",
+            env.name,
+            env.provider,
+            env.name
+        );
+    }
+    Ok(())
 }
 
 /// The targets of `env`, from the provider's `status`.
@@ -282,6 +331,7 @@ pub async fn resolve_fresh(
                     port,
                 }),
                 "ssh" if rolls_out_over_ssh => ssh_target(
+                    ws,
                     &session,
                     env,
                     &ep.address,
@@ -300,6 +350,7 @@ pub async fn resolve_fresh(
     }
     for (address, p) in &env.ssh.hosts {
         let t = ssh_target(
+            ws,
             &session,
             env,
             address,
