@@ -1,6 +1,9 @@
 //! The artifact being deployed, as the host sees it: files on disk with their
 //! sizes and digests. Plugins get the listing and read through the host; only
 //! files in the listing can be read (no path leaves the artifact root).
+//!
+//! The host knows one more kind than the plugin contract: [`Kind::Docker`]
+//! (see its documentation for why it is host-only).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -17,10 +20,143 @@ const SKIPPED: &[&str] = &[".git", "node_modules", ".DS_Store", ".soar"];
 /// Most a plugin can read in one call.
 pub const MAX_READ: u32 = 1 << 20;
 
+/// What `[artifact] kind` names, as the host sees it.
+///
+/// The plugin contract's `artifact-kind` (wit/types.wit) lists the kinds a
+/// provider may deploy itself. `docker` is deliberately not in it and must
+/// not be added: a new case in a WIT enum breaks every plugin built against
+/// the published contract. A docker image is something only the host rolls
+/// out (onto SSH hosts, see [`crate::rollout::docker`]), so providers are
+/// never shown it: a command deploying a docker artifact hands plugins no
+/// artifact at all (`context.artifact` is `none`, the `artifacts` import
+/// answers `none`), exactly as for `soar destroy`. Whether a provider suits
+/// a docker artifact is judged by whether it has SSH hosts (declares the
+/// `ssh` capability, or the config lists `[env.<name>.ssh] hosts`), not by
+/// its `describe().artifacts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// One executable file.
+    Binary,
+    /// A directory of scripts run by `artifact.command`.
+    Script,
+    /// A static site.
+    Static,
+    /// A `.tar.gz` with an optional setup script.
+    Tarball,
+    /// A Docker image: an archive from `docker save`, or a build context
+    /// directory with a `Dockerfile`. Host-only (see above).
+    Docker,
+}
+
+impl Kind {
+    /// Every kind, in the order the config documents them.
+    pub const ALL: [Kind; 5] = [
+        Kind::Binary,
+        Kind::Script,
+        Kind::Static,
+        Kind::Tarball,
+        Kind::Docker,
+    ];
+
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Binary => "binary",
+            Kind::Script => "script",
+            Kind::Static => "static",
+            Kind::Tarball => "tarball",
+            Kind::Docker => "docker",
+        }
+    }
+
+    /// The kind a config spelling names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The plugin contract's kind, or `None` for host-only kinds, which
+    /// plugins are never shown.
+    pub fn contract(self) -> Option<ArtifactKind> {
+        Some(match self {
+            Kind::Binary => ArtifactKind::Binary,
+            Kind::Script => ArtifactKind::Script,
+            Kind::Static => ArtifactKind::Static,
+            Kind::Tarball => ArtifactKind::Tarball,
+            Kind::Docker => return None,
+        })
+    }
+}
+
+impl From<ArtifactKind> for Kind {
+    fn from(k: ArtifactKind) -> Self {
+        match k {
+            ArtifactKind::Binary => Kind::Binary,
+            ArtifactKind::Script => Kind::Script,
+            ArtifactKind::Static => Kind::Static,
+            ArtifactKind::Tarball => Kind::Tarball,
+        }
+    }
+}
+
+/// So code written against the contract's kinds keeps comparing.
+impl PartialEq<ArtifactKind> for Kind {
+    fn eq(&self, other: &ArtifactKind) -> bool {
+        self.contract() == Some(*other)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether `path` can be a docker artifact: a build context directory with
+/// a `Dockerfile` at its top, or an image archive (`docker save` writes a
+/// tar; `docker load` also takes it gzip-, bzip2-, xz- or zstd-compressed).
+/// Checked when the config is read (if the path exists then) and again
+/// after the build command ran, so a wrong `path` fails before any upload.
+pub fn check_docker_path(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if meta.is_dir() {
+        return if path.join("Dockerfile").is_file() {
+            Ok(())
+        } else {
+            Err("is a directory without a Dockerfile at its top".into())
+        };
+    }
+    let mut head = [0u8; 262];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut n = 0;
+            while n < head.len() {
+                match f.read(&mut head[n..])? {
+                    0 => break,
+                    m => n += m,
+                }
+            }
+            Ok(n)
+        })
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let head = &head[..n];
+    let compressed: [&[u8]; 4] = [
+        &[0x1f, 0x8b],
+        b"BZh",
+        &[0xfd, b'7', b'z', b'X', b'Z', 0],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+    ];
+    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    if tar || compressed.iter().any(|m| head.starts_with(m)) {
+        Ok(())
+    } else {
+        Err("is neither an image archive (the output of `docker save`) nor a directory with a Dockerfile".into())
+    }
+}
+
 /// An artifact on the host's disk.
 #[derive(Debug, Clone)]
 pub struct ArtifactSource {
-    kind: ArtifactKind,
+    kind: Kind,
     root: PathBuf,
     files: BTreeMap<String, ArtifactFile>,
     digest: String,
@@ -28,9 +164,20 @@ pub struct ArtifactSource {
 
 impl ArtifactSource {
     /// Scan `path` (a file, or a directory walked recursively) and hash it.
-    pub fn scan(kind: ArtifactKind, path: &Path) -> anyhow::Result<Self> {
+    /// A docker artifact is checked to be an image archive or a build
+    /// context first ([`check_docker_path`]).
+    pub fn scan(kind: impl Into<Kind>, path: &Path) -> anyhow::Result<Self> {
+        let kind = kind.into();
         let meta = std::fs::metadata(path)
             .with_context(|| format!("artifact path {} does not exist", path.display()))?;
+        if kind == Kind::Docker
+            && let Err(why) = check_docker_path(path)
+        {
+            bail!(
+                "the docker artifact at {} {why}: point `artifact.path` at the archive `docker save -o` writes, or at a directory with a Dockerfile",
+                path.display()
+            );
+        }
         let (root, rels) = if meta.is_file() {
             let name = path
                 .file_name()
@@ -78,13 +225,32 @@ impl ArtifactSource {
         })
     }
 
-    /// The listing handed to plugins.
+    /// The listing handed to plugins. A host-only kind ([`Kind::Docker`])
+    /// is never handed to a plugin (the engine gives providers no artifact
+    /// then); should one be described anyway it reads as `tarball`, the
+    /// contract kind nearest to "files the host ships and unpacks".
     pub fn describe(&self) -> Artifact {
         Artifact {
-            kind: self.kind,
+            kind: self.kind.contract().unwrap_or(ArtifactKind::Tarball),
             digest: self.digest.clone(),
             files: self.files.values().cloned().collect(),
         }
+    }
+
+    /// The host-side kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether plugins may be shown this artifact (its kind is one of the
+    /// contract's).
+    pub fn for_plugins(&self) -> bool {
+        self.kind.contract().is_some()
+    }
+
+    /// The artifact's files, sorted by path.
+    pub fn files(&self) -> Vec<ArtifactFile> {
+        self.files.values().cloned().collect()
     }
 
     /// The artifact's content digest.
@@ -140,4 +306,42 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
         // outside its root.
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert_eq!(Kind::Docker.contract(), None);
+        assert_eq!(Kind::from(ArtifactKind::Tarball), Kind::Tarball);
+        assert!(Kind::Script == ArtifactKind::Script);
+        assert!(Kind::Docker != ArtifactKind::Tarball);
+    }
+
+    #[test]
+    fn docker_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        std::fs::write(p.join("image.tar"), &tar).unwrap();
+        std::fs::write(p.join("image.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
+        std::fs::write(p.join("app"), "#!/bin/sh\n").unwrap();
+        assert_eq!(check_docker_path(&p.join("image.tar")), Ok(()));
+        assert_eq!(check_docker_path(&p.join("image.tar.gz")), Ok(()));
+        assert!(check_docker_path(&p.join("app")).is_err());
+        // A directory needs its Dockerfile.
+        assert!(check_docker_path(p).is_err());
+        std::fs::write(p.join("Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(check_docker_path(p), Ok(()));
+        let scanned = ArtifactSource::scan(Kind::Docker, &p.join("image.tar")).unwrap();
+        assert_eq!(scanned.kind(), Kind::Docker);
+        assert!(!scanned.for_plugins());
+        assert!(ArtifactSource::scan(Kind::Docker, &p.join("app")).is_err());
+    }
 }

@@ -1,5 +1,8 @@
 //! A tiny HTTP service to deploy: `GET /` greets, `GET /health` says ok.
 //! Standard library only, so it builds in seconds on a fresh machine.
+//!
+//! Environment: `PORT` (default 8080), `GREETING`, and `BIND_ADDR` (default
+//! `127.0.0.1`; `0.0.0.0` in a container image).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -7,14 +10,18 @@ use std::net::{TcpListener, TcpStream};
 fn main() {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello from Soar".into());
-    let listener = match TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap_or(8080))) {
+    // 127.0.0.1 unless told otherwise: inside a container the published
+    // port reaches the container's own interface, so images set
+    // BIND_ADDR=0.0.0.0.
+    let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    let listener = match TcpListener::bind((addr.as_str(), port.parse::<u16>().unwrap_or(8080))) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("hello: cannot listen on 127.0.0.1:{port}: {e}");
+            eprintln!("hello: cannot listen on {addr}:{port}: {e}");
             std::process::exit(1);
         }
     };
-    eprintln!("hello: listening on http://127.0.0.1:{port}");
+    eprintln!("hello: listening on http://{addr}:{port}");
     for stream in listener.incoming().flatten() {
         let greeting = greeting.clone();
         std::thread::spawn(move || {

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
+use crate::artifact::Kind;
 use crate::broker::http::policy::Grants;
-use crate::runtime::bindings::ArtifactKind;
 
 pub use diagnostics::{ConfigError, Diagnostic};
 pub use duration::parse_duration;
@@ -75,8 +75,9 @@ pub struct App {
 /// `[artifact]`: what to package and how to run it.
 #[derive(Debug, Clone)]
 pub struct ArtifactSpec {
-    /// Which runner the target uses; the plugin must support it.
-    pub kind: ArtifactKind,
+    /// Which runner the target uses. The contract's kinds must be supported
+    /// by the plugin; `docker` is the host's own (see [`Kind`]).
+    pub kind: Kind,
     /// Absolute path of the file or directory to package.
     pub path: PathBuf,
     /// Shell command run in [`Project::root`] before packaging; when set,
@@ -88,6 +89,40 @@ pub struct ArtifactSpec {
     pub sha256: Option<String>,
     /// Setup script inside a `tarball`; the runner defaults to `setup.sh`.
     pub setup: Option<String>,
+    /// How a `docker` artifact runs on its hosts (defaults for other kinds).
+    pub docker: DockerSettings,
+}
+
+/// `[artifact]` keys of a `docker` artifact: how the image runs on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSettings {
+    /// The docker CLI as run on the hosts (`docker_command`, default
+    /// `docker`), e.g. `sudo docker` or `docker -H unix:///run/x.sock`.
+    /// Run through `sh`, so it is trusted like every other command line in
+    /// soar.toml.
+    pub command: String,
+    /// Host address the service port is published on (`publish`):
+    /// `0.0.0.0` (default) or `127.0.0.1`. All interfaces by default because
+    /// the service's URL is `http://<host>:<port>` and a container, unlike a
+    /// process, cannot choose its host-side address itself; `127.0.0.1`
+    /// keeps it to the host (for a reverse proxy there). Either way the
+    /// health check reaches it at 127.0.0.1 on the host. Note that Docker's
+    /// published ports bypass host firewalls such as ufw.
+    pub publish: String,
+    /// The port the process inside the container listens on
+    /// (`container_port`); `None` = the service port. When set, `PORT`
+    /// inside the container is this port.
+    pub container_port: Option<u16>,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        Self {
+            command: "docker".into(),
+            publish: "0.0.0.0".into(),
+            container_port: None,
+        }
+    }
 }
 
 /// How the service runs in one environment: `[deploy]` merged with

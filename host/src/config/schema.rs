@@ -12,8 +12,8 @@ use super::fields::Section;
 use super::grants::{UrlProblem, check_http_url};
 use super::identity::{check_name, suggest_name};
 use super::spelling::closest;
-use super::{App, ArtifactSpec, Hooks, Project, Register, deploy, environment};
-use crate::runtime::bindings::ArtifactKind;
+use super::{App, ArtifactSpec, DockerSettings, Hooks, Project, Register, deploy, environment};
+use crate::artifact::{Kind, check_docker_path};
 
 /// What validation needs besides the document.
 pub(crate) struct Context<'a> {
@@ -25,8 +25,22 @@ pub(crate) struct Context<'a> {
 
 const TOP_KEYS: &[&str] = &["app", "artifact", "deploy", "hooks", "register", "env"];
 const APP_KEYS: &[&str] = &["name"];
-const ARTIFACT_KEYS: &[&str] = &["kind", "path", "build", "command", "sha256", "setup"];
-const ARTIFACT_KINDS: &[&str] = &["binary", "script", "static", "tarball"];
+const ARTIFACT_KEYS: &[&str] = &[
+    "kind",
+    "path",
+    "build",
+    "command",
+    "sha256",
+    "setup",
+    "docker_command",
+    "publish",
+    "container_port",
+];
+/// The plugin contract's kinds, then `docker` (host-only, last).
+const ARTIFACT_KINDS: &[&str] = &["binary", "script", "static", "tarball", "docker"];
+/// Where a docker artifact's port may be published: the health check
+/// probes 127.0.0.1 on the host, which both reach.
+const PUBLISH_ADDRESSES: &[&str] = &["0.0.0.0", "127.0.0.1"];
 const HOOK_KEYS: &[&str] = &["pre_deploy", "post_deploy", "on_failure", "timeout"];
 const REGISTER_KEYS: &[&str] = &["url"];
 
@@ -88,6 +102,9 @@ pub(crate) fn project(doc: &DeTable<'_>, ctx: &Context<'_>, r: &mut Report<'_>) 
         None => deploy::Layer::default(),
     };
     let environments = environment::read_all(&top, &defaults, &app.name, ctx, r);
+    if artifact.kind == Kind::Docker {
+        docker_needs_hosts(&top, &environments, r);
+    }
     Project {
         root: ctx.root.clone(),
         file: r.file().to_path_buf(),
@@ -150,24 +167,47 @@ fn app(top: &Section<'_>, r: &mut Report<'_>) -> App {
     }
 }
 
-fn kind(name: &str) -> Option<ArtifactKind> {
-    Some(match name {
-        "binary" => ArtifactKind::Binary,
-        "script" => ArtifactKind::Script,
-        "static" => ArtifactKind::Static,
-        "tarball" => ArtifactKind::Tarball,
-        _ => return None,
-    })
+/// A docker artifact runs on SSH hosts only: an environment of the `local`
+/// provider (whose one host is this machine, run by Soar's supervisor)
+/// needs `[env.<name>.ssh] hosts`. Other providers are judged at deploy
+/// time, by whether they declare SSH (the config cannot know).
+fn docker_needs_hosts(
+    top: &Section<'_>,
+    environments: &std::collections::BTreeMap<String, super::Environment>,
+    r: &mut Report<'_>,
+) {
+    let Some((_, kind)) = top.get("artifact").and_then(|(_, v)| match v.get_ref() {
+        DeValue::Table(t) => t.get_key_value("kind"),
+        _ => None,
+    }) else {
+        return;
+    };
+    for env in environments.values() {
+        if env.provider == "local" && env.ssh.hosts.is_empty() {
+            r.error(
+                kind.span().start,
+                format!(
+                    "kind = \"docker\" runs images on SSH hosts, but environment '{}' (line {}) uses the local provider without any",
+                    env.name, env.line
+                ),
+                Some(format!(
+                    "list the machines in [env.{}.ssh] hosts = [\"203.0.113.4\"] (this machine works too: \"127.0.0.1\"), or use another kind for the local target",
+                    env.name
+                )),
+            );
+        }
+    }
 }
 
 fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec {
     let mut spec = ArtifactSpec {
-        kind: ArtifactKind::Binary,
+        kind: Kind::Binary,
         path: root.to_path_buf(),
         build: None,
         command: None,
         sha256: None,
         setup: None,
+        docker: DockerSettings::default(),
     };
     let example = "[artifact]\nkind = \"binary\"\npath = \"target/release/hello\"\nbuild = \"cargo build --release\"";
     let Some(s) = required(top, "artifact", example, r) else {
@@ -177,7 +217,7 @@ fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec 
 
     let kind_name = s.string("kind", "kind = \"binary\"", r);
     let kind_name = match kind_name {
-        Some(k) => match kind(k.get_ref()) {
+        Some(k) => match Kind::parse(k.get_ref()) {
             Some(parsed) => {
                 spec.kind = parsed;
                 Some(k.into_inner())
@@ -189,10 +229,11 @@ fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec 
                 };
                 r.error(
                     k.span().start,
+                    // The contract's kinds, then the host's own.
                     format!(
-                        "unknown artifact kind '{}' (valid kinds: {})",
+                        "unknown artifact kind '{}' (valid kinds: {}), or docker for an image the host runs on SSH hosts",
                         k.get_ref(),
-                        ARTIFACT_KINDS.join(", ")
+                        ARTIFACT_KINDS[..ARTIFACT_KINDS.len() - 1].join(", ")
                     ),
                     Some(hint),
                 );
@@ -227,6 +268,17 @@ fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec 
                     ),
                     Some("for example: build = \"cargo build --release\"".to_string()),
                 );
+            } else if spec.build.is_none()
+                && spec.kind == Kind::Docker
+                && let Err(why) = check_docker_path(&spec.path)
+            {
+                r.error(
+                    p.span().start,
+                    format!("docker artifact path '{}' {why}", p.get_ref()),
+                    Some(
+                        "point `path` at the archive `docker save -o` writes (e.g. build = \"docker build -t app . && docker save app -o target/app.tar\", path = \"target/app.tar\"), or at a directory with a Dockerfile".to_string(),
+                    ),
+                );
             }
         }
         None => {
@@ -251,6 +303,29 @@ fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec 
     only_for("command", "script", r);
     only_for("sha256", "tarball", r);
     only_for("setup", "tarball", r);
+    only_for("docker_command", "docker", r);
+    only_for("publish", "docker", r);
+    only_for("container_port", "docker", r);
+    if let Some(c) = s.string("docker_command", "docker_command = \"sudo docker\"", r) {
+        spec.docker.command = c.into_inner();
+    }
+    if let Some(p) = s.string("publish", "publish = \"127.0.0.1\"", r) {
+        if PUBLISH_ADDRESSES.contains(&p.get_ref().trim()) {
+            spec.docker.publish = p.get_ref().trim().to_string();
+        } else {
+            r.error(
+                p.span().start,
+                format!(
+                    "`artifact.publish` = \"{}\" is not supported: publish the service port on all interfaces (\"0.0.0.0\", the default) or on the host alone (\"127.0.0.1\")",
+                    p.get_ref()
+                ),
+                Some(
+                    "the health check probes 127.0.0.1 on the host, which only these two reach; write publish = \"127.0.0.1\" or remove the key".to_string(),
+                ),
+            );
+        }
+    }
+    spec.docker.container_port = s.port("container_port", r);
     spec.command = s
         .string("command", "command = \"python3 app.py\"", r)
         .map(|c| c.into_inner());

@@ -24,7 +24,7 @@ pub fn init_template(app_name: &str) -> String {
 name = "{name}"
 
 [artifact]
-# binary | script | static | tarball
+# binary | script | static | tarball | docker
 kind = "binary"
 # Relative to this file's directory.
 path = "target/release/{name}"
@@ -32,6 +32,7 @@ path = "target/release/{name}"
 build = "cargo build --release"
 # kind = "script":  command = "python3 app.py"
 # kind = "tarball": sha256 = "<sha256sum of the tarball>", setup = "setup.sh"
+# kind = "docker":  path = "app.tar" (`docker save -o`) or a directory with a Dockerfile
 
 [deploy]
 # Defaults for every environment; [env.<name>.deploy] overrides them.

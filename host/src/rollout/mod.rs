@@ -16,7 +16,13 @@
 //! logs/                 service output (local supervisor)
 //! .soar-lock            who is deploying, while they are
 //! ```
+//!
+//! Docker artifacts use the same layout and the same steps: a release
+//! directory holds the image archive (or build context), and the service
+//! manager is the host's Docker engine instead of systemd ([`docker`]).
+//! [`Manager`] is whichever of the two runs a service on an SSH host.
 
+pub mod docker;
 pub mod env_file;
 pub mod local;
 pub mod service;
@@ -29,10 +35,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use self::docker::Docker;
 use self::service::{ServiceManager, ServiceSpec};
+use self::ssh::SshTransport;
+use self::systemd::Systemd;
 use self::transport::{Transport, quote};
-use crate::artifact::ArtifactSource;
-use crate::runtime::bindings::ArtifactKind;
+use crate::artifact::{ArtifactSource, Kind};
 
 /// How long a housekeeping command may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,7 +62,7 @@ pub struct Release<'a> {
     /// Directory name under `releases/` (sortable by time).
     pub id: String,
     pub artifact: &'a ArtifactSource,
-    pub kind: ArtifactKind,
+    pub kind: Kind,
     /// The service environment (plain vars and resolved secrets).
     pub env: Vec<(String, String)>,
     pub health: Health,
@@ -91,8 +99,10 @@ pub struct Failure {
 }
 
 /// The command that starts a release of `kind` (run inside `current`).
+/// Empty for a docker image: the image says what runs, and the service
+/// manager is the Docker engine, which runs no command line of ours.
 pub fn start_command(
-    kind: ArtifactKind,
+    kind: Kind,
     artifact: &ArtifactSource,
     configured: Option<&str>,
 ) -> anyhow::Result<String> {
@@ -100,7 +110,8 @@ pub fn start_command(
         return Ok(cmd.to_string());
     }
     match kind {
-        ArtifactKind::Binary => {
+        Kind::Docker => Ok(String::new()),
+        Kind::Binary => {
             let files = artifact.describe().files;
             let [file] = files.as_slice() else {
                 anyhow::bail!(
@@ -110,12 +121,12 @@ pub fn start_command(
             };
             Ok(format!("./{}", quote(&file.path)))
         }
-        ArtifactKind::Script | ArtifactKind::Tarball => {
+        Kind::Script | Kind::Tarball => {
             anyhow::bail!(
                 "set `artifact.command` to say how to run this artifact (for example `python3 app.py`)"
             )
         }
-        ArtifactKind::Static => anyhow::bail!(
+        Kind::Static => anyhow::bail!(
             "static sites are served by Cloudflare Pages; to run one locally set `artifact.command` (for example `python3 -m http.server $PORT`)"
         ),
     }
@@ -191,8 +202,11 @@ pub async fn deploy<T: Transport, S: ServiceManager>(
 
     let started = Instant::now();
     report.previous = current(t, root).await.ok().flatten().filter(|p| p != &dir);
-    let env = env_file::render(&release.env)
-        .map_err(|e| fail(format!("{e:#}"), false, &report.phases))?;
+    let env = match release.kind {
+        Kind::Docker => docker::render_env(&release.env),
+        _ => env_file::render(&release.env),
+    }
+    .map_err(|e| fail(format!("{e:#}"), false, &report.phases))?;
     let switched = async {
         t.put_bytes(env.as_bytes(), &format!("{root}/shared/env"), 0o600)
             .await?;
@@ -353,8 +367,11 @@ async fn transfer<T: Transport>(
     let mkdirs = dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ");
     t.exec(
         &format!(
-            "rm -rf {} && mkdir -p {mkdirs} {}/shared {}/logs",
+            // Partial releases of killed deploys go too: the host lock is
+            // held, so nothing else is writing one.
+            "rm -rf {} {}/releases/*.partial && mkdir -p {mkdirs} {}/shared {}/logs",
             quote(&partial),
+            quote(root),
             quote(root),
             quote(root)
         ),
@@ -364,7 +381,7 @@ async fn transfer<T: Transport>(
     .check("preparing the release directory")?;
     let mut sent = 0;
     for file in &listing.files {
-        let mode = if release.kind == ArtifactKind::Binary
+        let mode = if release.kind == Kind::Binary
             || is_executable(&release.artifact.path_of(&file.path)?)
         {
             0o755
@@ -379,7 +396,7 @@ async fn transfer<T: Transport>(
             )
             .await?;
     }
-    if release.kind == ArtifactKind::Tarball {
+    if release.kind == Kind::Tarball {
         let [tarball] = listing.files.as_slice() else {
             anyhow::bail!("a tarball artifact is one .tar.gz file");
         };
@@ -542,4 +559,66 @@ pub async fn tail<T: Transport>(t: &T, path: &str, lines: usize) -> anyhow::Resu
         .await
         .context("reading logs")?;
     Ok(out.stdout)
+}
+
+/// The service manager of an SSH host: systemd for processes, the host's
+/// Docker engine for `docker` artifacts. One type, so an SSH target holds
+/// either and every command (deploy, status, logs, rollback, destroy) runs
+/// the same steps whatever the kind.
+#[derive(Clone)]
+pub enum Manager {
+    Systemd(Systemd),
+    Docker(Docker<SshTransport>),
+}
+
+impl ServiceManager for Manager {
+    async fn restart(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd(m) => m.restart(spec).await,
+            Manager::Docker(m) => m.restart(spec).await,
+        }
+    }
+
+    async fn stop(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd(m) => m.stop(spec).await,
+            Manager::Docker(m) => m.stop(spec).await,
+        }
+    }
+
+    async fn is_running(&self, spec: &ServiceSpec) -> anyhow::Result<bool> {
+        match self {
+            Manager::Systemd(m) => m.is_running(spec).await,
+            Manager::Docker(m) => m.is_running(spec).await,
+        }
+    }
+
+    async fn logs(&self, spec: &ServiceSpec, lines: usize) -> anyhow::Result<String> {
+        match self {
+            Manager::Systemd(m) => m.logs(spec, lines).await,
+            Manager::Docker(m) => m.logs(spec, lines).await,
+        }
+    }
+}
+
+impl Manager {
+    /// Remove what runs the service, for `soar destroy`: the systemd unit,
+    /// or the container and every image of the service. The service root
+    /// is removed afterwards by [`remove`].
+    pub async fn uninstall(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd(m) => m.uninstall(spec).await,
+            Manager::Docker(m) => m.uninstall(spec).await,
+        }
+    }
+
+    /// Housekeeping after a rollout, successful or not: Docker images of
+    /// releases no longer on the host are removed (release directories are
+    /// pruned by the rollout itself). Nothing for systemd.
+    pub async fn tidy(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd(_) => Ok(()),
+            Manager::Docker(m) => m.prune_images(spec).await,
+        }
+    }
 }
