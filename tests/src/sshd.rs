@@ -149,13 +149,18 @@ impl SshHost {
         for _ in 0..5 {
             let port = free_port()?;
             let config = dir.path().join("sshd_config");
+            // `SetEnv SHLVL=1`: bash run by sshd for a command reads
+            // ~/.bashrc unless SHLVL says it is nested; on this machine that
+            // rc runs `pyenv init` (~90 ms of CPU per command), which is not
+            // what a deploy target's shell costs.
             std::fs::write(
                 &config,
                 format!(
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
                      PidFile {pid}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-                     MaxSessions 200\nMaxStartups 200\nLogLevel ERROR\nSubsystem sftp internal-sftp\n",
+                     MaxSessions 200\nMaxStartups 200\nLogLevel ERROR\nSubsystem sftp internal-sftp\n\
+                     SetEnv SHLVL=1\n",
                     hk = host_key.display(),
                     ak = dir.path().join("authorized_keys").display(),
                     pid = dir.path().join("sshd.pid").display(),
@@ -228,4 +233,280 @@ impl Drop for SshHost {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// One process on this machine, as `/proc` describes it.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The executable's short name (`/proc/<pid>/comm`).
+    pub comm: String,
+    /// The command line, arguments joined by spaces.
+    pub cmdline: String,
+}
+
+/// Every process visible in `/proc`.
+pub fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .split('\0')
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        Some(Proc {
+            pid,
+            ppid,
+            comm,
+            cmdline,
+        })
+    })
+    .collect()
+}
+
+/// Every descendant of `root` (children first-level first), not `root` itself.
+pub fn descendants(root: u32) -> Vec<Proc> {
+    let all = processes();
+    let mut out: Vec<Proc> = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            parents.push(p.pid);
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Send `signal` (`KILL`, `STOP`, `CONT`, ...) to `pid`; whether it was delivered.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl SshHost {
+    /// The listening sshd's pid (`None` once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything running under this host's listener: sshd's per-connection
+    /// processes and the commands clients run through them.
+    pub fn session_processes(&self) -> Vec<Proc> {
+        self.pid().map(descendants).unwrap_or_default()
+    }
+
+    /// Drop every open connection the hard way, as a network failure or an
+    /// OOM kill would: SIGKILL sshd's per-connection processes while the
+    /// listener keeps accepting new connections. With `and_commands`, the
+    /// commands those connections run die with them (a host crash): sshd is
+    /// frozen first so that it cannot tell the client how they ended, and
+    /// none of them sees its stdin end and cleans up after itself. Without,
+    /// the commands live on and see end-of-file on stdin. Returns how many
+    /// processes were killed.
+    pub fn kill_sessions(&self, and_commands: bool) -> usize {
+        let procs = self.session_processes();
+        let (sshd, commands): (Vec<&Proc>, Vec<&Proc>) =
+            procs.iter().partition(|p| p.comm == "sshd");
+        let mut killed = 0;
+        if and_commands {
+            for p in &sshd {
+                signal(p.pid, "STOP");
+            }
+            killed += commands.iter().filter(|p| signal(p.pid, "KILL")).count();
+        }
+        killed += sshd.iter().filter(|p| signal(p.pid, "KILL")).count();
+        killed
+    }
+}
+
+/// A Soar project that deploys to loopback [`SshHost`]s through the built
+/// `soar` binary: `soar.toml` with an `[env.prod.ssh]` section naming the
+/// hosts, a `known_hosts` file holding their keys, and every host's own
+/// remote prefix (`<tmp>/<ssh port>-root`, a symlink to [`SshHost::root`]).
+/// The remote service manager is [`systemctl_py`]. Dropping it stops the
+/// service on every host.
+pub struct SshProject {
+    pub dir: tempfile::TempDir,
+    /// The service's port (`[deploy] port`).
+    pub port: u16,
+    /// The app (and so the service) name.
+    pub name: String,
+    soar: PathBuf,
+    /// Per host: its ssh port and prefix symlink.
+    hosts: Vec<(u16, PathBuf)>,
+}
+
+impl SshProject {
+    /// A project for app `name` deploying to `hosts` with the built `soar`
+    /// at `soar`; `artifact` is the body of the `[artifact]` table (its
+    /// files are the caller's to write into [`Self::dir`]).
+    pub fn new(
+        soar: &Path,
+        name: &str,
+        hosts: &[&SshHost],
+        artifact: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let known: String = hosts.iter().map(|h| h.known_hosts_line()).collect();
+        std::fs::write(dir.path().join("known_hosts"), known)?;
+        let base = std::env::temp_dir();
+        let mut links = Vec::new();
+        for h in hosts {
+            let link = base.join(format!("{}-root", h.port));
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&h.root, &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+            links.push((h.port, link));
+        }
+        let list: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("\"{}\"", h.endpoint()))
+            .collect();
+        let key = hosts
+            .first()
+            .context("a project needs at least one host")?
+            .key_path
+            .display()
+            .to_string();
+        std::fs::write(
+            dir.path().join("soar.toml"),
+            format!(
+                r#"[app]
+name = "{name}"
+
+[artifact]
+{artifact}
+
+[deploy]
+port = {port}
+health = {{ path = "/health", timeout = "10s", interval = "200ms", retries = 50 }}
+
+[env.prod]
+provider = "local"
+
+[env.prod.ssh]
+hosts = [{hosts}]
+user = "{user}"
+identity_file = "{key}"
+known_hosts = "known_hosts"
+remote_prefix = "{prefix}"
+systemctl = "{py} {sysctl} --root={{prefix}}"
+service_user = ""
+connect_timeout = "5s"
+"#,
+                hosts = list.join(", "),
+                user = user(),
+                prefix = base.join("{port}-root").display(),
+                py = python().display(),
+                sysctl = systemctl_py().display(),
+            ),
+        )?;
+        Ok(Self {
+            dir,
+            port,
+            name: name.to_string(),
+            soar: soar.to_path_buf(),
+            hosts: links,
+        })
+    }
+
+    /// `soar -c <project>/soar.toml <args>`, not yet started (no agent).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.soar);
+        c.arg("-c")
+            .arg(self.dir.path().join("soar.toml"))
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK");
+        c
+    }
+
+    /// Run `soar <args>` to completion; its output is echoed to stderr.
+    pub fn soar(&self, args: &[&str]) -> std::process::Output {
+        let out = self
+            .command(args)
+            .output()
+            .expect("running the soar binary");
+        eprintln!(
+            "$ soar {} -> {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The path the deploys use as `host`'s prefix.
+    pub fn prefix(&self, host: &SshHost) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-root", host.port))
+    }
+
+    /// The service's root on `host` (`<prefix>/opt/<name>`).
+    pub fn service_root(&self, host: &SshHost) -> PathBuf {
+        host.root.join("opt").join(&self.name)
+    }
+
+    /// The test hosts' `systemctl <args>` for `host`, run directly.
+    pub fn systemctl(&self, host: &SshHost, args: &[&str]) -> std::process::Output {
+        Command::new(python())
+            .arg(systemctl_py())
+            .arg(format!("--root={}", self.prefix(host).display()))
+            .args(args)
+            .output()
+            .expect("running systemctl3.py")
+    }
+
+    /// `GET http://127.0.0.1:<port><path>` body, when it answers 2xx.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-sS", "-f", "-m", "3"])
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for SshProject {
+    fn drop(&mut self) {
+        for (_, link) in &self.hosts {
+            let _ = Command::new(python())
+                .arg(systemctl_py())
+                .arg(format!("--root={}", link.display()))
+                .args(["stop", &self.name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
+/// The current user's name (the SSH user of the test hosts).
+pub fn user() -> String {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "root".into())
 }

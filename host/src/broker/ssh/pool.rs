@@ -115,6 +115,7 @@ async fn connect(
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 4,
         window_size: 8 << 20,
+        preferred: preferred(),
         ..Default::default()
     });
     let handler = Client {
@@ -147,4 +148,47 @@ async fn connect(
                 connect_timeout.as_secs()
             ))
         })?
+}
+
+/// russh's default algorithms, with AES-256-GCM ahead of
+/// ChaCha20-Poly1305 on CPUs with AES and carry-less multiply instructions.
+/// There ring's AES-GCM costs the client about half of what ChaCha20-Poly1305
+/// does, and OpenSSH's sshd decrypts it with OpenSSL's AES-NI code rather
+/// than its own Poly1305; on the P5 bench (256 MiB on loopback) the upload
+/// took ~0.8 s against ~1.1 s, with ~250 ms less CPU on each side.
+fn preferred() -> russh::Preferred {
+    use russh::cipher;
+    const AES_FIRST: &[cipher::Name] = &[
+        cipher::AES_256_GCM,
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_CTR,
+        cipher::AES_192_CTR,
+        cipher::AES_128_CTR,
+    ];
+    let defaults = russh::Preferred::default();
+    if aes_in_hardware() {
+        russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(AES_FIRST),
+            ..defaults
+        }
+    } else {
+        defaults
+    }
+}
+
+fn aes_in_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
