@@ -3,16 +3,19 @@
 //! failover (errors injected by a proxy in front of moto), destroy by tags,
 //! and secrets that never show.
 
+mod aws_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use aws_support::{SignedMoto, signed, xml_text};
 use base64::Engine as _;
 use soar::artifact::ArtifactSource;
 use soar::broker::http::HttpLimits;
 use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
-use soar::credentials::{AwsKeys, Secret, SecretSource, sign_sigv4};
+use soar::credentials::SecretSource;
 use soar::journal::Journal;
 use soar::runtime::bindings::{
     Applied, ArtifactKind, Change, ChangeAction, ChangePlan, Context, PluginError, Severity,
@@ -20,7 +23,6 @@ use soar::runtime::bindings::{
 use soar::runtime::{CallError, Plugin, Runtime, RuntimeConfig};
 use soar::session::{Session, SessionConfig};
 use soar_tests::ec2_proxy::{Ec2Proxy, Fault};
-use soar_tests::moto::Moto;
 
 const SECRET_VALUE: &str = "hunter2-do-not-print-me";
 const PUBLIC_KEY: &str =
@@ -35,119 +37,18 @@ impl SecretSource for Keys {
 }
 
 /// moto with an IAM user whose keys the host signs with; auth switched on.
-struct Aws {
-    moto: Moto,
-    key_id: String,
-    secret: String,
-}
+struct Aws(SignedMoto);
 
-async fn signed(
-    url: &str,
-    keys: &AwsKeys,
-    service: &str,
-    region: &str,
-    form: &[(&str, &str)],
-) -> (u16, String) {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let url = format!("{url}/");
-    let host = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let headers = vec![
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
-        ),
-        ("host".to_string(), host),
-    ];
-    let signed = sign_sigv4(
-        keys,
-        service,
-        region,
-        "POST",
-        &url,
-        &headers,
-        body.as_bytes(),
-    )
-    .unwrap();
-    let mut rb = reqwest::Client::new().post(&url).body(body);
-    for (k, v) in headers
-        .iter()
-        .filter(|(k, _)| k != "host")
-        .chain(signed.iter())
-    {
-        rb = rb.header(k, v);
+impl std::ops::Deref for Aws {
+    type Target = SignedMoto;
+    fn deref(&self) -> &SignedMoto {
+        &self.0
     }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
-}
-
-fn tag(xml: &str, name: &str) -> String {
-    let doc = roxmltree::Document::parse(xml).unwrap();
-    doc.descendants()
-        .find(|n| n.has_tag_name(name))
-        .and_then(|n| n.text())
-        .unwrap_or_default()
-        .to_string()
 }
 
 impl Aws {
     async fn start() -> Self {
-        soar::tls::install_crypto_provider();
-        let moto = Moto::start().unwrap();
-        let setup = AwsKeys {
-            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-            secret_access_key: Secret::new("setup-only"),
-            session_token: None,
-        };
-        let iam = |params: Vec<(&'static str, &'static str)>| {
-            let url = moto.url.clone();
-            let setup = &setup;
-            async move {
-                let mut form = vec![("Version", "2010-05-08")];
-                form.extend(params);
-                let (status, text) = signed(&url, setup, "iam", "us-east-1", &form).await;
-                assert!(status < 300, "IAM {form:?}: {status} {text}");
-                text
-            }
-        };
-        iam(vec![("Action", "CreateUser"), ("UserName", "soar")]).await;
-        iam(vec![
-            ("Action", "PutUserPolicy"),
-            ("UserName", "soar"),
-            ("PolicyName", "all"),
-            (
-                "PolicyDocument",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
-            ),
-        ])
-        .await;
-        let created = iam(vec![("Action", "CreateAccessKey"), ("UserName", "soar")]).await;
-        let resp = reqwest::Client::new()
-            .post(format!("{}/moto-api/reset-auth", moto.url))
-            .header("content-type", "text/plain")
-            .body("0")
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
-        Self {
-            key_id: tag(&created, "AccessKeyId"),
-            secret: tag(&created, "SecretAccessKey"),
-            moto,
-        }
-    }
-
-    fn keys(&self) -> AwsKeys {
-        AwsKeys {
-            access_key_id: self.key_id.clone(),
-            secret_access_key: Secret::new(&self.secret),
-            session_token: None,
-        }
+        Self(SignedMoto::start().await)
     }
 
     /// A signed EC2 call made by the test itself (straight to moto).
@@ -842,7 +743,7 @@ async fn destroy_terminates_exactly_the_deployments_instances() {
                 form.push((values[i], v));
             }
             let xml = aws.ec2("us-east-1", &form).await;
-            tag(&xml, "instanceId")
+            xml_text(&xml, "instanceId")
         }
     };
     let other = run(vec![("Name", "someone-else")]).await;

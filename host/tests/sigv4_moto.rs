@@ -2,13 +2,16 @@
 //! verification on. The bundled aws-spot plugin makes a signed EC2 call
 //! through the broker; the host signs it with keys the plugin never sees.
 
+mod aws_support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use aws_support::SignedMoto;
 use soar::broker::http::HttpLimits;
 use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
-use soar::credentials::{AwsKeys, Secret, SecretSource, sign_sigv4};
+use soar::credentials::SecretSource;
 use soar::journal::{Event, Journal};
 use soar::runtime::bindings::Context;
 use soar::runtime::{Runtime, RuntimeConfig};
@@ -22,67 +25,6 @@ impl SecretSource for Keys {
     fn var(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
-}
-
-/// A signed IAM call made by the test itself while moto's auth is still off.
-async fn iam(moto: &Moto, params: &[(&str, &str)]) -> String {
-    let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
-    form.extend_from_slice(params);
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let keys = AwsKeys {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: Secret::new("setup-only"),
-        session_token: None,
-    };
-    let url = format!("{}/", moto.url);
-    let host = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let headers = vec![
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
-        ),
-        ("host".to_string(), host),
-    ];
-    let signed = sign_sigv4(
-        &keys,
-        "iam",
-        "us-east-1",
-        "POST",
-        &url,
-        &headers,
-        body.as_bytes(),
-    )
-    .unwrap();
-    let mut rb = reqwest::Client::new().post(&url).body(body);
-    for (k, v) in headers
-        .iter()
-        .filter(|(k, _)| k != "host")
-        .chain(signed.iter())
-    {
-        rb = rb.header(k, v);
-    }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert!(
-        status.is_success(),
-        "IAM {params:?} failed: {status} {text}"
-    );
-    text
-}
-
-fn tag(xml: &str, name: &str) -> String {
-    let doc = roxmltree::Document::parse(xml).unwrap();
-    doc.descendants()
-        .find(|n| n.has_tag_name(name))
-        .and_then(|n| n.text())
-        .unwrap()
-        .to_string()
 }
 
 async fn validate_with(
@@ -141,43 +83,11 @@ async fn validate_with(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_verifies_the_hosts_sigv4_signature() {
-    soar::tls::install_crypto_provider();
-    let moto = Moto::start().unwrap();
-    iam(&moto, &[("Action", "CreateUser"), ("UserName", "soar")]).await;
-    let policy =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-    iam(
-        &moto,
-        &[
-            ("Action", "PutUserPolicy"),
-            ("UserName", "soar"),
-            ("PolicyName", "all"),
-            ("PolicyDocument", policy),
-        ],
-    )
-    .await;
-    let created = iam(
-        &moto,
-        &[("Action", "CreateAccessKey"), ("UserName", "soar")],
-    )
-    .await;
-    let (key_id, secret) = (
-        tag(&created, "AccessKeyId"),
-        tag(&created, "SecretAccessKey"),
-    );
-
-    // From here on moto checks every signature.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/moto-api/reset-auth", moto.url))
-        .header("content-type", "text/plain")
-        .body("0")
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    let aws = SignedMoto::start().await;
+    let (moto, key_id, secret) = (&aws.moto, aws.key_id.clone(), aws.secret.clone());
 
     let journal = Arc::new(Journal::default());
-    let problems = validate_with(&moto, &key_id, &secret, journal.clone()).await;
+    let problems = validate_with(moto, &key_id, &secret, journal.clone()).await;
     assert!(
         problems.is_empty(),
         "a correctly signed call must pass: {problems:?}"
@@ -194,7 +104,7 @@ async fn moto_verifies_the_hosts_sigv4_signature() {
 
     let wrong = "0000000000000000000000000000000000000000";
     let journal = Arc::new(Journal::default());
-    let problems = validate_with(&moto, &key_id, wrong, journal.clone()).await;
+    let problems = validate_with(moto, &key_id, wrong, journal.clone()).await;
     let text = problems.join("\n");
     assert!(
         text.contains("SignatureDoesNotMatch") || text.contains("AuthFailure"),

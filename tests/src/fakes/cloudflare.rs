@@ -25,9 +25,7 @@
 //! what was uploaded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -36,6 +34,8 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
+
+use crate::axum_thread::{Bound, ServerThread};
 
 /// A Worker script as uploaded.
 #[derive(Debug, Clone)]
@@ -150,8 +150,8 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct Cloudflare {
     url: String,
     inner: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Only held, for its `Drop`: stops the server along with the fake.
+    _server: ServerThread,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -173,12 +173,8 @@ fn timestamp() -> String {
 impl Cloudflare {
     /// Start on `127.0.0.1:0`, accepting `token` for account `account`.
     pub fn start(token: &str, account: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!(
-            "http://{}/client/v4",
-            listener.local_addr().expect("local address")
-        );
+        let bound = Bound::loopback();
+        let url = format!("{}/client/v4", bound.url());
         let inner = Arc::new(Mutex::new(Inner {
             token: token.to_string(),
             account: account.to_string(),
@@ -196,33 +192,15 @@ impl Cloudflare {
             seen: Vec::new(),
             next_id: 1,
         }));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::max(256 << 20))
             .with_state(inner.clone());
-        let thread = std::thread::Builder::new()
-            .name("soar-fake-cloudflare".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("fake runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    tokio::select! {
-                        r = axum::serve(listener, app) => r.expect("fake cloudflare failed"),
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("spawning the fake");
+        let server = bound.serve_multi_thread("soar-fake-cloudflare", 2, app);
         Self {
             url,
             inner,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -311,17 +289,6 @@ impl Cloudflare {
     /// Lifetime of new JWTs.
     pub fn set_jwt_ttl(&self, d: Duration) {
         lock(&self.inner).jwt_ttl = d;
-    }
-}
-
-impl Drop for Cloudflare {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -13,16 +13,16 @@
 //! `{"error": {"code", "message"}}` with an `x-request-id` header.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::axum_thread::{Bound, ServerThread};
 
 /// One VM as the fake keeps it.
 #[derive(Debug, Clone)]
@@ -47,10 +47,8 @@ struct Shared {
 
 /// The running fake; stops when dropped.
 pub struct VmApi {
-    url: String,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,45 +58,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl VmApi {
     /// Start on `127.0.0.1:0`, accepting `token` as the bearer token.
     pub fn start(token: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let bound = Bound::loopback();
         let shared = Arc::new(Shared {
             token: token.to_string(),
-            base: url.clone(),
+            base: bound.url().to_string(),
             next: AtomicU64::new(1001),
             vms: Mutex::new(BTreeMap::new()),
             calls: Mutex::new(Vec::new()),
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name("soar-fake-vmapi".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    tokio::select! {
-                        r = axum::serve(listener, app) => r.expect("vmapi fake failed"),
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("spawning the vmapi fake");
-        Self {
-            url,
-            shared,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        let server = bound.serve("soar-fake-vmapi", app);
+        Self { shared, server }
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
     }
 
     /// Every VM, by id.
@@ -109,17 +84,6 @@ impl VmApi {
     /// `METHOD /path` of every `/v1` call, in order.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.shared.calls).clone()
-    }
-}
-
-impl Drop for VmApi {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
