@@ -1,7 +1,7 @@
 //! A full `soar deploy` (the built binary) with `provider = "digitalocean"`:
 //! the bundled plugin creates two droplets in the stateful fake of the v2 API
-//! (`soar_tests::fakes::digitalocean`), and the host rolls a small Python
-//! service out to them over SSH. The droplets' public addresses
+//! (`soar_tests::fakes::digitalocean`), and the host rolls the README's
+//! example binary (`examples/hello`) out to them over SSH. The droplets' public addresses
 //! (203.0.113.0/24, never contacted) are mapped with `[env.<name>.ssh]
 //! address_map` to real OpenSSH `sshd` hosts on loopback; every other
 //! address of that range is mapped to a closed loopback port, so a wrong
@@ -34,22 +34,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Both hosts' services listen on the same loopback port (SO_REUSEPORT) and
-/// answer with their working directory, so a test can tell them apart.
-const APP: &str = r#"import os, socket, http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("served from " + os.getcwd()).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(http.server.HTTPServer):
-    allow_reuse_address = True
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-print("starting", flush=True)
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+/// The README's example service, built into its own target directory (so
+/// this build never waits on the test's own cargo lock).
+fn hello_build() -> (String, std::path::PathBuf) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let target = example.join("target");
+    (
+        format!(
+            "cargo build --quiet --manifest-path {} --target-dir {}",
+            example.join("Cargo.toml").display(),
+            target.display()
+        ),
+        target.join("debug/hello"),
+    )
+}
 
 struct Project {
     dir: tempfile::TempDir,
@@ -61,8 +59,7 @@ impl Project {
     fn new(fake: &DigitalOceanFake, hosts: &[&SshHost], ips: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port().unwrap();
-        std::fs::create_dir_all(dir.path().join("app")).unwrap();
-        std::fs::write(dir.path().join("app/app.py"), APP).unwrap();
+        let (build, binary) = hello_build();
         // Every host gets its own prefix, `<project>/prefixes/<sshd port>`,
         // a link to its sshd's root.
         let prefixes = dir.path().join("prefixes");
@@ -90,12 +87,14 @@ impl Project {
 name = "{SERVICE}"
 
 [artifact]
-kind = "script"
-path = "app"
-command = "python3 app.py"
+kind = "binary"
+build = "{build}"
+path = "{binary}"
 
 [deploy]
 port = {port}
+# Both hosts are this machine: their services share the port.
+env = {{ REUSE_PORT = "1" }}
 health = {{ path = "/health", timeout = "20s", interval = "200ms", retries = 100 }}
 
 [env.{ENV}]
@@ -124,6 +123,7 @@ connect_timeout = "5s"
 address_map = {{ {map} }}
 "#,
                 api = fake.url(),
+                binary = binary.display(),
                 user = whoami(),
                 key = hosts[0].key_path.display(),
                 prefixes = prefixes.display(),
@@ -155,23 +155,25 @@ address_map = {{ {map} }}
         out
     }
 
-    /// Working directories that answered `GET /` on the shared port, over
-    /// `tries` fresh connections (the kernel spreads them over both
-    /// listeners).
+    /// Directories that answered `GET /` on the shared port (hello's
+    /// `x-served-from`), over `tries` fresh connections (the kernel spreads
+    /// them over both listeners).
     fn answers(&self, tries: usize) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
         for _ in 0..tries {
             let Ok(out) = Command::new("curl")
-                .args(["-sS", "-m", "3"])
+                .args(["-sS", "-m", "3", "-D", "-", "-o", "/dev/null"])
                 .arg(format!("http://127.0.0.1:{}/", self.port))
                 .output()
             else {
                 continue;
             };
             if out.status.success()
-                && let Some(dir) = text(&out.stdout).strip_prefix("served from ")
+                && let Some(dir) = text(&out.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("X-Served-From: "))
             {
-                seen.insert(dir.to_string());
+                seen.insert(dir.trim().to_string());
             }
         }
         seen
@@ -248,9 +250,7 @@ fn deploy_status_redeploy_and_destroy_on_fake_droplets() {
             h.port
         );
         assert!(
-            h.root
-                .join(format!("opt/{SERVICE}/current/app.py"))
-                .exists(),
+            h.root.join(format!("opt/{SERVICE}/current/hello")).exists(),
             "the release is not on {}",
             h.port
         );

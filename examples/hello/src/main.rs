@@ -1,8 +1,13 @@
 //! A tiny HTTP service to deploy: `GET /` greets, `GET /health` says ok.
-//! Standard library only, so it builds in seconds on a fresh machine.
+//! Every answer names the directory it was served from (`x-served-from`),
+//! so you can see which release (and which host) answered.
+//! Standard library plus `socket2`, so it builds in seconds on a fresh
+//! machine.
 //!
-//! Environment: `PORT` (default 8080), `GREETING`, and `BIND_ADDR` (default
-//! `127.0.0.1`; `0.0.0.0` in a container image).
+//! Environment: `PORT` (default 8080), `GREETING`, `BIND_ADDR` (default
+//! `127.0.0.1`; `0.0.0.0` in a container image), and `REUSE_PORT=1` to share
+//! the port with other instances (SO_REUSEPORT: several test "hosts" on one
+//! machine, or an overlap during a restart).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +19,8 @@ fn main() {
     // port reaches the container's own interface, so images set
     // BIND_ADDR=0.0.0.0.
     let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
-    let listener = match TcpListener::bind((addr.as_str(), port.parse::<u16>().unwrap_or(8080))) {
+    let reuse = std::env::var("REUSE_PORT").is_ok_and(|v| v == "1");
+    let listener = match listen(&addr, port.parse::<u16>().unwrap_or(8080), reuse) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("hello: cannot listen on {addr}:{port}: {e}");
@@ -30,6 +36,27 @@ fn main() {
             }
         });
     }
+}
+
+/// Bind `addr:port`, with SO_REUSEPORT when asked.
+fn listen(addr: &str, port: u16, reuse: bool) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let at = (addr, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr} has no address")))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(at),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&at.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 fn serve(mut stream: TcpStream, greeting: &str) -> std::io::Result<()> {
@@ -49,7 +76,10 @@ fn serve(mut stream: TcpStream, greeting: &str) -> std::io::Result<()> {
     };
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Served-From: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len(),
+        std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default()
     )
 }
