@@ -7,7 +7,7 @@
 //! Needs `/usr/sbin/sshd` (Debian `openssh-server`) and
 //! `target/test-peers/venv/bin/systemctl3.py` (or `SOAR_SYSTEMCTL_PY`).
 
-use soar_tests::sshd::{free_port, python, require_peers, systemctl_py};
+use soar_tests::sshd::{SshProject, python, require_peers, systemctl_py};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -45,91 +45,39 @@ S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
     .unwrap();
 }
 
+/// The shared SSH project, with this suite's app, secret and batch.
 struct Project {
-    dir: tempfile::TempDir,
-    port: u16,
+    inner: SshProject,
+}
+
+impl std::ops::Deref for Project {
+    type Target = SshProject;
+    fn deref(&self) -> &SshProject {
+        &self.inner
+    }
 }
 
 impl Project {
     fn new(hosts: &[&SshHost], batch: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port().unwrap();
-        write_app(dir.path(), "v1", true);
-        let list: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("\"{}\"", h.endpoint()))
-            .collect();
-        let known: String = hosts.iter().map(|h| h.known_hosts_line()).collect();
-        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-        // Every host gets its own prefix: <its sshd dir>/root.
-        let prefix = hosts[0]
-            .root
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("{port}-root");
-        for h in hosts {
-            let own = h
-                .root
-                .parent()
-                .unwrap()
-                .parent()
-                .unwrap()
-                .join(format!("{}-root", h.port));
-            let _ = std::os::unix::fs::symlink(&h.root, &own);
-        }
         let batch = batch
-            .map(|b| format!("rollout = {{ batch = {b} }}\n"))
+            .map(|b| format!("rollout = {{ batch = {b} }}"))
             .unwrap_or_default();
-        std::fs::write(
-            dir.path().join("soar.toml"),
-            format!(
-                r#"[app]
-name = "hello"
-
-[artifact]
-kind = "script"
-path = "app"
-command = "python3 app.py"
-
-[deploy]
-port = {port}
-secrets = {{ API_TOKEN = "SOAR_SSH_TEST_TOKEN" }}
-health = {{ path = "/health", timeout = "8s", interval = "200ms", retries = 40 }}
-{batch}
-[env.prod]
-provider = "local"
-
-[env.prod.ssh]
-hosts = [{hosts}]
-user = "{user}"
-identity_file = "{key}"
-known_hosts = "known_hosts"
-remote_prefix = "{prefix}"
-systemctl = "{py} {sysctl} --root={{prefix}}"
-service_user = ""
-connect_timeout = "5s"
-"#,
-                hosts = list.join(", "),
-                user = whoami(),
-                key = hosts[0].key_path.display(),
-                prefix = prefix.display(),
-                py = python().display(),
-                sysctl = systemctl_py().display(),
-            ),
+        let inner = SshProject::with_deploy(
+            Path::new(env!("CARGO_BIN_EXE_soar")),
+            "hello",
+            hosts,
+            "kind = \"script\"\npath = \"app\"\ncommand = \"python3 app.py\"",
+            &format!("secrets = {{ API_TOKEN = \"SOAR_SSH_TEST_TOKEN\" }}\n{batch}"),
         )
         .unwrap();
-        Self { dir, port }
+        write_app(inner.dir.path(), "v1", true);
+        Self { inner }
     }
 
     fn soar(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_soar"))
-            .arg("-c")
-            .arg(self.dir.path().join("soar.toml"))
-            .args(args)
+        let out = self
+            .command(args)
             .env("SOAR_SSH_TEST_TOKEN", SECRET)
-            .env_remove("SSH_AUTH_SOCK")
             .output()
             .unwrap();
         let (o, e) = (text(&out.stdout), text(&out.stderr));

@@ -363,6 +363,18 @@ impl SshProject {
         hosts: &[&SshHost],
         artifact: &str,
     ) -> anyhow::Result<Self> {
+        Self::with_deploy(soar, name, hosts, artifact, "")
+    }
+
+    /// [`Self::new`] with more lines for the `[deploy]` table (secrets, a
+    /// rollout batch...).
+    pub fn with_deploy(
+        soar: &Path,
+        name: &str,
+        hosts: &[&SshHost],
+        artifact: &str,
+        deploy: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let known: String = hosts.iter().map(|h| h.known_hosts_line()).collect();
@@ -398,6 +410,7 @@ name = "{name}"
 [deploy]
 port = {port}
 health = {{ path = "/health", timeout = "10s", interval = "200ms", retries = 50 }}
+{deploy}
 
 [env.prod]
 provider = "local"
