@@ -9,6 +9,15 @@
 //!   next to `soar --version`.
 //!
 //! Run: `cargo bench -p soar --bench runtime` (release build).
+//!
+//! Environment:
+//! - `SOAR_BENCH_ONLY=p2` (or `p1,p8`...): run only those benchmarks;
+//! - `SOAR_BENCH_ITERATIONS` (default 20): P1 samples; P2 sends 50 times as
+//!   many requests per round;
+//! - `SOAR_BENCH_ROUNDS` (default 5): alternating P2 rounds;
+//! - `SOAR_BENCH_BREAKDOWN=1`: P2 also times the broker called directly (no
+//!   plugin, no wasm) in each round, to tell the broker's cost from the
+//!   plugin boundary's, and prints the median of the per-round ratios.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,8 +37,19 @@ fn main() {
         SOAR
     );
     println!();
-    p1(scratch.path(), iterations);
-    p8(scratch.path());
+    let only = std::env::var("SOAR_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| {
+        only.trim().is_empty() || only.split(',').any(|w| w.trim().eq_ignore_ascii_case(name))
+    };
+    if wanted("p1") {
+        p1(scratch.path(), iterations);
+    }
+    if wanted("p8") {
+        p8(scratch.path());
+    }
+    if !wanted("p2") {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -195,24 +215,57 @@ async fn p2(requests: usize) {
     // Alternate the two loops over several rounds and keep each one's best,
     // so a busy machine penalizes neither side more than the other.
     let client = reqwest::Client::new();
-    let (mut native, mut brokered) = (Duration::MAX, Duration::MAX);
-    for _ in 0..5 {
+    let rounds: usize = std::env::var("SOAR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let breakdown = std::env::var_os("SOAR_BENCH_BREAKDOWN").is_some();
+    let (mut native, mut brokered, mut direct) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    // Per round: brokered / native and direct / native throughput.
+    let mut ratios: Vec<(f64, f64)> = Vec::new();
+    for _ in 0..rounds {
         let started = Instant::now();
         for _ in 0..requests {
             let r = client.get(format!("{url}/bench")).send().await.unwrap();
             r.bytes().await.unwrap();
         }
-        native = native.min(started.elapsed());
+        let native_round = started.elapsed();
+        native = native.min(native_round);
         let started = Instant::now();
         plugin
             .plan(session.clone(), &ctx)
             .await
             .expect("probe loop");
-        brokered = brokered.min(started.elapsed());
+        let brokered_round = started.elapsed();
+        brokered = brokered.min(brokered_round);
+        if breakdown {
+            use soar::runtime::bindings::soar::plugin::http::{Body, Method, Request};
+            let started = Instant::now();
+            for _ in 0..requests {
+                let req = Request {
+                    method: Method::Get,
+                    url: format!("{url}/bench"),
+                    headers: vec![],
+                    body: Body::Empty,
+                    credential: None,
+                    capture: None,
+                    timeout_ms: None,
+                    region: None,
+                };
+                session.http.send(req).await.expect("direct broker request");
+            }
+            let direct_round = started.elapsed();
+            direct = direct.min(direct_round);
+            ratios.push((
+                native_round.as_secs_f64() / brokered_round.as_secs_f64(),
+                native_round.as_secs_f64() / direct_round.as_secs_f64(),
+            ));
+        }
     }
     let rps = |d: Duration| requests as f64 / d.as_secs_f64();
     println!(
-        "P2  HTTP round trips to a loopback server ({requests} sequential GETs, best of 5 alternating rounds)"
+        "P2  HTTP round trips to a loopback server ({requests} sequential GETs, best of {rounds} alternating rounds)"
     );
     println!(
         "    native reqwest                        {:>8.0} req/s",
@@ -223,4 +276,20 @@ async fn p2(requests: usize) {
         rps(brokered),
         rps(brokered) / rps(native)
     );
+    if breakdown {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "    broker called directly (no wasm)      {:>8.0} req/s   = {:.2}x native",
+            rps(direct),
+            rps(direct) / rps(native)
+        );
+        println!(
+            "    median of per-round ratios: brokered {:.2}x, direct {:.2}x native",
+            median(ratios.iter().map(|r| r.0).collect()),
+            median(ratios.iter().map(|r| r.1).collect())
+        );
+    }
 }

@@ -28,9 +28,6 @@ use crate::runtime::bindings::soar::plugin::http::{
     BasicPointers, Error, IssuedCredential, IssuedScheme, Method, Request, Response,
 };
 
-pub static EXP_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static EXP_POLLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Bounds on brokered HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -196,18 +193,7 @@ impl HttpBroker {
 
     /// Broker one request for the plugin.
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        let t = Instant::now();
-        let mut f = std::pin::pin!(self.send_issuing(req, &[]));
-        let r = std::future::poll_fn(|cx| {
-            EXP_POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            f.as_mut().poll(cx)
-        })
-        .await;
-        EXP_NANOS.fetch_add(
-            t.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        r
+        self.send_issuing(req, &[]).await
     }
 
     /// Broker one request, then keep the credentials its answer issues
@@ -273,11 +259,9 @@ impl HttpBroker {
             .unwrap_or(self.limits.default_timeout)
             .min(self.limits.max_timeout);
         let watch = Watch::new(timeout, self.limits.read_timeout);
-        match self
-            .timers
-            .run(&watch, self.follow(req, url, issued, &watch))
-            .await
-        {
+        // Pinned here, so the (large) request future is not copied again.
+        let follow = std::pin::pin!(self.follow(req, url, issued, &watch));
+        match self.timers.run(&watch, follow).await {
             Ok(r) => r,
             Err(Expired::Total) => Err(Error::Timeout(format!(
                 "no complete response within {} ms",
@@ -467,10 +451,12 @@ impl HttpBroker {
             .headers()
             .iter()
             .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
+                // Visible ASCII (nearly every value) needs no lossy pass.
+                let value = match v.to_str() {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                };
+                (k.as_str().to_owned(), value)
             })
             .collect();
         let mut body =
@@ -694,4 +680,173 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::credentials::ProcessEnv;
+    use crate::runtime::bindings::soar::plugin::http::Body;
+    use crate::runtime::bindings::{Capabilities, EndpointDecl};
+
+    /// A loopback server that answers each request with `script` (bytes to
+    /// write, each after a pause), except those for `/stall`, which it never
+    /// answers.
+    fn server(script: Vec<(Duration, Vec<u8>)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let script = script.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = conn.read(&mut buf) {
+                        if buf[..n].starts_with(b"GET /stall") {
+                            continue;
+                        }
+                        for (pause, bytes) in &script {
+                            std::thread::sleep(*pause);
+                            if conn.write_all(bytes).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    fn broker(url: &str, read_timeout: Duration) -> (HttpBroker, Arc<Journal>) {
+        let caps = Capabilities {
+            endpoints: vec![EndpointDecl {
+                name: "api".into(),
+                default_url: "https://api.example.com".into(),
+            }],
+            extra_hosts: vec![],
+            credentials: vec![],
+            ssh: false,
+        };
+        let grants = policy::Grants {
+            endpoints: [("api".to_string(), url.to_string())].into(),
+            hosts: vec![],
+            section: "[env.test.grants]".into(),
+        };
+        let policy = Policy::new("test", &caps, &grants).unwrap();
+        let credentials = Arc::new(CredentialStore::new(
+            "test",
+            &[],
+            BTreeMap::new(),
+            Box::new(ProcessEnv),
+        ));
+        let journal = Arc::new(Journal::default());
+        let limits = HttpLimits {
+            read_timeout,
+            default_timeout: Duration::from_secs(5),
+            max_attempts: 1,
+            ..HttpLimits::default()
+        };
+        let broker =
+            HttpBroker::new("test", policy, credentials, None, journal.clone(), limits).unwrap();
+        (broker, journal)
+    }
+
+    fn get(url: &str, timeout_ms: Option<u32>) -> Request {
+        Request {
+            method: Method::Get,
+            url: format!("{url}/x"),
+            headers: vec![],
+            body: Body::Empty,
+            credential: None,
+            capture: None,
+            timeout_ms,
+            region: None,
+        }
+    }
+
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_server_hits_the_read_timeout() {
+        let url = server(vec![]);
+        let (broker, journal) = broker(&url, Duration::from_millis(300));
+        let started = Instant::now();
+        let r = broker.send(get(&url, None)).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(&r, Err(Error::Timeout(m)) if m.contains("read timeout")),
+            "{r:?}"
+        );
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3));
+        let events = journal.events();
+        assert!(
+            matches!(&events[..], [Event::Http { outcome, .. }] if outcome.starts_with("timeout:")),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_stops_hits_the_read_timeout() {
+        let zero = Duration::ZERO;
+        let url = server(vec![(zero, HEAD.to_vec()), (zero, b"abc".to_vec())]);
+        let (broker, _) = broker(&url, Duration::from_millis(300));
+        let r = broker.send(get(&url, None)).await;
+        assert!(
+            matches!(&r, Err(Error::Timeout(m)) if m.contains("read timeout")),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_but_steady_answer_is_read_whole() {
+        // Nothing is silent for 300 ms, though the whole takes ~700 ms.
+        let step = Duration::from_millis(100);
+        let mut script = vec![(step, HEAD.to_vec())];
+        script.extend((0..6).map(|i| (step, vec![b'a' + i])));
+        let url = server(script);
+        let (broker, _) = broker(&url, Duration::from_millis(300));
+        let r = broker.send(get(&url, None)).await.unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"abcdef"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steady_trickle_still_hits_the_total_deadline() {
+        let step = Duration::from_millis(100);
+        let mut script = vec![(step, HEAD.to_vec())];
+        script.extend((0..6).map(|i| (step, vec![b'a' + i])));
+        let url = server(script);
+        let (broker, _) = broker(&url, Duration::from_millis(300));
+        let started = Instant::now();
+        let r = broker.send(get(&url, Some(400))).await;
+        assert!(
+            matches!(&r, Err(Error::Timeout(m)) if m.contains("within 400 ms")),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_kept_timer_serves_request_after_request() {
+        let zero = Duration::ZERO;
+        let url = server(vec![(zero, HEAD.to_vec()), (zero, b"abcdef".to_vec())]);
+        let (broker, _) = broker(&url, Duration::from_millis(300));
+        for _ in 0..3 {
+            let r = broker.send(get(&url, None)).await.unwrap();
+            assert_eq!(r.body, b"abcdef");
+        }
+        // Then a deadline earlier than the one the kept timer was set to.
+        let started = Instant::now();
+        let r = broker.send(get(&format!("{url}/stall"), Some(100))).await;
+        assert!(
+            matches!(&r, Err(Error::Timeout(m)) if m.contains("within 100 ms")),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let r = broker.send(get(&url, None)).await.unwrap();
+        assert_eq!(r.body, b"abcdef");
+    }
 }

@@ -89,8 +89,14 @@ fn build(
     credential: Option<&Resolved>,
     region: Option<&str>,
 ) -> Result<(reqwest::RequestBuilder, u64), Error> {
-    let m = reqwest::Method::from_bytes(method_name(method).as_bytes())
-        .expect("static method names are valid");
+    let m = match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    };
     let mut all: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
