@@ -449,12 +449,11 @@ pub fn plan(ctx: &Context, d: &Desired) -> PluginResult<ChangePlan> {
     };
     let have = current.attrs(d, &d.namespace);
     if have == want {
-        return Ok(one(Change {
-            action: ChangeAction::NoOp,
-            reason: format!("version {} is up to date", current.version),
-            before: Some(have.to_string()),
-            ..change(ChangeAction::NoOp, String::new(), None)
-        }));
+        return Ok(one(change(
+            ChangeAction::NoOp,
+            format!("version {} is up to date", current.version),
+            Some(have),
+        )));
     }
     let differs: Vec<&str> = [
         "runtime",
@@ -519,31 +518,16 @@ pub fn apply(ctx: &Context, ch: &Change) -> PluginResult<Applied> {
         }
     };
     let version = put_action(&ns, &d, &s)?;
-    let url = ns.web_url(&d.name);
     let mut messages = vec![format!(
         "deployed function {} version {version} to namespace '{}'",
         d.name, d.namespace
     )];
     if let Some(path) = &d.health {
-        messages.push(check_health(&format!("{url}{path}"))?);
+        messages.push(check_health(&format!("{}{path}", ns.web_url(&d.name)))?);
     }
     Ok(Applied {
-        resource: Some(ManagedResource {
-            kind: KIND.into(),
-            name: d.name.clone(),
-            id: Some(format!("{}/{}", ns.namespace, d.name)),
-            attributes: attrs(&d, &s.runtime, &s.digest).to_string(),
-        }),
-        endpoints: if d.web {
-            vec![Endpoint {
-                kind: "url".into(),
-                address: url,
-                port: None,
-                user: None,
-            }]
-        } else {
-            Vec::new()
-        },
+        resource: Some(deployed(&ns, &d.name, &attrs(&d, &s.runtime, &s.digest))),
+        endpoints: web_endpoints(&ns, &d.name, d.web),
         messages,
     })
 }
@@ -750,24 +734,33 @@ pub fn status(ctx: &Context, d: &Desired) -> PluginResult<Vec<ResourceStatus>> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     Ok(vec![ResourceStatus {
-        resource: ManagedResource {
-            kind: KIND.into(),
-            name: d.name.clone(),
-            id: Some(format!("{}/{}", ns.namespace, d.name)),
-            attributes: current.attrs(d, &d.namespace).to_string(),
-        },
+        resource: deployed(&ns, &d.name, &current.attrs(d, &d.namespace)),
         state: "running".into(),
-        endpoints: if web {
-            vec![Endpoint {
-                kind: "url".into(),
-                address: ns.web_url(&d.name),
-                port: None,
-                user: None,
-            }]
-        } else {
-            Vec::new()
-        },
+        endpoints: web_endpoints(&ns, &d.name, web),
     }])
+}
+
+/// The function `name` as deployed in `ns`.
+fn deployed(ns: &Namespace, name: &str, attributes: &Value) -> ManagedResource {
+    ManagedResource {
+        kind: KIND.into(),
+        name: name.to_string(),
+        id: Some(format!("{}/{name}", ns.namespace)),
+        attributes: attributes.to_string(),
+    }
+}
+
+/// Where a web function answers (nothing for a non-web one).
+fn web_endpoints(ns: &Namespace, name: &str, web: bool) -> Vec<Endpoint> {
+    if !web {
+        return Vec::new();
+    }
+    vec![Endpoint {
+        kind: "url".into(),
+        address: ns.web_url(name),
+        port: None,
+        user: None,
+    }]
 }
 
 #[cfg(test)]
