@@ -58,6 +58,13 @@ pub use serde_json::{Value, json};
 /// The contract version this SDK implements (`soar:plugin@...`).
 pub const WIT_VERSION: &str = "0.1.0";
 
+/// Put `DEPLOYS_ARTIFACT: true` in a change's `after` attributes when the
+/// provider puts the artifact in place itself (a DigitalOcean Function):
+/// when every change of a plan says so, the host plans no release onto
+/// hosts, even for a provider that declares `ssh` (see `managed-resource` in
+/// wit/types.wit).
+pub const DEPLOYS_ARTIFACT: &str = "soar:deploys-artifact";
+
 /// What a provider plugin implements. Each method is one export of the
 /// `soar:plugin/provider` interface; the host calls it in a fresh sandbox, so
 /// implementations keep no state between calls.

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use soar_sdk::DEPLOYS_ARTIFACT;
 use soar_sdk::http::Segment;
 use soar_sdk::prelude::*;
 
@@ -29,9 +30,6 @@ pub const KIND: &str = "function";
 const CREDENTIAL: &str = "functions";
 /// Memory when the settings name none (MB), as DigitalOcean's default.
 const DEFAULT_MEMORY: u32 = 256;
-/// Tells the host this provider deploys the artifact itself (no release
-/// onto hosts; see `managed-resource` in wit/types.wit).
-const DEPLOYS_ARTIFACT: &str = "soar:deploys-artifact";
 /// Time limit when the settings name none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
