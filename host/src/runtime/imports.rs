@@ -1,6 +1,7 @@
 //! The host side of the imports in `wit/host.wit`. Each function forwards to
-//! the session's broker (the enforcement point) and marks the moment the
-//! guest gets control back, which is where its compute budget restarts.
+//! the session's broker (the enforcement point). Time spent here is not
+//! guest compute: the store's call hook stops the guest's clock while the
+//! host runs, so a host call neither spends nor resets the compute budget.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 use super::bindings::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
-use super::sandbox::HostState;
+use super::sandbox::{HostState, clip, cut};
 use crate::journal::Event;
 
 type HostResult<T> = wasmtime::Result<T>;
@@ -48,17 +49,23 @@ impl http::Host for HostState {
 
 impl HostState {
     /// A refused SSH call goes to the audit trail like a refused HTTP
-    /// request: what the plugin tried is as telling as what it did.
+    /// request: what the plugin tried is as telling as what it did. Only
+    /// the start of a long command (or address) is kept, never all of it.
     fn record_denied_ssh(
         &self,
         target: &ssh::Target,
         what: &str,
         e: &crate::broker::ssh::SshError,
     ) {
+        const SHOWN: usize = 1024;
+        let (what, _) = clip(what, SHOWN);
+        let (address, _) = clip(&target.address, SHOWN);
+        let error = e.to_string();
+        let (error, _) = clip(&error, SHOWN);
         self.session.journal.record(Event::Ssh {
             plugin: self.plugin.name.clone(),
-            host: format!("{}:{}", target.address, target.port),
-            command: format!("{what} [{e}]"),
+            host: format!("{address}:{}", target.port),
+            command: format!("{what} [{error}]"),
             exit: None,
             millis: 0,
         });
@@ -201,39 +208,67 @@ impl log::Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> HostResult<()> {
-        if self.log_records >= self.limits.log_records {
+        self.resume();
+        if self.log_records >= self.limits.log_records || self.log_bytes >= self.caps.log_bytes {
             self.log_dropped += 1;
-            self.resume();
+            return Ok(());
+        }
+        // Bounded in bytes before anything is copied: the message, then the
+        // fields (keys and values) out of one allowance per record.
+        let (message, clipped) = clip(&message, self.caps.log_message_bytes);
+        let mut clipped = clipped as usize + fields.len().saturating_sub(self.caps.log_fields);
+        let mut room = self.caps.log_field_bytes;
+        let mut kept = Vec::new();
+        for (k, v) in fields.iter().take(self.caps.log_fields) {
+            if room == 0 {
+                clipped += 1;
+                continue;
+            }
+            let (k, ck) = clip(k, room.min(256));
+            room = room.saturating_sub(k.len());
+            let (v, cv) = clip(v, room);
+            room = room.saturating_sub(v.len());
+            clipped += (ck || cv) as usize;
+            kept.push((k.into_owned(), v.into_owned()));
+        }
+        let size = message.len() + kept.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if self.log_bytes + size > self.caps.log_bytes {
+            self.log_bytes = self.caps.log_bytes;
+            self.log_dropped += 1;
             return Ok(());
         }
         self.log_records += 1;
+        self.log_bytes += size;
+        self.log_clipped += clipped;
         let secrets = self.session.http.known_secrets();
-        let clip = |s: &str| {
-            crate::credentials::scrub_str(&s.chars().take(4096).collect::<String>(), &secrets)
-        };
+        let scrub = |s: &str| crate::credentials::scrub_str(s, &secrets);
         self.session.journal.record(Event::Log {
             plugin: self.plugin.name.clone(),
             level: format!("{level:?}").to_lowercase(),
-            message: clip(&message),
-            fields: fields
-                .iter()
-                .take(32)
-                .map(|(k, v)| (clip(k), clip(v)))
-                .collect(),
+            message: scrub(&message),
+            fields: kept.iter().map(|(k, v)| (scrub(k), scrub(v))).collect(),
         });
-        self.resume();
         Ok(())
     }
 }
 
 impl progress::Host for HostState {
     async fn report(&mut self, task: String, done: u64, total: Option<u64>) -> HostResult<()> {
+        self.resume();
+        let task = cut(&task, self.caps.progress_task_bytes);
+        // A bounded set of tasks per call: each distinct task is a bar on
+        // the terminal, kept until it finishes.
+        if !self.progress_tasks.iter().any(|t| *t == task) {
+            if self.progress_tasks.len() >= self.caps.progress_tasks {
+                self.progress_dropped += 1;
+                return Ok(());
+            }
+            self.progress_tasks.push(task.to_string());
+        }
         tracing::trace!(target: "soar::progress", plugin = %self.plugin.name, done, total, "{task}");
-        let task: String = task.chars().take(80).collect();
         self.session
             .progress
-            .report(&self.plugin.name, &task, done, total);
-        self.resume();
+            .report(&self.plugin.name, task, done, total);
         Ok(())
     }
 }
@@ -247,12 +282,9 @@ impl clock::Host for HostState {
     }
 
     async fn sleep(&mut self, ms: u64) -> HostResult<()> {
-        // Never sleep past the invocation's deadline: the wall-clock guard
-        // would end the call anyway, and this way the plugin sees it first.
-        let left = self
-            .limits
-            .invocation_timeout
-            .saturating_sub(self.started_at.elapsed());
+        // Never sleep past the call's deadline: the wall-clock guard would
+        // end the call anyway, and this way the plugin sees it first.
+        let left = self.time_left();
         tokio::time::sleep(Duration::from_millis(ms).min(left)).await;
         self.resume();
         Ok(())

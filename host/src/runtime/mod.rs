@@ -1,5 +1,6 @@
 //! The wasmtime host: compiles plugins once, then runs every call in a fresh
-//! sandbox with a memory cap, a compute budget and a wall-clock deadline.
+//! sandbox with a memory budget (all memories and tables together), limits on
+//! what it may create, a cumulative compute budget and a wall-clock deadline.
 //!
 //! A [`Runtime`] owns the engine (with an epoch ticker) and the linker that
 //! provides the imports. [`Runtime::load`] turns component bytes into a
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Config, Engine, Store, Trap, UpdateDeadline};
 
 use self::bindings::{
     Applied, Change, ChangePlan, Context, Description, Diagnostic, PluginError, PluginPre,
@@ -29,7 +30,7 @@ use self::bindings::{
 };
 use self::cache::{CacheOutcome, CompileCache};
 use self::sandbox::HostState;
-pub use self::sandbox::{Limits, PluginIdent};
+pub use self::sandbox::{Caps, Limits, PluginIdent, TABLE_ELEMENT_BYTES};
 use crate::journal::Event;
 use crate::session::Session;
 
@@ -50,6 +51,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: CompileCache,
     limits: Limits,
+    caps: Caps,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -107,6 +109,42 @@ pub fn render_plugin_error(e: &PluginError) -> String {
     }
 }
 
+/// Why a call ended at its wall-clock deadline.
+fn late(call: &str, deadline: Duration) -> String {
+    if call == "describe" {
+        late_reason(deadline, Duration::MAX)
+    } else {
+        late_reason(deadline, deadline)
+    }
+}
+
+/// The deadline message: `describe`'s short deadline says what it is for.
+fn late_reason(deadline: Duration, invocation_timeout: Duration) -> String {
+    if deadline < invocation_timeout {
+        format!(
+            "{DESCRIBE_LATE} {} ms: `describe` must answer at once and offline (install, list and every load run it)",
+            deadline.as_millis()
+        )
+    } else {
+        format!("exceeded its deadline of {} s", deadline.as_secs())
+    }
+}
+
+/// Which count wasmtime refused (`resource limit exceeded: memory count too
+/// high at 9`), in words.
+fn count_limit(err: &str) -> Option<&'static str> {
+    let (_, rest) = err.split_once("resource limit exceeded: ")?;
+    if rest.starts_with("memory count") {
+        Some("linear memories")
+    } else if rest.starts_with("table count") {
+        Some("tables")
+    } else if rest.starts_with("instance count") {
+        Some("core instances")
+    } else {
+        None
+    }
+}
+
 /// A compiled, checked, described plugin, ready to be called.
 pub struct Plugin {
     pre: PluginPre<HostState>,
@@ -117,6 +155,7 @@ pub struct Plugin {
     digest: String,
     cache: CacheOutcome,
     limits: Limits,
+    caps: Caps,
 }
 
 impl Runtime {
@@ -148,8 +187,20 @@ impl Runtime {
             linker,
             cache: CompileCache::new(config.cache_dir),
             limits: config.limits,
+            caps: Caps::default(),
             ticker_stop,
         })
+    }
+
+    /// The same runtime with other [`Caps`] for the plugins it loads next.
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// The caps every plugin loaded from now on runs under.
+    pub fn caps(&self) -> &Caps {
+        &self.caps
     }
 
     /// The wasmtime engine (for tools that precompile).
@@ -208,9 +259,15 @@ impl Runtime {
             digest,
             cache,
             limits: self.limits.clone(),
+            caps: self.caps.clone(),
         };
         let session = Arc::new(Session::offline(label)?);
-        let description = plugin.describe(session).await?;
+        let description = plugin.describe(session).await.map_err(|e| match e {
+            CallError::Trapped { reason, .. } if reason.starts_with(DESCRIBE_LATE) => {
+                anyhow::anyhow!("plugin '{label}' {reason}")
+            }
+            e => e.into(),
+        })?;
         validate_description(label, &description)?;
         plugin.ident = PluginIdent {
             name: description.name.clone(),
@@ -220,6 +277,9 @@ impl Runtime {
         Ok(plugin)
     }
 }
+
+/// How a `describe` past its deadline is reported.
+const DESCRIBE_LATE: &str = "did not describe itself within";
 
 /// Cheap check of the binary header: version 1 is a core module, a
 /// component has its own layer byte.
@@ -272,8 +332,11 @@ fn validate_description(label: &str, d: &Description) -> anyhow::Result<()> {
 /// Run one export call in a fresh store and explain any failure.
 macro_rules! invoke {
     ($self:ident, $session:expr, $call:literal, |$inst:ident, $store:ident| $body:expr) => {{
-        let mut $store = $self.new_store($session);
-        let limit = $self.limits.invocation_timeout + Duration::from_secs(5);
+        let deadline = $self.deadline_of($call);
+        let mut $store = $self.new_store($session, deadline);
+        // The store's own check ends a guest that computes; this ends one
+        // waiting in a host call, shortly after the deadline.
+        let limit = deadline + (deadline / 10).min(Duration::from_secs(5));
         let result = tokio::time::timeout(limit, async {
             let $inst = $self.pre.instantiate_async(&mut $store).await?;
             $body.await
@@ -281,10 +344,13 @@ macro_rules! invoke {
         .await;
         let result = match result {
             Ok(r) => r,
-            Err(_) => Err(wasmtime::Error::msg(format!(
-                "did not finish within {} s",
-                limit.as_secs()
-            ))),
+            Err(_) => {
+                $store.data_mut().stopped = Some(late($call, deadline));
+                Err(wasmtime::Error::msg(format!(
+                    "did not finish within {} ms",
+                    limit.as_millis()
+                )))
+            }
         };
         $self.finish(&mut $store, $call, result)
     }};
@@ -316,25 +382,64 @@ impl Plugin {
         &self.limits
     }
 
-    fn new_store(&self, session: Arc<Session>) -> Store<HostState> {
+    /// The counts, bytes and deadlines every call runs under.
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// Wall-clock deadline of one call: `describe` must answer at once.
+    fn deadline_of(&self, call: &str) -> Duration {
+        if call == "describe" {
+            self.caps.describe_timeout.min(self.limits.invocation_timeout)
+        } else {
+            self.limits.invocation_timeout
+        }
+    }
+
+    fn new_store(&self, session: Arc<Session>, deadline: Duration) -> Store<HostState> {
         let mut store = Store::new(
             &self.engine,
-            HostState::new(self.ident.clone(), session, self.limits.clone()),
+            HostState::new(
+                self.ident.clone(),
+                session,
+                self.limits.clone(),
+                self.caps.clone(),
+                deadline,
+            ),
         );
         store.limiter(|s| &mut s.memory);
+        // Guest compute is summed between host calls: the clock stops while
+        // the host runs (imports, WASI, libcalls) and goes on when the guest
+        // does, so returning to the host never resets it.
+        store.call_hook(|mut ctx, hook| {
+            let compute = &mut ctx.data_mut().compute;
+            match hook {
+                CallHook::CallingWasm | CallHook::ReturningFromHost => compute.guest_runs(),
+                CallHook::CallingHost | CallHook::ReturningFromWasm => compute.host_runs(),
+            }
+            Ok(())
+        });
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            if state.started_at.elapsed() > state.limits.invocation_timeout {
-                let reason = format!("exceeded its deadline of {} s", state.limits.invocation_timeout.as_secs());
+            if state.started_at.elapsed() > state.deadline {
+                let reason = late_reason(state.deadline, state.limits.invocation_timeout);
                 state.stopped = Some(reason.clone());
                 return Err(wasmtime::Error::msg(reason));
             }
-            if state.resumed_at.elapsed() > state.limits.compute_budget {
-                let reason = format!(
-                    "computed for more than {} ms without returning to the host (an endless loop?); the call was stopped",
-                    state.limits.compute_budget.as_millis()
-                );
+            let spent = state.compute.spent();
+            if spent > state.limits.compute_budget {
+                let budget = state.limits.compute_budget.as_millis();
+                let reason = if state.host_calls == 0 {
+                    format!(
+                        "computed for more than {budget} ms without returning to the host (an endless loop?); the call was stopped"
+                    )
+                } else {
+                    format!(
+                        "computed for more than {budget} ms in this call (its compute budget; time in its {} host calls is not counted, and they do not reset it); the call was stopped",
+                        state.host_calls
+                    )
+                };
                 state.stopped = Some(reason.clone());
                 return Err(wasmtime::Error::msg(reason));
             }
@@ -370,12 +475,45 @@ impl Plugin {
             }
         }
         if state.log_dropped > 0 {
+            let message = if state.log_records >= state.limits.log_records {
+                format!(
+                    "{} log records dropped: a call keeps at most {}",
+                    state.log_dropped, state.limits.log_records
+                )
+            } else {
+                format!(
+                    "{} log records dropped: a call keeps at most {} records and {} bytes of them",
+                    state.log_dropped, state.limits.log_records, state.caps.log_bytes
+                )
+            };
+            state.session.journal.record(Event::Log {
+                plugin: self.ident.name.clone(),
+                level: "warn".into(),
+                message,
+                fields: vec![],
+            });
+        }
+        if state.log_clipped > 0 {
             state.session.journal.record(Event::Log {
                 plugin: self.ident.name.clone(),
                 level: "warn".into(),
                 message: format!(
-                    "{} log records dropped: a call keeps at most {}",
-                    state.log_dropped, state.limits.log_records
+                    "{} log messages or fields clipped: a record keeps {} bytes of message and {} bytes of at most {} fields",
+                    state.log_clipped,
+                    state.caps.log_message_bytes,
+                    state.caps.log_field_bytes,
+                    state.caps.log_fields
+                ),
+                fields: vec![],
+            });
+        }
+        if state.progress_dropped > 0 {
+            state.session.journal.record(Event::Log {
+                plugin: self.ident.name.clone(),
+                level: "warn".into(),
+                message: format!(
+                    "{} progress reports dropped: a call reports at most {} tasks",
+                    state.progress_dropped, state.caps.progress_tasks
                 ),
                 fields: vec![],
             });
@@ -388,8 +526,14 @@ impl Plugin {
             stopped.clone()
         } else if state.memory.hit {
             format!(
-                "exceeded its memory cap of {} MiB",
+                "exceeded its memory cap of {} MiB (all its linear memories and tables together)",
                 state.limits.memory_bytes >> 20
+            )
+        } else if let Some(what) = count_limit(&format!("{err:#}")) {
+            let caps = &state.caps;
+            format!(
+                "creates more {what} than a call may: at most {} linear memories, {} tables and {} core instances",
+                caps.memories, caps.tables, caps.instances
             )
         } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
             // `std::process::exit` in a guest ends only its sandbox; say so
