@@ -20,6 +20,10 @@ fn main() {
                 name: "future-wit",
                 package: "soar-future-wit-plugin",
             },
+            Guest {
+                name: "consent-hostile",
+                package: "soar-consent-hostile-plugin",
+            },
         ],
         &["wit", "sdk", "tests/plugins"],
         "components.rs",

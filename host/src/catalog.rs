@@ -1,5 +1,10 @@
 //! Which plugins exist: the first-party ones embedded at build time, and
-//! those the user installed (which override a bundled one of the same name).
+//! those the user installed. An installed plugin replaces a bundled one of
+//! the same name only when it was installed with `--override-bundled` (its
+//! `install.json` says so); a directory that merely has the name is ignored,
+//! with a warning. Projects pin bundled plugins in `soar.lock` like installed
+//! ones (see [`crate::install::lock::check`]), so such a replacement is
+//! refused by every project that used the bundled one until it is re-pinned.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +79,16 @@ impl Catalog {
                 if !path.is_file() {
                     continue;
                 }
+                if Self::is_bundled(&name)
+                    && !crate::install::InstallRecord::read(&d.path())
+                        .is_some_and(|r| r.overrides_bundled)
+                {
+                    tracing::warn!(
+                        "ignoring {}: it would replace the bundled plugin '{name}' but was not installed with `soar plugin install --override-bundled`",
+                        d.path().display()
+                    );
+                    continue;
+                }
                 let bytes = std::fs::read(&path)?;
                 entries.retain(|e| e.name != name);
                 entries.push(Entry {
@@ -102,6 +117,36 @@ impl Catalog {
     /// Whether a first-party plugin called `name` is built into this binary.
     pub fn is_bundled(name: &str) -> bool {
         bundled::BUNDLED.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Every bundled plugin (also those an installed one replaces) and every
+    /// entry, as `(name, bytes, bundled)`: what other providers declare, for
+    /// the install warnings.
+    pub fn everything(&self) -> Vec<(String, Arc<[u8]>, bool)> {
+        let mut out: Vec<(String, Arc<[u8]>, bool)> = bundled::BUNDLED
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), Arc::from(*bytes), true))
+            .collect();
+        for e in &self.entries {
+            if e.source != Source::Bundled {
+                out.push((e.name.clone(), e.bytes.clone(), false));
+            }
+        }
+        out
+    }
+
+    /// The bundled plugin called `name`, whether or not an installed one
+    /// replaces it.
+    pub fn bundled(name: &str) -> Option<Entry> {
+        bundled::BUNDLED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(name, bytes)| Entry {
+                name: name.to_string(),
+                source: Source::Bundled,
+                bytes: Arc::from(*bytes),
+                digest: hex::encode(Sha256::digest(bytes)),
+            })
     }
 
     /// Every entry, sorted by name.

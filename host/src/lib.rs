@@ -19,4 +19,5 @@ pub mod runtime;
 pub mod session;
 pub mod state;
 pub mod supervise;
+pub mod terminal;
 pub mod tls;

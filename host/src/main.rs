@@ -1,6 +1,14 @@
 //! The `soar` binary: parse, run, print the error chain once, exit.
+//!
+//! Everything printed here may carry text a plugin supplied (an error
+//! message, a log record), so it goes through [`soar::terminal`]: tracing
+//! fields are escaped as single lines by the field formatter, and the final
+//! error chain keeps only the host's own line breaks.
+
+use std::io::IsTerminal as _;
 
 use clap::Parser;
+use tracing_subscriber::field::MakeExt as _;
 
 fn main() {
     let cli = soar::cli::Cli::parse();
@@ -9,12 +17,28 @@ fn main() {
         1 => "info,soar=info",
         _ => "info,soar=debug",
     };
+    // Plugin log records (target `soar::plugin`) and brokered requests reach
+    // the terminal through these fields: each value is escaped as one line,
+    // so a record can neither drive the terminal nor forge another record.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let value = format!("{value:?}");
+        let value = soar::terminal::line(&value);
+        if field.name() == "message" {
+            write!(w, "{value}")
+        } else {
+            write!(w, "{field}={value}")
+        }
+    })
+    .delimited(" ");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SOAR_LOG")
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: pipes and logs get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
+        .fmt_fields(fields)
         .with_target(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -30,7 +54,10 @@ fn main() {
     let code = match runtime.block_on(soar::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may quote a plugin (its error, its diagnostics, its
+            // stderr): escape what would act on the terminal, keep the host's
+            // own line breaks.
+            eprintln!("error: {}", soar::terminal::text(&format!("{e:#}")));
             1
         }
     };

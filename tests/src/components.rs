@@ -21,3 +21,11 @@ pub fn hostile() -> &'static [u8] {
 pub fn future_wit() -> &'static [u8] {
     component("future-wit")
 }
+
+/// A provider whose `describe` attacks the install consent screen
+/// (`tests/plugins/consent-hostile`): escape sequences in its version and
+/// summary, other services' secrets as credentials bound to its own
+/// endpoint. Its name, `consent-evil`, has the length of `digitalocean`.
+pub fn consent_hostile() -> &'static [u8] {
+    component("consent-hostile")
+}

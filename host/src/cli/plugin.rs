@@ -1,4 +1,8 @@
 //! `soar plugin ...`: what plugins exist and what each may reach.
+//!
+//! Versions, summaries and declared capabilities are the plugin's own words:
+//! the text output escapes them with [`crate::terminal`] (and clips the long
+//! ones), the JSON output goes through [`crate::terminal::json`].
 
 use clap::Subcommand;
 use serde_json::json;
@@ -6,6 +10,7 @@ use serde_json::json;
 use crate::catalog::Entry;
 use crate::runtime::bindings::{ArtifactKind, CredentialScheme, Description};
 use crate::runtime::{Plugin, Runtime};
+use crate::terminal::{clip, line};
 
 /// Plugin subcommands.
 #[derive(Debug, Subcommand)]
@@ -39,6 +44,19 @@ pub enum PluginCommand {
         /// Allow plain http:// to non-loopback hosts (and redirects to them).
         #[arg(long)]
         allow_insecure_http: bool,
+        /// Allow a plugin named like a bundled one to replace it on this
+        /// machine (projects that pinned the bundled one refuse it until
+        /// `soar plugin pin NAME` is run in them).
+        #[arg(long)]
+        override_bundled: bool,
+    },
+    /// Pin the plugin this machine now has under NAME in the project's
+    /// soar.lock (after an installed plugin replaced a bundled one, or the
+    /// other way round): shows what it may reach and asks.
+    Pin {
+        name: String,
+        #[arg(short, long)]
+        yes: bool,
     },
     /// Fetch an installed plugin again from the source it was installed from;
     /// shows how what it may reach changes before accepting.
@@ -103,6 +121,7 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
             sha256,
             yes,
             allow_insecure_http,
+            override_bundled,
         } => {
             let opts = crate::install::InstallOptions {
                 source,
@@ -113,6 +132,7 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                     ..Default::default()
                 },
                 project: project(config),
+                override_bundled,
             };
             crate::install::install(&runtime, &catalog, &plugins_dir()?, &opts, None).await?;
             Ok(0)
@@ -131,8 +151,50 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                     ..Default::default()
                 },
                 project: project(config),
+                override_bundled: false,
             };
             crate::install::update(&runtime, &catalog, &plugins_dir()?, &name, opts).await?;
+            Ok(0)
+        }
+        PluginCommand::Pin { name, yes } => {
+            let config = project(config).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`soar plugin pin` records the plugin in a project's soar.lock: run it in the project, or pass -c PATH"
+                )
+            })?;
+            let entry = catalog.get(&name)?;
+            let plugin = load(&runtime, entry).await?;
+            let d = plugin.description();
+            println!(
+                "{} {} ({}, sha256:{})",
+                d.name,
+                clip(&d.version, crate::install::consent::VERSION_MAX),
+                entry.source,
+                entry.digest
+            );
+            println!("It will be able to reach:");
+            for l in crate::install::reach_lines(d) {
+                println!("  {l}");
+            }
+            let others = crate::install::consent::other_providers(&runtime, &catalog, &name).await;
+            let warnings = crate::install::consent::warnings(d, &others);
+            for w in &warnings {
+                println!("{w}");
+            }
+            crate::install::confirm(
+                yes,
+                &format!(
+                    "Pin this '{name}' in {}?",
+                    crate::install::lock::path_for(&config).display()
+                ),
+                "pinning a plugin needs confirmation of what it may reach",
+            )?;
+            let (path, changed) = crate::install::lock::pin(&config, entry)?;
+            if changed {
+                println!("Pinned {name} ({}) in {}.", entry.source, path.display());
+            } else {
+                println!("{} already pins this '{name}'.", path.display());
+            }
             Ok(0)
         }
         PluginCommand::List { json } => {
@@ -153,7 +215,7 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                             json!({"name": entry.name, "source": entry.source.to_string(), "digest": format!("sha256:{}", entry.digest), "error": format!("{e:#}")})
                         }
                     };
-                    println!("{line}");
+                    println!("{}", crate::terminal::json(&line));
                 }
             } else {
                 println!(
@@ -166,16 +228,17 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                         Ok(p) => println!(
                             "{:<14} {:<9} {:<18} {:<10} sha256:{short}",
                             entry.name,
-                            p.description().version,
+                            clip(&p.description().version, 24),
                             format!("soar:plugin@{}", p.wit_version()),
                             entry.source.to_string()
                         ),
                         Err(e) => println!(
-                            "{:<14} {:<9} {:<18} {:<10} sha256:{short}  error: {e:#}",
+                            "{:<14} {:<9} {:<18} {:<10} sha256:{short}  error: {}",
                             entry.name,
                             "-",
                             "-",
-                            entry.source.to_string()
+                            entry.source.to_string(),
+                            line(&format!("{e:#}"))
                         ),
                     }
                 }
@@ -191,9 +254,14 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
             let plugin = load(&runtime, entry).await?;
             let report = inspect_json(entry, &plugin);
             if json {
-                println!("{report}");
+                println!("{}", crate::terminal::json(&report));
             } else {
                 print_inspect(entry, &plugin);
+                let others =
+                    crate::install::consent::other_providers(&runtime, &catalog, &name).await;
+                for w in crate::install::consent::warnings(plugin.description(), &others) {
+                    println!("{w}");
+                }
             }
             Ok(0)
         }
@@ -217,7 +285,7 @@ pub fn artifact_kind_name(k: ArtifactKind) -> &'static str {
 fn scheme(s: &CredentialScheme) -> String {
     match s {
         CredentialScheme::Bearer => "bearer".into(),
-        CredentialScheme::AwsSigv4(service) => format!("aws-sigv4 ({service})"),
+        CredentialScheme::AwsSigv4(service) => format!("aws-sigv4 ({})", line(service)),
     }
 }
 
@@ -254,7 +322,12 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
     let d = plugin.description();
     let caps = &d.capabilities;
     let limits = plugin.limits();
-    println!("{} {} — {}", d.name, d.version, d.summary);
+    println!(
+        "{} {} — {}",
+        d.name,
+        clip(&d.version, crate::install::consent::VERSION_MAX),
+        clip(&d.summary, crate::install::consent::SUMMARY_MAX)
+    );
     println!("  contract:    soar:plugin@{}", plugin.wit_version());
     println!("  source:      {}", entry.source);
     println!("  digest:      sha256:{}", entry.digest);
@@ -273,19 +346,26 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
     for e in &caps.endpoints {
         println!(
             "  endpoint:    {} = {} (granted by choosing this provider; override with grants.endpoints.{})",
-            e.name, e.default_url, e.name
+            line(&e.name),
+            line(&e.default_url),
+            line(&e.name)
         );
     }
     for h in &caps.extra_hosts {
-        println!("  host:        {h} (only when granted in soar.toml)");
+        println!(
+            "  host:        {} (only when granted in soar.toml)",
+            line(h)
+        );
     }
     for c in &caps.credentials {
+        let hosts = crate::install::consent::credential_hosts(d, &c.endpoints);
         println!(
-            "  credential:  {} ({}) from ${}, sent only to: {} — the plugin never sees it",
-            c.name,
+            "  credential:  {} ({}) from ${}, sent only to: {} ({}) — the plugin never sees it",
+            line(&c.name),
             scheme(&c.scheme),
-            c.env.join(" / $"),
-            c.endpoints.join(", ")
+            line(&c.env.join(" / $")),
+            line(&c.endpoints.join(", ")),
+            line(&hosts.join(", "))
         );
     }
     println!(

@@ -1,8 +1,16 @@
 //! Showing plans and outcomes: Terraform-style text for people, one JSON
 //! object per line for machines. Both are deterministic: the same plan
 //! renders to the same bytes.
+//!
+//! Kinds, names, reasons, attributes and notes come from the plugin, so each
+//! is escaped here, where the plan is drawn ([`crate::terminal::line`]: one
+//! line each, so a reason cannot forge the next change, and an escape
+//! sequence cannot redraw `- destroy` as `+ create`). The plan itself keeps
+//! the raw values: they name resources in the state and in saved plans.
 
 use serde_json::{Value, json};
+
+use crate::terminal::{self, line};
 
 use super::plan::{Action, Plan, PlannedChange};
 
@@ -12,20 +20,22 @@ pub fn plan_text(plan: &Plan) -> String {
     if !plan.has_changes() {
         out.push_str(&format!(
             "No changes. Environment \"{}\" ({}) matches the configuration.\n",
-            plan.env, plan.provider
+            line(&plan.env),
+            line(&plan.provider)
         ));
         return out;
     }
     out.push_str(&format!(
         "Soar will perform the following actions on environment \"{}\" (provider {}):\n\n",
-        plan.env, plan.provider
+        line(&plan.env),
+        line(&plan.provider)
     ));
     for c in plan.effective() {
         out.push_str(&change_text(c));
         out.push('\n');
     }
     for note in &plan.notes {
-        out.push_str(&format!("{note}\n"));
+        out.push_str(&format!("{}\n", line(note)));
     }
     if !plan.notes.is_empty() {
         out.push('\n');
@@ -39,17 +49,22 @@ pub fn plan_text(plan: &Plan) -> String {
 }
 
 fn change_text(c: &PlannedChange) -> String {
-    let mut out = format!("  {} {} {}\n", c.action.symbol(), c.kind, c.name);
-    for line in attribute_lines(c) {
-        out.push_str(&format!("      {line}\n"));
+    let mut out = format!(
+        "  {} {} {}\n",
+        c.action.symbol(),
+        line(&c.kind),
+        line(&c.name)
+    );
+    for attribute in attribute_lines(c) {
+        out.push_str(&format!("      {attribute}\n"));
     }
     if !c.reason.is_empty() {
-        out.push_str(&format!("      # {}\n", c.reason));
+        out.push_str(&format!("      # {}\n", line(&c.reason)));
     }
     out
 }
 
-/// `key: value` for creates, `key: old → new` for changed keys.
+/// `key: value` for creates, `key: old → new` for changed keys, escaped.
 fn attribute_lines(c: &PlannedChange) -> Vec<String> {
     let empty = serde_json::Map::new();
     let obj = |v: &Option<Value>| {
@@ -65,7 +80,7 @@ fn attribute_lines(c: &PlannedChange) -> Vec<String> {
     match c.action {
         Action::Create => after
             .iter()
-            .map(|(k, v)| format!("{k}: {}", short(v)))
+            .map(|(k, v)| format!("{}: {}", line(k), short(v)))
             .collect(),
         Action::Delete => Vec::new(),
         _ => {
@@ -76,41 +91,47 @@ fn attribute_lines(c: &PlannedChange) -> Vec<String> {
                 .filter(|k| before.get(*k) != after.get(*k))
                 .map(|k| {
                     let show = |v: Option<&Value>| v.map(short).unwrap_or_else(|| "(none)".into());
-                    format!("{k}: {} → {}", show(before.get(k)), show(after.get(k)))
+                    format!(
+                        "{}: {} → {}",
+                        line(k),
+                        show(before.get(k)),
+                        show(after.get(k))
+                    )
                 })
                 .collect()
         }
     }
 }
 
-/// A value for one line: strings quoted, long digests shortened.
+/// A value for one line: strings quoted, long digests shortened, and
+/// anything JSON leaves raw (C1 and bidi controls) escaped.
 fn short(v: &Value) -> String {
     match v {
         Value::String(s) if s.len() > 24 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
             format!("\"{}…\"", &s[..12])
         }
-        other => other.to_string(),
+        other => terminal::json(other),
     }
 }
 
-/// The plan as JSON lines: each change, the notes, then the summary.
+/// The plan as JSON lines: each change, the notes, then the summary (with
+/// the characters a terminal would act on escaped, see [`terminal::json`]).
 pub fn plan_json(plan: &Plan) -> String {
     let mut out = String::new();
     for c in &plan.changes {
-        out.push_str(
-            &json!({ "type": "planned_change", "env": plan.env, "change": c }).to_string(),
-        );
+        out.push_str(&terminal::json(
+            &json!({ "type": "planned_change", "env": plan.env, "change": c }),
+        ));
         out.push('\n');
     }
     for n in &plan.notes {
-        out.push_str(&json!({ "type": "note", "message": n }).to_string());
+        out.push_str(&terminal::json(&json!({ "type": "note", "message": n })));
         out.push('\n');
     }
     let s = plan.summary();
-    out.push_str(
-        &json!({ "type": "change_summary", "command": plan.command, "env": plan.env, "changes": s, "no_changes": !plan.has_changes() })
-            .to_string(),
-    );
+    out.push_str(&terminal::json(
+        &json!({ "type": "change_summary", "command": plan.command, "env": plan.env, "changes": s, "no_changes": !plan.has_changes() }),
+    ));
     out.push('\n');
     out
 }
@@ -157,5 +178,42 @@ mod tests {
                 .unwrap()
                 .contains("\"change\":1")
         );
+    }
+
+    #[test]
+    fn plugin_text_cannot_redraw_the_plan() {
+        let plan = Plan {
+            format: FORMAT,
+            command: "deploy".into(),
+            app: "hello".into(),
+            env: "staging".into(),
+            provider: "hostile".into(),
+            serial: 1,
+            artifact: None,
+            changes: vec![PlannedChange {
+                action: Action::Delete,
+                kind: "\r\x1b[2K  + create".into(),
+                name: "harmless\x1b]0;title\x07".into(),
+                reason: "fine\n  + create other".into(),
+                before: None,
+                after: None,
+                payload: String::new(),
+                executor: Executor::Provider,
+            }],
+            notes: vec!["note \u{202e}desrever".into()],
+        };
+        let text = plan_text(&plan);
+        assert!(
+            !text
+                .chars()
+                .any(|c| crate::terminal::is_unsafe(c) && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("  - \\r\\x1b[2K  + create harmless\\x1b]0;title\\x07\n"),
+            "{text}"
+        );
+        assert!(text.contains("# fine\\n  + create other\n"), "{text}");
+        assert!(text.contains("note \\u{202e}desrever"), "{text}");
     }
 }

@@ -97,15 +97,98 @@ impl LockFile {
     }
 }
 
-/// Refuse a plugin whose digest differs from the project's pin; pin an
-/// installed plugin the lock does not know yet (trust on first use).
-/// Bundled plugins are pinned only when the lock already lists them (they
-/// change with every soar release).
-pub fn check(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Result<()> {
+/// The `source` of a bundled plugin's pin.
+pub const BUNDLED_SOURCE: &str = "bundled";
+
+/// The pin recording `entry` as it is now: its install record's version and
+/// source for an installed plugin, `bundled` (and this soar's version) for a
+/// bundled one.
+pub fn pin_of(entry: &crate::catalog::Entry) -> Pin {
+    match &entry.source {
+        crate::catalog::Source::Installed { path: wasm } => {
+            let meta = super::InstallRecord::read(wasm.parent().unwrap_or(Path::new(".")));
+            Pin {
+                name: entry.name.clone(),
+                version: meta.as_ref().map(|m| m.version.clone()).unwrap_or_default(),
+                source: meta
+                    .map(|m| m.source)
+                    .unwrap_or_else(|| wasm.display().to_string()),
+                sha256: entry.digest.clone(),
+            }
+        }
+        crate::catalog::Source::Bundled => Pin {
+            name: entry.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            source: BUNDLED_SOURCE.to_string(),
+            sha256: entry.digest.clone(),
+        },
+    }
+}
+
+/// Record `entry` as the project's pin of its name (`soar plugin pin`).
+/// Returns the lock file's path and whether anything changed.
+pub fn pin(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Result<(PathBuf, bool)> {
     let path = path_for(config_file);
     let mut lock = LockFile::read(&path)?;
+    let changed = lock.set(pin_of(entry));
+    if changed {
+        lock.write(&path)?;
+    }
+    Ok((path, changed))
+}
+
+/// Refuse a plugin the project did not pin: another digest, or a switch
+/// between the bundled plugin and an installed one of the same name (an
+/// installed `digitalocean` must not silently replace the bundled one in a
+/// project that used it). A plugin the lock does not list yet is pinned now
+/// (trust on first use), bundled ones included.
+///
+/// One change is followed without asking: a bundled plugin pinned as
+/// `bundled` whose digest changed while it is still the bundled one. It
+/// comes with the soar binary itself (an upgrade of soar), which is the
+/// trust root of every other check; the new digest is recorded and said.
+pub fn check(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Result<()> {
+    use crate::catalog::Source;
+    let path = path_for(config_file);
+    let mut lock = LockFile::read(&path)?;
+    let bundled = entry.source == Source::Bundled;
+    let installed_at = match &entry.source {
+        Source::Installed { path } => path.display().to_string(),
+        Source::Bundled => BUNDLED_SOURCE.to_string(),
+    };
     match lock.get(&entry.name) {
-        Some(pin) if pin.sha256 == entry.digest => Ok(()),
+        Some(pin) if pin.sha256 == entry.digest && (pin.source == BUNDLED_SOURCE) == bundled => {
+            Ok(())
+        }
+        Some(pin) if pin.source == BUNDLED_SOURCE && bundled => {
+            let old = pin.sha256.clone();
+            lock.set(pin_of(entry));
+            write_bundled_pin(&lock, &path);
+            eprintln!(
+                "{}: the bundled plugin '{}' changed with this soar (sha256:{} -> sha256:{}); pinned the new one",
+                path.display(),
+                entry.name,
+                &old[..old.len().min(12)],
+                &entry.digest[..12]
+            );
+            Ok(())
+        }
+        Some(pin) if pin.source == BUNDLED_SOURCE => anyhow::bail!(
+            "{lock} pins the bundled plugin '{name}', but on this machine an installed plugin replaces it ({installed_at}, sha256:{got}); refusing to switch this project to it. To use the installed one in this project, run `soar plugin pin {name}` here (it shows what it may reach and records it in {file}); to use the bundled one again everywhere, run `soar plugin remove {name}`",
+            lock = path.display(),
+            name = entry.name,
+            got = entry.digest,
+            file = FILE_NAME,
+        ),
+        Some(pin) if bundled => anyhow::bail!(
+            "{lock} pins an installed plugin '{name}' (sha256:{want}, {version} from {from}), but this machine has only the bundled '{name}' (sha256:{got}); refusing to switch this project to it. To get the pinned one back, run `soar plugin install {from} --sha256 {want} --override-bundled`; to use the bundled one in this project, run `soar plugin pin {name}` here",
+            lock = path.display(),
+            name = entry.name,
+            want = pin.sha256,
+            version = crate::terminal::line(&pin.version),
+            from = pin.source,
+            got = entry.digest,
+        ),
         Some(pin) => anyhow::bail!(
             "plugin '{name}' is sha256:{got} ({source}), but {lock} pins sha256:{want} ({version} from {from}); \
              refusing to run a plugin the project did not pin. If the change is expected, run `soar plugin update {name}` \
@@ -116,30 +199,48 @@ pub fn check(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Resul
             source = entry.source,
             lock = path.display(),
             want = pin.sha256,
-            version = pin.version,
+            version = crate::terminal::line(&pin.version),
             from = pin.source,
             file = FILE_NAME,
         ),
         None => {
-            if let crate::catalog::Source::Installed { path: wasm } = &entry.source {
-                let meta = super::InstallRecord::read(wasm.parent().unwrap_or(Path::new(".")));
-                lock.set(Pin {
-                    name: entry.name.clone(),
-                    version: meta.as_ref().map(|m| m.version.clone()).unwrap_or_default(),
-                    source: meta
-                        .map(|m| m.source)
-                        .unwrap_or_else(|| wasm.display().to_string()),
-                    sha256: entry.digest.clone(),
-                });
+            lock.set(pin_of(entry));
+            if bundled {
+                write_bundled_pin(&lock, &path);
+            } else {
                 lock.write(&path)?;
+            }
+            if !bundled && crate::catalog::Catalog::is_bundled(&entry.name) {
                 eprintln!(
-                    "{}: pinned plugin '{}' at sha256:{}",
+                    "warning: this project now uses the installed '{name}' ({installed_at}), which replaces the \
+                     bundled '{name}' on this machine; {lock} pins it at sha256:{digest}",
+                    name = entry.name,
+                    lock = path.display(),
+                    digest = &entry.digest[..12],
+                );
+            } else {
+                eprintln!(
+                    "{}: pinned plugin '{}' ({}) at sha256:{}",
                     path.display(),
                     entry.name,
+                    entry.source,
                     &entry.digest[..12]
                 );
             }
             Ok(())
         }
+    }
+}
+
+/// A bundled plugin's pin is written when possible: a project whose
+/// directory is read-only still plans and deploys with the bundled plugin
+/// (it cannot be switched by an install anyway without this pin, which is
+/// said).
+fn write_bundled_pin(lock: &LockFile, path: &Path) {
+    if let Err(e) = lock.write(path) {
+        tracing::warn!(
+            "cannot record the bundled plugin in {}: {e:#}; an installed plugin of the same name would not be refused in this project",
+            path.display()
+        );
     }
 }

@@ -15,14 +15,19 @@
 //!    version, `describe` answers with a valid name (`[a-z0-9-]`: it becomes
 //!    a directory name). This compiles the component into the compile cache,
 //!    so the first `plan` after an install is as fast as any later one;
-//! 4. **show what the plugin will be able to reach** (hosts, credentials,
-//!    SSH) and what it replaces, and ask (`--yes` skips);
+//! 4. **show what the plugin will be able to reach** (hosts, credentials
+//!    and the hosts each is sent to, SSH), loud warnings about credentials
+//!    that read another provider's or a well-known secret variable (see
+//!    [`consent`]), and what it replaces, and ask (`--yes` skips). A plugin
+//!    named like a bundled one is refused unless `--override-bundled` is
+//!    given; every string it supplied is escaped and clipped first;
 //! 5. **stage** the files in a temporary directory inside the plugins
 //!    directory, then **switch atomically**: `<plugins>/<name>` is a symlink
 //!    to `.store/<name>-<id>/`, replaced with one `rename(2)`; the old
 //!    version is deleted afterwards;
 //! 6. **pin** it in the project's `soar.lock` when run inside a project.
 
+pub mod consent;
 pub mod fetch;
 pub mod lock;
 pub mod manifest;
@@ -38,8 +43,11 @@ use self::fetch::{FetchError, FetchPolicy, Fetched, Location};
 use self::manifest::{Manifest, normalize_sha256};
 use crate::catalog::{Catalog, Source};
 use crate::runtime::Runtime;
-use crate::runtime::bindings::{CredentialScheme, Description};
+use crate::runtime::bindings::Description;
 use crate::runtime::cache::CacheOutcome;
+use crate::terminal::clip;
+
+pub use self::consent::reach_lines;
 
 /// File next to `plugin.wasm` recording where it came from.
 pub const RECORD_FILE: &str = "install.json";
@@ -62,6 +70,11 @@ pub struct InstallRecord {
     #[serde(default)]
     pub component: Option<String>,
     pub installed_at_ms: u64,
+    /// Installed with `--override-bundled`: it replaces the bundled plugin of
+    /// the same name. Without it, the catalog ignores a plugin directory
+    /// named like a bundled plugin.
+    #[serde(default)]
+    pub overrides_bundled: bool,
 }
 
 impl InstallRecord {
@@ -84,6 +97,10 @@ pub struct InstallOptions {
     pub fetch: FetchPolicy,
     /// The project's `soar.toml`, whose `soar.lock` records the plugin.
     pub project: Option<PathBuf>,
+    /// Allow replacing the bundled plugin of the same name (for every
+    /// project on this machine; projects that pinned the bundled one refuse
+    /// the replacement until re-pinned with `soar plugin pin`).
+    pub override_bundled: bool,
 }
 
 /// What an install did.
@@ -145,46 +162,6 @@ pub fn confirm(yes: bool, question: &str, why: &str) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("cancelled; nothing was changed")
     }
-}
-
-fn scheme(s: &CredentialScheme) -> String {
-    match s {
-        CredentialScheme::Bearer => "bearer".into(),
-        CredentialScheme::AwsSigv4(service) => format!("aws-sigv4 for {service}"),
-    }
-}
-
-/// One line per thing a plugin may reach, for install prompts and diffs.
-pub fn reach_lines(d: &Description) -> Vec<String> {
-    let caps = &d.capabilities;
-    let mut lines = Vec::new();
-    if caps.endpoints.is_empty() && caps.extra_hosts.is_empty() {
-        lines.push("HTTP: nothing".to_string());
-    }
-    for e in &caps.endpoints {
-        lines.push(format!(
-            "HTTP endpoint '{}': {} (soar.toml may point it elsewhere)",
-            e.name, e.default_url
-        ));
-    }
-    for h in &caps.extra_hosts {
-        lines.push(format!("HTTP host {h} (only if soar.toml grants it)"));
-    }
-    for c in &caps.credentials {
-        lines.push(format!(
-            "credential '{}' ({}) read from ${}, sent only to {}; the plugin never sees its value",
-            c.name,
-            scheme(&c.scheme),
-            c.env.join(" or $"),
-            c.endpoints.join(", ")
-        ));
-    }
-    lines.push(if caps.ssh {
-        "SSH: runs commands and uploads files on hosts it creates or soar.toml lists".to_string()
-    } else {
-        "SSH: no".to_string()
-    });
-    lines
 }
 
 /// `+`/`-` lines between two capability listings (unchanged ones indented).
@@ -341,8 +318,22 @@ pub async fn install(
         );
     }
 
+    // Everything below quotes the plugin: escaped and clipped, so no string
+    // it chose can act on the terminal or push the capability lines away.
+    let version = clip(&d.version, consent::VERSION_MAX);
+    let summary = clip(&d.summary, consent::SUMMARY_MAX);
+    let bundled_name = Catalog::is_bundled(&d.name);
+    if bundled_name && !opts.override_bundled {
+        anyhow::bail!(
+            "this plugin is called '{name}', like the plugin bundled into soar: installing it would replace \
+             the bundled '{name}' for every project on this machine. If that is what you want, pass \
+             --override-bundled (projects that pinned the bundled one keep refusing it until you run \
+             `soar plugin pin {name}` in them); nothing was installed",
+            name = d.name
+        );
+    }
     println!();
-    println!("{} {} — {}", d.name, d.version, d.summary);
+    println!("{} {} — {}", d.name, version, summary);
     println!("  contract:  soar:plugin@{}", plugin.wit_version());
     if let Some(prev) = previous {
         if prev.sha256 == digest {
@@ -359,9 +350,9 @@ pub async fn install(
         }
         println!(
             "  update:    {} sha256:{} -> {} sha256:{}",
-            prev.description.version,
+            clip(&prev.description.version, consent::VERSION_MAX),
             &prev.sha256[..12],
-            d.version,
+            version,
             &digest[..12]
         );
         let (changed, lines) = reach_diff(&prev.description, &d);
@@ -378,10 +369,14 @@ pub async fn install(
             println!("  {l}");
         }
     }
+    // The warnings come last, right above the question, so nothing the
+    // plugin printed can scroll them away.
+    let others = consent::other_providers(runtime, catalog, &d.name).await;
+    let warnings = consent::warnings(&d, &others);
     match catalog.entries().iter().find(|e| e.name == d.name) {
-        Some(e) if e.source == Source::Bundled => println!(
-            "This overrides the bundled plugin '{}' (`soar plugin remove {}` brings the bundled one back).",
-            d.name, d.name
+        Some(_) if bundled_name => println!(
+            "WARNING: this replaces the bundled plugin '{}' for every project on this machine (`soar plugin remove {}` brings the bundled one back); projects that pinned the bundled one refuse it until `soar plugin pin {}` is run in them.",
+            d.name, d.name, d.name
         ),
         Some(e) if previous.is_none() => println!(
             "This replaces the installed '{}' (sha256:{}).",
@@ -390,9 +385,22 @@ pub async fn install(
         ),
         _ => {}
     }
+    for w in &warnings {
+        println!("{w}");
+    }
+    let question = if warnings.is_empty() {
+        format!("Install {} {}?", d.name, version)
+    } else {
+        format!(
+            "Install {} {} despite the {} WARNING(S) above?",
+            d.name,
+            version,
+            warnings.len()
+        )
+    };
     confirm(
         opts.yes,
-        &format!("Install {} {}?", d.name, d.version),
+        &question,
         "installing a plugin needs confirmation of what it may reach",
     )?;
 
@@ -407,12 +415,13 @@ pub async fn install(
             .as_ref()
             .map(|_| fetched.final_location.to_string()),
         installed_at_ms: now_ms(),
+        overrides_bundled: bundled_name,
     };
     let dir = commit(plugins_dir, &d.name, &fetched.bytes, &record)?;
     println!(
         "Installed {} {} into {} (validated and compiled in {} ms; the first run uses the compiled form).",
         d.name,
-        d.version,
+        version,
         dir.display(),
         validate_time.as_millis()
     );
@@ -623,6 +632,9 @@ pub async fn update(
         sha256: entry.digest.clone(),
     };
     println!("Updating {name} from {source}");
+    // It already replaces the bundled plugin (it could not otherwise be
+    // installed under that name): updating it keeps doing so.
+    opts.override_bundled |= matches!(entry.source, Source::Installed { .. });
     opts.source = source;
     opts.sha256 = None;
     let installed = install(runtime, catalog, plugins_dir, &opts, Some(&previous)).await?;

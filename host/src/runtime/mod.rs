@@ -62,16 +62,20 @@ impl Drop for Runtime {
 }
 
 /// Why a plugin call did not return a value.
+///
+/// Its `Display` is what users see, so every plugin-supplied part (the
+/// plugin's version, its error message, its stderr in a trap reason) is
+/// escaped by [`crate::terminal::line`]; the fields keep the raw values.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The plugin answered with an error of its own.
-    #[error("{plugin}: {}", render_plugin_error(.error))]
+    #[error("{}: {}", crate::terminal::line(&.plugin.to_string()), render_plugin_error(.error))]
     Plugin {
         plugin: PluginIdent,
         error: Box<PluginError>,
     },
     /// The sandbox ended the call (trap, deadline, memory cap...).
-    #[error("{plugin} failed in {call}: {reason}")]
+    #[error("{} failed in {call}: {}", crate::terminal::line(&.plugin.to_string()), crate::terminal::line(.reason))]
     Trapped {
         plugin: PluginIdent,
         call: &'static str,
@@ -79,19 +83,22 @@ pub enum CallError {
     },
 }
 
-/// One line for a plugin's error value.
+/// One line for a plugin's error value, safe to print: every string the
+/// plugin supplied is escaped by [`crate::terminal::line`], newlines
+/// included, so it stays one line and cannot act on the terminal.
 pub fn render_plugin_error(e: &PluginError) -> String {
+    use crate::terminal::line;
     match e {
         PluginError::InvalidConfig(diags) => {
             let lines: Vec<String> = diags
                 .iter()
                 .map(|d| {
-                    let mut s = d.message.clone();
+                    let mut s = line(&d.message).into_owned();
                     if let Some(f) = &d.field {
-                        s = format!("{f}: {s}");
+                        s = format!("{}: {s}", line(f));
                     }
                     if let Some(h) = &d.hint {
-                        s.push_str(&format!(" ({h})"));
+                        s.push_str(&format!(" ({})", line(h)));
                     }
                     s
                 })
@@ -99,13 +106,18 @@ pub fn render_plugin_error(e: &PluginError) -> String {
             format!("invalid configuration: {}", lines.join("; "))
         }
         PluginError::Api(a) => {
-            let mut s = format!("API error {} {}: {}", a.status, a.code, a.message);
+            let mut s = format!(
+                "API error {} {}: {}",
+                a.status,
+                line(&a.code),
+                line(&a.message)
+            );
             if let Some(id) = &a.request_id {
-                s.push_str(&format!(" (request id {id})"));
+                s.push_str(&format!(" (request id {})", line(id)));
             }
             s
         }
-        PluginError::Transport(m) | PluginError::Other(m) => m.clone(),
+        PluginError::Transport(m) | PluginError::Other(m) => line(m).into_owned(),
     }
 }
 

@@ -12,6 +12,8 @@
 //! and as a change payload), so a test can check that nothing it should not
 //! see ever reached it.
 
+mod terminal;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io::Write as _;
@@ -181,6 +183,8 @@ impl Provider for Hostile {
             "sleep-forever" => loop {
                 soar_sdk::time::sleep(Duration::from_secs(3600));
             },
+            // Families of cases, each in its own module.
+            m if m.starts_with("term-") => terminal::plan(m, ctx),
             other => Err(PluginError::Other(format!("unknown mode {other:?}"))),
         }
     }
