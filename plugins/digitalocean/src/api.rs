@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use soar_sdk::http::Response;
 use soar_sdk::prelude::*;
 
+use crate::paging::{Pager, Step};
+
 /// The credential the host injects (bearer token).
 pub const CREDENTIAL: &str = "digitalocean";
 /// Largest page the API serves.
@@ -120,6 +122,8 @@ pub fn get(url: &str) -> PluginResult<Response> {
 struct Page {
     #[serde(default)]
     links: Option<Links>,
+    #[serde(default)]
+    meta: Option<Meta>,
 }
 
 #[derive(Deserialize)]
@@ -133,14 +137,20 @@ struct Pages {
     next: Option<String>,
 }
 
-/// Every item under `key` of a paginated list, following `links.pages.next`.
+#[derive(Deserialize)]
+struct Meta {
+    total: Option<u64>,
+}
+
+/// Every item under `key` of a paginated list, following `links.pages.next`
+/// only while it advances (see [`crate::paging`]).
 /// The next link is re-rooted on the configured endpoint (the API answers
 /// with its public host name, which a test or proxy override replaces).
 pub fn list<T: DeserializeOwned>(base: &str, first: &str, key: &str) -> PluginResult<Vec<T>> {
     let mut out = Vec::new();
     let mut url = format!("{base}{first}");
-    // A guard against a server that links a page to itself.
-    for _ in 0..10_000 {
+    let mut pager = Pager::new(key, first, &url);
+    loop {
         let resp = get(&url)?;
         let v: Value = resp.json()?;
         let items = v.get(key).cloned().unwrap_or(Value::Array(vec![]));
@@ -149,16 +159,24 @@ pub fn list<T: DeserializeOwned>(base: &str, first: &str, key: &str) -> PluginRe
                 "digitalocean provider: unexpected response from {url}: '{key}' is not the list expected: {e}"
             ))
         })?;
+        let count = items.len();
         out.extend(items);
-        let page: Page = serde_json::from_value(v).unwrap_or(Page { links: None });
-        match page.links.and_then(|l| l.pages).and_then(|p| p.next) {
-            Some(next) => url = rebase(base, &next),
-            None => return Ok(out),
+        let page: Page = serde_json::from_value(v).unwrap_or(Page {
+            links: None,
+            meta: None,
+        });
+        let total = page.meta.and_then(|m| m.total);
+        let next = page
+            .links
+            .and_then(|l| l.pages)
+            .and_then(|p| p.next)
+            .map(|n| rebase(base, &n));
+        match pager.after_page(count, total, next) {
+            Ok(Step::Follow(next)) => url = next,
+            Ok(Step::Done) => return Ok(out),
+            Err(why) => return Err(PluginError::Other(why)),
         }
     }
-    Err(PluginError::Other(format!(
-        "digitalocean provider: {first} kept announcing more pages; giving up"
-    )))
 }
 
 /// `https://api.digitalocean.com/v2/x?page=2` → `{base}/v2/x?page=2`.

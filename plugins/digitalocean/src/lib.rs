@@ -18,6 +18,7 @@
 mod api;
 mod droplets;
 mod functions;
+mod paging;
 mod settings;
 
 use soar_sdk::prelude::*;

@@ -103,6 +103,9 @@ struct Inner {
     fail_5xx_status: u16,
     drop_next: u32,
     fail_create: BTreeMap<String, u16>,
+    /// List key (`droplets`, `sizes`...) → the page every answer's next link
+    /// names, however far the reader got: a paging fault seen in the wild.
+    stuck_next: BTreeMap<String, usize>,
     calls: BTreeMap<String, usize>,
     throttled: usize,
     request_seq: u64,
@@ -196,6 +199,7 @@ impl DigitalOceanFake {
             fail_5xx: 0,
             fail_5xx_status: 500,
             drop_next: 0,
+            stuck_next: BTreeMap::new(),
             fail_create: BTreeMap::new(),
             calls: BTreeMap::new(),
             throttled: 0,
@@ -338,6 +342,14 @@ impl DigitalOceanFake {
         let mut s = lock(&self.inner);
         s.fail_5xx = count;
         s.fail_5xx_status = status;
+    }
+
+    /// Every answer of the list under `key` (`"droplets"`, `"sizes"`...)
+    /// links `page` as its next page, also from that page itself and the
+    /// last one: the inconsistent paging that once made a plan send 7,666
+    /// identical requests. `meta.total` stays the true count.
+    pub fn stick_next_link(&self, key: &str, page: usize) {
+        lock(&self.inner).stuck_next.insert(key.to_string(), page);
     }
 
     /// The next `count` connections are dropped without an answer.
@@ -604,13 +616,16 @@ fn droplet_json(s: &Inner, d: &FakeDroplet, now: Instant) -> Value {
     })
 }
 
-/// One page of `items` with `links.pages` and `meta.total`.
+/// One page of `items` with `links.pages` and `meta.total`; with `stuck`,
+/// the next link always names that page (see
+/// [`DigitalOceanFake::stick_next_link`]).
 fn page(
     base: &str,
     path: &str,
     q: &BTreeMap<String, String>,
     key: &str,
     items: Vec<Value>,
+    stuck: Option<usize>,
 ) -> Result<Value, (u16, String)> {
     let per_page: usize = match q.get("per_page") {
         None => 20,
@@ -648,7 +663,10 @@ fn page(
         pages.insert("first".into(), link(1).into());
         pages.insert("prev".into(), link(pg - 1).into());
     }
-    if pg < last {
+    if let Some(stuck) = stuck {
+        pages.insert("next".into(), link(stuck).into());
+        pages.insert("last".into(), link(last.max(stuck)).into());
+    } else if pg < last {
         pages.insert("next".into(), link(pg + 1).into());
         pages.insert("last".into(), link(last).into());
     }
@@ -778,11 +796,11 @@ fn route(
     sweep(s, now);
 
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let paged = |s: &Inner, key: &str, items: Vec<Value>| match page(base, path, q, key, items) {
-        Ok(v) => axum::Json(v).into_response(),
-        Err((st, m)) => {
-            let _ = s;
-            error(st, error_id(st), &m, rid)
+    let paged = |s: &Inner, key: &str, items: Vec<Value>| {
+        let stuck = s.stuck_next.get(key).copied();
+        match page(base, path, q, key, items, stuck) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err((st, m)) => error(st, error_id(st), &m, rid),
         }
     };
     match (method, segs.as_slice()) {
