@@ -37,6 +37,8 @@ const MAX_BUCKET_BYTES: u64 = 40 << 20;
 const MAX_BUCKET_FILES: usize = 2_000;
 /// Root files that configure the deployment instead of being served.
 const SPECIAL: &[&str] = &["_headers", "_redirects", "_routes.json"];
+/// The part Content-Type of a special file in the deployment multipart.
+const SPECIAL_CONTENT_TYPE: &str = "application/octet-stream";
 const MARK: &str = "soar-manifest:";
 
 fn project_name(ctx: &Context, s: &Settings) -> String {
@@ -381,16 +383,22 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
 
     // 1. The project.
     let branch = s.production_branch.clone().unwrap_or_else(|| "main".into());
-    if api::get_optional(&project_url)?.is_none() {
-        let url = format!("{}/pages/projects", api::account_url(ctx, s.account_id()?)?);
-        api::result(
-            Request::post(&url)
-                .credential(TOKEN)
-                .json(&json!({"name": name, "production_branch": branch}))
-                .send()?,
-        )?;
-        messages.push(format!("created Pages project {name}"));
-    }
+    // Its id is the resource's id, in apply as in status, so `soar status`
+    // can tell a project deleted and re-created outside Soar.
+    let project_id = match api::get_optional(&project_url)? {
+        Some(p) => p["id"].as_str().map(str::to_string),
+        None => {
+            let url = format!("{}/pages/projects", api::account_url(ctx, s.account_id()?)?);
+            let created = api::result(
+                Request::post(&url)
+                    .credential(TOKEN)
+                    .json(&json!({"name": name, "production_branch": branch}))
+                    .send()?,
+            )?;
+            messages.push(format!("created Pages project {name}"));
+            created["id"].as_str().map(str::to_string)
+        }
+    };
 
     // 2. Token and limits.
     let mut up = Uploader::new(ctx, s)?;
@@ -469,11 +477,14 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
         text("commit_message", format!("{MARK}{digest} files:{files}")),
         text("commit_dirty", "true".into()),
     ];
+    // wrangler appends each as `new File([text], name)`, a blob without a
+    // type, which fetch's FormData labels `application/octet-stream`; the
+    // API's own client is the reference for what its parser expects.
     for sp in &specials {
         parts.push(Part {
             name: sp.clone(),
             filename: Some(sp.clone()),
-            content_type: None,
+            content_type: Some(SPECIAL_CONTENT_TYPE.into()),
             content: vec![Segment::File(sp.clone())],
         });
     }
@@ -499,9 +510,10 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
         resource: Some(ManagedResource {
             kind: KIND.into(),
             name: name.clone(),
-            id: dep["id"].as_str().map(str::to_string),
+            id: project_id,
             attributes: json!({
                 "manifest_digest": digest,
+                "deployment_id": dep["id"],
                 "files": files,
                 "uploaded": total,
                 "uploaded_bytes": bytes,
@@ -541,7 +553,9 @@ pub fn status(ctx: &Context, s: &Settings) -> PluginResult<Vec<ResourceStatus>> 
             id: project["id"].as_str().map(str::to_string),
             attributes: json!({
                 "manifest_digest": mark.as_ref().map(|m| &m.0),
+                "deployment_id": latest.as_ref().map(|d| &d["id"]),
                 "files": mark.as_ref().map(|m| m.1),
+                "url": url,
                 "subdomain": project["subdomain"],
             })
             .to_string(),

@@ -11,7 +11,9 @@
 //! - Pages: `GET|POST /accounts/{a}/pages/projects`, `GET|DELETE
 //!   .../projects/{p}`, `GET .../upload-token` (a JWT with `exp` and
 //!   `max_file_count_allowed`), `GET|POST .../deployments` (POST multipart:
-//!   `manifest`, `branch`, `commit_message`, `_headers`, `_redirects`), and
+//!   `manifest`, `branch`, `commit_message`, and `_headers`, `_redirects`,
+//!   `_routes.json` as file parts that must carry a Content-Type, as
+//!   wrangler's do), `GET|DELETE .../deployments/{id}`, and
 //!   the asset endpoints that are not in the document, as wrangler uses
 //!   them: `POST /pages/assets/check-missing`, `/upload`, `/upsert-hashes`.
 //!
@@ -60,6 +62,8 @@ pub struct Deployment {
     pub manifest: BTreeMap<String, String>,
     pub headers: Option<Vec<u8>>,
     pub redirects: Option<Vec<u8>>,
+    /// Part name → its Content-Type as sent (`None` for a text field).
+    pub part_types: BTreeMap<String, Option<String>>,
     pub created_on: String,
 }
 
@@ -239,6 +243,35 @@ impl Cloudflare {
 
     pub fn project_exists(&self, name: &str) -> bool {
         lock(&self.inner).projects.contains_key(name)
+    }
+
+    /// Create Pages project `name` (production branch `main`), as the
+    /// dashboard or `wrangler pages project create` would.
+    pub fn add_project(&self, name: &str) {
+        let mut i = lock(&self.inner);
+        let id = format!("{:032x}", i.next_id);
+        i.next_id += 1;
+        i.projects.insert(
+            name.into(),
+            Project {
+                id,
+                name: name.into(),
+                production_branch: "main".into(),
+                created_on: timestamp(),
+                deployments: vec![],
+            },
+        );
+    }
+
+    /// Delete Pages project `name` behind Soar's back (as the dashboard
+    /// would); `true` if it existed.
+    pub fn remove_project(&self, name: &str) -> bool {
+        lock(&self.inner).projects.remove(name).is_some()
+    }
+
+    /// Delete Worker script `name` behind Soar's back; `true` if it existed.
+    pub fn remove_script(&self, name: &str) -> bool {
+        lock(&self.inner).scripts.remove(name).is_some()
     }
 
     /// Deployments of a project, newest last.
@@ -460,6 +493,7 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
                 ["pages", "projects", p, "deployments"] => {
                     deployments(&inner, &method, p, &query, multipart).await
                 }
+                ["pages", "projects", p, "deployments", id] => deployment(&inner, &method, p, id),
                 _ => error(StatusCode::NOT_FOUND, 7003, "Could not route to that path"),
             }
         }
@@ -743,7 +777,18 @@ fn routes(inner: &Shared, method: &Method, zone: &str, rest: &[&str], body: &[u8
     }
 }
 
+/// A project as `pages_projects` in the document describes it, with the
+/// `deployment_configs` and `build_config` the real API always returns
+/// (wrangler reads `deployment_configs` before it deploys).
 fn project_json(p: &Project) -> Value {
+    let configs = json!({
+        "compatibility_date": "2024-09-23",
+        "compatibility_flags": [],
+        "env_vars": {},
+        "fail_open": true,
+        "always_use_latest_compatibility_date": false,
+        "usage_model": "standard",
+    });
     json!({
         "id": p.id,
         "name": p.name,
@@ -751,27 +796,47 @@ fn project_json(p: &Project) -> Value {
         "domains": [format!("{}.pages.dev", p.name)],
         "production_branch": p.production_branch,
         "created_on": p.created_on,
-        "latest_deployment": p.deployments.last().map(deployment_json),
-        "canonical_deployment": p.deployments.last().map(deployment_json),
+        "build_config": {
+            "build_caching": false, "build_command": "", "destination_dir": "",
+            "root_dir": "", "web_analytics_tag": null, "web_analytics_token": null,
+        },
+        "deployment_configs": { "preview": configs, "production": configs },
+        "source": null,
+        "latest_deployment": p.deployments.last().map(|d| deployment_json(p, d)),
+        "canonical_deployment": p.deployments.last().map(|d| deployment_json(p, d)),
     })
 }
 
-fn deployment_json(d: &Deployment) -> Value {
+fn deployment_json(p: &Project, d: &Deployment) -> Value {
+    let stages: Vec<Value> = ["queued", "initialize", "clone_repo", "build", "deploy"]
+        .iter()
+        .map(|n| json!({"name": n, "status": "success", "started_on": d.created_on, "ended_on": d.created_on}))
+        .collect();
+    let environment = if d.branch == p.production_branch {
+        "production"
+    } else {
+        "preview"
+    };
     json!({
         "id": d.id,
         "short_id": d.short_id,
+        "project_id": p.id,
+        "project_name": p.name,
         "url": d.url,
-        "environment": "production",
+        "environment": environment,
+        "env_vars": {},
+        "build_config": null,
+        "source": null,
+        "is_skipped": false,
         "created_on": d.created_on,
         "modified_on": d.created_on,
-        "aliases": [],
-        "is_skipped": false,
+        "aliases": [format!("https://{}.{}.pages.dev", d.branch, p.name)],
         "deployment_trigger": {
             "type": "ad_hoc",
             "metadata": {"branch": d.branch, "commit_hash": "", "commit_message": d.commit_message}
         },
         "latest_stage": {"name": "deploy", "status": "success", "started_on": d.created_on, "ended_on": d.created_on},
-        "stages": [],
+        "stages": stages,
     })
 }
 
@@ -953,6 +1018,62 @@ fn assets(inner: &Shared, what: &str, method: &Method, body: &[u8]) -> Response 
     }
 }
 
+/// `GET|DELETE .../deployments/{deployment_id}` (wrangler polls the GET for
+/// `latest_stage` after it deploys).
+fn deployment(inner: &Shared, method: &Method, project: &str, id: &str) -> Response {
+    let mut i = lock(inner);
+    let Some(p) = i.projects.get_mut(project) else {
+        return project_not_found();
+    };
+    let Some(at) = p
+        .deployments
+        .iter()
+        .position(|d| d.id == id || d.short_id == id)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            8000009,
+            "The deployment ID you have specified does not exist. Update the deployment ID and try again.",
+        );
+    };
+    match *method {
+        Method::GET => ok(deployment_json(p, &p.deployments[at])),
+        Method::DELETE => {
+            p.deployments.remove(at);
+            ok(Value::Null)
+        }
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, 10000, "Method not allowed"),
+    }
+}
+
+/// The deployment parts wrangler sends as files (`new File([...], name)`),
+/// each labelled with a Content-Type by fetch's FormData.
+const FILE_PARTS: &[&str] = &[
+    "_headers",
+    "_redirects",
+    "_routes.json",
+    "_worker.bundle",
+    "functions-filepath-routing-config.json",
+];
+
+/// Why a deployment part is refused, as a strict multipart parser would:
+/// a file part must say its Content-Type (every client of the API sends one).
+fn part_fault(name: &str, file_name: Option<&str>, content_type: Option<&str>) -> Option<String> {
+    let is_file = file_name.is_some() || FILE_PARTS.contains(&name);
+    if is_file && file_name.is_none() {
+        return Some(format!(
+            "part '{name}' must be a file part (Content-Disposition with a filename)"
+        ));
+    }
+    if is_file && content_type.is_none_or(str::is_empty) {
+        return Some(format!(
+            "part '{name}' (file '{}') has no Content-Type; send the file's media type (wrangler sends application/octet-stream)",
+            file_name.unwrap_or(name)
+        ));
+    }
+    None
+}
+
 async fn deployments(
     inner: &Shared,
     method: &Method,
@@ -978,7 +1099,7 @@ async fn deployments(
                 .iter()
                 .rev()
                 .take(per_page)
-                .map(deployment_json)
+                .map(|d| deployment_json(p, d))
                 .collect();
             axum::Json(json!({"success": true, "errors": [], "messages": [],
                 "result": list,
@@ -994,10 +1115,15 @@ async fn deployments(
                 );
             };
             let mut fields: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            let mut part_types = BTreeMap::new();
             loop {
                 match mp.next_field().await {
                     Ok(Some(f)) => {
                         let name = f.name().unwrap_or_default().to_string();
+                        if let Some(why) = part_fault(&name, f.file_name(), f.content_type()) {
+                            return error(StatusCode::BAD_REQUEST, 8000000, &why);
+                        }
+                        part_types.insert(name.clone(), f.content_type().map(str::to_string));
                         match f.bytes().await {
                             Ok(b) => {
                                 fields.insert(name, b.to_vec());
@@ -1053,9 +1179,10 @@ async fn deployments(
                 manifest,
                 headers: fields.get("_headers").cloned(),
                 redirects: fields.get("_redirects").cloned(),
+                part_types,
                 created_on: timestamp(),
             };
-            let out = deployment_json(&d);
+            let out = deployment_json(p, &d);
             p.deployments.push(d);
             i.counters.deployments += 1;
             ok(out)
