@@ -9,7 +9,11 @@
 use soar::credentials::{AwsKeys, Secret, sign_sigv4};
 use soar_tests::moto::Moto;
 
-/// A running moto whose IAM user `soar` (allowed everything) holds these keys.
+/// A policy that allows everything.
+pub const ALLOW_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+/// A running moto whose IAM user `soar` holds these keys.
 pub struct SignedMoto {
     pub moto: Moto,
     pub key_id: String,
@@ -17,8 +21,15 @@ pub struct SignedMoto {
 }
 
 impl SignedMoto {
-    /// Start moto, create the user and its keys, then switch auth on.
+    /// Start moto with the user allowed everything.
     pub async fn start() -> Self {
+        Self::start_with_policy(ALLOW_ALL).await
+    }
+
+    /// Start moto, create the user with `policy` (an IAM policy document)
+    /// and its keys, then switch auth on: from there moto checks every
+    /// signature and every action against the policy.
+    pub async fn start_with_policy(policy: &str) -> Self {
         soar::tls::install_crypto_provider();
         let moto = Moto::start().unwrap();
         let setup = AwsKeys {
@@ -37,11 +48,8 @@ impl SignedMoto {
         iam(&[
             ("Action", "PutUserPolicy"),
             ("UserName", "soar"),
-            ("PolicyName", "all"),
-            (
-                "PolicyDocument",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
-            ),
+            ("PolicyName", "soar"),
+            ("PolicyDocument", policy),
         ])
         .await;
         let created = iam(&[("Action", "CreateAccessKey"), ("UserName", "soar")]).await;

@@ -181,11 +181,20 @@ fn architecture(itype: &str) -> &'static str {
     }
 }
 
-/// The regions to look in when settings are unknown (destroy, status).
+/// The regions to look in (destroy, status): the configured ones, or every
+/// region when the settings cannot be read. Only that fallback needs
+/// ec2:DescribeRegions, which the minimal policy leaves out, so a refusal
+/// says which of the two to fix.
 fn regions_to_scan(ctx: &Context) -> Result<Vec<String>, PluginError> {
     match load_settings(ctx) {
         Ok((s, _)) => Ok(s.regions.iter().map(|r| r.name.clone()).collect()),
-        Err(_) => ec2::all_regions(ctx, "us-east-1"),
+        Err(d) => ec2::all_regions(ctx, "us-east-1").map_err(|e| match ec2::code(&e) {
+            Some("UnauthorizedOperation" | "AccessDenied") => PluginError::Other(format!(
+                "aws-spot provider: the settings cannot be read ({}), and listing every region to search instead needs ec2:DescribeRegions, which the keys' policy does not allow: fix the settings, or allow ec2:DescribeRegions",
+                d.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("; ")
+            )),
+            _ => e,
+        }),
     }
 }
 
@@ -283,7 +292,10 @@ impl Provider for AwsSpot {
             }
         };
         let region = settings.regions[0].name.clone();
-        if let Err(e) = ec2::call(ctx, &region, "DescribeRegions", &[]) {
+        // The connectivity probe is the plan's own first read (this
+        // deployment's instances), so a least-privilege policy needs no
+        // action for validation alone (README: "aws-spot IAM policy").
+        if let Err(e) = ec2::describe_instances(ctx, &region, &owner_filter(ctx)) {
             out.push(diag(
                 format!(
                     "aws-spot provider: cannot use the EC2 API in {region}: {}",
@@ -293,6 +305,9 @@ impl Provider for AwsSpot {
                 match ec2::code(&e) {
                     Some("AuthFailure" | "SignatureDoesNotMatch" | "InvalidClientTokenId") => Some(
                         "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the variables named in [env.<name>.credentials])",
+                    ),
+                    Some("UnauthorizedOperation" | "AccessDenied") => Some(
+                        "the keys are valid but their IAM policy does not allow ec2:DescribeInstances; attach the minimal policy in README (\"aws-spot IAM policy\")",
                     ),
                     _ => None,
                 },

@@ -1,0 +1,179 @@
+//! aws-spot under a least-privilege IAM user, through the real `soar`
+//! binary: moto checks every signature and every action against the policy
+//! README documents ("aws-spot IAM policy", read from README.md itself, so
+//! the document and the test cannot drift apart). plan, deploy, status,
+//! plan again and destroy all pass under exactly that policy; a policy
+//! without one of its actions fails, which shows moto really enforces it.
+
+mod aws_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use aws_support::SignedMoto;
+
+const SOAR: &str = env!("CARGO_BIN_EXE_soar");
+
+/// The JSON block under README's "### aws-spot IAM policy" heading.
+fn readme_policy() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = readme
+        .split_once("### aws-spot IAM policy")
+        .expect("README has an \"aws-spot IAM policy\" section")
+        .1;
+    let block = section
+        .split_once("```json\n")
+        .expect("the section holds a json block")
+        .1;
+    let policy = block.split_once("```").unwrap().0.to_string();
+    serde_json::from_str::<serde_json::Value>(&policy).expect("the README policy is JSON");
+    policy
+}
+
+/// The policy's actions.
+fn actions(policy: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(policy).unwrap();
+    v["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A zero-config project (`soar init --provider aws-spot`) that imports a
+/// public key, so the key-pair actions run too.
+struct Project {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Project {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shop");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        let p = Self { tmp, dir };
+        let out = p.run(None, None, &["init", "--provider", "aws-spot"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let config = p.dir.join(".spot/config.yaml");
+        let mut yaml = std::fs::read_to_string(&config).unwrap();
+        yaml.push_str(
+            "public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl soar-test\npoll_interval_ms: 50\nwait_timeout: 20\n",
+        );
+        std::fs::write(config, yaml).unwrap();
+        p
+    }
+
+    /// `soar args...` with `keys` and the EC2 endpoint pointed at moto.
+    fn run(&self, moto: Option<&str>, keys: Option<(&str, &str)>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(SOAR);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("HOME", self.tmp.path().join("home"))
+            .env("SOAR_DATA_DIR", self.tmp.path().join("data"))
+            .env(
+                "SOAR_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("soar-e2e-compile-cache"),
+            )
+            .env_remove("SOAR_LOG")
+            .stdin(Stdio::null());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("AWS_") || k.starts_with("SOAR_ENDPOINT_") {
+                cmd.env_remove(&*k);
+            }
+        }
+        if let Some(url) = moto {
+            assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
+            cmd.env("SOAR_ENDPOINT_AWS_SPOT_EC2", url);
+        }
+        if let Some((id, secret)) = keys {
+            cmd.env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_cycle_runs_under_exactly_the_readme_policy() {
+    let policy = readme_policy();
+    let listed = actions(&policy);
+    assert!(
+        !listed.iter().any(|a| a == "ec2:DescribeRegions"),
+        "the minimal policy must not need DescribeRegions: {listed:?}"
+    );
+    assert!(listed.iter().any(|a| a == "ec2:CreateTags"));
+    let aws = SignedMoto::start_with_policy(&policy).await;
+    let keys = Some((aws.key_id.as_str(), aws.secret.as_str()));
+    let url = Some(aws.moto.url.as_str());
+    let p = Project::new();
+
+    let out = p.run(url, keys, &["plan"]);
+    assert!(out.status.success(), "plan: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ spot-instance spot-0"));
+
+    let out = p.run(url, keys, &["deploy", "-y"]);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+
+    let out = p.run(url, keys, &["status", "--json"]);
+    assert!(out.status.success(), "status: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"spot-0\""),
+        "{}",
+        text(&out)
+    );
+
+    let out = p.run(url, keys, &["plan"]);
+    assert!(out.status.success(), "second plan: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        text(&out)
+    );
+
+    let out = p.run(url, keys, &["destroy", "--yes"]);
+    assert!(out.status.success(), "destroy: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("✓ destroy spot-instance spot-0"),
+        "{}",
+        text(&out)
+    );
+    assert!(err.contains("✓ destroy security-group"), "{}", text(&out));
+}
+
+/// The control: without ec2:RunInstances the deploy is refused by moto's
+/// IAM check, and the message names the action.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_missing_an_action_is_refused_with_the_action_named() {
+    let policy = readme_policy().replace("\"ec2:RunInstances\",", "");
+    assert!(!actions(&policy).iter().any(|a| a == "ec2:RunInstances"));
+    let aws = SignedMoto::start_with_policy(&policy).await;
+    let keys = Some((aws.key_id.as_str(), aws.secret.as_str()));
+    let url = Some(aws.moto.url.as_str());
+    let p = Project::new();
+
+    let out = p.run(url, keys, &["plan"]);
+    assert!(out.status.success(), "plan reads only: {}", text(&out));
+    let out = p.run(url, keys, &["deploy", "-y"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("AccessDenied") && all.contains("ec2:RunInstances"),
+        "{all}"
+    );
+}
