@@ -48,7 +48,7 @@ pub enum Command {
     /// Remove everything an environment owns.
     Destroy(project::DestroyArgs),
     /// Show each environment's release and whether it runs.
-    Status(project::EnvJsonArgs),
+    Status(project::StatusArgs),
     /// Rebuild the state's resources from what the provider reports (its
     /// `managed-by:soar` tags).
     Refresh(project::EnvJsonArgs),

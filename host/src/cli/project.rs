@@ -291,9 +291,23 @@ pub async fn destroy(config: Option<&Path>, a: DestroyArgs) -> anyhow::Result<i3
     .await
 }
 
-pub async fn status(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32> {
+/// `soar status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Environment (default: every one).
+    #[arg(short, long)]
+    env: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Show the state only: do not ask the providers what is deployed.
+    #[arg(long)]
+    offline: bool,
+}
+
+pub async fn status(config: Option<&Path>, a: StatusArgs) -> anyhow::Result<i32> {
     let ws = Workspace::open(config)?;
-    releases::status_command(&ws, a.env.as_deref(), a.json).await
+    releases::status_command(&ws, a.env.as_deref(), a.json, a.offline).await
 }
 
 pub async fn refresh(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32> {

@@ -1,16 +1,20 @@
 //! Reading and switching releases: `soar status`, `history`, `logs`,
 //! `rollback`.
 
+mod drift;
+
 use std::time::Duration;
 
 use serde_json::json;
 
+use super::deploy::DEPLOYS_ARTIFACT;
 use super::targets::{SshTarget, Target};
 use super::trail::{Trail, mark};
 use super::{Workspace, targets};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
 use crate::rollout::{self, Health};
+use crate::runtime::bindings::ResourceStatus;
 use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus, format_utc};
 
 /// The local service of `env` as recorded, for reading commands.
@@ -23,11 +27,52 @@ fn local_spec(ws: &Workspace, env: &crate::config::Environment, port: u16) -> Se
     }
 }
 
-/// `soar status`: per environment, the active release and whether it runs.
+/// What the provider said about an environment, for `soar status`.
+enum Asked {
+    /// `--offline`, or the local target (its truth is the supervisor).
+    Not,
+    Reported(Vec<ResourceStatus>),
+    Failed(String),
+}
+
+/// Ask `env`'s plugin for its resources; an error is kept, not raised, so
+/// one unreachable provider does not hide the other environments.
+async fn ask_provider(ws: &Workspace, env: &crate::config::Environment, offline: bool) -> Asked {
+    if offline || env.provider == "local" {
+        return Asked::Not;
+    }
+    let asked = async {
+        let p = ws.prepare_existing(&env.name).await?;
+        anyhow::Ok(p.plugin.status(p.session.clone(), &p.ctx).await?)
+    };
+    match asked.await {
+        Ok(r) => Asked::Reported(r),
+        Err(e) => Asked::Failed(format!("{e:#}")),
+    }
+}
+
+/// Control characters out of a provider-supplied string before a terminal
+/// sees it.
+fn shown(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// `soar status`: per environment, the active release, whether it runs, and
+/// — unless `offline` — what the provider reports, with every difference
+/// from the state marked as drift.
 pub async fn status_command(
     ws: &Workspace,
     env: Option<&str>,
     json_mode: bool,
+    offline: bool,
 ) -> anyhow::Result<i32> {
     let store = ws.state()?;
     let envs: Vec<&crate::config::Environment> = match env {
@@ -71,52 +116,140 @@ pub async fn status_command(
                 hosts.push(json!({ "host": h.public, "running": up, "url": host_url }));
             }
         }
-        let running = running || hosts.iter().any(|h| h["running"] == true);
+        let asked = ask_provider(ws, env, offline).await;
+        let in_state: Vec<&crate::state::ResourceRecord> = resources
+            .iter()
+            .filter(|r| r.kind != targets::SERVICE_KIND)
+            .collect();
+        let (reported, drift, provider_error) = match &asked {
+            Asked::Not => (None, Vec::new(), None),
+            Asked::Reported(r) => (Some(r.as_slice()), drift::compare(&in_state, r), None),
+            Asked::Failed(e) => (None, Vec::new(), Some(e.clone())),
+        };
+        // Without hosts to ask, a resource the provider reports running is
+        // the service (a Worker, a Function, a third party's own artifact).
+        let provider_running =
+            hosts.is_empty() && reported.is_some_and(|r| r.iter().any(|s| s.state == "running"));
+        if url.is_none() && hosts.is_empty() {
+            url = reported.and_then(|r| {
+                r.iter()
+                    .filter(|s| s.state == "running")
+                    .flat_map(|s| &s.endpoints)
+                    .find(|e| e.kind == "url" || e.address.starts_with("http"))
+                    .map(|e| e.address.clone())
+            });
+        }
+        let deployed_by_provider = reported.is_some_and(|r| {
+            r.iter().any(|s| {
+                serde_json::from_str::<serde_json::Value>(&s.resource.attributes)
+                    .ok()
+                    .and_then(|a| a.get(DEPLOYS_ARTIFACT).and_then(|v| v.as_bool()))
+                    .unwrap_or(false)
+            })
+        });
+        let running = running || provider_running || hosts.iter().any(|h| h["running"] == true);
         if json_mode {
             println!(
                 "{}",
                 json!({ "env": env.name, "provider": env.provider, "service": env.deploy.service, "release": active, "running": running,
-                    "url": url, "hosts": hosts, "resources": resources })
+                    "url": url, "hosts": hosts, "resources": resources,
+                    "checked": if matches!(asked, Asked::Not) { "state" } else { "provider" },
+                    "provider_resources": reported.map(drift::reported_json),
+                    "provider_error": provider_error,
+                    "drift": drift.iter().map(drift::Drift::to_json).collect::<Vec<_>>() })
             );
-        } else {
+            continue;
+        }
+        println!(
+            "{} ({}): service {}",
+            env.name, env.provider, env.deploy.service
+        );
+        match &active {
+            Some(r) => println!(
+                "  release:  {} (artifact {}…, active since {})",
+                r.id,
+                &r.artifact_digest[..12.min(r.artifact_digest.len())],
+                r.activated_at.map(format_utc).unwrap_or_default()
+            ),
+            None if deployed_by_provider => {
+                println!("  release:  none on hosts (the provider deploys the artifact itself)")
+            }
+            None => println!("  release:  none deployed"),
+        }
+        println!("  running:  {}", if running { "yes" } else { "no" });
+        if let Some(u) = &url {
+            println!("  url:      {}", shown(u));
+        }
+        for h in &hosts {
             println!(
-                "{} ({}): service {}",
-                env.name, env.provider, env.deploy.service
+                "  host:     {} {}",
+                h["url"].as_str().unwrap_or_default(),
+                if h["running"] == true {
+                    "running"
+                } else {
+                    "not running"
+                }
             );
-            match &active {
-                Some(r) => println!(
-                    "  release:  {} (artifact {}…, active since {})",
-                    r.id,
-                    &r.artifact_digest[..12.min(r.artifact_digest.len())],
-                    r.activated_at.map(format_utc).unwrap_or_default()
-                ),
-                None => println!("  release:  none deployed"),
+        }
+        for r in &in_state {
+            let at_provider = reported.map(|rep| {
+                rep.iter()
+                    .find(|s| s.resource.kind == r.kind && s.resource.name == r.name)
+                    .map(|s| shown(&s.state))
+                    .unwrap_or_else(|| "missing".into())
+            });
+            println!(
+                "  resource: {} {}{}{}",
+                shown(&r.kind),
+                shown(&r.name),
+                r.id.as_deref()
+                    .map(|i| format!(" ({})", shown(i)))
+                    .unwrap_or_default(),
+                at_provider
+                    .map(|s| format!(" — provider: {s}"))
+                    .unwrap_or_default()
+            );
+        }
+        for s in reported.unwrap_or_default().iter().filter(|s| {
+            !in_state
+                .iter()
+                .any(|r| r.kind == s.resource.kind && r.name == s.resource.name)
+        }) {
+            println!(
+                "  resource: {} {}{} — provider: {}, not in the state",
+                shown(&s.resource.kind),
+                shown(&s.resource.name),
+                s.resource
+                    .id
+                    .as_deref()
+                    .map(|i| format!(" ({})", shown(i)))
+                    .unwrap_or_default(),
+                shown(&s.state)
+            );
+        }
+        for d in &drift {
+            println!(
+                "  drift:    {} {} {}: {}",
+                shown(&d.kind),
+                shown(&d.name),
+                d.what,
+                shown(&d.detail)
+            );
+        }
+        match &asked {
+            Asked::Not if !offline => {}
+            Asked::Not => println!("  provider: not asked (--offline); showing the state only"),
+            Asked::Reported(_) if drift.is_empty() => {
+                println!("  provider: matches the state")
             }
-            println!("  running:  {}", if running { "yes" } else { "no" });
-            if let Some(u) = &url {
-                println!("  url:      {u}");
-            }
-            for h in &hosts {
-                println!(
-                    "  host:     {} {}",
-                    h["url"].as_str().unwrap_or_default(),
-                    if h["running"] == true {
-                        "running"
-                    } else {
-                        "not running"
-                    }
-                );
-            }
-            for r in resources.iter().filter(|r| r.kind != targets::SERVICE_KIND) {
-                println!(
-                    "  resource: {} {}{}",
-                    r.kind,
-                    r.name,
-                    r.id.as_deref()
-                        .map(|i| format!(" ({i})"))
-                        .unwrap_or_default()
-                );
-            }
+            Asked::Reported(_) => println!(
+                "  provider: {} difference(s) from the state (drift)",
+                drift.len()
+            ),
+            Asked::Failed(e) => println!(
+                "  provider: could not be asked: {}; showing the state only (check the credentials and network, or pass --offline)",
+                shown(e)
+            ),
         }
     }
     Ok(0)
