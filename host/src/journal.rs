@@ -268,7 +268,8 @@ impl Journal {
         kept.clipped_bytes += clipped_bytes;
         let fits = kept.events.len() < b.events
             && kept.bytes + size <= b.bytes
-            && (!is_log || (kept.log_events < b.log_events && kept.log_bytes + size <= b.log_bytes));
+            && (!is_log
+                || (kept.log_events < b.log_events && kept.log_bytes + size <= b.log_bytes));
         if fits {
             kept.bytes += size;
             if is_log {

@@ -402,7 +402,9 @@ impl Plugin {
     /// Wall-clock deadline of one call: `describe` must answer at once.
     fn deadline_of(&self, call: &str) -> Duration {
         if call == "describe" {
-            self.caps.describe_timeout.min(self.limits.invocation_timeout)
+            self.caps
+                .describe_timeout
+                .min(self.limits.invocation_timeout)
         } else {
             self.limits.invocation_timeout
         }

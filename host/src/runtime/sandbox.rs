@@ -297,7 +297,11 @@ impl ComputeClock {
 
     /// Guest compute so far, the running stretch included.
     pub(crate) fn spent(&self) -> Duration {
-        self.spent + self.running.as_ref().map_or(Duration::ZERO, Stretch::elapsed)
+        self.spent
+            + self
+                .running
+                .as_ref()
+                .map_or(Duration::ZERO, Stretch::elapsed)
     }
 }
 
