@@ -382,6 +382,7 @@ async fn run() {
             },
             connect_timeout: Duration::from_secs(20),
             command_timeout: Duration::from_secs(300),
+            ..SshSettings::default()
         },
         journal.clone(),
     ));

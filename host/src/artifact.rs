@@ -258,6 +258,11 @@ impl ArtifactSource {
         &self.digest
     }
 
+    /// The size of a listed file, from the scan (nothing is read).
+    pub fn size_of(&self, rel: &str) -> Option<u64> {
+        self.files.get(rel).map(|f| f.size)
+    }
+
     /// Where a listed file lives on disk.
     pub fn path_of(&self, rel: &str) -> anyhow::Result<PathBuf> {
         if !self.files.contains_key(rel) {

@@ -57,11 +57,13 @@ impl Session {
             config.journal.clone(),
             config.http_limits,
         )?;
+        let seen = http.seen_addresses();
         Ok(Self {
             http,
             ssh: Arc::new(
                 SshBroker::new(SshSettings::default(), config.journal.clone())
-                    .with_plugin_declared(caps.ssh),
+                    .with_plugin_declared(caps.ssh)
+                    .with_seen_addresses(seen),
             ),
             artifact: config.artifact,
             journal: config.journal,

@@ -579,7 +579,7 @@ fn restart_always_brings_a_killed_service_back() {
 async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
     use soar::broker::http::HttpLimits;
     use soar::broker::http::policy::Grants;
-    use soar::broker::ssh::{AuthConfig, HostSpec, KnownHosts, SshSettings};
+    use soar::broker::ssh::{AuthConfig, HostSpec, KnownHosts, NamedBy, SshSettings};
     use soar::journal::{Event, Journal};
     use soar::runtime::bindings::Context;
     use soar::runtime::{Runtime, RuntimeConfig};
@@ -608,11 +608,10 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
         .load("hostile", soar_tests::components::hostile())
         .await
         .unwrap();
-    // The hostile plugin does not declare `ssh`; this session is that of a
-    // provider that does (the capability is read from the description).
-    let mut description = plugin.description().clone();
-    assert!(!description.capabilities.ssh);
-    description.capabilities.ssh = true;
+    // The hostile plugin declares `ssh`: the broker's host and user rules
+    // are what contain it.
+    let description = plugin.description().clone();
+    assert!(description.capabilities.ssh);
     let journal = Arc::new(Journal::default());
     let session = Arc::new(
         Session::new(
@@ -643,27 +642,33 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
         },
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(30),
+        ..SshSettings::default()
     });
     // What the engine does for a host listed in `[env.<name>.ssh] hosts`.
-    session.ssh.allow(
-        &host.addr,
-        host.port,
-        HostSpec {
-            address: host.addr.clone(),
-            port: host.port,
-            user: user(),
-            accept_new: false,
-            sudo: false,
-        },
-    );
-    let plan = |addr: String| {
+    session
+        .ssh
+        .admit(
+            &host.addr,
+            host.port,
+            HostSpec {
+                address: host.addr.clone(),
+                port: host.port,
+                user: user(),
+                accept_new: false,
+                sudo: false,
+            },
+            NamedBy::Config,
+        )
+        .unwrap();
+    let plan_as = |addr: String, user: &'static str| {
         let session = session.clone();
         let plugin = &plugin;
         async move {
             let ctx = Context {
                 app: "app".into(),
                 environment: "test".into(),
-                settings: serde_json::json!({"mode": "ssh", "addr": addr}).to_string(),
+                settings: serde_json::json!({"mode": "ssh", "addr": addr, "user": user})
+                    .to_string(),
                 endpoints: session.http.endpoints().to_vec(),
                 artifact: None,
             };
@@ -671,12 +676,24 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
         }
     };
 
-    // Allowed: the command runs on the host, as the user the plugin names
-    // (`root`), and is journaled under the plugin's name.
+    let plan = |addr: String| plan_as(addr, "");
+
+    // A plugin may not pick the login user: the config's (here the current
+    // user's) wins, and the attempt is journaled.
+    let err = plan_as(host.endpoint(), "someone-else")
+        .await
+        .expect_err("a plugin-chosen user")
+        .to_string();
+    assert!(err.contains("cannot choose another user"), "{err}");
+    let denied = journal.events().len();
+
+    // Allowed: the command runs on the host, as the config's user, and is
+    // journaled under the plugin's name.
     let r = plan(host.endpoint()).await;
     let ssh_events: Vec<(String, String, String, Option<i32>)> = journal
         .events()
         .into_iter()
+        .skip(denied)
         .filter_map(|e| match e {
             Event::Ssh {
                 plugin,
@@ -688,23 +705,17 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
             _ => None,
         })
         .collect();
-    let described = format!("root@{}", host.endpoint());
+    let described = format!("{}@{}", user(), host.endpoint());
     assert_eq!(ssh_events.len(), 1, "{ssh_events:?}");
     let (who, on, command, exit) = &ssh_events[0];
     assert_eq!(who, "hostile");
     assert_eq!(on, &described);
     assert!(command.starts_with("cat /etc/shadow"), "{command}");
-    if user() == "root" {
-        let plan = r.expect("the allowed host answered");
-        assert_eq!(plan.notes, ["ssh exit 0"]);
-        assert_eq!(*exit, Some(0));
-    } else {
-        // The test hosts accept only the current user: the login is refused,
-        // but the attempt went through the broker and is journaled.
-        let err = r.expect_err("root may not log in").to_string();
-        assert!(err.contains("logging in"), "{err}");
-        assert!(command.contains("logging in"), "{command}");
-    }
+    // `cat /etc/shadow` succeeds for root only; either way it ran there.
+    let code = if user() == "root" { 0 } else { 1 };
+    let answered = r.expect("the allowed host answered");
+    assert_eq!(answered.notes, [format!("ssh exit {code}")]);
+    assert_eq!(*exit, Some(code));
 
     // Not allowed: denied, naming the allowed set, with no connection made.
     let err = plan(format!("127.0.0.1:{other_port}"))

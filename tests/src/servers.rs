@@ -89,6 +89,11 @@ impl Server {
         self.server.url()
     }
 
+    /// The token `/jwt` hands out.
+    pub fn jwt(&self) -> String {
+        jwt_for(self.url())
+    }
+
     /// Keys `/issue` handed out, so a test can look for them where they
     /// must not be.
     pub fn issued_keys(&self) -> Vec<String> {
@@ -180,16 +185,47 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 axum::Json(serde_json::json!({ "hits": hit })).into_response()
             }
         }
-        _ => {
+        "/jwt" => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            // Another query, another token (`/jwt?fresh=1`).
+            let query = rec
+                .query
+                .as_deref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            let jwt = jwt_for(&format!("http://{host}{query}"));
+            let mut resp = axum::Json(serde_json::json!({
+                "result": { "jwt": jwt, "copy": jwt }
+            }))
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&jwt) {
+                resp.headers_mut().insert("x-jwt", v);
+            }
+            resp
+        }
+        path => {
             let json = serde_json::json!({
                 "method": rec.method,
                 "path": rec.path,
                 "query": rec.query,
+                "params": query,
                 "headers": rec.headers,
                 "body": String::from_utf8_lossy(&rec.body),
                 "authorization": rec.header("authorization"),
             });
-            let mut resp = axum::Json(json).into_response();
+            let mut resp = if path.starts_with("/echo-ascii") {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    ascii_json(&json),
+                )
+                    .into_response()
+            } else {
+                axum::Json(json).into_response()
+            };
             if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
                 resp.headers_mut()
                     .insert("x-echo-authorization", auth.clone());
@@ -197,6 +233,34 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             resp
         }
     }
+}
+
+/// JSON with every non-ASCII character escaped as `\uXXXX` (UTF-16).
+fn ascii_json(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for c in v.to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// A JWT-shaped token unique to one server (`header.payload.signature`).
+fn jwt_for(base: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(serde_json::json!({ "sub": format!("upload-for-{base}"), "max_file_count_allowed": 20000 }).to_string()),
+        b64.encode(format!("signature-of-{base}")),
+    )
 }
 
 /// `a=1&b=x%2Fy` → `{a: 1, b: x/y}`.

@@ -6,11 +6,13 @@
 //! upload token) are captured here too, bound to the origin that issued them.
 
 mod aws_profile;
+pub mod redact;
 mod sigv4;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+pub use redact::Redactor;
 pub use sigv4::sign as sign_sigv4;
 
 use crate::broker::http::policy::Origin;
@@ -95,9 +97,23 @@ impl SecretSource for ProcessEnv {
     }
 }
 
+/// How a host-held credential came from a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// `capture`: a token an answer returns for use at the same origin.
+    Captured,
+    /// `send-issuing`: a credential the provider's API hands out for
+    /// another origin (which passed the allow-list).
+    Issued,
+}
+
 struct Captured {
     credential: Resolved,
+    /// Where the host sends it.
     origin: Origin,
+    /// The answer it came from: it may come back from there too.
+    source: Origin,
+    provenance: Provenance,
 }
 
 /// The credentials one plugin may use in one command.
@@ -172,15 +188,31 @@ impl CredentialStore {
         Ok(resolved)
     }
 
-    /// Keep a credential a response returned, bound to `origin` (the one
-    /// that issued it, or the one it was issued for).
-    pub fn capture(&self, name: &str, credential: Resolved, origin: Origin) -> Result<(), String> {
+    /// Keep a credential a response from `source` returned, bound to
+    /// `origin` (`source` itself for a capture, the origin it was issued for
+    /// otherwise).
+    pub fn capture(
+        &self,
+        name: &str,
+        credential: Resolved,
+        origin: Origin,
+        source: Origin,
+        provenance: Provenance,
+    ) -> Result<(), String> {
         if self.is_declared(name) {
             return Err(format!(
                 "capture name '{name}' is a declared credential; pick another name"
             ));
         }
-        lock(&self.captured).insert(name.to_string(), Captured { credential, origin });
+        lock(&self.captured).insert(
+            name.to_string(),
+            Captured {
+                credential,
+                origin,
+                source,
+                provenance,
+            },
+        );
         Ok(())
     }
 
@@ -191,11 +223,51 @@ impl CredentialStore {
             .map(|c| (c.credential.clone(), c.origin.clone()))
     }
 
-    /// Origins that captured credentials are bound to.
+    /// Origins that captured or issued credentials are bound to.
     pub fn captured_origins(&self) -> Vec<Origin> {
         lock(&self.captured)
             .values()
             .map(|c| c.origin.clone())
+            .collect()
+    }
+
+    /// Origins of credentials the provider's API issued (`send-issuing`):
+    /// besides the declared credentials' origins, the only ones service
+    /// secrets may go to.
+    pub fn issued_origins(&self) -> Vec<Origin> {
+        lock(&self.captured)
+            .values()
+            .filter(|c| c.provenance == Provenance::Issued)
+            .map(|c| c.origin.clone())
+            .collect()
+    }
+
+    /// Secrets of captured and issued credentials that an answer from
+    /// `origin` may carry: those sent there and those that came from there.
+    pub fn captured_secrets_seen_by(&self, origin: &Origin) -> Vec<Secret> {
+        lock(&self.captured)
+            .values()
+            .filter(|c| &c.origin == origin || &c.source == origin)
+            .flat_map(|c| c.credential.secrets())
+            .collect()
+    }
+
+    /// Secrets of captured and issued credentials that did not come from
+    /// `origin`: a value `origin` hands out again is its own, anything else
+    /// it returns is an echo.
+    pub fn captured_secrets_not_from(&self, origin: &Origin) -> Vec<Secret> {
+        lock(&self.captured)
+            .values()
+            .filter(|c| &c.source != origin)
+            .flat_map(|c| c.credential.secrets())
+            .collect()
+    }
+
+    /// Secrets of the declared credentials resolved so far, by name.
+    pub fn resolved_secrets(&self) -> Vec<(String, Vec<Secret>)> {
+        lock(&self.resolved)
+            .iter()
+            .map(|(name, r)| (name.clone(), r.secrets()))
             .collect()
     }
 
@@ -209,7 +281,7 @@ impl CredentialStore {
         for r in lock(&self.resolved).values() {
             out.extend(r.secrets());
         }
-        out.retain(|s| s.expose().len() >= 4);
+        out.retain(|s| s.expose().len() >= redact::MIN_SECRET_LEN);
         out
     }
 }
@@ -218,19 +290,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a scrubbed secret becomes.
-const REDACTED: &[u8] = b"[redacted]";
-
-/// Replace every occurrence of a secret in `bytes` with `[redacted]`.
-///
-/// Secrets are replaced one after the other, each in the result of the ones
-/// before. A secret that does not occur costs one linear scan and no copy.
+/// Replace every occurrence of a secret, in every form [`redact`]
+/// recognises, in `bytes` with `[redacted]`.
 pub fn scrub(bytes: &mut Vec<u8>, secrets: &[Secret]) {
-    for s in secrets {
-        if let Some(scrubbed) = replaced(bytes, s.expose().as_bytes()) {
-            *bytes = scrubbed;
-        }
+    if secrets.is_empty() {
+        return;
     }
+    Redactor::new(secrets).scrub(bytes);
 }
 
 /// [`scrub`] for text.
@@ -242,49 +308,10 @@ pub fn scrub_str(text: &str, secrets: &[Secret]) -> String {
 
 /// [`scrub`] for text, in place: nothing is copied unless a secret occurs.
 pub fn scrub_string(text: &mut String, secrets: &[Secret]) {
-    for s in secrets {
-        if let Some(scrubbed) = replaced(text.as_bytes(), s.expose().as_bytes()) {
-            // Whole UTF-8 sequences were replaced by ASCII: still UTF-8.
-            *text = String::from_utf8(scrubbed).expect("scrubbing keeps UTF-8 valid");
-        }
+    if secrets.is_empty() {
+        return;
     }
-}
-
-/// `hay` with every (non-overlapping, leftmost-first) occurrence of `needle`
-/// replaced by [`REDACTED`], or `None` when there is none.
-fn replaced(hay: &[u8], needle: &[u8]) -> Option<Vec<u8>> {
-    let mut at = find(hay, needle, 0)?;
-    let mut out = Vec::with_capacity(hay.len());
-    let mut from = 0;
-    loop {
-        out.extend_from_slice(&hay[from..at]);
-        out.extend_from_slice(REDACTED);
-        from = at + needle.len();
-        match find(hay, needle, from) {
-            Some(next) => at = next,
-            None => break,
-        }
-    }
-    out.extend_from_slice(&hay[from..]);
-    Some(out)
-}
-
-/// Position of the first `needle` in `hay` at or after `from`. An empty
-/// needle is never found.
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    // The last position a match can start at.
-    let last = hay.len().checked_sub(needle.len())?;
-    let mut i = from;
-    while i <= last {
-        // Candidates by their first byte, then the rest compared.
-        let at = i + hay[i..=last].iter().position(|&b| b == first)?;
-        if &hay[at + 1..at + needle.len()] == rest {
-            return Some(at);
-        }
-        i = at + 1;
-    }
-    None
+    Redactor::new(secrets).scrub_string(text);
 }
 
 #[cfg(test)]
@@ -299,63 +326,14 @@ mod tests {
         assert_eq!(format!("{:?}", Secret::new("x")), "Secret([redacted])");
     }
 
-    /// The byte-by-byte scrubber this one replaced: the reference.
-    fn reference(bytes: &[u8], secrets: &[Secret]) -> Vec<u8> {
-        let mut bytes = bytes.to_vec();
-        for s in secrets {
-            let needle = s.expose().as_bytes();
-            if needle.is_empty() || bytes.len() < needle.len() {
-                continue;
-            }
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i..].starts_with(needle) {
-                    out.extend_from_slice(b"[redacted]");
-                    i += needle.len();
-                } else {
-                    out.push(bytes[i]);
-                    i += 1;
-                }
-            }
-            bytes = out;
-        }
-        bytes
-    }
-
     #[test]
-    fn scrub_matches_the_reference_on_edge_cases() {
-        let cases: &[(&[u8], &[&str])] = &[
-            (b"", &["abcd"]),
-            (b"abc", &["abcd"]),
-            (b"abcd", &["abcd"]),
-            (b"xabcdabcdx", &["abcd"]),
-            (b"aaaaaaa", &["aaa"]),
-            (b"abababab", &["abab", "ab"]),
-            (b"TOKEN-and-TOK", &["TOKEN", "TOK"]),
-            (b"the [redacted] word", &["redacted", "acted"]),
-            (b"\xff\x00secret\xffsecre", &["secret"]),
-            (b"tail secre", &["secret"]),
-            (b"abc", &[""]),
-            (
-                "caf\u{e9} secr\u{e9}t caf\u{e9}".as_bytes(),
-                &["secr\u{e9}t", "\u{e9}"],
-            ),
-        ];
-        for (hay, names) in cases {
-            let secrets: Vec<Secret> = names.iter().map(|n| Secret::new(*n)).collect();
-            let mut got = hay.to_vec();
-            scrub(&mut got, &secrets);
-            assert_eq!(
-                got,
-                reference(hay, &secrets),
-                "{:?} {names:?}",
-                String::from_utf8_lossy(hay)
-            );
-            if let Ok(text) = std::str::from_utf8(hay) {
-                assert_eq!(scrub_str(text, &secrets).as_bytes(), got.as_slice());
-            }
-        }
+    fn overlapping_secrets_redact_the_longest() {
+        let mut b = b"xx TOKEN-LONG yy TOKEN".to_vec();
+        scrub(&mut b, &[Secret::new("TOKEN"), Secret::new("TOKEN-LONG")]);
+        assert_eq!(b, b"xx [redacted] yy [redacted]");
+        let mut t = "caf\u{e9} secr\u{e9}t".to_string();
+        scrub_string(&mut t, &[Secret::new("secr\u{e9}t")]);
+        assert_eq!(t, "caf\u{e9} [redacted]");
     }
 
     #[test]

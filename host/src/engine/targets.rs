@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Workspace;
 use crate::artifact::Kind;
-use crate::broker::ssh::{AuthConfig, HostSpec, KnownHosts, SshBroker, SshSettings};
+use crate::broker::ssh::{AuthConfig, HostSpec, KnownHosts, NamedBy, SshBroker, SshSettings};
 use crate::config::Environment;
 use crate::rollout::Manager;
 use crate::rollout::docker::Docker;
@@ -155,6 +155,13 @@ pub fn ssh_settings(ws: &Workspace, env: &Environment) -> SshSettings {
         },
         connect_timeout: c.connect_timeout.unwrap_or(defaults.connect_timeout),
         command_timeout: defaults.command_timeout,
+        named_hosts: c
+            .hosts
+            .iter()
+            .map(|(h, _)| h.clone())
+            .chain(c.address_map.keys().cloned())
+            .collect(),
+        section: format!("[env.{}.ssh]", env.name),
     }
 }
 
@@ -164,7 +171,13 @@ pub fn configure_ssh(ws: &Workspace, env: &Environment, broker: &SshBroker) {
     broker.configure(ssh_settings(ws, env));
     for (address, port) in &env.ssh.hosts {
         let port = port.or(env.ssh.port).unwrap_or(22);
-        broker.allow(address, port, host_spec(env, address, port, None, false));
+        // The config's own hosts are always admitted.
+        let _ = broker.admit(
+            address,
+            port,
+            host_spec(env, address, port, None, false),
+            NamedBy::Config,
+        );
     }
 }
 
@@ -203,16 +216,17 @@ fn ssh_target(
     accept_new: bool,
     command: &str,
     service_port: u16,
-) -> Target {
-    let host = host_spec(env, address, port, user, accept_new);
-    session.ssh.allow(
-        address,
-        port,
-        HostSpec {
-            accept_new: false,
-            ..host.clone()
-        },
-    );
+    by: NamedBy,
+) -> anyhow::Result<Target> {
+    let host = session
+        .ssh
+        .admit(
+            address,
+            port,
+            host_spec(env, address, port, user, accept_new),
+            by,
+        )
+        .map_err(|e| anyhow::anyhow!("environment '{}': {e}", env.name))?;
     let prefix = env.ssh.prefix_for(&host.address, host.port);
     let transport = SshTransport::new(session.ssh.clone(), host);
     let artifact = &ws.project.artifact;
@@ -235,7 +249,7 @@ fn ssh_target(
             },
         })
     };
-    Target::Ssh(Box::new(SshTarget {
+    Ok(Target::Ssh(Box::new(SshTarget {
         public: address.to_string(),
         spec: ServiceSpec {
             name: env.deploy.service.clone(),
@@ -245,7 +259,7 @@ fn ssh_target(
         },
         transport,
         systemd,
-    }))
+    })))
 }
 
 /// A `docker` artifact is rolled out by the host onto SSH hosts only, so a
@@ -340,7 +354,8 @@ pub async fn resolve_fresh(
                     fresh.contains(&ep.address),
                     command,
                     port,
-                ),
+                    NamedBy::Provider,
+                )?,
                 _ => continue,
             };
             if !targets.contains(&t) {
@@ -359,7 +374,8 @@ pub async fn resolve_fresh(
             false,
             command,
             port,
-        );
+            NamedBy::Config,
+        )?;
         if !targets.contains(&t) {
             targets.push(t);
         }

@@ -38,19 +38,65 @@ pub enum Prepared {
     Multipart(Vec<PreparedPart>),
 }
 
+/// Whether `body` splices in any service secret.
+pub fn carries_secret(body: &Body) -> bool {
+    let has_secret = |segs: &[Segment]| {
+        segs.iter()
+            .any(|s| matches!(s, Segment::Secret(_) | Segment::SecretJson(_)))
+    };
+    match body {
+        Body::Segments(segs) => has_secret(segs),
+        Body::Multipart(parts) => parts.iter().any(|p| has_secret(&p.content)),
+        _ => false,
+    }
+}
+
+/// The size `body` would have once assembled, from the artifact listing and
+/// the secrets' lengths: nothing is read or allocated, so a request for
+/// thousands of copies of a large file is refused before it costs memory.
+/// Unknown files and secrets count as empty here; [`Prepared::build`]
+/// reports them.
+pub fn planned_size(body: &Body, sources: Sources<'_>) -> u64 {
+    let segments = |segs: &[Segment]| -> u64 {
+        segs.iter()
+            .map(|s| match s {
+                Segment::Bytes(b) => b.len() as u64,
+                Segment::File(p) => sources.artifact.and_then(|a| a.size_of(p)).unwrap_or(0),
+                Segment::FileBase64(p) => sources
+                    .artifact
+                    .and_then(|a| a.size_of(p))
+                    .map_or(0, |n| n.div_ceil(3) * 4),
+                Segment::Secret(n) | Segment::SecretJson(n) => sources
+                    .secrets
+                    .get(n)
+                    .map_or(0, |s| 2 + 6 * s.expose().len() as u64),
+            })
+            .fold(0u64, u64::saturating_add)
+    };
+    match body {
+        Body::Empty => 0,
+        Body::Segments(segs) => segments(segs),
+        Body::Form(fields) => fields
+            .iter()
+            .map(|(k, v)| 3 * (k.len() + v.len()) as u64 + 2)
+            .fold(0u64, u64::saturating_add),
+        Body::Multipart(parts) => parts
+            .iter()
+            .map(|p| {
+                segments(&p.content)
+                    .saturating_add(p.name.len() as u64)
+                    .saturating_add(p.filename.as_ref().map_or(0, |f| f.len() as u64))
+                    .saturating_add(p.content_type.as_ref().map_or(0, |c| c.len() as u64))
+                    .saturating_add(200)
+            })
+            .fold(0u64, u64::saturating_add),
+    }
+}
+
 impl Prepared {
     /// Assemble `body`, reading referenced artifact files and splicing
-    /// secrets. Also says whether any secret went in.
-    pub fn build(body: &Body, sources: Sources<'_>) -> Result<(Self, bool), Error> {
-        let has_secret = |segs: &[Segment]| {
-            segs.iter()
-                .any(|s| matches!(s, Segment::Secret(_) | Segment::SecretJson(_)))
-        };
-        let secret = match body {
-            Body::Segments(segs) => has_secret(segs),
-            Body::Multipart(parts) => parts.iter().any(|p| has_secret(&p.content)),
-            _ => false,
-        };
+    /// secrets.
+    pub fn build(body: &Body, sources: Sources<'_>) -> Result<Self, Error> {
         let prepared = match body {
             Body::Empty => Prepared::Empty,
             Body::Segments(segments) => Prepared::Bytes {
@@ -84,7 +130,7 @@ impl Prepared {
                     .collect::<Result<_, Error>>()?,
             ),
         };
-        Ok((prepared, secret))
+        Ok(prepared)
     }
 
     /// The exact bytes sent, for signing; none for multipart (whose boundary

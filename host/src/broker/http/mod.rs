@@ -1,10 +1,24 @@
 //! The HTTP broker: the one place a plugin's request is checked, shaped,
 //! credentialed, sent, retried, bounded and recorded.
 //!
-//! Order of a request: parse → allow-list ([`policy`]) → header rules →
-//! credential binding → body assembly (artifact files read here, on the host)
-//! → signing/injection → send with retries ([`retry`]) → redirects re-checked
-//! hop by hop → response read under the size cap → secrets scrubbed → capture.
+//! Order of a request: parse (no userinfo) → header rules → allow-list
+//! ([`policy`]) → planned body size → where secrets may go → body assembly
+//! (artifact files read here, on the host) → signing/injection → send with
+//! retries ([`retry`]) → redirects re-checked hop by hop → response read
+//! under the size cap → addresses noted ([`SeenAddresses`]) → issued and
+//! captured values taken from the raw answer and checked → secrets scrubbed.
+//!
+//! # What is scrubbed where
+//!
+//! Redaction must not be an oracle: if the host blanked every known secret
+//! in every answer, a plugin could post guesses to an echo server it controls
+//! and see which one comes back blanked. So an answer is scrubbed only of the
+//! secrets its origin has seen — the declared credentials bound to it, the
+//! service secrets spliced toward it, and the captured or issued values sent
+//! to it or taken from it. A server that never received a secret cannot echo
+//! it; if it returns one anyway, the plugin supplied it and learns nothing.
+//! Everything the plugin cannot read (journal, logs, errors shown to the user)
+//! is scrubbed of every secret.
 
 mod body;
 mod deadline;
@@ -21,8 +35,9 @@ use url::Url;
 use self::body::Prepared;
 use self::deadline::{Expired, Timers, Watch};
 use self::policy::{Origin, Policy};
+use super::addresses::SeenAddresses;
 use crate::artifact::ArtifactSource;
-use crate::credentials::{CredentialStore, Resolved, Secret, scrub, scrub_string};
+use crate::credentials::{CredentialStore, Provenance, Redactor, Resolved, Secret, scrub_str};
 use crate::journal::{Event, Journal, millis};
 use crate::runtime::bindings::soar::plugin::http::{
     BasicPointers, Error, IssuedCredential, IssuedScheme, Method, Request, Response,
@@ -41,6 +56,9 @@ pub struct HttpLimits {
     pub max_timeout: Duration,
     /// Largest response body handed to a plugin.
     pub max_response_bytes: u64,
+    /// Largest request body the host assembles (artifact files included),
+    /// checked before anything is read.
+    pub max_request_bytes: u64,
     /// Redirect hops followed before giving up.
     pub max_redirects: u32,
     /// Attempts for a request answered 429/5xx (first try included).
@@ -59,6 +77,7 @@ impl Default for HttpLimits {
             default_timeout: Duration::from_secs(60),
             max_timeout: Duration::from_secs(10 * 60),
             max_response_bytes: 64 << 20,
+            max_request_bytes: 256 << 20,
             max_redirects: 5,
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
@@ -96,7 +115,13 @@ const AUTH_HEADERS: &[&str] = &[
 /// Brokered HTTP for one plugin in one command.
 pub struct HttpBroker {
     plugin: String,
+    /// For every origin the user did not name: connects to public
+    /// addresses only.
     client: reqwest::Client,
+    /// For origins the user named in their config (an endpoint override):
+    /// may connect to loopback and private addresses. Chosen per hop, by
+    /// the exact origin (scheme, host, port) the policy allowed.
+    user_named_client: reqwest::Client,
     policy: Policy,
     credentials: Arc<CredentialStore>,
     artifact: Option<Arc<ArtifactSource>>,
@@ -104,6 +129,11 @@ pub struct HttpBroker {
     limits: HttpLimits,
     /// Service secrets `secret` segments may splice in.
     service_secrets: BTreeMap<String, Secret>,
+    /// Origins service secrets were spliced toward: their answers are
+    /// scrubbed of service secrets.
+    secrets_sent_to: std::sync::Mutex<HashSet<Origin>>,
+    /// Addresses the provider's API named (for the SSH broker).
+    seen: Arc<SeenAddresses>,
     /// Timers of the deadline and read timeout, kept between requests.
     timers: Timers,
 }
@@ -126,27 +156,36 @@ impl HttpBroker {
         limits: HttpLimits,
     ) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
-        let resolver = resolve::GuardedResolver::new(policy.user_named_hosts());
         // No `read_timeout` here: the broker enforces it, with the deadline,
         // on one kept timer (see `deadline`).
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(limits.connect_timeout)
-            .dns_resolver(Arc::new(resolver))
-            .user_agent(concat!("soar/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = |user_named: Vec<String>| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .connect_timeout(limits.connect_timeout)
+                .dns_resolver(Arc::new(resolve::GuardedResolver::new(user_named)))
+                .user_agent(concat!("soar/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
         Ok(Self {
             plugin: plugin.to_string(),
-            client,
+            client: client(vec![])?,
+            user_named_client: client(policy.user_named_hosts())?,
             policy,
             credentials,
             artifact,
             journal,
             limits,
             service_secrets: BTreeMap::new(),
+            secrets_sent_to: Default::default(),
+            seen: Arc::default(),
             timers: Timers::default(),
         })
+    }
+
+    /// Addresses the provider's credential-bound API named in this command.
+    pub fn seen_addresses(&self) -> Arc<SeenAddresses> {
+        self.seen.clone()
     }
 
     /// Give the broker the service secrets `secret` segments may splice in
@@ -165,7 +204,9 @@ impl HttpBroker {
         self.policy.endpoints()
     }
 
-    /// Every secret this broker has injected or captured so far.
+    /// Every secret this broker holds, injected or captured so far: for
+    /// scrubbing what the user sees (journal, logs, errors), never for what
+    /// the plugin sees (see the module docs).
     pub fn known_secrets(&self) -> Vec<Secret> {
         let mut all = self.credentials.known_secrets();
         all.extend(
@@ -208,19 +249,21 @@ impl HttpBroker {
         // Parsed once, for the journal and the request.
         let url = Url::parse(&req.url);
         let shown_url = match &url {
-            Ok(u) if u.query().is_none() => u.to_string(),
             Ok(u) => {
                 let mut u = u.clone();
                 u.set_query(None);
+                u.set_fragment(None);
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
                 u.to_string()
             }
             Err(_) => req.url.chars().take(200).collect(),
         };
         let result = match url {
             Ok(url) => self.send_inner(req, url, issued).await,
+            // The URL is not quoted back: it is the plugin's own text.
             Err(e) => Err(Error::Invalid(format!(
-                "'{}' is not a valid URL: {e}",
-                req.url
+                "the request URL is not a valid URL: {e}"
             ))),
         };
         let (status, attempts, sent, received, outcome) = match &result {
@@ -233,16 +276,18 @@ impl HttpBroker {
             ),
             Err(e) => (None, 1, 0, 0, describe_error(e)),
         };
+        // The journal is the user's: scrubbed of every secret.
+        let secrets = self.known_secrets();
         self.journal.record(Event::Http {
             plugin: self.plugin.clone(),
             method: method.to_string(),
-            url: shown_url,
+            url: scrub_str(&shown_url, &secrets),
             status,
             attempts,
             millis: millis(started.elapsed()),
             sent,
             received,
-            outcome,
+            outcome: scrub_str(&outcome, &secrets),
         });
         result.map(|o| o.response)
     }
@@ -282,14 +327,7 @@ impl HttpBroker {
         issued: &[IssuedCredential],
         watch: &Watch,
     ) -> Result<Outcome, Error> {
-        for (name, _) in &req.headers {
-            let lower = name.to_ascii_lowercase();
-            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-                return Err(Error::Denied(format!(
-                    "the host sets the '{lower}' header itself; plugins may not"
-                )));
-            }
-        }
+        check_headers(&req.headers)?;
         if let Some(name) = &req.credential
             && !self.credentials.is_declared(name)
             && self.credentials.captured(name).is_none()
@@ -299,25 +337,36 @@ impl HttpBroker {
                 self.plugin
             )));
         }
+        // Where the request may go, before anything is assembled: a refused
+        // request costs no memory, whatever its body references.
+        self.policy.check(&url).map_err(Error::Denied)?;
+        let sources = body::Sources {
+            artifact: self.artifact.as_deref(),
+            secrets: &self.service_secrets,
+        };
+        let planned = body::planned_size(&req.body, sources);
+        if planned > self.limits.max_request_bytes {
+            return Err(Error::Invalid(format!(
+                "the request body would be {planned} bytes, over the host's cap of {} bytes",
+                self.limits.max_request_bytes
+            )));
+        }
+        let carries_secret = body::carries_secret(&req.body);
+        let first = Origin::of(&url).ok_or_else(|| Error::Invalid("the URL has no host".into()))?;
+        if carries_secret {
+            self.check_secret_destination(&first)?;
+        }
         let mut method = req.method;
-        let (mut body, carries_secret) = Prepared::build(
-            &req.body,
-            body::Sources {
-                artifact: self.artifact.as_deref(),
-                secrets: &self.service_secrets,
-            },
-        )?;
+        let mut body = Prepared::build(&req.body, sources)?;
         let mut visited = HashSet::new();
         let mut attempts_total = 0;
         for hop in 0..=self.limits.max_redirects {
-            self.policy.check(&url).map_err(Error::Denied)?;
+            let allowed = self.policy.check(&url).map_err(Error::Denied)?;
             let origin =
-                Origin::of(&url).ok_or_else(|| Error::Invalid(format!("'{url}' has no host")))?;
-            if carries_secret && !self.is_credential_bound(&origin) {
-                return Err(Error::Denied(format!(
-                    "plugin '{}' may send service secrets only to its provider's API (a host bound to a declared credential), not to {origin}",
-                    self.plugin
-                )));
+                Origin::of(&url).ok_or_else(|| Error::Invalid("the URL has no host".into()))?;
+            if carries_secret && !matches!(body, Prepared::Empty) {
+                self.check_secret_destination(&origin)?;
+                lock(&self.secrets_sent_to).insert(origin.clone());
             }
             let credential = self.credential_for(req.credential.as_deref(), &origin, hop == 0)?;
             if (credential.is_some() || self.is_credential_bound(&origin))
@@ -327,14 +376,19 @@ impl HttpBroker {
                     .find(|(n, _)| AUTH_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
             {
                 return Err(Error::Denied(format!(
-                    "plugin '{}' set its own '{}' header toward {}, a host bound to a credential; name the credential instead and the host injects it",
+                    "plugin '{}' set its own '{}' header toward {origin}, a host bound to a credential; name the credential instead and the host injects it",
                     self.plugin,
                     name.to_ascii_lowercase(),
-                    origin.host
                 )));
             }
+            let client = if allowed.user_named {
+                &self.user_named_client
+            } else {
+                &self.client
+            };
             let (response, attempts, sent) = retry::send(
                 self,
+                client,
                 method,
                 &url,
                 &req.headers,
@@ -352,11 +406,14 @@ impl HttpBroker {
                 let location = location
                     .to_str()
                     .map_err(|_| Error::Failed("redirect with a non-text Location".into()))?;
-                let next = url.join(location).map_err(|e| {
-                    Error::Failed(format!("redirect to an invalid URL '{location}': {e}"))
-                })?;
+                let next = url
+                    .join(location)
+                    .map_err(|e| Error::Failed(format!("redirect to an invalid URL: {e}")))?;
                 if !visited.insert(next.clone()) || next == url {
-                    return Err(Error::Failed(format!("redirect loop at {next}")));
+                    return Err(Error::Failed(format!(
+                        "redirect loop at {origin}{}",
+                        next.path()
+                    )));
                 }
                 if status == 303 || (matches!(status, 301 | 302) && method == Method::Post) {
                     method = Method::Get;
@@ -366,21 +423,7 @@ impl HttpBroker {
                 continue;
             }
             let mut response = self.read(response, watch).await?;
-            // Before scrubbing: an issued value may equal one known already
-            // (the same namespace read twice in one command).
-            if !issued.is_empty() && (200..300).contains(&response.status) {
-                self.keep_issued(&mut response, issued, &origin)?;
-            }
-            let secrets = self.known_secrets();
-            scrub(&mut response.body, &secrets);
-            for (_, v) in response.headers.iter_mut() {
-                scrub_string(v, &secrets);
-            }
-            if let Some(capture) = &req.capture
-                && (200..300).contains(&response.status)
-            {
-                self.capture(&mut response, &capture.credential, &capture.pointer, origin)?;
-            }
+            self.finish_response(&mut response, &req, issued, &origin)?;
             return Ok(Outcome {
                 response,
                 attempts: attempts_total,
@@ -393,10 +436,132 @@ impl HttpBroker {
         )))
     }
 
-    /// Whether any credential (declared or captured) is bound to `origin`.
-    fn is_credential_bound(&self, origin: &Origin) -> bool {
+    /// What happens to an answer before the plugin sees it: addresses noted,
+    /// issued and captured values taken out of the raw body (so a token the
+    /// API returns twice is captured as itself, not as `[redacted]`), then
+    /// the secrets this origin has seen scrubbed from body and headers.
+    fn finish_response(
+        &self,
+        response: &mut Response,
+        req: &Request,
+        issued: &[IssuedCredential],
+        origin: &Origin,
+    ) -> Result<(), Error> {
+        let trusted = self.is_trusted(origin);
+        if trusted {
+            self.seen.record(&response.body);
+        }
+        let ok = (200..300).contains(&response.status);
+        if ok && (!issued.is_empty() || req.capture.is_some()) {
+            if !trusted {
+                return Err(Error::Denied(format!(
+                    "plugin '{}' may capture or keep issued credentials only from its provider's API (a host bound to a declared credential), not from {origin}",
+                    self.plugin
+                )));
+            }
+            let mut json: serde_json::Value = serde_json::from_slice(&response.body)
+                .map_err(|_| Error::Invalid("the response to capture from is not JSON".into()))?;
+            let mut kept = self.keep_issued(&mut json, issued)?;
+            if let Some(capture) = &req.capture {
+                kept.push(take_capture(
+                    &mut json,
+                    &capture.credential,
+                    &capture.pointer,
+                )?);
+            }
+            // A value that holds a secret the host already has is an echo,
+            // not a credential: keeping it would send that secret wherever
+            // the new credential goes. (A token this origin handed out
+            // before may come again: it is its own.)
+            let known = Redactor::new(&self.secrets_not_from(origin));
+            for k in &kept {
+                if k.values().iter().any(|v| known.finds(v.as_bytes())) {
+                    return Err(Error::Denied(format!(
+                        "credential '{}' from {origin} holds a secret the host already has; an echoed value is not a credential",
+                        k.name
+                    )));
+                }
+            }
+            for k in kept {
+                let (bound, provenance) = match k.origin {
+                    Some(o) => (o, Provenance::Issued),
+                    None => (origin.clone(), Provenance::Captured),
+                };
+                self.credentials
+                    .capture(&k.name, k.credential, bound, origin.clone(), provenance)
+                    .map_err(Error::Invalid)?;
+            }
+            response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
+        }
+        let redactor = Redactor::new(&self.secrets_seen_by(origin));
+        redactor.scrub(&mut response.body);
+        for (_, v) in response.headers.iter_mut() {
+            redactor.scrub_string(v);
+        }
+        if trusted {
+            mask_jwts(&mut response.body);
+            for (_, v) in response.headers.iter_mut() {
+                let mut bytes = std::mem::take(v).into_bytes();
+                mask_jwts(&mut bytes);
+                *v = String::from_utf8(bytes).unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// The secrets an answer from `origin` may legitimately carry: the
+    /// declared credentials bound to it, the service secrets sent to it, and
+    /// captured or issued values sent to it or taken from it.
+    fn secrets_seen_by(&self, origin: &Origin) -> Vec<Secret> {
+        let mut out = self.credentials.captured_secrets_seen_by(origin);
+        for (name, secrets) in self.credentials.resolved_secrets() {
+            if self
+                .policy
+                .credential_origins(&name)
+                .is_some_and(|o| o.contains(origin))
+            {
+                out.extend(secrets);
+            }
+        }
+        if lock(&self.secrets_sent_to).contains(origin) {
+            out.extend(self.service_secrets.values().cloned());
+        }
+        out
+    }
+
+    /// Every secret the host holds except those `origin` itself issued.
+    fn secrets_not_from(&self, origin: &Origin) -> Vec<Secret> {
+        let mut out = self.credentials.captured_secrets_not_from(origin);
+        for (_, secrets) in self.credentials.resolved_secrets() {
+            out.extend(secrets);
+        }
+        out.extend(self.service_secrets.values().cloned());
+        out
+    }
+
+    /// Whether `origin` is the provider's API as the user configured it: an
+    /// origin a declared credential is bound to.
+    fn is_trusted(&self, origin: &Origin) -> bool {
         self.policy.bound_origins().any(|o| o == origin)
-            || self.credentials.captured_origins().contains(origin)
+    }
+
+    /// Whether any credential (declared, captured or issued) is bound to
+    /// `origin`: the plugin may not set its own authorization there.
+    fn is_credential_bound(&self, origin: &Origin) -> bool {
+        self.is_trusted(origin) || self.credentials.captured_origins().contains(origin)
+    }
+
+    /// Service secrets go only where the user's trust reaches: the origins
+    /// of declared credentials (which the user saw at install) and origins
+    /// those APIs issued credentials for. A capture grants nothing.
+    fn check_secret_destination(&self, origin: &Origin) -> Result<(), Error> {
+        if self.is_trusted(origin) || self.credentials.issued_origins().contains(origin) {
+            return Ok(());
+        }
+        Err(Error::Denied(format!(
+            "plugin '{}' may send service secrets only to its provider's API (a host bound to a declared credential), not to {origin}",
+            self.plugin
+        )))
     }
 
     /// The credential to inject toward `origin`. On the first hop a credential
@@ -476,63 +641,48 @@ impl HttpBroker {
         })
     }
 
-    /// Keep the credentials an answer of the provider's API issues for
-    /// another origin, replacing their secrets in the body with a marker.
+    /// Take the credentials an answer of the provider's API issues for
+    /// another origin out of `json`, leaving a marker in each secret's place.
     ///
-    /// Two checks make this safe: only an origin bound to a declared
-    /// credential (the provider's authenticated API) may issue credentials,
-    /// and the origin each is bound to must pass the same allow-list as any
-    /// request, so an issued secret can only ever travel to a host the plugin
-    /// declared and the user granted.
+    /// The origin each is bound to must pass the same allow-list as any
+    /// request, so an issued secret only ever travels to a host the plugin
+    /// declared and the user granted. Messages never quote a value of the
+    /// answer: it may be a secret.
     fn keep_issued(
         &self,
-        response: &mut Response,
+        json: &mut serde_json::Value,
         issued: &[IssuedCredential],
-        from: &Origin,
-    ) -> Result<(), Error> {
-        if !self.policy.bound_origins().any(|o| o == from) {
-            return Err(Error::Denied(format!(
-                "plugin '{}' may keep issued credentials only from its provider's API (a host bound to a declared credential), not from {from}",
-                self.plugin
-            )));
-        }
-        let mut json: serde_json::Value = serde_json::from_slice(&response.body)
-            .map_err(|_| Error::Invalid("send-issuing: the response is not JSON".into()))?;
+    ) -> Result<Vec<Kept>, Error> {
         let mut kept = Vec::new();
-        for want in &expand_issued(&json, issued)? {
+        for want in &expand_issued(json, issued)? {
             let name = &want.credential;
-            let text = |json: &serde_json::Value, pointer: &str| -> Result<String, Error> {
-                match json.pointer(pointer) {
-                    Some(serde_json::Value::String(v)) if !v.is_empty() => Ok(v.clone()),
-                    Some(_) => Err(Error::Invalid(format!(
-                        "issued credential '{name}': the value at {pointer} is not a non-empty string"
-                    ))),
-                    None => Err(Error::Invalid(format!(
-                        "issued credential '{name}': nothing at {pointer} in the response"
-                    ))),
-                }
-            };
-            let base = text(&json, &want.origin)?;
-            let url = Url::parse(&base).map_err(|e| {
+            let base = text_at(json, &want.origin, name)?;
+            let url = Url::parse(&base).map_err(|_| {
                 Error::Invalid(format!(
-                    "issued credential '{name}': '{base}' at {} is not a URL: {e}",
+                    "issued credential '{name}': the value at {} is not a URL",
                     want.origin
                 ))
             })?;
             self.policy.check(&url).map_err(|e| {
                 Error::Denied(format!(
-                    "issued credential '{name}' is for {base}, which plugin '{}' may not reach: {e}",
-                    self.plugin
+                    "issued credential '{name}' is for a URL (at {}) that plugin '{}' may not reach: {e}",
+                    want.origin, self.plugin
                 ))
             })?;
-            let origin =
-                Origin::of(&url).ok_or_else(|| Error::Invalid(format!("'{base}' has no host")))?;
+            let origin = Origin::of(&url).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "issued credential '{name}': the URL at {} has no host",
+                    want.origin
+                ))
+            })?;
             let (credential, secret_pointer) = match &want.scheme {
-                IssuedScheme::Bearer(p) => (Resolved::Bearer(Secret::new(text(&json, p)?)), p),
+                IssuedScheme::Bearer(p) => {
+                    (Resolved::Bearer(Secret::new(text_at(json, p, name)?)), p)
+                }
                 IssuedScheme::Basic(b) => (
                     Resolved::Basic {
-                        user: text(&json, &b.user)?,
-                        password: Secret::new(text(&json, &b.password)?),
+                        user: text_at(json, &b.user, name)?,
+                        password: Secret::new(text_at(json, &b.password, name)?),
                     },
                     &b.password,
                 ),
@@ -540,48 +690,160 @@ impl HttpBroker {
             if let Some(slot) = json.pointer_mut(secret_pointer) {
                 *slot = serde_json::Value::String(format!("[captured:{name}]"));
             }
-            kept.push((name.clone(), credential, origin));
+            kept.push(Kept {
+                name: name.clone(),
+                credential,
+                origin: Some(origin),
+            });
         }
-        for (name, credential, origin) in kept {
-            self.credentials
-                .capture(&name, credential, origin)
-                .map_err(Error::Invalid)?;
-        }
-        // The caller scrubs the body next: the same values may appear
-        // elsewhere in the answer.
-        response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
-        Ok(())
+        Ok(kept)
     }
+}
 
-    /// Move the token at `pointer` into the credential store.
-    fn capture(
-        &self,
-        response: &mut Response,
-        name: &str,
-        pointer: &str,
-        origin: Origin,
-    ) -> Result<(), Error> {
-        let mut json: serde_json::Value = serde_json::from_slice(&response.body)
-            .map_err(|_| Error::Invalid(format!("capture '{name}': the response is not JSON")))?;
-        let slot = json.pointer_mut(pointer).ok_or_else(|| {
-            Error::Invalid(format!(
-                "capture '{name}': nothing at {pointer} in the response"
-            ))
-        })?;
-        let serde_json::Value::String(token) = std::mem::replace(
-            slot,
-            serde_json::Value::String(format!("[captured:{name}]")),
-        ) else {
-            return Err(Error::Invalid(format!(
-                "capture '{name}': the value at {pointer} is not a string"
-            )));
-        };
-        self.credentials
-            .capture(name, Resolved::Bearer(Secret::new(token)), origin)
-            .map_err(Error::Invalid)?;
-        response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
-        Ok(())
+/// A credential taken from an answer, before it is stored.
+struct Kept {
+    name: String,
+    credential: Resolved,
+    /// The origin it is issued for; `None` for a capture (bound to the
+    /// origin that answered).
+    origin: Option<Origin>,
+}
+
+impl Kept {
+    /// The values it would put on the wire.
+    fn values(&self) -> Vec<&str> {
+        match &self.credential {
+            Resolved::Bearer(s) => vec![s.expose()],
+            Resolved::Basic { user, password } => vec![user, password.expose()],
+            Resolved::Aws { .. } => vec![],
+        }
     }
+}
+
+/// The non-empty string at `pointer`, for issued credential `name`.
+fn text_at(json: &serde_json::Value, pointer: &str, name: &str) -> Result<String, Error> {
+    match json.pointer(pointer) {
+        Some(serde_json::Value::String(v)) if !v.is_empty() => Ok(v.clone()),
+        Some(_) => Err(Error::Invalid(format!(
+            "credential '{name}': the value at {pointer} is not a non-empty string"
+        ))),
+        None => Err(Error::Invalid(format!(
+            "credential '{name}': nothing at {pointer} in the response"
+        ))),
+    }
+}
+
+/// Move the token at `pointer` out of `json`, leaving the marker.
+fn take_capture(json: &mut serde_json::Value, name: &str, pointer: &str) -> Result<Kept, Error> {
+    let slot = json.pointer_mut(pointer).ok_or_else(|| {
+        Error::Invalid(format!(
+            "capture '{name}': nothing at {pointer} in the response"
+        ))
+    })?;
+    let serde_json::Value::String(token) = std::mem::replace(
+        slot,
+        serde_json::Value::String(format!("[captured:{name}]")),
+    ) else {
+        return Err(Error::Invalid(format!(
+            "capture '{name}': the value at {pointer} is not a string"
+        )));
+    };
+    if token.is_empty() {
+        return Err(Error::Invalid(format!(
+            "capture '{name}': the value at {pointer} is empty"
+        )));
+    }
+    Ok(Kept {
+        name: name.to_string(),
+        credential: Resolved::Bearer(Secret::new(token)),
+        origin: None,
+    })
+}
+
+/// Headers a plugin sets: names and values HTTP can carry, none of the
+/// host's own. Each refusal names the header.
+fn check_headers(headers: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+            return Err(Error::Denied(format!(
+                "the host sets the '{lower}' header itself; plugins may not"
+            )));
+        }
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(Error::Invalid(format!(
+                "header name {:?} is not a valid HTTP header name",
+                name.chars().take(64).collect::<String>()
+            )));
+        }
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err(Error::Invalid(format!(
+                "the value of header '{lower}' is not valid in HTTP (control characters or line breaks)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replace JSON Web Tokens in an answer of the provider's API with a
+/// marker. A JWT the API mints is a credential made with the user's
+/// authority (Cloudflare's Pages upload token); a plugin that wants to use
+/// one captures it, and then never sees it.
+fn mask_jwts(body: &mut Vec<u8>) {
+    static MARK: &[u8] = b"[jwt withheld: capture it]";
+    let mut out: Option<Vec<u8>> = None;
+    let mut from = 0;
+    let mut i = 0;
+    while let Some(at) = find_from(body, b"eyJ", i) {
+        let end = jwt_end(&body[at..]).map(|n| at + n);
+        match end {
+            Some(end) => {
+                let o = out.get_or_insert_with(|| Vec::with_capacity(body.len()));
+                o.extend_from_slice(&body[from..at]);
+                o.extend_from_slice(MARK);
+                from = end;
+                i = end;
+            }
+            None => i = at + 3,
+        }
+    }
+    if let Some(mut o) = out {
+        o.extend_from_slice(&body[from..]);
+        *body = o;
+    }
+}
+
+fn find_from(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// The length of a JWT (`header.payload.signature`, base64url, the header
+/// and payload JSON objects) at the start of `s`, if one is there.
+fn jwt_end(s: &[u8]) -> Option<usize> {
+    let b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let mut parts = 0;
+    let mut i = 0;
+    let mut part_len = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b64(b) {
+            part_len += 1;
+        } else if b == b'.' && parts < 2 && part_len > 0 {
+            parts += 1;
+            part_len = 0;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    (parts == 2 && part_len > 0 && i >= 32 && s.get(..3) == Some(b"eyJ")).then_some(i)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Expand issued credentials whose pointers hold a `*` segment over the

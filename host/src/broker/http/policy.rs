@@ -76,7 +76,11 @@ impl Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
     }
 }
 
@@ -266,8 +270,16 @@ impl Policy {
     }
 
     /// Whether the plugin may send a request to `url`, and on what terms.
+    /// A URL with a user name or password is refused: credentials are the
+    /// host's to inject, and `http://user:pass@api` would put a plugin's own
+    /// `Authorization: Basic` next to them.
     pub fn check(&self, url: &Url) -> Result<Allowed, String> {
         let plugin = &self.plugin;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "plugin '{plugin}' put a user name or password in a URL; credentials are the host's to inject (name one in `credential`)"
+            ));
+        }
         let Some(origin) = Origin::of(url) else {
             return Err(format!(
                 "plugin '{plugin}' asked for '{url}', which has no host"
@@ -516,6 +528,82 @@ mod tests {
         }
         for ip in ["1.1.1.1", "2606:4700::1111"] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn policy_with_override(port: u16) -> Policy {
+            let mut g = grants();
+            g.endpoints
+                .insert("api".into(), format!("http://localhost:{port}"));
+            Policy::new("x", &caps(), &g).unwrap()
+        }
+
+        proptest! {
+            /// A user name or password in a URL is refused, whatever the
+            /// destination, even the allowed endpoint itself.
+            #[test]
+            fn userinfo_is_always_refused(
+                user in "[a-zA-Z0-9]{1,8}",
+                pass in proptest::option::of("[a-zA-Z0-9]{0,8}"),
+                path in "(/[a-z0-9]{0,6}){0,3}",
+            ) {
+                let p = Policy::new("x", &caps(), &grants()).unwrap();
+                let auth = match &pass {
+                    Some(pw) => format!("{user}:{pw}@"),
+                    None => format!("{user}@"),
+                };
+                let url = Url::parse(&format!("https://{auth}api.example.com{path}")).unwrap();
+                let e = p.check(&url).unwrap_err();
+                prop_assert!(e.contains("user name or password"), "{}", e);
+            }
+
+            /// A named base URL authorises exactly its origin: the same
+            /// host on any other port or scheme is refused, and only the
+            /// named origin is marked user-named (may reach loopback).
+            #[test]
+            fn a_named_base_url_authorises_one_origin(
+                named in 1024u16..65535,
+                other in 1u16..65535,
+                https in any::<bool>(),
+            ) {
+                let p = policy_with_override(named);
+                let scheme = if https { "https" } else { "http" };
+                let url = Url::parse(&format!("{scheme}://localhost:{other}/x")).unwrap();
+                let r = p.check(&url);
+                if other == named && !https {
+                    prop_assert_eq!(r, Ok(Allowed { user_named: true }));
+                } else if https && other == 443 {
+                    // Not the named origin: never user-named.
+                    prop_assert!(r.map(|a| !a.user_named).unwrap_or(true));
+                } else {
+                    prop_assert!(r.is_err(), "{url} allowed");
+                }
+            }
+
+            /// Hosts the plugin never declared are refused, whatever the
+            /// grants say about other hosts.
+            #[test]
+            fn undeclared_hosts_are_refused(
+                host in "[a-z]{1,10}\\.(org|net|io|example)",
+                port in proptest::option::of(1u16..65535),
+            ) {
+                let p = Policy::new("x", &caps(), &grants()).unwrap();
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                let url = Url::parse(&format!("https://{host}{port}/")).unwrap();
+                prop_assert!(p.check(&url).is_err());
+            }
+
+            /// IP literals are reachable only as a named base URL.
+            #[test]
+            fn ip_literals_need_an_override(a in any::<u8>(), b in any::<u8>(), port in 1u16..65535) {
+                let p = Policy::new("x", &caps(), &grants()).unwrap();
+                let url = Url::parse(&format!("https://10.{a}.{b}.1:{port}/")).unwrap();
+                prop_assert!(p.check(&url).is_err());
+            }
         }
     }
 }

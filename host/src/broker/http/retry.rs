@@ -19,6 +19,7 @@ use crate::runtime::bindings::soar::plugin::http::{Error, Method};
 #[allow(clippy::too_many_arguments)]
 pub async fn send(
     broker: &HttpBroker,
+    client: &reqwest::Client,
     method: Method,
     url: &Url,
     headers: &[(String, String)],
@@ -35,7 +36,7 @@ pub async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (request, sent) = build(broker, method, url, headers, body, credential, region)?;
+        let (request, sent) = build(client, method, url, headers, body, credential, region)?;
         // The read timeout runs from here to the response head.
         watch.waiting();
         let result = request.send().await;
@@ -81,7 +82,7 @@ pub async fn send(
 
 /// One attempt's request, credential applied.
 fn build(
-    broker: &HttpBroker,
+    client: &reqwest::Client,
     method: Method,
     url: &Url,
     headers: &[(String, String)],
@@ -156,7 +157,7 @@ fn build(
             all.extend(signed);
         }
     }
-    let mut rb = broker.client.request(m, url.clone());
+    let mut rb = client.request(m, url.clone());
     for (k, v) in &all {
         rb = rb.header(k, v);
     }

@@ -26,6 +26,11 @@
 //!   and the transfer share one channel ([`SshBroker::upload`]);
 //! - a connection that drops fails the command at once (a send waiting for
 //!   window space is abandoned when the channel goes away);
+//! - a host reaches the allowed set only with provenance ([`SshBroker::admit`]):
+//!   the user's config names it, or the provider's credential-bound API
+//!   named it in an answer during this command ([`SeenAddresses`]) and it is
+//!   not a private, loopback or link-local address; a plugin's word alone
+//!   admits nothing, and the config's user wins over the plugin's;
 //! - every command and upload is recorded in the journal
 //!   ([`Event::Ssh`]); file contents (an env file with secrets) travel on
 //!   stdin and never appear in a command line.
@@ -45,6 +50,8 @@ use sha2::Digest as _;
 
 pub use self::auth::AuthConfig;
 pub use self::known_hosts::{KnownHosts, fingerprint};
+use crate::broker::addresses::SeenAddresses;
+use crate::broker::http::policy::is_public;
 use crate::journal::{Event, Journal, millis};
 
 /// Most of a command's stdout (and, separately, stderr) kept.
@@ -58,6 +65,11 @@ pub struct SshSettings {
     pub connect_timeout: Duration,
     /// For plugin commands that name no timeout.
     pub command_timeout: Duration,
+    /// Addresses the user's config names (`hosts`, `address_map` keys):
+    /// these may be private or loopback, and need no API answer.
+    pub named_hosts: std::collections::HashSet<String>,
+    /// Where the config's rules live, for messages (`[env.prod.ssh]`).
+    pub section: String,
 }
 
 impl Default for SshSettings {
@@ -70,6 +82,8 @@ impl Default for SshSettings {
             },
             connect_timeout: Duration::from_secs(15),
             command_timeout: Duration::from_secs(300),
+            named_hosts: Default::default(),
+            section: "[env.<name>.ssh]".into(),
         }
     }
 }
@@ -134,7 +148,18 @@ pub struct SshBroker {
     allowed: RwLock<HashMap<(String, u16), HostSpec>>,
     /// Whether the plugin declared the `ssh` capability.
     plugin_declared: bool,
+    /// Addresses the provider's credential-bound API named.
+    seen: Arc<SeenAddresses>,
     journal: Arc<Journal>,
+}
+
+/// Who named a host the broker is asked to admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// The user's configuration (`[env.<name>.ssh] hosts`).
+    Config,
+    /// The provider plugin (a `status` endpoint, an applied resource).
+    Provider,
 }
 
 impl SshBroker {
@@ -144,8 +169,15 @@ impl SshBroker {
             pool: pool::Pool::default(),
             allowed: RwLock::default(),
             plugin_declared: false,
+            seen: Arc::default(),
             journal,
         }
+    }
+
+    /// Addresses the provider's API named, as the HTTP broker records them.
+    pub fn with_seen_addresses(mut self, seen: Arc<SeenAddresses>) -> Self {
+        self.seen = seen;
+        self
     }
 
     /// Record whether the plugin declared the `ssh` capability (without it,
@@ -167,13 +199,56 @@ impl SshBroker {
             .clone()
     }
 
-    /// Let plugins reach `address:port` (a host the provider created or the
-    /// config lists), connecting as `spec`.
-    pub fn allow(&self, address: &str, port: u16, spec: HostSpec) {
+    /// Let Soar and the plugin reach `address:port` (as the config or the
+    /// provider named it), connecting as `spec`; returns the spec admitted.
+    ///
+    /// A host the provider named is admitted only with evidence: an answer
+    /// of its credential-bound API named the address in this command, and
+    /// the address it connects to is public — unless the user's config
+    /// names it (`hosts`, `address_map`). Its new host key is trusted
+    /// (`spec.accept_new`) only then too.
+    pub fn admit(
+        &self,
+        address: &str,
+        port: u16,
+        spec: HostSpec,
+        by: NamedBy,
+    ) -> Result<HostSpec, SshError> {
+        let settings = self.settings();
+        let config_named = by == NamedBy::Config
+            || settings.named_hosts.contains(address)
+            || settings.named_hosts.contains(&format!("{address}:{port}"));
+        if !config_named {
+            let section = &settings.section;
+            if !self.seen.contains(address) {
+                return Err(SshError::Denied(format!(
+                    "the provider reported SSH host {address}:{port}, but no answer of its API named that address in this command;                      Soar connects only to hosts the provider's API reports or your config lists (add it to {section} hosts if it is yours)"
+                )));
+            }
+            let bare = spec.address.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = bare.parse::<std::net::IpAddr>()
+                && !is_public(ip)
+            {
+                return Err(SshError::Denied(format!(
+                    "the provider reported SSH host {address}:{port}, a private, loopback or link-local address;                      Soar connects to such addresses only when your config names them (add it to {section} hosts or address_map)"
+                )));
+            }
+        }
+        let spec = HostSpec {
+            accept_new: spec.accept_new && by == NamedBy::Provider,
+            ..spec
+        };
         self.allowed
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((address.to_string(), port), spec);
+            .insert(
+                (address.to_string(), port),
+                HostSpec {
+                    accept_new: false,
+                    ..spec.clone()
+                },
+            );
+        Ok(spec)
     }
 
     /// The connection spec for a plugin's target, or why it is denied.
@@ -191,12 +266,16 @@ impl SshBroker {
         }
         let allowed = self.allowed.read().unwrap_or_else(|e| e.into_inner());
         match allowed.get(&(address.to_string(), port)) {
+            // The user Soar logs in as comes from the config (or, when it
+            // says nothing, the provider's answer): a plugin may not log in
+            // as anyone else.
+            Some(spec) if !user.is_empty() && user != spec.user => Err(SshError::Denied(format!(
+                "plugin '{plugin}' asked to log in to {address}:{port} as '{}', but Soar logs in there as '{}' (set by {} user or the provider);                  a plugin cannot choose another user",
+                user.chars().take(64).collect::<String>(),
+                spec.user,
+                self.settings().section
+            ))),
             Some(spec) => Ok(HostSpec {
-                user: if user.is_empty() {
-                    spec.user.clone()
-                } else {
-                    user.to_string()
-                },
                 sudo: false,
                 ..spec.clone()
             }),

@@ -12,6 +12,8 @@
 //! and as a change payload), so a test can check that nothing it should not
 //! see ever reached it.
 
+mod caps;
+mod leaks;
 mod terminal;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,11 @@ struct Settings {
     then_url: Option<String>,
     /// `host:port` for the socket and SSH modes.
     addr: String,
+    /// SSH mode: the user to ask for (empty: the host's choice).
+    user: String,
+    /// What `apply` and `status` report as the environment's hosts
+    /// (`kind`, `address`, `port`, `user`): the plugin's word alone.
+    hosts: Vec<HostClaim>,
     /// Files the file mode tries to read.
     paths: Vec<String>,
     /// A file the file mode tries to create.
@@ -63,6 +70,31 @@ struct Settings {
     /// Echo mode: panic with everything seen instead of returning it, so it
     /// lands in the host's error message.
     panic_after: bool,
+}
+
+/// A host the plugin claims the environment has.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct HostClaim {
+    kind: String,
+    address: String,
+    port: Option<u16>,
+    user: Option<String>,
+}
+
+impl HostClaim {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            kind: if self.kind.is_empty() {
+                "ssh".into()
+            } else {
+                self.kind.clone()
+            },
+            address: self.address.clone(),
+            port: self.port,
+            user: self.user.clone(),
+        }
+    }
 }
 
 impl Provider for Hostile {
@@ -103,7 +135,9 @@ impl Provider for Hostile {
                     env: vec!["SOAR_TEST_TOKEN".into()],
                     endpoints: vec!["api".into()],
                 }],
-                ssh: false,
+                // Declared, so the SSH broker's own rules (which hosts, as
+                // whom) are what stands between this plugin and a machine.
+                ssh: true,
             },
         }
     }
@@ -138,7 +172,7 @@ impl Provider for Hostile {
                 let target = ssh::Target {
                     address: address.into(),
                     port: port.parse().unwrap_or(22),
-                    user: "root".into(),
+                    user: s.user.clone(),
                 };
                 match ssh::exec(&target, "cat /etc/shadow", None) {
                     Ok(out) => Ok(notes(vec![format!("ssh exit {}", out.exit_code)])),
@@ -184,17 +218,37 @@ impl Provider for Hostile {
                 soar_sdk::time::sleep(Duration::from_secs(3600));
             },
             // Families of cases, each in its own module.
+            m if m.starts_with("caps-") => caps::plan(m, ctx),
+            m if m.starts_with("leak-") => leaks::plan(m, ctx),
             m if m.starts_with("term-") => terminal::plan(m, ctx),
             other => Err(PluginError::Other(format!("unknown mode {other:?}"))),
         }
     }
 
-    fn apply(_ctx: &Context, change: &Change) -> Result<Applied, PluginError> {
+    fn apply(ctx: &Context, change: &Change) -> Result<Applied, PluginError> {
+        let s: Settings = ctx.settings()?;
         Ok(Applied {
             resource: None,
-            endpoints: vec![],
+            endpoints: s.hosts.iter().map(HostClaim::endpoint).collect(),
             messages: vec![format!("applied {}", change.name)],
         })
+    }
+
+    fn status(ctx: &Context) -> Result<Vec<ResourceStatus>, PluginError> {
+        let s: Settings = ctx.settings()?;
+        if s.hosts.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![ResourceStatus {
+            resource: ManagedResource {
+                kind: "thing".into(),
+                name: format!("{}-{}", ctx.app, ctx.environment),
+                id: Some("claimed".into()),
+                attributes: "{}".into(),
+            },
+            state: "running".into(),
+            endpoints: s.hosts.iter().map(HostClaim::endpoint).collect(),
+        }])
     }
 
     fn plan_destroy(_ctx: &Context) -> Result<ChangePlan, PluginError> {
