@@ -402,3 +402,95 @@ impl WasiView for HostState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter as _;
+
+    use super::*;
+
+    fn cap(limit: usize) -> MemoryCap {
+        MemoryCap::new(
+            &Limits {
+                memory_bytes: limit,
+                ..Limits::default()
+            },
+            &Caps::default(),
+        )
+    }
+
+    #[test]
+    fn memories_and_tables_share_one_budget() {
+        let mut c = cap(64 << 20);
+        // Each memory alone is well under the cap; together they are not.
+        for _ in 0..7 {
+            assert!(c.memory_growing(0, 8 << 20, None).unwrap());
+        }
+        assert!(!c.hit);
+        assert!(!c.memory_growing(0, 9 << 20, None).unwrap());
+        assert!(c.hit);
+        // A table's elements are charged too: 1 M entries cost 8 MiB.
+        let mut c = cap(64 << 20);
+        assert!(c.memory_growing(0, 60 << 20, None).unwrap());
+        assert!(!c.table_growing(0, 1_000_000, None).unwrap());
+        assert!(c.table_growing(0, 1000, None).unwrap());
+        assert_eq!(c.used, (60 << 20) + 1000 * TABLE_ELEMENT_BYTES);
+    }
+
+    #[test]
+    fn growth_is_charged_by_its_increase_and_past_a_maximum_not_at_all() {
+        let mut c = cap(10 << 20);
+        assert!(c.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(c.memory_growing(4 << 20, 8 << 20, None).unwrap());
+        assert_eq!(c.used, 8 << 20);
+        assert!(!c.memory_growing(8 << 20, 9 << 20, Some(8 << 20)).unwrap());
+        assert_eq!(c.used, 8 << 20);
+        assert!(!c.hit, "refused by its own maximum, not by the budget");
+    }
+
+    #[test]
+    fn counts_come_from_the_caps() {
+        let caps = Caps {
+            memories: 2,
+            tables: 3,
+            instances: 4,
+            ..Caps::default()
+        };
+        let c = MemoryCap::new(&Limits::default(), &caps);
+        assert_eq!((c.memories(), c.tables(), c.instances()), (2, 3, 4));
+    }
+
+    #[test]
+    fn compute_stops_while_the_host_runs() {
+        let mut clock = ComputeClock::running();
+        // Spin for `d` of this thread's CPU time (wall time on a busy
+        // machine is longer, and is not what is measured).
+        let spin = |d: Duration| {
+            let t = thread_cpu_time().expect("thread CPU time on this platform");
+            while thread_cpu_time().unwrap() - t < d {
+                std::hint::black_box(0);
+            }
+        };
+        spin(Duration::from_millis(30));
+        clock.host_runs();
+        let spent = clock.spent();
+        assert!(spent >= Duration::from_millis(30), "{spent:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(clock.spent(), spent, "host time is not compute");
+        clock.guest_runs();
+        spin(Duration::from_millis(30));
+        clock.host_runs();
+        let total = clock.spent();
+        assert!(total >= spent + Duration::from_millis(30), "{total:?}");
+        assert!(total < spent + Duration::from_millis(60), "{total:?}");
+    }
+
+    #[test]
+    fn clip_cuts_on_a_char_boundary_and_says_so() {
+        assert_eq!(clip("short", 10), ("short".into(), false));
+        let (s, clipped) = clip("ééé", 3);
+        assert!(clipped);
+        assert_eq!(s, "é…[4 more bytes clipped]");
+        assert_eq!(cut("ééé", 3), "é");
+    }
+}
