@@ -119,19 +119,20 @@ impl Catalog {
         bundled::BUNDLED.iter().any(|(n, _)| *n == name)
     }
 
-    /// Every bundled plugin (also those an installed one replaces) and every
-    /// entry, as `(name, bytes, bundled)`: what other providers declare, for
-    /// the install warnings.
-    pub fn everything(&self) -> Vec<(String, Arc<[u8]>, bool)> {
-        let mut out: Vec<(String, Arc<[u8]>, bool)> = bundled::BUNDLED
+    /// Every bundled plugin (also those an installed one replaces), then
+    /// every installed entry: what other providers declare, for the install
+    /// warnings.
+    pub fn everything(&self) -> Vec<Entry> {
+        let mut out: Vec<Entry> = bundled::BUNDLED
             .iter()
-            .map(|(name, bytes)| (name.to_string(), Arc::from(*bytes), true))
+            .filter_map(|(name, _)| Self::bundled(name))
             .collect();
-        for e in &self.entries {
-            if e.source != Source::Bundled {
-                out.push((e.name.clone(), e.bytes.clone(), false));
-            }
-        }
+        out.extend(
+            self.entries
+                .iter()
+                .filter(|e| e.source != Source::Bundled)
+                .cloned(),
+        );
         out
     }
 

@@ -349,6 +349,13 @@ fn bundled_plugins_are_pinned_and_not_silently_replaced() {
         "{lock}"
     );
 
+    // The bundled plugin is the reference, not a suspect.
+    let inspect = home
+        .soar(&["plugin", "inspect", "digitalocean"])
+        .ok()
+        .clean();
+    assert!(!inspect.stdout.contains("WARNING"), "{inspect:#?}");
+
     // Without the flag: refused, nothing installed.
     home.soar(&["plugin", "install", fake.to_str().unwrap(), "--yes"])
         .fails_with("--override-bundled")

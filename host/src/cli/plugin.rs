@@ -176,8 +176,8 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
             for l in crate::install::reach_lines(d) {
                 println!("  {l}");
             }
-            let others = crate::install::consent::other_providers(&runtime, &catalog, &name).await;
-            let warnings = crate::install::consent::warnings(d, &others);
+            let warnings =
+                crate::install::consent::entry_warnings(&runtime, &catalog, entry, d).await;
             for w in &warnings {
                 println!("{w}");
             }
@@ -257,9 +257,14 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                 println!("{}", crate::terminal::json(&report));
             } else {
                 print_inspect(entry, &plugin);
-                let others =
-                    crate::install::consent::other_providers(&runtime, &catalog, &name).await;
-                for w in crate::install::consent::warnings(plugin.description(), &others) {
+                let warnings = crate::install::consent::entry_warnings(
+                    &runtime,
+                    &catalog,
+                    entry,
+                    plugin.description(),
+                )
+                .await;
+                for w in warnings {
                     println!("{w}");
                 }
             }

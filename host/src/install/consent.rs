@@ -179,7 +179,8 @@ pub fn reach_lines(d: &Description) -> Vec<String> {
 /// uses (`others`: the bundled providers, the same name included, and the
 /// other installed ones), or a well-known secret of another service; each
 /// says which hosts the plugin would send it to, and whether those are not
-/// the hosts the other provider sends it to.
+/// the hosts the other provider sends it to. A credential bound to hosts of
+/// more than one site (its API and somewhere else) is flagged too.
 pub fn warnings(d: &Description, others: &[OtherProvider]) -> Vec<String> {
     let mut out = Vec::new();
     for c in &d.capabilities.credentials {
@@ -189,6 +190,18 @@ pub fn warnings(d: &Description, others: &[OtherProvider]) -> Vec<String> {
         } else {
             list(&hosts, ", ")
         };
+        let mut sites: Vec<String> = hosts.iter().map(|h| site(h)).collect();
+        sites.sort();
+        sites.dedup();
+        if sites.len() > 1 {
+            out.push(format!(
+                "WARNING: credential '{}' (${}) is sent to hosts of {} different sites: {shown_hosts}; \
+                 a credential normally goes to one API only",
+                clip(&c.name, ITEM_MAX),
+                list(&c.env, " or $"),
+                sites.len(),
+            ));
+        }
         for var in &c.env {
             let users: Vec<&OtherProvider> = others
                 .iter()
@@ -238,25 +251,42 @@ pub fn warnings(d: &Description, others: &[OtherProvider]) -> Vec<String> {
     out
 }
 
-/// The other providers of `catalog` for [`warnings`] about `name`: every
-/// bundled one (a plugin called `digitalocean` reading `DIGITALOCEAN_TOKEN`
-/// is exactly the case to flag) and every installed one of another name.
-/// Plugins that fail to load are left out.
+/// The other providers of `catalog` for [`warnings`] about the plugin whose
+/// component has the sha256 `digest`: every bundled one (a plugin called
+/// `digitalocean` reading `DIGITALOCEAN_TOKEN` is exactly the case to flag)
+/// and every installed one, except that very component. Plugins that fail
+/// to load are left out.
 pub async fn other_providers(
     runtime: &crate::runtime::Runtime,
     catalog: &crate::catalog::Catalog,
-    name: &str,
+    digest: &str,
 ) -> Vec<OtherProvider> {
     let mut out = Vec::new();
-    for (entry_name, bytes, bundled) in catalog.everything() {
-        if !bundled && entry_name == name {
+    for entry in catalog.everything() {
+        if entry.digest == digest {
             continue;
         }
-        if let Ok(p) = runtime.load(&entry_name, &bytes).await {
+        let bundled = entry.source == crate::catalog::Source::Bundled;
+        if let Ok(p) = runtime.load(&entry.name, &entry.bytes).await {
             out.push(OtherProvider::of(p.description(), bundled));
         }
     }
     out
+}
+
+/// [`warnings`] for a catalog entry: none for a bundled plugin (it comes
+/// with soar, like the host that enforces everything else; its own
+/// variables are the reference the others are compared with).
+pub async fn entry_warnings(
+    runtime: &crate::runtime::Runtime,
+    catalog: &crate::catalog::Catalog,
+    entry: &crate::catalog::Entry,
+    d: &Description,
+) -> Vec<String> {
+    if entry.source == crate::catalog::Source::Bundled {
+        return Vec::new();
+    }
+    warnings(d, &other_providers(runtime, catalog, &entry.digest).await)
 }
 
 #[cfg(test)]
@@ -317,6 +347,28 @@ mod tests {
         let w = warnings(&fine, &others);
         assert_eq!(w.len(), 1);
         assert!(!w[0].contains("a host other than"), "{}", w[0]);
+    }
+
+    #[test]
+    fn flags_a_credential_sent_to_two_sites() {
+        let mut d = desc("two", &["TWO_TOKEN"], "https://api.two.example");
+        d.capabilities.endpoints.push(EndpointDecl {
+            name: "telemetry".into(),
+            default_url: "https://collect.evil.example".into(),
+        });
+        d.capabilities.credentials[0]
+            .endpoints
+            .push("telemetry".into());
+        let w = warnings(&d, &[]);
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(
+            w[0].contains("2 different sites: api.two.example, collect.evil.example"),
+            "{}",
+            w[0]
+        );
+        // Two hosts of one company's API are fine.
+        d.capabilities.endpoints[1].default_url = "https://uploads.two.example".into();
+        assert!(warnings(&d, &[]).is_empty());
     }
 
     #[test]

@@ -371,7 +371,7 @@ pub async fn install(
     }
     // The warnings come last, right above the question, so nothing the
     // plugin printed can scroll them away.
-    let others = consent::other_providers(runtime, catalog, &d.name).await;
+    let others = consent::other_providers(runtime, catalog, &digest).await;
     let warnings = consent::warnings(&d, &others);
     match catalog.entries().iter().find(|e| e.name == d.name) {
         Some(_) if bundled_name => println!(
