@@ -220,8 +220,36 @@ fn functions_deploy_update_noop_and_destroy() {
         )
     );
 
+    // Status asks the provider: the Function serves, though no release went
+    // onto hosts, and provider and state agree.
     let status = p.soar_ok(&["status"]);
-    assert!(status.contains("running"), "{status}");
+    assert!(status.contains("running:  yes"), "{status}");
+    assert!(
+        status.contains("release:  none on hosts (the provider deploys the artifact itself)"),
+        "{status}"
+    );
+    assert!(status.contains(&format!("url:      {url}")), "{status}");
+    assert!(status.contains("provider: matches the state"), "{status}");
+    // Deleted in the control panel: drift, and no longer running.
+    let action = fake.openwhisk().actions().remove(0);
+    assert!(
+        fake.openwhisk()
+            .remove_action(&action.namespace, &action.name)
+    );
+    let status = p.soar_ok(&["status"]);
+    assert!(status.contains("running:  no"), "{status}");
+    assert!(
+        status.contains(" missing: in the state, but the provider no longer reports it"),
+        "{status}"
+    );
+    let offline = p.soar_ok(&["status", "--offline"]);
+    assert!(!offline.contains("drift:"), "{offline}");
+    p.soar_ok(&["deploy", "--yes"]);
+    let status = p.soar_ok(&["status"]);
+    assert!(
+        status.contains("provider: matches the state"),
+        "redeployed: {status}"
+    );
 
     // Destroy: the action and the namespace Soar created are gone; a
     // second destroy has nothing to do.

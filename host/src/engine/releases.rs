@@ -211,9 +211,10 @@ pub async fn status_command(
             );
         }
         for s in reported.unwrap_or_default().iter().filter(|s| {
-            !in_state
-                .iter()
-                .any(|r| r.kind == s.resource.kind && r.name == s.resource.name)
+            s.state != "missing"
+                && !in_state
+                    .iter()
+                    .any(|r| r.kind == s.resource.kind && r.name == s.resource.name)
         }) {
             println!(
                 "  resource: {} {}{} — provider: {}, not in the state",

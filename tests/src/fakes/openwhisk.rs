@@ -252,6 +252,15 @@ impl OpenWhiskFake {
             .cloned()
     }
 
+    /// Delete action `name` of namespace id `namespace` behind Soar's back,
+    /// as the control panel would; `true` if it existed.
+    pub fn remove_action(&self, namespace: &str, name: &str) -> bool {
+        lock(&self.inner)
+            .actions
+            .remove(&(namespace.to_string(), name.to_string()))
+            .is_some()
+    }
+
     /// How many runs completed (web and API, successful or not).
     pub fn invocations(&self) -> usize {
         lock(&self.inner).invocations.len()

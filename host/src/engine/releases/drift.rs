@@ -22,6 +22,9 @@ const VOLATILE: &[&str] = &[
     "updated_at",
 ];
 
+/// The resource state a provider reports for one it did not find.
+const MISSING: &str = "missing";
+
 /// One difference between the state and the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
@@ -67,9 +70,11 @@ fn attributes(s: &ResourceStatus) -> Value {
 pub fn compare(state: &[&ResourceRecord], reported: &[ResourceStatus]) -> Vec<Drift> {
     let mut out = Vec::new();
     for r in state {
+        // A provider may report a resource it looked for and did not find
+        // with the state `missing` (the contract's word) rather than omit it.
         let found = reported
             .iter()
-            .find(|s| s.resource.kind == r.kind && s.resource.name == r.name);
+            .find(|s| s.resource.kind == r.kind && s.resource.name == r.name && s.state != MISSING);
         let Some(s) = found else {
             out.push(Drift {
                 kind: r.kind.clone(),
@@ -105,7 +110,7 @@ pub fn compare(state: &[&ResourceRecord], reported: &[ResourceStatus]) -> Vec<Dr
             });
         }
     }
-    for s in reported {
+    for s in reported.iter().filter(|s| s.state != MISSING) {
         let tracked = state
             .iter()
             .any(|r| r.kind == s.resource.kind && r.name == s.resource.name);
@@ -174,6 +179,7 @@ mod tests {
             record("droplet", "b", "2", json!({})),
             record("droplet", "c", "3", json!({})),
             record("droplet", "same", "4", json!({"size": "s-1", "ipv4": null})),
+            record("function", "f", "ns/f", json!({})),
         ];
         let provider = [
             reported(
@@ -200,7 +206,8 @@ mod tests {
                 ("a", "changed"),
                 ("b", "missing"),
                 ("c", "replaced"),
-                ("d", "untracked")
+                ("d", "untracked"),
+                ("f", "missing"),
             ]
         );
         assert!(
