@@ -129,13 +129,49 @@ async fn the_full_cycle_runs_under_exactly_the_readme_policy() {
     let out = p.run(url, keys, &["deploy", "-y"]);
     assert!(out.status.success(), "deploy: {}", text(&out));
 
+    // Status asks EC2 too (under the same policy): in step with the state.
     let out = p.run(url, keys, &["status", "--json"]);
     assert!(out.status.success(), "status: {}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["checked"], "provider", "{status}");
+    assert_eq!(status["drift"], serde_json::json!([]), "{status}");
+    let instance = status["provider_resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "spot-0")
+        .unwrap_or_else(|| panic!("spot-0 reported: {status}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Terminated behind Soar's back (say, reclaimed): status shows drift,
+    // and the next deploy brings the slot back.
+    let (code, body) = aws_support::signed(
+        &aws.moto.url,
+        &aws.keys(),
+        "ec2",
+        "us-east-1",
+        &[
+            ("Action", "TerminateInstances"),
+            ("Version", "2016-11-15"),
+            ("InstanceId.1", &instance),
+        ],
+    )
+    .await;
+    assert!(code < 300, "terminate: {code} {body}");
+    let out = p.run(url, keys, &["status"]);
+    assert!(out.status.success(), "status: {}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"spot-0\""),
+        String::from_utf8_lossy(&out.stdout).contains("drift:    spot-instance spot-0 missing"),
         "{}",
         text(&out)
     );
+    let out = p.run(url, keys, &["deploy", "-y"]);
+    assert!(out.status.success(), "redeploy: {}", text(&out));
+    let out = p.run(url, keys, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["drift"], serde_json::json!([]), "{status}");
 
     let out = p.run(url, keys, &["plan"]);
     assert!(out.status.success(), "second plan: {}", text(&out));

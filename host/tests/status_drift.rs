@@ -278,3 +278,62 @@ digitalocean = "DRIFT_DO_TOKEN"
     );
     assert!(!text(&out).contains(DO_TOKEN));
 }
+
+#[test]
+fn a_worker_deleted_in_the_dashboard_shows_as_drift() {
+    let fake = Cloudflare::start(CF_TOKEN, ACCOUNT);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "worker/index.js",
+        "export default { fetch() { return new Response('hi') } }\n",
+    );
+    write(
+        d,
+        "soar.toml",
+        &format!(
+            r#"[app]
+name = "shop"
+
+[artifact]
+kind = "script"
+path = "worker"
+
+[env.edge]
+provider = "cloudflare"
+account_id = "{ACCOUNT}"
+script_name = "shop-api"
+
+[env.edge.grants]
+endpoints = {{ api = "{}" }}
+
+[env.edge.credentials]
+cloudflare = "DRIFT_CF_TOKEN"
+"#,
+            fake.url()
+        ),
+    );
+    ok(soar(d, &["deploy", "--yes"]));
+    let j = by_env(&ok(soar(d, &["status", "--json"])));
+    assert_eq!(j["edge"]["running"], true, "{}", j["edge"]);
+    assert_eq!(j["edge"]["drift"], Value::Array(vec![]), "{}", j["edge"]);
+    assert!(
+        j["edge"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("workers.dev"),
+        "{}",
+        j["edge"]
+    );
+
+    assert!(fake.remove_script("shop-api"));
+    let out = ok(soar(d, &["status"]));
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(s.contains("running:  no"), "{}", text(&out));
+    assert!(
+        s.contains("drift:    worker-script shop-api missing"),
+        "{}",
+        text(&out)
+    );
+}
