@@ -772,6 +772,38 @@ async fn huge_denied_ssh_commands_are_not_kept_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_is_bounded_per_call_and_per_command() {
+    // Each call keeps `Limits.stdio_bytes` of each stream; the command's
+    // journal keeps its log share (here 32 KiB) over all calls, and says
+    // what it dropped.
+    let h = Harness::with(
+        limits(),
+        Caps::default(),
+        JournalBounds {
+            log_bytes: 32 << 10,
+            ..JournalBounds::default()
+        },
+    );
+    let plugin = h.hostile().await;
+    for _ in 0..10 {
+        h.plan(
+            &plugin,
+            json!({"mode": "caps-print", "count": 64, "bytes": 16 << 10}),
+        )
+        .await
+        .expect("printing is not an error");
+    }
+    let (logs, bytes) = h.logs("hostile");
+    assert!(bytes <= 32 << 10, "{bytes} bytes of stdout/stderr kept");
+    for (m, _) in &logs {
+        assert!(m.len() < 4096 + 200, "a record of {} bytes", m.len());
+    }
+    assert!(logs.len() < 20, "{} records kept", logs.len());
+    let summary = h.journal.summary().expect("the journal says it dropped");
+    assert_contains(&summary, &["events (", "dropped"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_tasks_are_bounded() {
     let h = Harness::new();
     let plugin = h.hostile().await;
@@ -883,7 +915,7 @@ async fn a_slow_describe_fails_the_load_at_its_short_deadline() {
 }
 
 #[test]
-fn plugin_install_refuses_a_slow_describe_quickly() {
+fn plugin_install_and_list_are_not_stalled_by_a_slow_describe() {
     let home = tempfile::tempdir().expect("tempdir");
     let wasm = home.path().join("slow.wasm");
     std::fs::write(&wasm, component("slow", Describe::Sleep, Bomb::default())).unwrap();
@@ -924,7 +956,17 @@ fn plugin_install_refuses_a_slow_describe_quickly() {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
-    // `plugin list` is not stalled either.
+    // Nor is `plugin list` by one already on disk (a plain plugin directory,
+    // as an install made before this deadline existed would leave): it is
+    // listed with its error, promptly.
+    let dir = plugins.join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("plugin.wasm"),
+        component("slow", Describe::Sleep, Bomb::default()),
+    )
+    .unwrap();
+    let started = Instant::now();
     let list = Command::new(env!("CARGO_BIN_EXE_soar"))
         .args(["plugin", "list"])
         .current_dir(home.path())
@@ -936,7 +978,23 @@ fn plugin_install_refuses_a_slow_describe_quickly() {
         .stdin(Stdio::null())
         .output()
         .expect("running soar");
-    assert_eq!(list.status.code(), Some(0));
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    // (It exits 1, since one plugin is broken.)
+    assert!(list.status.code().is_some(), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("slow"))
+        .unwrap_or_else(|| panic!("slow not listed:\n{stdout}"));
+    assert_contains(row, &["error:", "did not describe itself within"]);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("local")),
+        "the others are listed too:\n{stdout}"
+    );
+    assert!(
+        took < deadline + Duration::from_secs(10),
+        "list took {took:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
