@@ -75,7 +75,7 @@ impl PluginProgress {
                 ProgressStyle::with_template(template)
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            bar.set_message(format!("{plugin}: {task}"));
+            bar.set_message(format!("{plugin}: {}", crate::terminal::line(task)));
             bar
         });
         if let Some(t) = total {

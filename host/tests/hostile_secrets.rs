@@ -179,6 +179,8 @@ secrets = {{ API_KEY = "LEAKY_SERVICE_SECRET" }}
 }
 
 /// Spawn, wait with `wait4` for the child's peak RSS, collect output.
+// The child is reaped by `wait4`, which clippy does not see.
+#[allow(clippy::zombie_processes)]
 fn run_measured(mut cmd: Command) -> Run {
     let mut child = cmd.spawn().expect("running soar");
     let mut out = child.stdout.take().unwrap();
@@ -555,4 +557,30 @@ fn a_named_localhost_authorises_one_origin_only() {
     assert!(error_of(&notes[2]).contains("may not reach"), "{notes:?}");
     assert_eq!(detector.accepted(), 0);
     p.assert_clean(&run);
+}
+
+/// Finding 17's rough edge: a header the host cannot send names the header
+/// (and, for a credential, where its value came from) without showing it.
+#[test]
+fn a_bad_header_is_named_and_a_bad_credential_not_shown() {
+    let p = Project::new();
+    let api = p.api.url();
+    p.configure(
+        json!({ "mode": "leak-steps", "steps": [
+            { "url": format!("{api}/echo"), "credential": "token" },
+            { "url": format!("{api}/echo"), "headers": [["x-note", "line\r\nbreak"]] },
+        ]}),
+        "",
+    );
+    let broken = "broken-canary-token\nsecond-line";
+    let run = p.soar(&["plan", "--json", "-vv"], &[("SOAR_TEST_TOKEN", broken)]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let notes = run.notes();
+    let e = error_of(&notes[0]);
+    assert!(e.contains("'authorization' header") && e.contains("environment variable"), "{e}");
+    let e = error_of(&notes[1]);
+    assert!(e.contains("'x-note'"), "{e}");
+    assert!(p.api.requests().is_empty());
+    let all = p.everything(&run);
+    assert!(!contains(&all, b"broken-canary-token"), "{run:#?}");
 }

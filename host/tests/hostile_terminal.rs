@@ -424,11 +424,8 @@ fn bundled_plugins_are_pinned_and_not_silently_replaced() {
 }
 
 /// Finding 16, deploy progress: the `✓ delete <kind> <name>` lines quote the
-/// plugin's kinds and names. They are printed by `engine::trail::progress`
-/// from `engine::apply`, which this change does not own: ignored until those
-/// lines escape them (see the issue 12 report for the exact fix).
+/// plugin's kinds and names; `engine::trail::progress` escapes every line.
 #[test]
-#[ignore = "needs crate::terminal::line in engine/apply.rs and engine/trail.rs (issue 12, finding 16)"]
 fn deploy_progress_is_escaped() {
     let home = Home::new().with_hostile();
     let project = home.project("deploy", "hostile", "mode = \"term-plan\"");

@@ -70,15 +70,16 @@ pub(crate) async fn apply_provider_changes(
                 Ok(_) => format!(
                     "  ✓ {} {} {} ({:.1} s)",
                     change.action.verb(),
-                    change.kind,
-                    change.name,
+                    crate::terminal::line(&change.kind),
+                    crate::terminal::line(&change.name),
                     took.as_secs_f64()
                 ),
                 Err(e) => format!(
-                    "  ✗ {} {} {}: {e}",
+                    "  ✗ {} {} {}: {}",
                     change.action.verb(),
-                    change.kind,
-                    change.name
+                    crate::terminal::line(&change.kind),
+                    crate::terminal::line(&change.name),
+                    crate::terminal::line(&e.to_string())
                 ),
             };
             progress(

@@ -183,8 +183,17 @@ async fn remove_service(
 /// One line (or JSON object) per removal.
 fn report(json_mode: bool, change: &PlannedChange, result: &Result<(), String>) {
     let line = match result {
-        Ok(()) => format!("  ✓ destroy {} {}", change.kind, change.name),
-        Err(e) => format!("  ✗ destroy {} {}: {e}", change.kind, change.name),
+        Ok(()) => format!(
+            "  ✓ destroy {} {}",
+            crate::terminal::line(&change.kind),
+            crate::terminal::line(&change.name)
+        ),
+        Err(e) => format!(
+            "  ✗ destroy {} {}: {}",
+            crate::terminal::line(&change.kind),
+            crate::terminal::line(&change.name),
+            crate::terminal::line(&e.to_string())
+        ),
     };
     progress(
         json_mode,

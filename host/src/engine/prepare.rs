@@ -95,10 +95,10 @@ pub(crate) async fn validate_env(ws: &Workspace, p: &Prepared<'_>) -> anyhow::Re
             let mut line = format!(
                 "{}: {}",
                 env_location(ws, env, d.field.as_deref()),
-                d.message
+                crate::terminal::line(&d.message)
             );
             if let Some(h) = &d.hint {
-                line.push_str(&format!(" ({h})"));
+                line.push_str(&format!(" ({})", crate::terminal::line(h)));
             }
             line
         })

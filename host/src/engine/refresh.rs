@@ -41,7 +41,9 @@ pub async fn refresh_command(
     if json_mode {
         println!(
             "{}",
-            json!({ "env": env.name, "resources": kept.iter().map(|(k, n)| json!({"kind": k, "name": n})).collect::<Vec<_>>(), "removed": removed })
+            crate::terminal::json(
+                &json!({ "env": env.name, "resources": kept.iter().map(|(k, n)| json!({"kind": k, "name": n})).collect::<Vec<_>>(), "removed": removed })
+            )
         );
     } else {
         println!(
@@ -51,10 +53,17 @@ pub async fn refresh_command(
             kept.len()
         );
         for (k, n) in &kept {
-            println!("  = {k} {n}");
+            println!(
+                "  = {} {}",
+                crate::terminal::line(k),
+                crate::terminal::line(n)
+            );
         }
         for r in &removed {
-            println!("  - {r} (no longer reported; removed from state)");
+            println!(
+                "  - {} (no longer reported; removed from state)",
+                crate::terminal::line(r)
+            );
         }
     }
     Ok(0)

@@ -91,11 +91,13 @@ pub(crate) fn mark() -> (i64, Instant) {
 }
 
 /// Print a progress line (stderr for people; a JSON line on stdout in --json).
+/// Lines carry plugin text (kinds, names, errors): escaped here, the one
+/// place every progress line passes, whatever its caller did.
 pub(crate) fn progress(json_mode: bool, value: serde_json::Value, text: String) {
     if json_mode {
-        println!("{value}");
+        println!("{}", crate::terminal::json(&value));
     } else {
-        eprintln!("{text}");
+        eprintln!("{}", crate::terminal::text(&text));
     }
 }
 

@@ -159,7 +159,29 @@ fn build(
     }
     let mut rb = client.request(m, url.clone());
     for (k, v) in &all {
-        rb = rb.header(k, v);
+        // Plugin headers were checked on arrival; what fails here is a
+        // value the host added, usually a credential read from an
+        // environment variable with a trailing newline. Named, never shown.
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            Error::Invalid(format!("header name {k:?} is not a valid HTTP header name"))
+        })?;
+        let secret = matches!(
+            k.as_str(),
+            "authorization" | "x-amz-security-token" | "x-amz-content-sha256"
+        );
+        let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            Error::Invalid(if secret {
+                format!(
+                    "the credential injected as the '{k}' header is not a valid HTTP header value (a line break or other control character): check the environment variable it is read from (a trailing newline?)"
+                )
+            } else {
+                format!(
+                    "the value of header '{k}' is not a valid HTTP header value (control characters or line breaks)"
+                )
+            })
+        })?;
+        value.set_sensitive(secret);
+        rb = rb.header(name, value);
     }
     body.attach(rb)
 }
