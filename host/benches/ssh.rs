@@ -132,6 +132,7 @@ impl Bench {
             user: self.user.clone(),
             accept_new: false,
             sudo: false,
+            public_only: false,
         }
     }
 

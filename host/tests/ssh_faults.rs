@@ -656,6 +656,7 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
                 user: user(),
                 accept_new: false,
                 sudo: false,
+                public_only: false,
             },
             NamedBy::Config,
         )

@@ -201,6 +201,8 @@ fn host_spec(
             .unwrap_or_else(|| "root".into()),
         accept_new,
         sudo: env.ssh.use_sudo,
+        // Set by `SshBroker::admit` for hosts only a provider named.
+        public_only: false,
     }
 }
 

@@ -99,6 +99,11 @@ pub struct HostSpec {
     pub accept_new: bool,
     /// Run commands through `sudo -n`.
     pub sudo: bool,
+    /// Connect only if the name resolves to a public address: set for
+    /// host names a provider reported (the user's config may name private
+    /// hosts; a provider's answer may not), checked on the address actually
+    /// connected to.
+    pub public_only: bool,
 }
 
 impl HostSpec {
@@ -236,6 +241,7 @@ impl SshBroker {
         }
         let spec = HostSpec {
             accept_new: spec.accept_new && by == NamedBy::Provider,
+            public_only: !config_named,
             ..spec
         };
         self.allowed

@@ -124,7 +124,7 @@ async fn connect(
         port: host.port,
         accept_new: host.accept_new,
     };
-    let addr = (host.address.as_str(), host.port);
+    let addr = address_of(host).await?;
     let attempt = async {
         let mut handle = client::connect(config, addr, handler)
             .await
@@ -148,6 +148,33 @@ async fn connect(
                 connect_timeout.as_secs()
             ))
         })?
+}
+
+/// Where to connect: the host's address resolved here, so that a host
+/// name a provider reported ([`HostSpec::public_only`]) is refused when it
+/// resolves only to private, loopback or link-local addresses (a rebinding
+/// name gains nothing: this is the address connected to).
+async fn address_of(host: &HostSpec) -> Result<std::net::SocketAddr, SshError> {
+    let bare = host.address.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, host.port))
+        .await
+        .map_err(|e| SshError::Failed(format!("resolving {}: {e}", host.describe())))?
+        .collect();
+    let usable = addrs
+        .iter()
+        .find(|a| !host.public_only || crate::broker::http::policy::is_public(a.ip()));
+    match (usable, addrs.first()) {
+        (Some(a), _) => Ok(*a),
+        (None, Some(a)) => Err(SshError::Denied(format!(
+            "{} resolves to {}, a private, loopback or link-local address; Soar connects to such addresses only when your config names the host",
+            host.describe(),
+            a.ip()
+        ))),
+        (None, None) => Err(SshError::Failed(format!(
+            "{} resolves to no address",
+            host.describe()
+        ))),
+    }
 }
 
 /// russh's default algorithms, with AES-256-GCM ahead of
@@ -190,5 +217,35 @@ fn aes_in_hardware() -> bool {
     #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
     {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(address: &str, public_only: bool) -> HostSpec {
+        HostSpec {
+            address: address.into(),
+            port: 22,
+            user: "root".into(),
+            accept_new: false,
+            sudo: false,
+            public_only,
+        }
+    }
+
+    #[tokio::test]
+    async fn provider_named_hosts_must_resolve_to_public_addresses() {
+        for name in ["localhost", "127.0.0.1", "[::1]"] {
+            let e = address_of(&spec(name, true)).await.unwrap_err();
+            assert!(
+                matches!(&e, SshError::Denied(m) if m.contains("private, loopback")),
+                "{name}: {e:?}"
+            );
+        }
+        // The config may name them.
+        let a = address_of(&spec("127.0.0.1", false)).await.unwrap();
+        assert_eq!(a, "127.0.0.1:22".parse().unwrap());
     }
 }
