@@ -611,6 +611,14 @@ async fn the_bundled_plugins_fit_in_the_counts() {
         .map(|e| (e.name.clone(), e.bytes.to_vec()))
         .collect();
     plugins.push(("hostile".into(), components::hostile().to_vec()));
+    // Any other component to size up (e.g. the Python provider built by
+    // examples/python-provider/build.sh).
+    if let Some(path) = std::env::var_os("SOAR_CAPS_MEASURE_COMPONENT") {
+        plugins.push((
+            "measured".into(),
+            std::fs::read(path).expect("the component"),
+        ));
+    }
     for (name, bytes) in &plugins {
         Harness::new().load(name, bytes).await;
         let mut needs = Vec::new();
