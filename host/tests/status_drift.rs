@@ -277,6 +277,16 @@ digitalocean = "DRIFT_DO_TOKEN"
         "{s}"
     );
     assert!(!text(&out).contains(DO_TOKEN));
+
+    // Names come from the provider: an escape sequence in one is shown as
+    // text, never sent to the terminal (in text and in --json).
+    fake.add_droplet("staging-app-4\u{1b}[2J", "s-1vcpu-1gb", "nyc1", &tags);
+    for args in [&["status"][..], &["status", "--json"][..]] {
+        let out = ok(soar(d, args));
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!s.contains('\u{1b}'), "{args:?}: {s:?}");
+        assert!(s.contains("staging-app-4"), "{args:?}: {s}");
+    }
 }
 
 #[test]

@@ -51,18 +51,10 @@ async fn ask_provider(ws: &Workspace, env: &crate::config::Environment, offline:
     }
 }
 
-/// Control characters out of a provider-supplied string before a terminal
-/// sees it.
+/// A provider- or state-supplied string for one line of status output
+/// (see [`crate::terminal`]).
 fn shown(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::terminal::line(s).into_owned()
 }
 
 /// `soar status`: per environment, the active release, whether it runs, and
@@ -151,12 +143,14 @@ pub async fn status_command(
         if json_mode {
             println!(
                 "{}",
-                json!({ "env": env.name, "provider": env.provider, "service": env.deploy.service, "release": active, "running": running,
+                crate::terminal::json(
+                    &json!({ "env": env.name, "provider": env.provider, "service": env.deploy.service, "release": active, "running": running,
                     "url": url, "hosts": hosts, "resources": resources,
                     "checked": if matches!(asked, Asked::Not) { "state" } else { "provider" },
                     "provider_resources": reported.map(drift::reported_json),
                     "provider_error": provider_error,
                     "drift": drift.iter().map(drift::Drift::to_json).collect::<Vec<_>>() })
+                )
             );
             continue;
         }
@@ -183,7 +177,7 @@ pub async fn status_command(
         for h in &hosts {
             println!(
                 "  host:     {} {}",
-                h["url"].as_str().unwrap_or_default(),
+                shown(h["url"].as_str().unwrap_or_default()),
                 if h["running"] == true {
                     "running"
                 } else {
