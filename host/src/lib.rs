@@ -16,6 +16,7 @@ pub mod journal;
 pub mod progress;
 pub mod rollout;
 pub mod runtime;
+pub mod serve;
 pub mod session;
 pub mod state;
 pub mod supervise;

@@ -61,6 +61,8 @@ pub enum Command {
     /// List, inspect and manage provider plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run Soar as a deployment service: deploy jobs over an HTTP API.
+    Serve(crate::serve::ServeArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -86,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::History(a) => project::history(config, a),
         Command::Rollback(a) => project::rollback(config, a).await,
         Command::Plugin(cmd) => plugin::run(config, cmd).await,
+        Command::Serve(a) => crate::serve::run(a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "soar", &mut std::io::stdout());
             Ok(0)

@@ -1,0 +1,245 @@
+//! Deploy jobs as rows of the server store, and their events (the JSON lines
+//! the deploy printed), so both survive a restart.
+
+use rusqlite::{OptionalExtension as _, Row, params};
+use serde::Serialize;
+
+use super::store::{Db, random_hex, rfc3339};
+use crate::state::now_ms;
+
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+pub const SUCCEEDED: &str = "succeeded";
+pub const FAILED: &str = "failed";
+pub const CANCELLED: &str = "cancelled";
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Whether a job in `status` will never change again.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, SUCCEEDED | FAILED | CANCELLED | INTERRUPTED)
+}
+
+/// Most events kept per job (a deploy prints a few dozen).
+pub const MAX_EVENTS: i64 = 10_000;
+
+/// One job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub project: String,
+    pub environment: String,
+    pub provider: String,
+    pub priority: i64,
+    pub status: String,
+    /// The name of the token that submitted it.
+    pub actor: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i64>,
+    /// The tail of the deploy's error output, when it failed.
+    pub error: Option<String>,
+}
+
+const COLUMNS: &str = "id, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error";
+
+fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        environment: r.get(2)?,
+        provider: r.get(3)?,
+        priority: r.get(4)?,
+        status: r.get(5)?,
+        actor: r.get(6)?,
+        created_at: rfc3339(r.get(7)?),
+        started_at: r.get::<_, Option<i64>>(8)?.map(rfc3339),
+        finished_at: r.get::<_, Option<i64>>(9)?.map(rfc3339),
+        exit_code: r.get(10)?,
+        error: r.get(11)?,
+    })
+}
+
+/// What a new job is.
+pub struct NewJob<'a> {
+    pub project: &'a str,
+    pub environment: &'a str,
+    pub provider: &'a str,
+    pub priority: i64,
+    pub actor: &'a str,
+}
+
+pub fn insert(db: &Db, new: &NewJob<'_>) -> anyhow::Result<Job> {
+    let id = random_hex(8);
+    db.conn().execute(
+        "INSERT INTO jobs (id, project, environment, provider, priority, status, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms()],
+    )?;
+    get(db, &id)?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
+}
+
+pub fn get(db: &Db, id: &str) -> anyhow::Result<Option<Job>> {
+    Ok(db
+        .conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+            params![id],
+            job_of,
+        )
+        .optional()?)
+}
+
+/// Queued jobs, the first to run first: highest priority, then oldest.
+pub fn queued(db: &Db) -> anyhow::Result<Vec<Job>> {
+    let conn = db.conn();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE status = ?1 ORDER BY priority DESC, created_at, rowid"
+    ))?;
+    let rows = stmt.query_map(params![QUEUED], job_of)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `(queued, running)` counts.
+pub fn counts(db: &Db) -> anyhow::Result<(i64, i64)> {
+    let conn = db.conn();
+    let n = |s: &str| -> rusqlite::Result<i64> {
+        conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE status = ?1",
+            params![s],
+            |r| r.get(0),
+        )
+    };
+    Ok((n(QUEUED)?, n(RUNNING)?))
+}
+
+/// queued -> running; false if it was no longer queued (cancelled meanwhile).
+pub fn start(db: &Db, id: &str) -> anyhow::Result<bool> {
+    let n = db.conn().execute(
+        "UPDATE jobs SET status = ?2, started_at = ?3 WHERE id = ?1 AND status = ?4",
+        params![id, RUNNING, now_ms(), QUEUED],
+    )?;
+    Ok(n == 1)
+}
+
+/// running -> a final status.
+pub fn finish(
+    db: &Db,
+    id: &str,
+    status: &str,
+    exit_code: Option<i32>,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    db.conn().execute(
+        "UPDATE jobs SET status = ?2, finished_at = ?3, exit_code = ?4, error = ?5 WHERE id = ?1 AND status = ?6",
+        params![id, status, now_ms(), exit_code, error, RUNNING],
+    )?;
+    Ok(())
+}
+
+/// queued -> cancelled; false if it was not queued.
+pub fn cancel_queued(db: &Db, id: &str) -> anyhow::Result<bool> {
+    let n = db.conn().execute(
+        "UPDATE jobs SET status = ?2, finished_at = ?3 WHERE id = ?1 AND status = ?4",
+        params![id, CANCELLED, now_ms(), QUEUED],
+    )?;
+    Ok(n == 1)
+}
+
+/// At startup: jobs a previous server left running did not finish under
+/// its watch. Returns how many.
+pub fn interrupt_running(db: &Db) -> anyhow::Result<usize> {
+    Ok(db.conn().execute(
+        "UPDATE jobs SET status = ?1, finished_at = ?2, error = COALESCE(error, ?3) WHERE status = ?4",
+        params![
+            INTERRUPTED,
+            now_ms(),
+            "the server stopped while this job ran; its events show how far it got. Submit it again: a deploy converges",
+            RUNNING
+        ],
+    )?)
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    pub at: String,
+    pub data: serde_json::Value,
+}
+
+/// Append an event; returns its sequence number (from 1), or `None` once
+/// the job has [`MAX_EVENTS`].
+pub fn add_event(db: &Db, job: &str, data: &serde_json::Value) -> anyhow::Result<Option<i64>> {
+    let conn = db.conn();
+    let next: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job = ?1",
+        params![job],
+        |r| r.get(0),
+    )?;
+    if next > MAX_EVENTS {
+        return Ok(None);
+    }
+    conn.execute(
+        "INSERT INTO events (job, seq, at, data) VALUES (?1, ?2, ?3, ?4)",
+        params![job, next, now_ms(), data.to_string()],
+    )?;
+    Ok(Some(next))
+}
+
+/// Events of `job` after `seq`, in order.
+pub fn events_after(db: &Db, job: &str, seq: i64) -> anyhow::Result<Vec<Event>> {
+    let conn = db.conn();
+    let mut stmt =
+        conn.prepare("SELECT seq, at, data FROM events WHERE job = ?1 AND seq > ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![job, seq], |r| {
+        let data: String = r.get(2)?;
+        Ok(Event {
+            seq: r.get(0)?,
+            at: rfc3339(r.get(1)?),
+            data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let new = |env, priority| NewJob {
+            project: "app",
+            environment: env,
+            provider: "local",
+            priority,
+            actor: "ci",
+        };
+        let a = insert(&db, &new("dev", 0)).unwrap();
+        let b = insert(&db, &new("prod", 5)).unwrap();
+        let c = insert(&db, &new("dev", 0)).unwrap();
+        let order: Vec<String> = queued(&db).unwrap().into_iter().map(|j| j.id).collect();
+        assert_eq!(order, [b.id.clone(), a.id.clone(), c.id.clone()]);
+        assert!(start(&db, &a.id).unwrap());
+        assert!(!start(&db, &a.id).unwrap());
+        assert!(cancel_queued(&db, &c.id).unwrap());
+        assert!(!start(&db, &c.id).unwrap());
+        assert_eq!(
+            add_event(&db, &a.id, &serde_json::json!({"type": "x"})).unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            add_event(&db, &a.id, &serde_json::json!(2)).unwrap(),
+            Some(2)
+        );
+        assert_eq!(events_after(&db, &a.id, 1).unwrap()[0].seq, 2);
+        assert_eq!(counts(&db).unwrap(), (1, 1));
+        assert_eq!(interrupt_running(&db).unwrap(), 1);
+        let a = get(&db, &a.id).unwrap().unwrap();
+        assert_eq!(a.status, INTERRUPTED);
+        assert!(a.error.is_some() && a.finished_at.is_some());
+        assert!(get(&db, "nope").unwrap().is_none());
+    }
+}

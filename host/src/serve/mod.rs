@@ -1,0 +1,184 @@
+//! `soar serve`: Soar as a deployment service. Jobs submitted over an HTTP
+//! API are queued in the server's store and run by the CLI's own deploy
+//! path (see [`queue`]), so the CLI and the API are two front ends of one
+//! engine.
+//!
+//! - [`config`]: `soar-server.toml` (listen address, projects by NAME).
+//! - [`store`]: the server's SQLite store under `.soar-server/`.
+//! - [`tokens`]: bearer tokens, stored hashed, with scopes.
+//! - [`jobs`]: job and event rows; [`queue`]: the worker that runs them.
+//! - [`api`]: the routes; [`events`]: their Server-Sent Events.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod jobs;
+pub mod queue;
+pub mod store;
+pub mod tokens;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use crate::catalog::Catalog;
+use config::ServerConfig;
+use store::Db;
+use tokens::Scope;
+
+/// `soar serve`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides `listen` in the server config;
+    /// port 0 picks a free one, printed on start).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// The server config (default: ./soar-server.toml).
+    #[arg(long, value_name = "PATH", global = true)]
+    server_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<ServeCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServeCommand {
+    /// Create, list and revoke the server's API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once, alone on the last line.
+    Create {
+        #[arg(long, value_enum)]
+        scope: Scope,
+        /// Limit the token to one project of the server config.
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
+        /// Who uses it (the actor of its jobs); default `token-<id>`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+/// Run `soar serve ...`; returns the exit code.
+pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let config = ServerConfig::load(args.server_config.as_deref())?;
+    match args.command {
+        None => serve(config, args.listen).await,
+        Some(ServeCommand::Token(cmd)) => token(&config, cmd),
+    }
+}
+
+fn token(config: &ServerConfig, cmd: TokenCommand) -> anyhow::Result<i32> {
+    let db = Db::open(&config.data_dir)?;
+    match cmd {
+        TokenCommand::Create {
+            scope,
+            project,
+            name,
+        } => {
+            if let Some(p) = &project {
+                anyhow::ensure!(
+                    config.projects.contains_key(p),
+                    "no project {p:?} in {} (its projects: {})",
+                    config.file.display(),
+                    config
+                        .projects
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let (id, token) = tokens::create(&db, scope, project.as_deref(), name.as_deref())?;
+            eprintln!(
+                "Created token {id} (scope {scope}{}). It is shown only now; keep it secret:",
+                project.map_or(String::new(), |p| format!(", project {p}"))
+            );
+            println!("{token}");
+        }
+        TokenCommand::List { json } => {
+            let list = tokens::list(&db)?;
+            if json {
+                for t in &list {
+                    println!("{}", serde_json::to_string(t)?);
+                }
+            } else {
+                println!(
+                    "{:<14} {:<7} {:<16} {:<21} NAME",
+                    "ID", "SCOPE", "PROJECT", "CREATED"
+                );
+                for t in &list {
+                    println!(
+                        "{:<14} {:<7} {:<16} {:<21} {}{}",
+                        t.id,
+                        t.scope,
+                        t.project.as_deref().unwrap_or("*"),
+                        t.created_at,
+                        crate::terminal::line(&t.name),
+                        if t.revoked_at.is_some() {
+                            " (revoked)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            anyhow::ensure!(
+                tokens::revoke(&db, &id)?,
+                "no live token {id:?} (see `soar serve token list`)"
+            );
+            eprintln!("Revoked token {id}.");
+        }
+    }
+    Ok(0)
+}
+
+async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> anyhow::Result<i32> {
+    let db = Arc::new(Db::open(&config.data_dir)?);
+    let interrupted = jobs::interrupt_running(&db)?;
+    if interrupted > 0 {
+        tracing::warn!(
+            "{interrupted} job(s) were running when the server last stopped: now interrupted"
+        );
+    }
+    let catalog = Catalog::discover(Catalog::default_dir())?;
+    let providers: Vec<(String, String)> = catalog
+        .entries()
+        .iter()
+        .map(|e| (e.name.clone(), e.source.to_string()))
+        .collect();
+    let exe = std::env::current_exe().context("finding the soar binary to run deploys with")?;
+    let queue = queue::Queue::new(db, exe, config.projects.clone(), config.per_provider);
+    let addr = listen.unwrap_or(config.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    let state = api::AppState {
+        config: Arc::new(config),
+        queue: queue.clone(),
+        providers: Arc::new(providers),
+    };
+    tokio::spawn(queue.run());
+    println!("soar serve: listening on http://{local}");
+    axum::serve(listener, api::router(state))
+        .await
+        .context("serving HTTP")?;
+    Ok(0)
+}

@@ -1,0 +1,762 @@
+//! `soar serve` through the built binary, over real HTTP on 127.0.0.1: a
+//! server with two local-target projects, tokens made with the CLI, deploys
+//! submitted as JSON, followed as Server-Sent Events, cancelled, and a
+//! server killed with SIGKILL mid-job and restarted.
+//!
+//! The client is a few lines of HTTP/1.0 over `TcpStream` (the server
+//! closes each response, SSE included, so the body is "read to EOF").
+
+mod e2e_support;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_support::{ENV, Project, bare_command, soar_toml, version_at, wait_until};
+use serde_json::{Value, json};
+
+/// A hook that holds a deploy until the test lets it go.
+const GATE: &str = "touch hook-started; while [ ! -f hook-release ]; do sleep 0.05; done";
+
+/// A running `soar serve`; killed (SIGKILL) on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Start `soar serve` with `config`, in `home`'s isolated environment,
+    /// on a free port; returns once it listens.
+    fn start(home: &Path, config: &Path) -> Self {
+        let log = unique(config.with_file_name("serve"));
+        let mut child = bare_command(home, config.parent().unwrap())
+            .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting soar serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("soar serve: listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {first:?}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .parse()
+            .unwrap();
+        Self { child, addr, log }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One request; the status and the body (as JSON when it is JSON).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, Value) {
+        let (status, _, body) = self.raw(method, path, token, body, &[]);
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        (status, value)
+    }
+
+    fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, Vec<u8>) {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\n", self.addr);
+        if let Some(t) = token {
+            head += &format!("Authorization: Bearer {t}\r\n");
+        }
+        for (k, v) in headers {
+            head += &format!("{k}: {v}\r\n");
+        }
+        let body = body.map(|(ct, b)| {
+            head += &format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", b.len());
+            b
+        });
+        head += "\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        if let Some(b) = body {
+            // The server may answer (413) before reading it all.
+            let _ = s.write_all(b);
+        }
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response);
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| {
+                panic!(
+                    "not an HTTP response: {:?}",
+                    String::from_utf8_lossy(&response)
+                )
+            });
+        let head = String::from_utf8_lossy(&response[..split]).into_owned();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head, response[split + 4..].to_vec())
+    }
+
+    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.request("GET", path, Some(token), None)
+    }
+
+    fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let text = body.to_string();
+        self.request(
+            "POST",
+            path,
+            token,
+            Some(("application/json", text.as_bytes())),
+        )
+    }
+
+    /// Submit a deploy; its id.
+    #[track_caller]
+    fn submit(&self, token: &str, project: &str, env: &str, priority: i64) -> String {
+        let (status, body) = self.post_json(
+            "/v1/deploys",
+            Some(token),
+            &json!({ "project": project, "environment": env, "priority": priority }),
+        );
+        assert_eq!(status, 202, "{body}\n{}", self.log());
+        assert_eq!(body["status"], "queued", "{body}");
+        assert!(
+            body["created_at"].as_str().unwrap().ends_with('Z'),
+            "{body}"
+        );
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    fn job(&self, token: &str, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/deploys/{id}"), token);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Poll until job `id` has `status`.
+    #[track_caller]
+    fn wait_status(&self, token: &str, id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_until(Duration::from_secs(120), || {
+            last = self.job(token, id);
+            last["status"] == status
+        });
+        assert!(
+            ok,
+            "job never became {status}: {last}\nserver log:\n{}",
+            self.log()
+        );
+        last
+    }
+
+    /// `GET /v1/deploys/{id}/events` to its end: (event, data) pairs.
+    fn events(&self, token: &str, id: &str, last_id: Option<&str>) -> Vec<(String, Value)> {
+        let headers: Vec<(&str, &str)> =
+            last_id.map(|l| ("Last-Event-ID", l)).into_iter().collect();
+        let (status, head, body) = self.raw(
+            "GET",
+            &format!("/v1/deploys/{id}/events"),
+            Some(token),
+            None,
+            &headers,
+        );
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("text/event-stream"),
+            "{head}"
+        );
+        let text = String::from_utf8(body).unwrap();
+        text.split("\n\n")
+            .filter_map(|block| {
+                let mut event = "message".to_string();
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event: ") {
+                        event = e.to_string();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(d).unwrap());
+                    }
+                }
+                data.map(|d| (event, d))
+            })
+            .collect()
+    }
+
+    #[track_caller]
+    fn alive(&self) {
+        let (status, body) = self.request("GET", "/health", None, None);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "ok", "{body}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unique(path: PathBuf) -> PathBuf {
+    let mut n = 0;
+    loop {
+        let p = path.with_extension(format!("{n}.log"));
+        if !p.exists() {
+            return p;
+        }
+        n += 1;
+    }
+}
+
+/// `soar serve token create ...`: the token (the last stdout line).
+fn create_token(home: &Path, config: &Path, args: &[&str]) -> String {
+    let out = serve_cli(home, config, &[&["token", "create"][..], args].concat());
+    assert_eq!(out.0, Some(0), "{out:?}");
+    out.1.lines().last().unwrap().trim().to_string()
+}
+
+fn serve_cli(home: &Path, config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = bare_command(home, config.parent().unwrap())
+        .arg("serve")
+        .args(args)
+        .arg("--server-config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Two projects (`web`: a plain service; `gated`: its deploys wait in a
+/// pre_deploy hook for `hook-release`) and a server config naming them.
+fn setup() -> (Project, Project, PathBuf) {
+    let web = Project::new(&soar_toml("20s", ""), "v1");
+    let gated = Project::new(
+        &soar_toml(
+            "20s",
+            &format!("[hooks]\npre_deploy = \"{GATE}\"\ntimeout = \"300s\"\n"),
+        ),
+        "g1",
+    );
+    let dir = web.tmp().join("server");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("soar-server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[queue]\nper_provider = 2\n[projects.web]\npath = {:?}\n[projects.gated]\npath = {:?}\n",
+            web.root.display().to_string(),
+            gated.root.display().to_string()
+        ),
+    )
+    .unwrap();
+    (web, gated, config)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+fn deploy_over_http_follow_events_and_the_service_answers() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let deployer = create_token(home, &config, &["--scope", "deploy", "--name", "ci"]);
+    let reader = create_token(home, &config, &["--scope", "read"]);
+    assert!(deployer.starts_with("soar_"), "{deployer}");
+    let server = Server::start(home, &config);
+    server.alive();
+    if let Some(kib) = rss_kib(server.child.id()) {
+        eprintln!("figure: server RSS idle {kib} KiB");
+    }
+
+    // Capabilities: version, providers and their contract, artifact kinds.
+    let (status, caps) = server.get("/capabilities", &reader);
+    assert_eq!(status, 200, "{caps}");
+    assert_eq!(caps["version"], env!("CARGO_PKG_VERSION"));
+    let local = caps["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "local")
+        .unwrap_or_else(|| panic!("no local provider: {caps}"));
+    assert_eq!(local["contract"], "soar:plugin@0.1.0", "{caps}");
+    assert!(
+        caps["artifact_kinds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("script"))
+    );
+
+    // Submit, then follow: the stream replays from the start, follows live,
+    // and ends with the job's status.
+    let submitted = Instant::now();
+    let id = server.submit(&deployer, "web", ENV, 0);
+    let mut running_after = None;
+    wait_until(Duration::from_secs(60), || {
+        let s = server.job(&reader, &id)["status"].clone();
+        if s != "queued" && running_after.is_none() {
+            running_after = Some(submitted.elapsed());
+        }
+        s != "queued"
+    });
+    eprintln!("figure: submit -> not queued in {running_after:?} (polled every 20 ms)");
+    let events = server.events(&reader, &id, None);
+    let (last_kind, end) = events.last().unwrap();
+    assert_eq!(last_kind, "end", "{events:?}");
+    assert_eq!(end["status"], "succeeded", "{events:?}\n{}", server.log());
+    let deployed = events
+        .iter()
+        .find(|(k, d)| k == "progress" && d["type"] == "deployed")
+        .unwrap_or_else(|| panic!("no deployed event: {events:?}"));
+    let url = deployed.1["url"].as_str().unwrap().to_string();
+    assert_eq!(version_at(&url), "v1");
+    eprintln!("figure: submit -> succeeded in {:?}", submitted.elapsed());
+
+    // The job record agrees, and so does the CLI's own view.
+    let job = server.job(&reader, &id);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["url"], url.as_str(), "{job}");
+    assert_eq!(job["actor"], "ci", "{job}");
+    assert_eq!(job["exit_code"], 0, "{job}");
+    assert_eq!(
+        job["events"].as_array().unwrap().len(),
+        events.len() - 1,
+        "{job}"
+    );
+    assert_eq!(web.url(), url);
+
+    // A late subscriber resuming after event 2 gets the rest only.
+    let resumed = server.events(&reader, &id, Some("2"));
+    assert_eq!(resumed.len(), events.len() - 2, "{resumed:?}");
+
+    // A second deploy of unchanged files converges (nothing to change).
+    let again = server.submit(&deployer, "web", ENV, 0);
+    let events = server.events(&deployer, &again, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    assert_eq!(version_at(&url), "v1");
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let deployer = create_token(home, &config, &["--scope", "deploy"]);
+    let reader = create_token(home, &config, &["--scope", "read"]);
+    let gated_only = create_token(home, &config, &["--scope", "deploy", "--project", "gated"]);
+    let revoked = create_token(home, &config, &["--scope", "admin", "--name", "old"]);
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+    let (code, _, err) = serve_cli(home, &config, &["token", "revoke", &revoked_id]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, list, _) = serve_cli(home, &config, &["token", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(!list.contains(&deployer[8..]), "token list shows no secret");
+    assert!(list.contains("\"revoked_at\":\"20"), "{list}");
+    // A project a token is limited to must exist.
+    let (code, _, err) = serve_cli(
+        home,
+        &config,
+        &["token", "create", "--scope", "read", "--project", "nope"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+
+    let server = Server::start(home, &config);
+    let ok = json!({ "project": "web", "environment": ENV });
+    let big = format!("{{\"project\": \"{}\"}}", "x".repeat(2 << 20));
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<(&'a str, Vec<u8>)>,
+        u16,
+        &'a str,
+    );
+    let json = |v: Value| Some(("application/json", v.to_string().into_bytes()));
+    let cases: Vec<Case> = vec![
+        (
+            "no token",
+            "POST",
+            "/v1/deploys",
+            None,
+            json(ok.clone()),
+            401,
+            "bearer",
+        ),
+        (
+            "forged token",
+            "POST",
+            "/v1/deploys",
+            Some("soar_abc_def"),
+            json(ok.clone()),
+            401,
+            "bearer",
+        ),
+        (
+            "not a soar token",
+            "GET",
+            "/capabilities",
+            Some("hello"),
+            None,
+            401,
+            "bearer",
+        ),
+        (
+            "revoked token",
+            "GET",
+            "/capabilities",
+            Some(revoked.as_str()),
+            None,
+            401,
+            "bearer",
+        ),
+        (
+            "no token for capabilities",
+            "GET",
+            "/capabilities",
+            None,
+            None,
+            401,
+            "bearer",
+        ),
+        (
+            "read token deploying",
+            "POST",
+            "/v1/deploys",
+            Some(reader.as_str()),
+            json(ok.clone()),
+            403,
+            "scope",
+        ),
+        (
+            "read token cancelling",
+            "POST",
+            "/v1/deploys/abc/cancel",
+            Some(reader.as_str()),
+            None,
+            403,
+            "scope",
+        ),
+        (
+            "token for another project",
+            "POST",
+            "/v1/deploys",
+            Some(gated_only.as_str()),
+            json(ok.clone()),
+            403,
+            "limited",
+        ),
+        (
+            "unknown project",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "nope", "environment": ENV})),
+            404,
+            "no project",
+        ),
+        (
+            "a path as project",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "../../etc", "environment": ENV})),
+            404,
+            "no project",
+        ),
+        (
+            "unknown environment",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "web", "environment": "prod"})),
+            400,
+            "no environment",
+        ),
+        (
+            "malformed JSON",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            Some(("application/json", b"{\"project\": ".to_vec())),
+            400,
+            "",
+        ),
+        (
+            "not an object",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!([1, 2])),
+            400,
+            "",
+        ),
+        (
+            "missing environment",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "web"})),
+            400,
+            "environment",
+        ),
+        (
+            "unknown field",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "web", "environment": ENV, "path": "/etc"})),
+            400,
+            "unknown field",
+        ),
+        (
+            "priority out of range",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "web", "environment": ENV, "priority": 1_000_000})),
+            400,
+            "priority",
+        ),
+        (
+            "priority not a number",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            json(json!({"project": "web", "environment": ENV, "priority": "high"})),
+            400,
+            "",
+        ),
+        (
+            "no content type",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            Some(("text/plain", ok.to_string().into_bytes())),
+            415,
+            "Content-Type",
+        ),
+        (
+            "oversized body",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            Some(("application/json", big.into_bytes())),
+            413,
+            "at most",
+        ),
+        (
+            "unknown deploy",
+            "GET",
+            "/v1/deploys/0123456789abcdef",
+            Some(reader.as_str()),
+            None,
+            404,
+            "no deploy",
+        ),
+        (
+            "events of an unknown deploy",
+            "GET",
+            "/v1/deploys/nope/events",
+            Some(reader.as_str()),
+            None,
+            404,
+            "no deploy",
+        ),
+        (
+            "cancel an unknown deploy",
+            "POST",
+            "/v1/deploys/nope/cancel",
+            Some(deployer.as_str()),
+            None,
+            404,
+            "no deploy",
+        ),
+        (
+            "unknown route",
+            "GET",
+            "/v1/nothing",
+            Some(reader.as_str()),
+            None,
+            404,
+            "no such route",
+        ),
+    ];
+    for (what, method, path, token, body, want, needle) in cases {
+        let (status, answer) = server.request(
+            method,
+            path,
+            token,
+            body.as_ref().map(|(ct, b)| (*ct, b.as_slice())),
+        );
+        assert_eq!(status, want, "{what}: {answer}");
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no error in {answer}"));
+        let hint = answer["hint"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no hint in {answer}"));
+        assert!(!hint.is_empty(), "{what}: {answer}");
+        assert!(
+            format!("{error} {hint}").contains(needle),
+            "{what}: {needle:?} not in {answer}"
+        );
+        for t in [&deployer, &reader, &revoked] {
+            assert!(
+                !answer.to_string().contains(t.as_str()),
+                "{what}: a token in {answer}"
+            );
+        }
+        server.alive();
+    }
+    // Nothing was queued by any of them.
+    let (_, health) = server.request("GET", "/health", None, None);
+    assert_eq!(health["queue"]["queued"], 0, "{health}");
+    assert_eq!(health["queue"]["running"], 0, "{health}");
+}
+
+#[test]
+fn queue_serialises_an_environment_cancel_and_survives_a_kill() {
+    let (web, gated, config) = setup();
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "admin"]);
+    let mut server = Server::start(home, &config);
+
+    // The first gated deploy runs and waits in its hook; a second one of the
+    // same environment stays queued behind it.
+    let first = server.submit(&token, "gated", ENV, 0);
+    server.wait_status(&token, &first, "running");
+    assert!(
+        wait_until(Duration::from_secs(60), || gated
+            .root
+            .join("hook-started")
+            .exists()),
+        "{}",
+        server.log()
+    );
+    let second = server.submit(&token, "gated", ENV, 5);
+    // Another project's environment is not held up meanwhile.
+    let other = server.submit(&token, "web", ENV, 0);
+    let events = server.events(&token, &other, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    assert_eq!(server.job(&token, &second)["status"], "queued");
+
+    // Cancel the queued one: it never runs.
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v1/deploys/{second}/cancel"),
+        Some(token.as_str()),
+        None,
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("cancelled")),
+        "{body}"
+    );
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v1/deploys/{second}/cancel"),
+        Some(token.as_str()),
+        None,
+    );
+    assert_eq!(status, 409, "{body}");
+    let events = server.events(&token, &second, None);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1["status"], "cancelled");
+
+    // Cancel the running one: SIGTERM to its deploy.
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v1/deploys/{first}/cancel"),
+        Some(token.as_str()),
+        None,
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("cancelling")),
+        "{body}"
+    );
+    let job = server.wait_status(&token, &first, "cancelled");
+    assert!(job["finished_at"].is_string(), "{job}");
+
+    // A third runs, and the server dies under it (SIGKILL): after a
+    // restart, it is `interrupted`, with its events kept.
+    std::fs::remove_file(gated.root.join("hook-started")).unwrap();
+    let third = server.submit(&token, "gated", ENV, 0);
+    server.wait_status(&token, &third, "running");
+    assert!(wait_until(Duration::from_secs(60), || gated
+        .root
+        .join("hook-started")
+        .exists()));
+    server.kill();
+    let server = Server::start(home, &config);
+    let job = server.job(&token, &third);
+    assert_eq!(job["status"], "interrupted", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("Submit it again"),
+        "{job}"
+    );
+    let events = server.events(&token, &third, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "interrupted",
+        "{events:?}"
+    );
+    // Earlier jobs kept their outcome across the restart.
+    assert_eq!(server.job(&token, &second)["status"], "cancelled");
+    assert_eq!(server.job(&token, &other)["status"], "succeeded");
+
+    // The environment converges when submitted again (the gate open now).
+    std::fs::write(gated.root.join("hook-release"), "").unwrap();
+    let fourth = server.submit(&token, "gated", ENV, 0);
+    let events = server.events(&token, &fourth, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}\n{}",
+        server.log()
+    );
+    assert_eq!(version_at(&gated.url()), "g1");
+}
