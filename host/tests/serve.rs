@@ -259,6 +259,11 @@ fn serve_cli(home: &Path, config: &Path, args: &[&str]) -> (Option<i32>, String,
 /// Two projects (`web`: a plain service; `gated`: its deploys wait in a
 /// pre_deploy hook for `hook-release`) and a server config naming them.
 fn setup() -> (Project, Project, PathBuf) {
+    setup_with(2, &[])
+}
+
+/// [`setup`] with a per-provider limit and extra plain projects.
+fn setup_with(per_provider: usize, extra: &[(&str, &Project)]) -> (Project, Project, PathBuf) {
     let web = Project::new(&soar_toml("20s", ""), "v1");
     let gated = Project::new(
         &soar_toml(
@@ -273,9 +278,13 @@ fn setup() -> (Project, Project, PathBuf) {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\n[queue]\nper_provider = 2\n[projects.web]\npath = {:?}\n[projects.gated]\npath = {:?}\n",
+            "listen = \"127.0.0.1:0\"\n[queue]\nper_provider = {per_provider}\n[projects.web]\npath = {:?}\n[projects.gated]\npath = {:?}\n{}",
             web.root.display().to_string(),
-            gated.root.display().to_string()
+            gated.root.display().to_string(),
+            extra
+                .iter()
+                .map(|(name, p)| format!("[projects.{name}]\npath = {:?}\n", p.root.display().to_string()))
+                .collect::<String>()
         ),
     )
     .unwrap();
@@ -759,4 +768,55 @@ fn queue_serialises_an_environment_cancel_and_survives_a_kill() {
         server.log()
     );
     assert_eq!(version_at(&gated.url()), "g1");
+}
+
+#[test]
+fn priority_orders_the_queue_within_the_per_provider_limit() {
+    let low = Project::new(&soar_toml("20s", ""), "low");
+    let high = Project::new(&soar_toml("20s", ""), "high");
+    let (web, gated, config) = setup_with(1, &[("low", &low), ("high", &high)]);
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    let server = Server::start(home, &config);
+
+    // The one `local` slot is held by a gated deploy...
+    let gate = server.submit(&token, "gated", ENV, 0);
+    server.wait_status(&token, &gate, "running");
+    // ... so other environments wait although they are free.
+    let b = server.submit(&token, "low", ENV, -5);
+    let c = server.submit(&token, "high", ENV, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.job(&token, &b)["status"], "queued");
+    assert_eq!(server.job(&token, &c)["status"], "queued");
+    let (_, health) = server.request("GET", "/health", None, None);
+    assert_eq!(
+        (
+            health["queue"]["queued"].as_i64(),
+            health["queue"]["running"].as_i64()
+        ),
+        (Some(2), Some(1)),
+        "{health}"
+    );
+
+    std::fs::write(gated.root.join("hook-release"), "").unwrap();
+    for id in [&gate, &b, &c] {
+        let events = server.events(&token, id, None);
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+    }
+    let (g, b, c) = (
+        server.job(&token, &gate),
+        server.job(&token, &b),
+        server.job(&token, &c),
+    );
+    let at = |j: &Value, k: &str| j[k].as_str().unwrap().to_string();
+    // The higher priority ran first, each after the previous one ended:
+    // never two `local` jobs at once.
+    assert!(at(&g, "finished_at") <= at(&c, "started_at"), "{g}\n{c}");
+    assert!(at(&c, "finished_at") <= at(&b, "started_at"), "{c}\n{b}");
+    assert_eq!(version_at(&high.url()), "high");
+    assert_eq!(version_at(&low.url()), "low");
 }

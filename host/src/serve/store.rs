@@ -74,10 +74,14 @@ impl Db {
     }
 }
 
-/// `2026-11-22T10:15:00Z`.
+/// `2026-11-22T10:15:00.123Z` (fixed width: sorts in time order).
 pub fn rfc3339(ms: i64) -> String {
     let s = crate::state::format_utc(ms);
-    format!("{}Z", s.trim_end_matches(" UTC").replacen(' ', "T", 1))
+    format!(
+        "{}.{:03}Z",
+        s.trim_end_matches(" UTC").replacen(' ', "T", 1),
+        ms.rem_euclid(1000)
+    )
 }
 
 /// `n` random bytes as lowercase hex.
@@ -92,6 +96,7 @@ pub fn random_hex(n: usize) -> String {
 mod tests {
     #[test]
     fn rfc3339() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(1_001), "1970-01-01T00:00:01.001Z");
     }
 }
