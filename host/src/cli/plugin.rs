@@ -383,7 +383,7 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
     );
     println!("Limits per call:");
     println!(
-        "  memory {} MiB, compute {} ms between host calls, deadline {} s, {} log records, {} KiB stdout/stderr",
+        "  memory {} MiB over all memories and tables, compute {} ms per call (host calls excluded), deadline {} s, {} log records, {} KiB stdout/stderr",
         limits.memory_bytes >> 20,
         limits.compute_budget.as_millis(),
         limits.invocation_timeout.as_secs(),
