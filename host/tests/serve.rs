@@ -330,6 +330,17 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
             .contains(&json!("script"))
     );
 
+    // The OpenAPI 3.1 document, with a token.
+    let (status, doc) = server.get("/v1/openapi.json", &reader);
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/deploys"]["post"].is_object(), "{doc}");
+    assert!(
+        doc["components"]["schemas"]["DeployRequest"].is_object(),
+        "{doc}"
+    );
+    assert_eq!(server.request("GET", "/v1/openapi.json", None, None).0, 401);
+
     // Submit, then follow: the stream replays from the start, follows live,
     // and ends with the job's status.
     let submitted = Instant::now();
@@ -385,7 +396,8 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
 
 #[test]
 fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
-    let (web, _gated, config) = setup();
+    let broken = Project::new("[app]\nname = \"x\"\nbogus = 1\n", "v1");
+    let (web, _gated, config) = setup_with(2, &[("broken", &broken)]);
     let home = web.tmp();
     let deployer = create_token(home, &config, &["--scope", "deploy"]);
     let reader = create_token(home, &config, &["--scope", "read"]);
@@ -656,6 +668,28 @@ fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
         }
         server.alive();
     }
+    // A project whose soar.toml is invalid: 400 with `soar validate`'s
+    // diagnostics, paths relative to the project.
+    let (status, answer) = server.post_json(
+        "/v1/deploys",
+        Some(&deployer),
+        &json!({ "project": "broken", "environment": ENV }),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let diagnostics = answer["diagnostics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(!diagnostics.is_empty(), "{answer}");
+    assert!(
+        diagnostics[0].as_str().unwrap().starts_with("soar.toml:"),
+        "{answer}"
+    );
+    assert!(
+        !answer.to_string().contains(broken.tmp().to_str().unwrap()),
+        "{answer}"
+    );
+    server.alive();
+
     // Nothing was queued by any of them.
     let (_, health) = server.request("GET", "/health", None, None);
     assert_eq!(health["queue"]["queued"], 0, "{health}");

@@ -11,13 +11,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::config::ServerConfig;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::events;
-use super::jobs::{self, NewJob};
+use super::jobs::{self, Event, Job, NewJob};
 use super::queue::Queue;
 use super::tokens::{self, Principal, Scope};
 
@@ -46,10 +46,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deploys/{id}", get(show))
         .route("/v1/deploys/{id}/events", get(events::stream))
         .route("/v1/deploys/{id}/cancel", post(cancel))
+        .route("/v1/openapi.json", get(openapi))
         .fallback(|| async {
             ApiError::not_found(
                 "no such route",
-                "routes: GET /health, GET /capabilities, POST /v1/deploys, GET /v1/deploys/{id}, GET /v1/deploys/{id}/events, POST /v1/deploys/{id}/cancel",
+                "GET /v1/openapi.json (with a token) describes every route",
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -94,67 +95,175 @@ pub fn visible_job(state: &AppState, who: &Principal, id: &str) -> Result<jobs::
     }
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` (503) when the state store does not answer.
+    pub status: String,
+    pub store: String,
+    pub queue: QueueHealth,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueHealth {
+    pub queued: i64,
+    pub running: i64,
+    /// Jobs running at once per provider.
+    pub per_provider: usize,
+}
+
+/// Liveness and the queue; the one route without a token.
+#[utoipa::path(get, path = "/health", tag = "server",
+    responses(
+        (status = 200, description = "The server and its store answer", body = Health),
+        (status = 503, description = "The state store does not answer", body = ErrorBody),
+    ))]
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match jobs::counts(&state.queue.db) {
-        Ok((queued, running)) => Json(json!({
-            "status": "ok",
-            "store": "ok",
-            "queue": { "queued": queued, "running": running, "per_provider": state.config.per_provider },
-        }))
-        .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "store": "error",
-                "error": "the server's state store does not answer",
-                "hint": format!("check {} on the server", state.config.data_dir.display()),
-                "detail": format!("{e:#}"),
-            })),
-        )
-            .into_response(),
+        Ok((queued, running)) => Ok(Json(Health {
+            status: "ok".into(),
+            store: "ok".into(),
+            queue: QueueHealth {
+                queued,
+                running,
+                per_provider: state.config.per_provider,
+            },
+        })),
+        Err(e) => {
+            tracing::warn!("health: {e:#}");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server's state store does not answer",
+                format!("check {} on the server", state.config.data_dir.display()),
+            ))
+        }
     }
 }
 
+/// `GET /capabilities`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Capabilities {
+    /// This soar's version.
+    pub version: String,
+    pub contract: ContractInfo,
+    pub providers: Vec<ProviderInfo>,
+    pub artifact_kinds: Vec<String>,
+    pub features: Vec<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContractInfo {
+    /// The plugin contract package (`soar:plugin`).
+    pub package: String,
+    pub current: String,
+    /// Contract versions this host loads.
+    pub supported: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderInfo {
+    pub name: String,
+    /// `bundled` or `installed`.
+    pub source: String,
+    /// `soar:plugin@<version>` for bundled plugins; an installed one is
+    /// checked against `contract.supported` when it loads.
+    pub contract: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub per_provider: usize,
+}
+
+/// What this server can deploy, and with which plugins.
+#[utoipa::path(get, path = "/capabilities", tag = "server", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Version, providers, artifact kinds", body = Capabilities),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ))]
 async fn capabilities(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Capabilities>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
     use crate::runtime::contract;
-    let providers: Vec<_> = state
+    let providers = state
         .providers
         .iter()
-        .map(|(name, source)| {
-            // Bundled plugins are built with this host's contract; an
-            // installed one is checked against `supported` when loaded.
-            let contract = (source == "bundled")
-                .then(|| format!("{}@{}", contract::PACKAGE, contract::CURRENT));
-            json!({ "name": name, "source": source, "contract": contract })
+        .map(|(name, source)| ProviderInfo {
+            name: name.clone(),
+            source: source.clone(),
+            contract: (source == "bundled")
+                .then(|| format!("{}@{}", contract::PACKAGE, contract::CURRENT)),
         })
         .collect();
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "contract": {
-            "package": contract::PACKAGE,
-            "current": contract::CURRENT,
-            "supported": contract::SUPPORTED,
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    Ok(Json(Capabilities {
+        version: env!("CARGO_PKG_VERSION").into(),
+        contract: ContractInfo {
+            package: contract::PACKAGE.into(),
+            current: contract::CURRENT.into(),
+            supported: strings(contract::SUPPORTED),
         },
-        "providers": providers,
-        "artifact_kinds": ARTIFACT_KINDS,
-        "features": ["deploys", "events", "cancel", "tokens", "priorities", "per-provider-limits"],
-        "limits": { "max_body_bytes": MAX_BODY, "per_provider": state.config.per_provider },
+        providers,
+        artifact_kinds: strings(ARTIFACT_KINDS),
+        features: strings(&[
+            "deploys",
+            "events",
+            "cancel",
+            "tokens",
+            "priorities",
+            "per-provider-limits",
+            "openapi",
+        ]),
+        limits: Limits {
+            max_body_bytes: MAX_BODY,
+            per_provider: state.config.per_provider,
+        },
     }))
-    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/deploys`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeployRequest {
-    project: String,
-    environment: String,
+pub struct DeployRequest {
+    /// A project NAME of the server config (`[projects.NAME]`).
+    pub project: String,
+    /// An environment of that project's soar.toml.
+    pub environment: String,
+    /// -1000..=1000, higher first; default 0.
     #[serde(default)]
-    priority: i64,
+    pub priority: i64,
+}
+
+/// A job accepted into the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Submitted {
+    pub id: String,
+    /// `queued`.
+    pub status: String,
+    pub created_at: String,
+}
+
+/// A job, its events so far and the service URL once deployed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    /// The URL the deploy reported (its `deployed` event).
+    pub url: Option<String>,
+    pub events: Vec<Event>,
+}
+
+/// A cancel request taken.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    pub id: String,
+    /// `cancelled` (it was queued) or `cancelling` (SIGTERM sent; the job
+    /// becomes `cancelled` when its deploy exits).
+    pub status: String,
 }
 
 /// A JSON body, or the 4xx saying why not.
@@ -180,6 +289,18 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
+/// Queue a deploy of one environment of a configured project.
+#[utoipa::path(post, path = "/v1/deploys", tag = "deploys", security(("bearer" = [])),
+    request_body = DeployRequest,
+    responses(
+        (status = 202, description = "Queued", body = Submitted),
+        (status = 400, description = "Bad JSON, unknown environment, bad priority or an invalid soar.toml", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token's scope or project does not allow it", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+    ))]
 async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -236,7 +357,7 @@ async fn submit(
                 format!("project {:?} has an invalid soar.toml", req.project),
                 "fix what the diagnostics name (`soar validate` on the server shows the same)",
             )
-            .with("diagnostics", json!(diagnostics)));
+            .with_diagnostics(diagnostics));
         }
     };
     let Some(env) = project.environments.get(&req.environment) else {
@@ -269,31 +390,49 @@ async fn submit(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/deploys/{}", job.id))],
-        Json(json!({ "id": job.id, "status": job.status, "created_at": job.created_at })),
+        Json(Submitted {
+            id: job.id,
+            status: job.status,
+            created_at: job.created_at,
+        }),
     )
         .into_response())
 }
 
+/// A job: status, times, error, events so far, service URL.
+#[utoipa::path(get, path = "/v1/deploys/{id}", tag = "deploys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The id POST /v1/deploys returned")),
+    responses(
+        (status = 200, description = "The job", body = JobDetail),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such job (or not this token's project)", body = ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<JobDetail>, ApiError> {
     let who = authorize(&state, &headers, Scope::Read)?;
     let job = visible_job(&state, &who, &id)?;
     let events = jobs::events_after(&state.queue.db, &id, 0)?;
-    // The service URL, from the deploy's `deployed` event.
     let url = events
         .iter()
         .rev()
         .find(|e| e.data["type"] == "deployed")
         .and_then(|e| e.data["url"].as_str().map(str::to_string));
-    let mut out = serde_json::to_value(&job).map_err(anyhow::Error::from)?;
-    out["url"] = json!(url);
-    out["events"] = json!(events);
-    Ok(Json(out).into_response())
+    Ok(Json(JobDetail { job, url, events }))
 }
 
+/// Cancel a queued job, or SIGTERM a running one's deploy.
+#[utoipa::path(post, path = "/v1/deploys/{id}/cancel", tag = "deploys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job")),
+    responses(
+        (status = 202, description = "Cancelled, or cancelling", body = Cancelled),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow it", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job already ended", body = ErrorBody),
+    ))]
 async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -304,7 +443,10 @@ async fn cancel(
     match state.queue.cancel(&id)? {
         Some(status) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "id": id, "status": status })),
+            Json(Cancelled {
+                id,
+                status: status.into(),
+            }),
         )
             .into_response()),
         None => {
@@ -315,5 +457,83 @@ async fn cancel(
                 "only a queued or running deploy can be cancelled",
             ))
         }
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations and the
+/// Rust types above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Soar", description = "Deploy jobs over HTTP: the same deploy path as `soar deploy`."),
+    paths(health, capabilities, submit, show, events::stream, cancel, openapi),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "server", description = "Liveness and capabilities"),
+        (name = "deploys", description = "Deploy jobs"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ))]
+async fn openapi(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    Ok(Json(<ApiDoc as utoipa::OpenApi>::openapi()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_names_every_route() {
+        let doc = serde_json::to_value(<super::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/capabilities",
+                "/health",
+                "/v1/deploys",
+                "/v1/deploys/{id}",
+                "/v1/deploys/{id}/cancel",
+                "/v1/deploys/{id}/events",
+                "/v1/openapi.json",
+            ]
+        );
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for s in [
+            "DeployRequest",
+            "Submitted",
+            "JobDetail",
+            "Job",
+            "Event",
+            "ErrorBody",
+            "Health",
+            "Capabilities",
+        ] {
+            assert!(schemas.contains_key(s), "{s} missing: {:?}", schemas.keys());
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
     }
 }

@@ -3,29 +3,41 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// What to do about it.
+    pub hint: String,
+    /// For a project whose soar.toml is invalid: `soar validate`'s
+    /// `file:line:col` diagnostics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Vec<String>>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub error: String,
-    pub hint: String,
-    /// Extra fields (e.g. a project's diagnostics).
-    pub extra: Option<(&'static str, serde_json::Value)>,
+    pub body: ErrorBody,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             status,
-            error: error.into(),
-            hint: hint.into(),
-            extra: None,
+            body: ErrorBody {
+                error: error.into(),
+                hint: hint.into(),
+                diagnostics: None,
+            },
         }
     }
 
-    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
-        self.extra = Some((key, value));
+    pub fn with_diagnostics(mut self, diagnostics: Vec<String>) -> Self {
+        self.body.diagnostics = Some(diagnostics);
         self
     }
 
@@ -57,11 +69,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.error, "hint": self.hint });
-        if let Some((k, v)) = self.extra {
-            body[k] = v;
-        }
-        (self.status, Json(body)).into_response()
+        (self.status, Json(self.body)).into_response()
     }
 }
 

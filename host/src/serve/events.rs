@@ -28,6 +28,20 @@ struct Follow {
     done: bool,
 }
 
+/// Server-Sent Events of a job: `progress` events (data: one line of
+/// `soar deploy --json`, id: its sequence number) replayed from the start or
+/// after `Last-Event-ID`, live until the job ends, then one `end` event
+/// `{id, status, exit_code, error}`.
+#[utoipa::path(get, path = "/v1/deploys/{id}/events", tag = "deploys", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The job"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No valid token", body = super::error::ErrorBody),
+        (status = 404, description = "No such job", body = super::error::ErrorBody),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

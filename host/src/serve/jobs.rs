@@ -22,14 +22,17 @@ pub fn is_final(status: &str) -> bool {
 /// Most events kept per job (a deploy prints a few dozen).
 pub const MAX_EVENTS: i64 = 10_000;
 
-/// One job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One job as the API shows it. Times are RFC 3339 UTC with milliseconds.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub project: String,
     pub environment: String,
     pub provider: String,
+    /// Higher runs first.
     pub priority: i64,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or
+    /// `interrupted` (the server stopped while it ran).
     pub status: String,
     /// The name of the token that submitted it.
     pub actor: String,
@@ -160,10 +163,13 @@ pub fn interrupt_running(db: &Db) -> anyhow::Result<usize> {
 }
 
 /// One recorded event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
+    /// 1, 2, ...: the SSE event id.
     pub seq: i64,
     pub at: String,
+    /// One line `soar deploy --json` printed.
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 
