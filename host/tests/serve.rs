@@ -62,6 +62,18 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Wait (up to `limit`) for the server to exit; its exit code.
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -853,4 +865,61 @@ fn priority_orders_the_queue_within_the_per_provider_limit() {
     assert!(at(&c, "finished_at") <= at(&b, "started_at"), "{c}\n{b}");
     assert_eq!(version_at(&high.url()), "high");
     assert_eq!(version_at(&low.url()), "low");
+}
+
+#[test]
+fn sigterm_stops_taking_jobs_and_waits_for_the_running_one() {
+    let (web, gated, config) = setup();
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    let mut server = Server::start(home, &config);
+    let running = server.submit(&token, "gated", ENV, 0);
+    server.wait_status(&token, &running, "running");
+    assert!(wait_until(Duration::from_secs(60), || gated
+        .root
+        .join("hook-started")
+        .exists()));
+    let queued = server.submit(&token, "gated", ENV, 0);
+
+    // SAFETY: kill(2) on the server this test started.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .log()
+            .contains("stopping")),
+        "{}",
+        server.log()
+    );
+    // Still answering, but taking no new job.
+    server.alive();
+    let (status, body) = server.post_json(
+        "/v1/deploys",
+        Some(&token),
+        &json!({ "project": "web", "environment": ENV }),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["hint"].as_str().unwrap().contains("submit again"),
+        "{body}"
+    );
+    assert_eq!(server.wait_exit(Duration::from_millis(300)), None);
+
+    // The running job finishes; then the server exits, 0.
+    std::fs::write(gated.root.join("hook-release"), "").unwrap();
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(120)),
+        Some(0),
+        "{}",
+        server.log()
+    );
+
+    // After a restart: the job that ran succeeded; the queued one runs now.
+    let server = Server::start(home, &config);
+    assert_eq!(server.job(&token, &running)["status"], "succeeded");
+    let events = server.events(&token, &queued, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
 }

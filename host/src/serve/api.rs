@@ -300,6 +300,7 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         (status = 404, description = "No such project", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
 async fn submit(
     State(state): State<AppState>,
@@ -307,6 +308,13 @@ async fn submit(
     request: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Deploy)?;
+    if state.queue.is_stopping() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+            "submit again once it is back (queued jobs are kept)",
+        ));
+    }
     let req = body(request)?;
     if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&req.priority) {
         return Err(ApiError::bad_request(

@@ -5,6 +5,7 @@
 //! listen = "127.0.0.1:8007"
 //! [queue]
 //! per_provider = 2            # jobs running at once per provider
+//! shutdown_timeout = "60s"    # on SIGTERM: how long running jobs may finish
 //! [projects.hello]
 //! path = "examples/hello"     # relative to this file
 //! ```
@@ -40,6 +41,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     per_provider: Option<usize>,
+    shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Jobs running at once for one provider.
     pub per_provider: usize,
+    /// On SIGTERM/SIGINT: how long running jobs may take to finish.
+    pub shutdown_timeout: std::time::Duration,
     /// NAME -> absolute project directory.
     pub projects: BTreeMap<String, PathBuf>,
 }
@@ -95,6 +99,12 @@ impl ServerConfig {
             "{}: [queue] per_provider must be at least 1",
             file.display()
         );
+        let shutdown_timeout = match raw.queue.shutdown_timeout.as_deref() {
+            None => std::time::Duration::from_secs(60),
+            Some(t) => crate::config::parse_duration(t).map_err(|e| {
+                anyhow::anyhow!("{}: [queue] shutdown_timeout: {e}", file.display())
+            })?,
+        };
         let mut projects = BTreeMap::new();
         for (name, p) in raw.projects {
             anyhow::ensure!(
@@ -116,6 +126,7 @@ impl ServerConfig {
             file,
             listen,
             per_provider,
+            shutdown_timeout,
             projects,
         })
     }
@@ -143,6 +154,10 @@ mod tests {
         let c = ServerConfig::parse("[projects.app]\npath = \"app\"\n", &file).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.per_provider, 2);
+        assert_eq!(c.shutdown_timeout.as_secs(), 60);
+        let short = ServerConfig::parse("[queue]\nshutdown_timeout = \"5s\"\n", &file).unwrap();
+        assert_eq!(short.shutdown_timeout.as_secs(), 5);
+        assert!(ServerConfig::parse("[queue]\nshutdown_timeout = \"soon\"\n", &file).is_err());
         assert_eq!(c.projects["app"], dir.path().join("app"));
         assert_eq!(c.data_dir, dir.path().join(DATA_DIR));
         assert!(ServerConfig::parse("[projects.x]\npath = \"nope\"\n", &file).is_err());

@@ -21,6 +21,8 @@ pub mod tokens;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::future::IntoFuture as _;
+
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
@@ -166,6 +168,7 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
     let exe = std::env::current_exe().context("finding the soar binary to run deploys with")?;
     let queue = queue::Queue::new(db, exe, config.projects.clone(), config.per_provider);
     let addr = listen.unwrap_or(config.listen);
+    let deadline = config.shutdown_timeout;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -175,10 +178,48 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
         queue: queue.clone(),
         providers: Arc::new(providers),
     };
-    tokio::spawn(queue.run());
+    tokio::spawn(queue.clone().run());
     println!("soar serve: listening on http://{local}");
-    axum::serve(listener, api::router(state))
+    let http = axum::serve(listener, api::router(state)).into_future();
+    let mut http = tokio::spawn(http);
+    tokio::select! {
+        r = &mut http => {
+            r.context("the HTTP server task")?.context("serving HTTP")?;
+            return Ok(0);
+        }
+        signal = shutdown_signal() => signal?,
+    }
+    // Stop taking jobs; keep answering (so clients can follow the running
+    // ones) until they end or the deadline passes. A job still running then
+    // ends with this process (its deploy gets SIGTERM) and is `interrupted`
+    // at the next start.
+    queue.stop();
+    let running = queue.running_count();
+    eprintln!(
+        "soar serve: stopping; waiting up to {}s for {running} running job(s)",
+        deadline.as_secs()
+    );
+    if tokio::time::timeout(deadline, queue.drained())
         .await
-        .context("serving HTTP")?;
+        .is_err()
+    {
+        let n = jobs::interrupt_running(&queue.db)?;
+        eprintln!("soar serve: {n} job(s) still running at the deadline: interrupted");
+        http.abort();
+        return Ok(1);
+    }
+    http.abort();
     Ok(0)
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct Queue {
     running: Mutex<HashMap<String, Running>>,
     /// Bumped on every event and status change; SSE streams wait on it.
     changed: watch::Sender<u64>,
+    /// Set on shutdown: no job starts any more.
+    stopping: AtomicBool,
 }
 
 impl Queue {
@@ -59,6 +62,7 @@ impl Queue {
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -113,7 +117,38 @@ impl Queue {
         }
     }
 
+    /// Start no more jobs (queued ones stay queued for the next start).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// How many jobs run now.
+    pub fn running_count(&self) -> usize {
+        self.running().len()
+    }
+
+    /// Wait until no job runs.
+    pub async fn drained(&self) {
+        let mut rx = self.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if self.running().is_empty() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn start_what_fits(self: &Arc<Self>) -> anyhow::Result<()> {
+        if self.is_stopping() {
+            return Ok(());
+        }
         for job in jobs::queued(&self.db)? {
             let env_key = format!("{}\n{}", job.project, job.environment);
             {
