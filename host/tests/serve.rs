@@ -404,6 +404,62 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
         "{events:?}"
     );
     assert_eq!(version_at(&url), "v1");
+
+    // Status, history and logs say what the CLI says.
+    let env_path = format!("/v1/environments/web/{ENV}");
+    let (status, body) = server.get(&env_path, &reader);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["running"].clone(), body["url"].clone()),
+        (json!(true), json!(url)),
+        "{body}"
+    );
+    let (status, body) = server.get(&format!("{env_path}/history?limit=10"), &reader);
+    assert_eq!(status, 200, "{body}");
+    let cli_history = web.history();
+    assert_eq!(body.as_array().unwrap().len(), cli_history.len(), "{body}");
+    assert_eq!(body[0]["id"], cli_history[0]["id"], "{body}");
+    let (status, body) = server.get(&format!("{env_path}/logs?lines=5"), &reader);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["lines"].is_array(), "{body}");
+    for (path, want) in [
+        (format!("{env_path}/history?limit=many"), 400),
+        (format!("{env_path}/logs?lines=0"), 400),
+        ("/v1/environments/web/prod".to_string(), 404),
+        (format!("/v1/environments/nope/{ENV}"), 404),
+    ] {
+        let (status, body) = server.get(&path, &reader);
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(body["hint"].is_string(), "{path}: {body}");
+    }
+
+    // One release only: nothing to roll back to (409). A read token may not.
+    let rollback = format!("{env_path}/rollback");
+    let (status, body) = server.request("POST", &rollback, Some(&deployer), None);
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = server.request("POST", &rollback, Some(&reader), None);
+    assert_eq!(status, 403);
+    // v2, then roll back over HTTP: v1 answers again.
+    web.write_app("v2", e2e_support::Mode::Healthy);
+    let v2 = server.submit(&deployer, "web", ENV, 0);
+    let events = server.events(&reader, &v2, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    assert_eq!(version_at(&web.url()), "v2");
+    let (status, body) = server.request("POST", &rollback, Some(&deployer), None);
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap();
+    let events = server.events(&reader, id, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    assert_eq!(server.job(&reader, id)["kind"], "rollback");
+    assert_eq!(version_at(&web.url()), "v1");
 }
 
 #[test]

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use super::config::ServerConfig;
 use super::error::{ApiError, ErrorBody};
 use super::events;
+use super::inspect;
 use super::jobs::{self, Event, Job, NewJob};
 use super::queue::Queue;
 use super::tokens::{self, Principal, Scope};
@@ -46,6 +47,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deploys/{id}", get(show))
         .route("/v1/deploys/{id}/events", get(events::stream))
         .route("/v1/deploys/{id}/cancel", post(cancel))
+        .route("/v1/environments/{project}/{env}", get(inspect::status))
+        .route(
+            "/v1/environments/{project}/{env}/history",
+            get(inspect::history),
+        )
+        .route("/v1/environments/{project}/{env}/logs", get(inspect::logs))
+        .route(
+            "/v1/environments/{project}/{env}/rollback",
+            post(inspect::rollback),
+        )
         .route("/v1/openapi.json", get(openapi))
         .fallback(|| async {
             ApiError::not_found(
@@ -217,6 +228,10 @@ async fn capabilities(
             "priorities",
             "per-provider-limits",
             "openapi",
+            "status",
+            "history",
+            "logs",
+            "rollback",
         ]),
         limits: Limits {
             max_body_bytes: MAX_BODY,
@@ -389,6 +404,7 @@ async fn submit(
         &NewJob {
             project: &req.project,
             environment: &req.environment,
+            kind: super::queue::DEPLOY,
             provider: &env.provider,
             priority: req.priority,
             actor: &who.name,
@@ -473,11 +489,24 @@ async fn cancel(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Soar", description = "Deploy jobs over HTTP: the same deploy path as `soar deploy`."),
-    paths(health, capabilities, submit, show, events::stream, cancel, openapi),
+    paths(
+        health,
+        capabilities,
+        submit,
+        show,
+        events::stream,
+        cancel,
+        inspect::status,
+        inspect::history,
+        inspect::logs,
+        inspect::rollback,
+        openapi
+    ),
     modifiers(&BearerAuth),
     tags(
         (name = "server", description = "Liveness and capabilities"),
         (name = "deploys", description = "Deploy jobs"),
+        (name = "environments", description = "Status, history, logs and rollback of an environment"),
     )
 )]
 pub struct ApiDoc;
@@ -523,6 +552,10 @@ mod tests {
                 "/v1/deploys/{id}",
                 "/v1/deploys/{id}/cancel",
                 "/v1/deploys/{id}/events",
+                "/v1/environments/{project}/{env}",
+                "/v1/environments/{project}/{env}/history",
+                "/v1/environments/{project}/{env}/logs",
+                "/v1/environments/{project}/{env}/rollback",
                 "/v1/openapi.json",
             ]
         );

@@ -26,6 +26,8 @@ pub const MAX_EVENTS: i64 = 10_000;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
+    /// `deploy` or `rollback`.
+    pub kind: String,
     pub project: String,
     pub environment: String,
     pub provider: String,
@@ -44,27 +46,30 @@ pub struct Job {
     pub error: Option<String>,
 }
 
-const COLUMNS: &str = "id, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error";
+const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error";
 
 fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
-        project: r.get(1)?,
-        environment: r.get(2)?,
-        provider: r.get(3)?,
-        priority: r.get(4)?,
-        status: r.get(5)?,
-        actor: r.get(6)?,
-        created_at: rfc3339(r.get(7)?),
-        started_at: r.get::<_, Option<i64>>(8)?.map(rfc3339),
-        finished_at: r.get::<_, Option<i64>>(9)?.map(rfc3339),
-        exit_code: r.get(10)?,
-        error: r.get(11)?,
+        kind: r.get(1)?,
+        project: r.get(2)?,
+        environment: r.get(3)?,
+        provider: r.get(4)?,
+        priority: r.get(5)?,
+        status: r.get(6)?,
+        actor: r.get(7)?,
+        created_at: rfc3339(r.get(8)?),
+        started_at: r.get::<_, Option<i64>>(9)?.map(rfc3339),
+        finished_at: r.get::<_, Option<i64>>(10)?.map(rfc3339),
+        exit_code: r.get(11)?,
+        error: r.get(12)?,
     })
 }
 
 /// What a new job is.
 pub struct NewJob<'a> {
+    /// `deploy` or `rollback`.
+    pub kind: &'a str,
     pub project: &'a str,
     pub environment: &'a str,
     pub provider: &'a str,
@@ -75,8 +80,8 @@ pub struct NewJob<'a> {
 pub fn insert(db: &Db, new: &NewJob<'_>) -> anyhow::Result<Job> {
     let id = random_hex(8);
     db.conn().execute(
-        "INSERT INTO jobs (id, project, environment, provider, priority, status, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms()],
+        "INSERT INTO jobs (id, kind, project, environment, provider, priority, status, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![id, new.kind, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms()],
     )?;
     get(db, &id)?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
 }
@@ -217,6 +222,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
         let new = |env, priority| NewJob {
+            kind: "deploy",
             project: "app",
             environment: env,
             provider: "local",

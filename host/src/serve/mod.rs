@@ -7,12 +7,14 @@
 //! - [`store`]: the server's SQLite store under `.soar-server/`.
 //! - [`tokens`]: bearer tokens, stored hashed, with scopes.
 //! - [`jobs`]: job and event rows; [`queue`]: the worker that runs them.
-//! - [`api`]: the routes; [`events`]: their Server-Sent Events.
+//! - [`api`]: the routes; [`events`]: their Server-Sent Events;
+//!   [`inspect`]: an environment's status, history, logs and rollback.
 
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod inspect;
 pub mod jobs;
 pub mod queue;
 pub mod store;

@@ -2,7 +2,7 @@
 //! environment at once and at most `per_provider` of one provider.
 //!
 //! A job runs as a child of this very binary, `soar -c <project>/soar.toml
-//! deploy --json --yes --env <env>`: the CLI's deploy path exactly, its
+//! deploy --json --yes --env <env>` (or `rollback --env <env>`): the CLI's deploy path exactly, its
 //! project lock included (so an API deploy and a CLI deploy of one
 //! environment never interleave). Each JSON line it prints is an event of
 //! the job; its exit code decides success; the tail of its stderr is the
@@ -20,6 +20,10 @@ use tokio::sync::{Notify, watch};
 
 use super::jobs::{self, Job};
 use super::store::Db;
+
+/// Job kinds: the CLI command each runs.
+pub const DEPLOY: &str = "deploy";
+pub const ROLLBACK: &str = "rollback";
 
 /// Bytes of the child's stderr kept as the job's error.
 const ERROR_TAIL: usize = 4096;
@@ -204,9 +208,13 @@ impl Queue {
             );
         };
         let mut cmd = tokio::process::Command::new(&self.exe);
+        let args: &[&str] = match job.kind.as_str() {
+            ROLLBACK => &["rollback", "--env", &job.environment],
+            _ => &["deploy", "--json", "--yes", "--env", &job.environment],
+        };
         cmd.arg("-c")
             .arg(root.join("soar.toml"))
-            .args(["deploy", "--json", "--yes", "--env", &job.environment])
+            .args(args)
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'deploy',
     project TEXT NOT NULL,
     environment TEXT NOT NULL,
     provider TEXT NOT NULL,

@@ -1,0 +1,322 @@
+//! Read-only views of an environment (status, history, logs) and rollback,
+//! each answered by the CLI's own command run as a child of this binary,
+//! so they say exactly what `soar status --json` & co. say.
+//!
+//! `GET /v1/environments/{project}/{env}`: `soar status --json`'s object.
+//! `GET /v1/environments/{project}/{env}/history?limit=N`: `soar history --json`.
+//! `GET /v1/environments/{project}/{env}/logs?lines=N`: `soar logs`.
+//! `POST /v1/environments/{project}/{env}/rollback`: a `rollback` job.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::api::{AppState, Submitted, authorize};
+use super::error::ApiError;
+use super::jobs::{self, NewJob};
+use super::tokens::{Principal, Scope};
+
+/// How long a status/history/logs command may take (status asks the
+/// provider).
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes of output returned.
+const MAX_OUTPUT: usize = 1024 * 1024;
+
+/// The project directory and the environment's provider, once the token,
+/// the project NAME and the environment all check out.
+fn resolve(
+    state: &AppState,
+    who: &Principal,
+    project: &str,
+    env: &str,
+) -> Result<(PathBuf, String), ApiError> {
+    let root = match state.config.projects.get(project) {
+        Some(root) if who.covers(project) => root.clone(),
+        _ => {
+            return Err(ApiError::not_found(
+                format!("no project {project:?} on this server"),
+                "use a project NAME of the server config (see GET /capabilities for the server, the server admin for names)",
+            ));
+        }
+    };
+    let known: Vec<&str> = state.providers.iter().map(|(n, _)| n.as_str()).collect();
+    let config = crate::config::load(&root.join("soar.toml"), &known).map_err(|_| {
+        ApiError::bad_request(
+            format!("project {project:?} has an invalid soar.toml"),
+            "POST /v1/deploys for it shows the diagnostics; `soar validate` on the server too",
+        )
+    })?;
+    match config.environments.get(env) {
+        Some(e) => Ok((root, e.provider.clone())),
+        None => Err(ApiError::not_found(
+            format!("project {project:?} has no environment {env:?}"),
+            format!(
+                "its environments: {}",
+                config
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Run `soar -c <root>/soar.toml <args>`: (exit code, stdout, stderr).
+async fn soar(root: &std::path::Path, args: &[&str]) -> Result<(i32, String, String), ApiError> {
+    let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
+    let child = tokio::process::Command::new(exe)
+        .arg("-c")
+        .arg(root.join("soar.toml"))
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(anyhow::Error::from)?;
+    let out = match tokio::time::timeout(TIMEOUT, child.wait_with_output()).await {
+        Ok(out) => out.map_err(anyhow::Error::from)?,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("`soar {}` took over {}s", args[0], TIMEOUT.as_secs()),
+                "the provider may be slow to answer; retry",
+            ));
+        }
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_OUTPUT)]).into_owned();
+    Ok((
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    ))
+}
+
+/// A failed command as a 502 with the tail of what it said.
+fn failed(what: &str, stderr: &str) -> ApiError {
+    let tail: String = stderr
+        .trim()
+        .chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("soar {what} failed: {tail}"),
+        "the same command on the server says more",
+    )
+}
+
+/// `name=N` from a query string, within 1..=max.
+fn number(query: Option<&str>, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(v) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    else {
+        return Ok(default);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            format!("{name}={v:?} is not a number from 1 to {max}"),
+            format!("e.g. ?{name}={default}"),
+        )),
+    }
+}
+
+/// `soar status --json` for one environment: release, running, URL,
+/// resources, drift.
+#[utoipa::path(get, path = "/v1/environments/{project}/{env}", tag = "environments", security(("bearer" = [])),
+    params(("project" = String, Path), ("env" = String, Path)),
+    responses(
+        (status = 200, description = "What `soar status --json` prints for it", content_type = "application/json"),
+        (status = 404, description = "No such project or environment", body = super::error::ErrorBody),
+        (status = 502, description = "The status command failed", body = super::error::ErrorBody),
+    ))]
+pub async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((project, env)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let who = authorize(&state, &headers, Scope::Read)?;
+    let (root, _) = resolve(&state, &who, &project, &env)?;
+    let (code, out, err) = soar(&root, &["status", "--json", "--env", &env]).await?;
+    if code != 0 {
+        return Err(failed("status", &err));
+    }
+    let value: serde_json::Value = out
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| failed("status", "printed no JSON"))?;
+    Ok(Json(value).into_response())
+}
+
+/// `soar history --json`: deploys, destroys and rollbacks, newest first.
+#[utoipa::path(get, path = "/v1/environments/{project}/{env}/history", tag = "environments", security(("bearer" = [])),
+    params(("project" = String, Path), ("env" = String, Path), ("limit" = Option<usize>, Query, description = "1..=500, default 20")),
+    responses(
+        (status = 200, description = "The records `soar history --json` prints, as an array", content_type = "application/json"),
+        (status = 400, description = "Bad limit", body = super::error::ErrorBody),
+        (status = 404, description = "No such project or environment", body = super::error::ErrorBody),
+    ))]
+pub async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((project, env)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let who = authorize(&state, &headers, Scope::Read)?;
+    let limit = number(query.as_deref(), "limit", 20, 500)?.to_string();
+    let (root, _) = resolve(&state, &who, &project, &env)?;
+    let (code, out, err) = soar(&root, &["history", "--json", "--env", &env, "-n", &limit]).await?;
+    if code != 0 {
+        return Err(failed("history", &err));
+    }
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Ok(Json(records).into_response())
+}
+
+/// The service's last log lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Logs {
+    pub lines: Vec<String>,
+}
+
+/// `soar logs`: the service's last log lines.
+#[utoipa::path(get, path = "/v1/environments/{project}/{env}/logs", tag = "environments", security(("bearer" = [])),
+    params(("project" = String, Path), ("env" = String, Path), ("lines" = Option<usize>, Query, description = "1..=10000, default 100")),
+    responses(
+        (status = 200, description = "The lines", body = Logs),
+        (status = 400, description = "Bad lines", body = super::error::ErrorBody),
+        (status = 404, description = "No such project or environment", body = super::error::ErrorBody),
+    ))]
+pub async fn logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((project, env)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Logs>, ApiError> {
+    let who = authorize(&state, &headers, Scope::Read)?;
+    let lines = number(query.as_deref(), "lines", 100, 10_000)?.to_string();
+    let (root, _) = resolve(&state, &who, &project, &env)?;
+    let (code, out, err) = soar(&root, &["logs", "--env", &env, "-n", &lines]).await?;
+    if code != 0 {
+        return Err(failed("logs", &err));
+    }
+    Ok(Json(Logs {
+        lines: out.lines().map(str::to_string).collect(),
+    }))
+}
+
+/// Whether `env` of the project at `root` has a release to roll back to
+/// (the rule `soar rollback` applies: an earlier superseded or rolled-back
+/// release after the active one). The job itself is authoritative; this
+/// only answers 409 up front.
+fn has_earlier_release(root: &std::path::Path, env: &str) -> anyhow::Result<bool> {
+    use crate::state::{ReleaseStatus, StateStore};
+    let dir = root.join(".soar");
+    if !dir.join(crate::state::DB_FILE).exists() {
+        return Ok(false);
+    }
+    let store = StateStore::open(&dir)?;
+    let releases = store.releases(env)?;
+    Ok(releases
+        .iter()
+        .skip_while(|r| r.status != ReleaseStatus::Active)
+        .skip(1)
+        .any(|r| {
+            matches!(
+                r.status,
+                ReleaseStatus::Superseded | ReleaseStatus::RolledBack
+            )
+        }))
+}
+
+/// Queue a rollback of the environment to its previous release.
+#[utoipa::path(post, path = "/v1/environments/{project}/{env}/rollback", tag = "environments", security(("bearer" = [])),
+    params(("project" = String, Path), ("env" = String, Path)),
+    responses(
+        (status = 202, description = "A rollback job, queued", body = Submitted),
+        (status = 404, description = "No such project or environment", body = super::error::ErrorBody),
+        (status = 409, description = "No earlier release to roll back to", body = super::error::ErrorBody),
+    ))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((project, env)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let who = authorize(&state, &headers, Scope::Deploy)?;
+    if state.queue.is_stopping() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+            "submit again once it is back (queued jobs are kept)",
+        ));
+    }
+    let (root, provider) = resolve(&state, &who, &project, &env)?;
+    if !has_earlier_release(&root, &env)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{project}/{env} has no earlier release to roll back to"),
+            "a rollback needs a previous release: deploy at least twice",
+        ));
+    }
+    let job = jobs::insert(
+        &state.queue.db,
+        &NewJob {
+            kind: super::queue::ROLLBACK,
+            project: &project,
+            environment: &env,
+            provider: &provider,
+            priority: 0,
+            actor: &who.name,
+        },
+    )?;
+    state.queue.poke();
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/deploys/{}", job.id))],
+        Json(Submitted {
+            id: job.id,
+            status: job.status,
+            created_at: job.created_at,
+        }),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_from_the_query() {
+        assert_eq!(super::number(None, "lines", 100, 500).unwrap(), 100);
+        assert_eq!(
+            super::number(Some("lines=7"), "lines", 100, 500).unwrap(),
+            7
+        );
+        assert_eq!(
+            super::number(Some("x=1&lines=9"), "lines", 100, 500).unwrap(),
+            9
+        );
+        assert!(super::number(Some("lines=0"), "lines", 100, 500).is_err());
+        assert!(super::number(Some("lines=501"), "lines", 100, 500).is_err());
+        assert!(super::number(Some("lines=a"), "lines", 100, 500).is_err());
+    }
+}
