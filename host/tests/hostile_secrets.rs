@@ -577,7 +577,10 @@ fn a_bad_header_is_named_and_a_bad_credential_not_shown() {
     assert_eq!(run.code, Some(0), "{run:#?}");
     let notes = run.notes();
     let e = error_of(&notes[0]);
-    assert!(e.contains("'authorization' header") && e.contains("environment variable"), "{e}");
+    assert!(
+        e.contains("'authorization' header") && e.contains("environment variable"),
+        "{e}"
+    );
     let e = error_of(&notes[1]);
     assert!(e.contains("'x-note'"), "{e}");
     assert!(p.api.requests().is_empty());
