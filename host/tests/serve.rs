@@ -449,7 +449,9 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
         "{events:?}"
     );
     assert_eq!(version_at(&web.url()), "v2");
-    let (status, body) = server.request("POST", &rollback, Some(&deployer), None);
+    // (by the id of a deploy of that environment, as the deployer spec has it)
+    let by_deploy = format!("/v1/deploys/{v2}/rollback");
+    let (status, body) = server.request("POST", &by_deploy, Some(&deployer), None);
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap();
     let events = server.events(&reader, id, None);

@@ -47,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deploys/{id}", get(show))
         .route("/v1/deploys/{id}/events", get(events::stream))
         .route("/v1/deploys/{id}/cancel", post(cancel))
+        .route(
+            "/v1/deploys/{id}/rollback",
+            post(inspect::rollback_of_deploy),
+        )
         .route("/v1/environments/{project}/{env}", get(inspect::status))
         .route(
             "/v1/environments/{project}/{env}/history",
@@ -500,6 +504,7 @@ async fn cancel(
         inspect::history,
         inspect::logs,
         inspect::rollback,
+        inspect::rollback_of_deploy,
         openapi
     ),
     modifiers(&BearerAuth),
@@ -552,6 +557,7 @@ mod tests {
                 "/v1/deploys/{id}",
                 "/v1/deploys/{id}/cancel",
                 "/v1/deploys/{id}/events",
+                "/v1/deploys/{id}/rollback",
                 "/v1/environments/{project}/{env}",
                 "/v1/environments/{project}/{env}/history",
                 "/v1/environments/{project}/{env}/logs",

@@ -5,7 +5,8 @@
 //! `GET /v1/environments/{project}/{env}`: `soar status --json`'s object.
 //! `GET /v1/environments/{project}/{env}/history?limit=N`: `soar history --json`.
 //! `GET /v1/environments/{project}/{env}/logs?lines=N`: `soar logs`.
-//! `POST /v1/environments/{project}/{env}/rollback`: a `rollback` job.
+//! `POST /v1/environments/{project}/{env}/rollback` (or
+//! `/v1/deploys/{id}/rollback`): a `rollback` job.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -263,6 +264,33 @@ pub async fn rollback(
     Path((project, env)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Deploy)?;
+    queue_rollback(&state, &who, &project, &env)
+}
+
+/// Queue a rollback of the environment job `id` deployed.
+#[utoipa::path(post, path = "/v1/deploys/{id}/rollback", tag = "deploys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A job of the environment to roll back")),
+    responses(
+        (status = 202, description = "A rollback job, queued", body = Submitted),
+        (status = 404, description = "No such job", body = super::error::ErrorBody),
+        (status = 409, description = "No earlier release to roll back to", body = super::error::ErrorBody),
+    ))]
+pub async fn rollback_of_deploy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let who = authorize(&state, &headers, Scope::Deploy)?;
+    let job = super::api::visible_job(&state, &who, &id)?;
+    queue_rollback(&state, &who, &job.project, &job.environment)
+}
+
+fn queue_rollback(
+    state: &AppState,
+    who: &Principal,
+    project: &str,
+    env: &str,
+) -> Result<Response, ApiError> {
     if state.queue.is_stopping() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -270,8 +298,8 @@ pub async fn rollback(
             "submit again once it is back (queued jobs are kept)",
         ));
     }
-    let (root, provider) = resolve(&state, &who, &project, &env)?;
-    if !has_earlier_release(&root, &env)? {
+    let (root, provider) = resolve(state, who, project, env)?;
+    if !has_earlier_release(&root, env)? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("{project}/{env} has no earlier release to roll back to"),
@@ -282,8 +310,8 @@ pub async fn rollback(
         &state.queue.db,
         &NewJob {
             kind: super::queue::ROLLBACK,
-            project: &project,
-            environment: &env,
+            project,
+            environment: env,
             provider: &provider,
             priority: 0,
             actor: &who.name,
