@@ -981,3 +981,49 @@ fn sigterm_stops_taking_jobs_and_waits_for_the_running_one() {
         "{events:?}"
     );
 }
+
+/// Figures for issue 15's benchmarks (run with `--ignored --nocapture`):
+/// a converged deploy run by the CLI against the same deploy as jobs, 100
+/// of them queued at once on one environment (so one at a time), and the
+/// server's RSS idle and with them queued.
+#[test]
+#[ignore = "a benchmark: prints figures"]
+fn bench_100_converged_jobs() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    web.soar(&["deploy", "--yes"]).ok();
+    let runs = 10;
+    let started = Instant::now();
+    for _ in 0..runs {
+        web.soar(&["deploy", "--yes", "--json"]).ok();
+    }
+    let cli = started.elapsed() / runs;
+    eprintln!("figure: CLI converged deploy {cli:?} each (mean of {runs})");
+
+    let server = Server::start(home, &config);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = rss_kib(server.child.id());
+    let n = 100;
+    let started = Instant::now();
+    // Submitted while the worker drains; each submission takes a few ms.
+    let ids: Vec<String> = (0..n)
+        .map(|_| server.submit(&token, "web", ENV, 0))
+        .collect();
+    let submitted = started.elapsed();
+    let queued_rss = rss_kib(server.child.id());
+    let last = ids.last().unwrap();
+    let events = server.events(&token, last, None);
+    assert_eq!(events.last().unwrap().1["status"], "succeeded");
+    let drained = started.elapsed();
+    for id in &ids {
+        assert_eq!(server.job(&token, id)["status"], "succeeded", "{id}");
+    }
+    let per_job = drained / n;
+    eprintln!(
+        "figure: {n} jobs submitted in {submitted:?}; drained in {drained:?}: {:.2} jobs/s, {per_job:?} per job, {:?} over the CLI's",
+        n as f64 / drained.as_secs_f64(),
+        per_job.saturating_sub(cli)
+    );
+    eprintln!("figure: server RSS idle {idle:?} KiB, with {n} jobs queued {queued_rss:?} KiB");
+}
