@@ -227,7 +227,7 @@ impl SshBroker {
             let section = &settings.section;
             if !self.seen.contains(address) {
                 return Err(SshError::Denied(format!(
-                    "the provider reported SSH host {address}:{port}, but no answer of its API named that address in this command;                      Soar connects only to hosts the provider's API reports or your config lists (add it to {section} hosts if it is yours)"
+                    "the provider reported SSH host {address}:{port}, but no answer of its API named that address in this command; Soar connects only to hosts the provider's API reports or your config lists (add it to {section} hosts if it is yours)"
                 )));
             }
             let bare = spec.address.trim_start_matches('[').trim_end_matches(']');
@@ -235,7 +235,7 @@ impl SshBroker {
                 && !is_public(ip)
             {
                 return Err(SshError::Denied(format!(
-                    "the provider reported SSH host {address}:{port}, a private, loopback or link-local address;                      Soar connects to such addresses only when your config names them (add it to {section} hosts or address_map)"
+                    "the provider reported SSH host {address}:{port}, a private, loopback or link-local address; Soar connects to such addresses only when your config names them (add it to {section} hosts or address_map)"
                 )));
             }
         }
@@ -276,7 +276,7 @@ impl SshBroker {
             // says nothing, the provider's answer): a plugin may not log in
             // as anyone else.
             Some(spec) if !user.is_empty() && user != spec.user => Err(SshError::Denied(format!(
-                "plugin '{plugin}' asked to log in to {address}:{port} as '{}', but Soar logs in there as '{}' (set by {} user or the provider);                  a plugin cannot choose another user",
+                "plugin '{plugin}' asked to log in to {address}:{port} as '{}', but Soar logs in there as '{}' (set by {} user or the provider); a plugin cannot choose another user",
                 user.chars().take(64).collect::<String>(),
                 spec.user,
                 self.settings().section
