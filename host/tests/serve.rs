@@ -46,6 +46,11 @@ impl Server {
         let addr = first
             .trim()
             .strip_prefix("soar serve: listening on http://")
+            .or_else(|| {
+                first
+                    .trim()
+                    .strip_prefix("soar serve: listening on https://")
+            })
             .unwrap_or_else(|| {
                 panic!(
                     "unexpected first line {first:?}; log:\n{}",
@@ -1026,4 +1031,78 @@ fn bench_100_converged_jobs() {
         per_job.saturating_sub(cli)
     );
     eprintln!("figure: server RSS idle {idle:?} KiB, with {n} jobs queued {queued_rss:?} KiB");
+}
+
+/// A self-signed end-entity certificate for 127.0.0.1 (P-256, valid until
+/// 2126), made with `openssl req -x509 -newkey ec -pkeyopt
+/// ec_paramgen_curve:prime256v1 -nodes -days 36500 -addext
+/// subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE
+/// -addext extendedKeyUsage=serverAuth`. Test-only.
+const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBrjCCAVSgAwIBAgIUXiIIxh2rZy6qq8T3+tG4tSI2bgkwCgYIKoZIzj0EAwIw\nGjEYMBYGA1UEAwwPc29hci1zZXJ2ZS10ZXN0MCAXDTI2MTIwNzAwMzY0OFoYDzIx\nMjYxMTEzMDAzNjQ4WjAaMRgwFgYDVQQDDA9zb2FyLXNlcnZlLXRlc3QwWTATBgcq\nhkjOPQIBBggqhkjOPQMBBwNCAASrPf2wzzM7OMGOhDIPQMUTfQu81mR9fhIE+Q06\n0d0a97S2yHPNPpNH9qm2M7UvUPg5d/wzv04L7yVRSc8M1pEro3YwdDAdBgNVHQ4E\nFgQU/a+3JWqM/Lo9ND1locXnEPJHE6YwHwYDVR0jBBgwFoAU/a+3JWqM/Lo9ND1l\nocXnEPJHE6YwDwYDVR0RBAgwBocEfwAAATAMBgNVHRMBAf8EAjAAMBMGA1UdJQQM\nMAoGCCsGAQUFBwMBMAoGCCqGSM49BAMCA0gAMEUCIQDrOReIx0VaaBeSnxaB1sYI\nIlm7vM771w752llLPhKDcAIgBNRvHNrlPA20cnZiGaZRypRSHApdUSJb0o+Ch0pS\nV5U=\n-----END CERTIFICATE-----\n";
+const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxHaj2L3Cy1j/rU7D\nZIhZmabaq0dW0R7JTdT1yogvMCuhRANCAASrPf2wzzM7OMGOhDIPQMUTfQu81mR9\nfhIE+Q060d0a97S2yHPNPpNH9qm2M7UvUPg5d/wzv04L7yVRSc8M1pEr\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn tls_from_cert_and_key_files() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let dir = config.parent().unwrap();
+    std::fs::write(dir.join("server.crt"), TEST_CERT).unwrap();
+    std::fs::write(dir.join("server.key"), TEST_KEY).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n";
+    std::fs::write(&config, text).unwrap();
+    let token = create_token(home, &config, &["--scope", "read"]);
+    let server = Server::start(home, &config);
+    let base = format!("https://{}", server.addr);
+
+    // Plain HTTP to the TLS port gets no HTTP answer, and harms nothing.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+
+    soar::tls::install_crypto_provider();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(TEST_CERT.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        let health: Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok", "{health}");
+        let r = client
+            .get(format!("{base}/capabilities"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = client
+            .get(format!("{base}/capabilities"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // A client that does not trust the certificate is refused.
+        let untrusting = reqwest::Client::builder()
+            .tls_certs_only([])
+            .build()
+            .unwrap();
+        assert!(
+            untrusting
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_err()
+        );
+    });
 }

@@ -6,6 +6,9 @@
 //! [queue]
 //! per_provider = 2            # jobs running at once per provider
 //! shutdown_timeout = "60s"    # on SIGTERM: how long running jobs may finish
+//! [tls]                       # optional: HTTPS (else plain HTTP, e.g. behind a proxy)
+//! cert = "server.crt"         # PEM chain, relative to this file
+//! key = "server.key"          # PEM private key
 //! [projects.hello]
 //! path = "examples/hello"     # relative to this file
 //! ```
@@ -35,6 +38,14 @@ struct Raw {
     queue: RawQueue,
     #[serde(default)]
     projects: BTreeMap<String, RawProject>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +74,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: std::time::Duration,
     /// NAME -> absolute project directory.
     pub projects: BTreeMap<String, PathBuf>,
+    /// (certificate chain, private key) PEM files, for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServerConfig {
@@ -128,6 +141,7 @@ impl ServerConfig {
             per_provider,
             shutdown_timeout,
             projects,
+            tls: raw.tls.map(|t| (dir.join(t.cert), dir.join(t.key))),
         })
     }
 }

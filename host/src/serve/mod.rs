@@ -7,6 +7,7 @@
 //! - [`store`]: the server's SQLite store under `.soar-server/`.
 //! - [`tokens`]: bearer tokens, stored hashed, with scopes.
 //! - [`jobs`]: job and event rows; [`queue`]: the worker that runs them.
+//! - [`tls`]: HTTPS when `[tls]` names a certificate and key.
 //! - [`api`]: the routes; [`events`]: their Server-Sent Events;
 //!   [`inspect`]: an environment's status, history, logs and rollback.
 
@@ -18,6 +19,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod queue;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 use std::path::PathBuf;
@@ -175,15 +177,30 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
+    let acceptor = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
     let state = api::AppState {
         config: Arc::new(config),
         queue: queue.clone(),
         providers: Arc::new(providers),
     };
     tokio::spawn(queue.clone().run());
-    println!("soar serve: listening on http://{local}");
-    let http = axum::serve(listener, api::router(state)).into_future();
-    let mut http = tokio::spawn(http);
+    let app = api::router(state);
+    let (scheme, mut http) = match acceptor {
+        None => (
+            "http",
+            tokio::spawn(axum::serve(listener, app).into_future()),
+        ),
+        Some(acceptor) => (
+            "https",
+            tokio::spawn(
+                axum::serve(tls::TlsListener::new(listener, acceptor)?, app).into_future(),
+            ),
+        ),
+    };
+    println!("soar serve: listening on {scheme}://{local}");
     tokio::select! {
         r = &mut http => {
             r.context("the HTTP server task")?.context("serving HTTP")?;
