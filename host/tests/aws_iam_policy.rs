@@ -125,6 +125,14 @@ async fn the_full_cycle_runs_under_exactly_the_readme_policy() {
     let out = p.run(url, keys, &["plan"]);
     assert!(out.status.success(), "plan: {}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("+ spot-instance spot-0"));
+    // Calls that only degrade when refused (the spot price notes) were
+    // allowed too.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("spot price in us-east-1: ")
+            && !text(&out).contains("AccessDenied"),
+        "{}",
+        text(&out)
+    );
 
     let out = p.run(url, keys, &["deploy", "-y"]);
     assert!(out.status.success(), "deploy: {}", text(&out));
@@ -212,4 +220,37 @@ async fn a_policy_missing_an_action_is_refused_with_the_action_named() {
         all.contains("AccessDenied") && all.contains("ec2:RunInstances"),
         "{all}"
     );
+}
+
+/// Minimal: without any one of the policy's actions (but ec2:CreateTags,
+/// which AWS checks on tag-on-create and moto does not), some step of
+/// plan, deploy, destroy is refused, naming that action.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_action_of_the_policy_is_needed() {
+    let policy = readme_policy();
+    for action in actions(&policy) {
+        if action == "ec2:CreateTags" {
+            continue;
+        }
+        let without = policy
+            .replace(&format!("\"{action}\","), "")
+            .replace(&format!(",\n        \"{action}\""), "");
+        assert!(
+            !actions(&without).contains(&action),
+            "{action} still in {without}"
+        );
+        let aws = SignedMoto::start_with_policy(&without).await;
+        let keys = Some((aws.key_id.as_str(), aws.secret.as_str()));
+        let url = Some(aws.moto.url.as_str());
+        let p = Project::new();
+        let mut seen = String::new();
+        for args in [&["plan"][..], &["deploy", "-y"], &["destroy", "--yes"]] {
+            let out = p.run(url, keys, args);
+            seen.push_str(&text(&out));
+        }
+        assert!(
+            seen.contains("AccessDenied") && seen.contains(&action),
+            "without {action} nothing was refused:\n{seen}"
+        );
+    }
 }

@@ -815,14 +815,21 @@ fn delete_network(ctx: &Context, payload: &Value) -> Result<Applied, PluginError
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
-    let gone = soar_sdk::time::poll(Duration::from_millis(500), Duration::from_secs(600), || {
+    // The user's wait settings bound this wait too: when the instances'
+    // termination was refused, a destroy fails after `wait_timeout`, not
+    // after a fixed ten minutes.
+    let timeout = load_settings(ctx)
+        .map(|(s, _)| Duration::from_secs(s.wait_timeout_secs))
+        .unwrap_or(Duration::from_secs(600));
+    let gone = soar_sdk::time::poll(Duration::from_millis(500), timeout, || {
         // Terminated instances stay listed for a while (in EC2 and moto).
         let left = ec2::describe_instances(ctx, &region, &owner_filter(ctx))?;
         Ok::<_, PluginError>(left.iter().all(|i| i.state == "terminated").then_some(()))
     })?;
     if gone.is_none() {
         return Err(PluginError::Other(format!(
-            "instances of this deployment are still running in {region}; security group {group} was kept"
+            "instances of this deployment are still running in {region} after {}s; security group {group} was kept: check that they were terminated (the keys need ec2:TerminateInstances) and run `soar destroy` again",
+            timeout.as_secs()
         )));
     }
     ec2::delete_security_group(ctx, &region, &group)?;
