@@ -152,7 +152,7 @@ fn wrangler_pages_deploy_succeeds_against_the_fake_and_soar_matches_it() {
         .unwrap();
     let took = started.elapsed();
     let all = text(&out);
-    eprintln!("wrangler pages deploy took {took:?}");
+    eprintln!("wrangler pages deploy took {took:?}:\n{all}");
     assert!(
         out.status.success(),
         "wrangler failed against the fake:\n{all}"
@@ -160,6 +160,10 @@ fn wrangler_pages_deploy_succeeds_against_the_fake_and_soar_matches_it() {
     assert!(
         all.contains("Deployment complete! Take a peek over at https://"),
         "wrangler could not confirm the deployment:\n{all}"
+    );
+    assert!(
+        !all.contains("[WARNING]") && !all.contains("[ERROR]"),
+        "wrangler found something off in the fake's answers:\n{all}"
     );
     let by_wrangler = fake.deployments("shop-site").pop().expect("a deployment");
     assert_eq!(by_wrangler.commit_message, "from wrangler");
