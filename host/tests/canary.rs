@@ -10,12 +10,14 @@
 //! Issue 12 asks for this beside the hostile-plugin cases: a leak through a
 //! first-party plugin's ordinary path is as bad as one forced by an attacker.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use soar::credentials::redact;
+mod leak_scan;
+
 use soar_tests::fakes::cloudflare::Cloudflare;
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
+use soar_tests::files::walk;
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 const CF_TOKEN: &str = "cf-canary-token-5e1d7c09a4b2f3e6";
@@ -89,16 +91,9 @@ impl Canary {
                 places.push((rel, std::fs::read(&f).unwrap_or_default()));
             }
         }
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         for (place, bytes) in &places {
-            for secret in secrets {
-                for form in redact::forms(secret) {
-                    assert!(
-                        !contains(bytes, &form),
-                        "{place} holds a form of a secret: {}",
-                        String::from_utf8_lossy(&form)
-                    );
-                }
-            }
+            leak_scan::assert_no_secret(place, bytes, &secrets);
             assert!(
                 !has_jwt(bytes),
                 "{place} holds a JWT:\n{}",
@@ -106,25 +101,6 @@ impl Canary {
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `eyJ...` `.` `eyJ...` `.`: the start of any JWT (a base64url JSON header

@@ -13,15 +13,17 @@
 
 use std::io::Read as _;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod leak_scan;
+
 use serde_json::{Value, json};
-use soar::credentials::redact;
 use soar_tests::components;
+use soar_tests::files::{contains, walk};
 use soar_tests::servers::Server;
 
 const SOAR: &str = env!("CARGO_BIN_EXE_soar");
@@ -165,16 +167,11 @@ secrets = {{ API_KEY = "LEAKY_SERVICE_SECRET" }}
 
     /// Neither secret, in any form, anywhere.
     fn assert_clean(&self, run: &Run) {
-        let all = self.everything(run);
-        for secret in [TOKEN, SERVICE] {
-            for form in redact::forms(secret) {
-                assert!(
-                    !contains(&all, &form),
-                    "a form of a secret ({}) leaked:\n{run:#?}",
-                    String::from_utf8_lossy(&form)
-                );
-            }
-        }
+        leak_scan::assert_no_secret(
+            &format!("the run's output or .soar/ ({run:#?})"),
+            &self.everything(run),
+            &[TOKEN, SERVICE],
+        );
     }
 }
 
@@ -208,25 +205,6 @@ fn run_measured(mut cmd: Command) -> Run {
         stderr: t_err.join().unwrap(),
         max_rss_kib: usage.ru_maxrss,
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn error_of(note: &Value) -> String {

@@ -8,6 +8,7 @@ pub mod components;
 pub mod dockerd;
 pub mod ec2_proxy;
 pub mod fakes;
+pub mod files;
 pub mod moto;
 pub mod servers;
 pub mod sshd;
