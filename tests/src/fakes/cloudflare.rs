@@ -1190,3 +1190,22 @@ async fn deployments(
         _ => error(StatusCode::METHOD_NOT_ALLOWED, 10000, "Method not allowed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the Pages deployment parser refuses, as a strict one would:
+    /// the special files as untyped or non-file parts (what Soar once sent).
+    #[test]
+    fn deployment_file_parts_need_a_content_type() {
+        let octet = Some("application/octet-stream");
+        assert_eq!(part_fault("_headers", Some("_headers"), octet), None);
+        assert_eq!(part_fault("manifest", None, None), None, "a text field");
+        let untyped = part_fault("_headers", Some("_headers"), None).unwrap();
+        assert!(untyped.contains("no Content-Type"), "{untyped}");
+        assert!(part_fault("_routes.json", Some("_routes.json"), Some("")).is_some());
+        let not_a_file = part_fault("_redirects", None, octet).unwrap();
+        assert!(not_a_file.contains("must be a file part"), "{not_a_file}");
+    }
+}
