@@ -296,7 +296,7 @@ pub fn scrub(bytes: &mut Vec<u8>, secrets: &[Secret]) {
     if secrets.is_empty() {
         return;
     }
-    Redactor::new(secrets).scrub(bytes);
+    Redactor::cached(secrets).scrub(bytes);
 }
 
 /// [`scrub`] for text.
@@ -311,7 +311,7 @@ pub fn scrub_string(text: &mut String, secrets: &[Secret]) {
     if secrets.is_empty() {
         return;
     }
-    Redactor::new(secrets).scrub_string(text);
+    Redactor::cached(secrets).scrub_string(text);
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@
 //! security decision: see `HttpBroker` for why a response is scrubbed only of
 //! the secrets its origin has seen.
 
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::{Arc, Mutex};
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 
@@ -139,6 +143,35 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    /// The redactor for `secrets`, built once per distinct set and kept:
+    /// the broker scrubs every answer and journal line with one of a few
+    /// sets, and compiling the search per call would cost more than the
+    /// search. At most 32 sets are kept.
+    pub fn cached(secrets: &[Secret]) -> Arc<Redactor> {
+        type Entry = (Vec<Secret>, Arc<Redactor>);
+        static CACHE: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
+        let mut h = std::hash::DefaultHasher::new();
+        for s in secrets {
+            s.expose().hash(&mut h);
+        }
+        let key = h.finish();
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let map = cache.get_or_insert_with(HashMap::new);
+        // The values are compared too: a hash collision must not hand out
+        // another set's redactor.
+        if let Some((set, r)) = map.get(&key)
+            && set.as_slice() == secrets
+        {
+            return r.clone();
+        }
+        if map.len() >= 32 {
+            map.clear();
+        }
+        let r = Arc::new(Redactor::new(secrets));
+        map.insert(key, (secrets.to_vec(), r.clone()));
+        r
+    }
+
     /// A redactor for `secrets` (every form of each).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
         let mut patterns: Vec<Vec<u8>> = Vec::new();

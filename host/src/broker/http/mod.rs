@@ -473,7 +473,7 @@ impl HttpBroker {
             // not a credential: keeping it would send that secret wherever
             // the new credential goes. (A token this origin handed out
             // before may come again: it is its own.)
-            let known = Redactor::new(&self.secrets_not_from(origin));
+            let known = Redactor::cached(&self.secrets_not_from(origin));
             for k in &kept {
                 if k.values().iter().any(|v| known.finds(v.as_bytes())) {
                     return Err(Error::Denied(format!(
@@ -493,7 +493,7 @@ impl HttpBroker {
             }
             response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
         }
-        let redactor = Redactor::new(&self.secrets_seen_by(origin));
+        let redactor = Redactor::cached(&self.secrets_seen_by(origin));
         redactor.scrub(&mut response.body);
         for (_, v) in response.headers.iter_mut() {
             redactor.scrub_string(v);
