@@ -395,6 +395,12 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
         "{job}"
     );
     assert_eq!(web.url(), url);
+    // ... and the project's audit trail: the job carries the record its
+    // deploy wrote, phases and all, the same `soar history` shows.
+    let audit = &job["audit"];
+    assert_eq!(audit["command"], "deploy", "{job}");
+    assert!(!audit["phases"].as_array().unwrap().is_empty(), "{job}");
+    assert_eq!(audit["id"], web.history()[0]["id"], "{job}");
 
     // A late subscriber resuming after event 2 gets the rest only.
     let resumed = server.events(&reader, &id, Some("2"));
@@ -465,7 +471,9 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
         "succeeded",
         "{events:?}"
     );
-    assert_eq!(server.job(&reader, id)["kind"], "rollback");
+    let job = server.job(&reader, id);
+    assert_eq!(job["kind"], "rollback");
+    assert_eq!(job["audit"]["command"], "rollback", "{job}");
     assert_eq!(version_at(&web.url()), "v1");
 }
 

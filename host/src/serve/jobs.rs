@@ -44,9 +44,15 @@ pub struct Job {
     pub exit_code: Option<i64>,
     /// The tail of the deploy's error output, when it failed.
     pub error: Option<String>,
+    /// The project's audit-trail record of this job's command (`soar
+    /// history` shows the same): its phases with their timings and
+    /// outcomes. Present once the job ended, if the command got as far as
+    /// recording one.
+    #[schema(value_type = Option<Object>)]
+    pub audit: Option<serde_json::Value>,
 }
 
-const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error";
+const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error, audit";
 
 fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -63,6 +69,9 @@ fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
         finished_at: r.get::<_, Option<i64>>(10)?.map(rfc3339),
         exit_code: r.get(11)?,
         error: r.get(12)?,
+        audit: r
+            .get::<_, Option<String>>(13)?
+            .and_then(|a| serde_json::from_str(&a).ok()),
     })
 }
 
@@ -140,6 +149,15 @@ pub fn finish(
     db.conn().execute(
         "UPDATE jobs SET status = ?2, finished_at = ?3, exit_code = ?4, error = ?5 WHERE id = ?1 AND status = ?6",
         params![id, status, now_ms(), exit_code, error, RUNNING],
+    )?;
+    Ok(())
+}
+
+/// Attach the audit-trail record of the job's command.
+pub fn set_audit(db: &Db, id: &str, audit: &serde_json::Value) -> anyhow::Result<()> {
+    db.conn().execute(
+        "UPDATE jobs SET audit = ?2 WHERE id = ?1",
+        params![id, audit.to_string()],
     )?;
     Ok(())
 }

@@ -230,6 +230,10 @@ impl Queue {
                 Ok(())
             });
         }
+        // The audit trail's actor, once the engine reads it (it reads $USER
+        // today, which the deploy keeps: SSH defaults may depend on it).
+        cmd.env("SOAR_ACTOR", format!("api:{}", job.actor));
+        let started_ms = crate::state::now_ms();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return (jobs::FAILED, None, Some(format!("cannot start soar: {e}"))),
@@ -285,8 +289,20 @@ impl Queue {
             }
             self.bump();
         }
+        let pid = child.id();
         let status = child.wait().await;
         let tail = tail.await.unwrap_or_default();
+        if let Some(pid) = pid {
+            match audit_record(root, &job.environment, pid, started_ms) {
+                Ok(Some(record)) => {
+                    if let Err(e) = jobs::set_audit(&self.db, &job.id, &record) {
+                        tracing::warn!("recording the audit of job {}: {e:#}", job.id);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("reading the audit trail of job {}: {e:#}", job.id),
+            }
+        }
         let cancelled = self.running().get(&job.id).is_some_and(|r| r.cancel);
         let code = status.as_ref().ok().and_then(|s| s.code());
         let error = String::from_utf8_lossy(&tail).trim().to_string();
@@ -306,4 +322,24 @@ impl Queue {
             Err(e) => (jobs::FAILED, None, Some(format!("waiting for soar: {e}"))),
         }
     }
+}
+
+/// The audit-trail record the child `pid` wrote in the project's state for
+/// `env` (the deploy records its own pid), if any.
+fn audit_record(
+    root: &std::path::Path,
+    env: &str,
+    pid: u32,
+    since_ms: i64,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let dir = root.join(".soar");
+    if !dir.join(crate::state::DB_FILE).exists() {
+        return Ok(None);
+    }
+    let store = crate::state::StateStore::open(&dir)?;
+    let record = store
+        .history(Some(env), 20)?
+        .into_iter()
+        .find(|r| r.pid == pid && r.started_at >= since_ms - 1000);
+    Ok(record.map(serde_json::to_value).transpose()?)
 }

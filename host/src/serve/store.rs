@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at INTEGER,
     finished_at INTEGER,
     exit_code INTEGER,
-    error TEXT
+    error TEXT,
+    audit TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS events (
@@ -67,6 +68,20 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema of {}", path.display()))?;
+        // Columns added after the first stores were made.
+        for (column, decl) in [
+            ("kind", "TEXT NOT NULL DEFAULT 'deploy'"),
+            ("audit", "TEXT"),
+        ] {
+            let has: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} {decl}"))?;
+            }
+        }
         Ok(Self(Mutex::new(conn)))
     }
 
