@@ -475,6 +475,43 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
     assert_eq!(job["kind"], "rollback");
     assert_eq!(job["audit"]["command"], "rollback", "{job}");
     assert_eq!(version_at(&web.url()), "v1");
+
+    // The deployer spec's own request, on the compatibility route.
+    let spec = json!({
+        "service_path": "web", "service_name": "web", "droplet_id": 0,
+        "service_port": 8080, "deployment_method": "systemd",
+        "environment_vars": {}, "auto_register": true,
+    });
+    let (status, body) = server.post_json("/deploy", Some(&deployer), &spec);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "pending", "{body}");
+    let id = body["deploy_job_id"].as_str().unwrap().to_string();
+    let mut job = Value::Null;
+    assert!(wait_until(Duration::from_secs(60), || {
+        job = server.get(&format!("/deploy/{id}"), &reader).1;
+        job["status"] == "completed" || job["status"] == "failed"
+    }));
+    assert_eq!(
+        (job["status"].as_str(), job["success"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{job}"
+    );
+    assert_eq!(job["service_url"], web.url().as_str(), "{job}");
+    let phases = job["phases"].as_array().unwrap();
+    assert!(
+        !phases.is_empty() && phases.iter().all(|p| p["status"] == "success"),
+        "{job}"
+    );
+    let mut with_vars = spec.clone();
+    with_vars["environment_vars"] = json!({ "API_KEY": "value" });
+    let mut elsewhere = spec.clone();
+    elsewhere["service_path"] = json!("/etc");
+    for (bad, want) in [(with_vars, 400), (elsewhere, 404)] {
+        let (status, body) = server.post_json("/deploy", Some(&deployer), &bad);
+        assert_eq!(status, want, "{body}");
+        assert!(!body.to_string().contains("value\""), "{body}");
+    }
+    assert_eq!(server.post_json("/deploy", None, &spec).0, 401);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::compat;
 use super::config::ServerConfig;
 use super::error::{ApiError, ErrorBody};
 use super::events;
@@ -62,6 +63,8 @@ pub fn router(state: AppState) -> Router {
             post(inspect::rollback),
         )
         .route("/v1/openapi.json", get(openapi))
+        .route("/deploy", post(compat::deploy))
+        .route("/deploy/{job_id}", get(compat::show))
         .fallback(|| async {
             ApiError::not_found(
                 "no such route",
@@ -286,7 +289,7 @@ pub struct Cancelled {
 }
 
 /// A JSON body, or the 4xx saying why not.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(t)| t).map_err(|r| {
         let hint = match r {
             JsonRejection::MissingJsonContentType(_) => {
@@ -327,6 +330,36 @@ async fn submit(
     request: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Deploy)?;
+    let req = body(request)?;
+    let job = submit_job(
+        &state,
+        &who,
+        &req.project,
+        Some(&req.environment),
+        req.priority,
+    )?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/deploys/{}", job.id))],
+        Json(Submitted {
+            id: job.id,
+            status: job.status,
+            created_at: job.created_at,
+        }),
+    )
+        .into_response())
+}
+
+/// Check and queue a deploy of `project`'s `environment` (with none, the
+/// project's only one) for `who`: what `POST /v1/deploys` and the
+/// compatibility route share.
+pub fn submit_job(
+    state: &AppState,
+    who: &Principal,
+    project_name: &str,
+    environment: Option<&str>,
+    priority: i64,
+) -> Result<Job, ApiError> {
     if state.queue.is_stopping() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -334,10 +367,9 @@ async fn submit(
             "submit again once it is back (queued jobs are kept)",
         ));
     }
-    let req = body(request)?;
-    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&req.priority) {
+    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {
         return Err(ApiError::bad_request(
-            format!("priority {} is out of range", req.priority),
+            format!("priority {priority} is out of range"),
             format!("use -{MAX_PRIORITY}..={MAX_PRIORITY} (higher runs first; default 0)"),
         ));
     }
@@ -351,21 +383,18 @@ async fn submit(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let root = match state.config.projects.get(&req.project) {
-        Some(root) if who.covers(&req.project) => root,
+    let root = match state.config.projects.get(project_name) {
+        Some(root) if who.covers(project_name) => root,
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!(
-                    "this token is limited to another project than {:?}",
-                    req.project
-                ),
+                format!("this token is limited to another project than {project_name:?}"),
                 "use a token created with `--project` naming this project, or none",
             ));
         }
         None => {
             return Err(ApiError::not_found(
-                format!("no project {:?} on this server", req.project),
+                format!("no project {project_name:?} on this server"),
                 format!("projects this token may deploy: {}", names()),
             ));
         }
@@ -381,50 +410,54 @@ async fn submit(
                     .map(|d| d.to_string().replace(&prefix, ""))
                     .collect();
             return Err(ApiError::bad_request(
-                format!("project {:?} has an invalid soar.toml", req.project),
+                format!("project {project_name:?} has an invalid soar.toml"),
                 "fix what the diagnostics name (`soar validate` on the server shows the same)",
             )
             .with_diagnostics(diagnostics));
         }
     };
-    let Some(env) = project.environments.get(&req.environment) else {
-        let envs: Vec<&String> = project.environments.keys().collect();
+    let envs = || {
+        project
+            .environments
+            .keys()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let environment = match environment {
+        Some(e) => e.to_string(),
+        None if project.environments.len() == 1 => project
+            .environments
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_default(),
+        None => {
+            return Err(ApiError::bad_request(
+                format!("project {project_name:?} has several environments"),
+                format!("name one with \"environment\": {}", envs()),
+            ));
+        }
+    };
+    let Some(env) = project.environments.get(&environment) else {
         return Err(ApiError::bad_request(
-            format!(
-                "project {:?} has no environment {:?}",
-                req.project, req.environment
-            ),
-            format!(
-                "its environments: {}",
-                envs.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("project {project_name:?} has no environment {environment:?}"),
+            format!("its environments: {}", envs()),
         ));
     };
     let job = jobs::insert(
         &state.queue.db,
         &NewJob {
-            project: &req.project,
-            environment: &req.environment,
+            project: project_name,
+            environment: &environment,
             kind: super::queue::DEPLOY,
             provider: &env.provider,
-            priority: req.priority,
+            priority,
             actor: &who.name,
         },
     )?;
     state.queue.poke();
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/deploys/{}", job.id))],
-        Json(Submitted {
-            id: job.id,
-            status: job.status,
-            created_at: job.created_at,
-        }),
-    )
-        .into_response())
+    Ok(job)
 }
 
 /// A job: status, times, error, events so far, service URL.
@@ -505,6 +538,8 @@ async fn cancel(
         inspect::logs,
         inspect::rollback,
         inspect::rollback_of_deploy,
+        compat::deploy,
+        compat::show,
         openapi
     ),
     modifiers(&BearerAuth),
@@ -512,6 +547,7 @@ async fn cancel(
         (name = "server", description = "Liveness and capabilities"),
         (name = "deploys", description = "Deploy jobs"),
         (name = "environments", description = "Status, history, logs and rollback of an environment"),
+        (name = "compatibility", description = "The deployer spec's routes, on the same jobs"),
     )
 )]
 pub struct ApiDoc;
@@ -552,6 +588,8 @@ mod tests {
             paths,
             [
                 "/capabilities",
+                "/deploy",
+                "/deploy/{job_id}",
                 "/health",
                 "/v1/deploys",
                 "/v1/deploys/{id}",

@@ -9,9 +9,11 @@
 //! - [`jobs`]: job and event rows; [`queue`]: the worker that runs them.
 //! - [`tls`]: HTTPS when `[tls]` names a certificate and key.
 //! - [`api`]: the routes; [`events`]: their Server-Sent Events;
-//!   [`inspect`]: an environment's status, history, logs and rollback.
+//!   [`inspect`]: an environment's status, history, logs and rollback;
+//!   [`compat`]: the deployer spec's `POST /deploy` on the same jobs.
 
 pub mod api;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod events;
