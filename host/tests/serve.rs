@@ -1151,3 +1151,64 @@ fn tls_from_cert_and_key_files() {
         );
     });
 }
+
+#[test]
+fn plan_then_deploy_exactly_that_plan() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let deployer = create_token(home, &config, &["--scope", "deploy"]);
+    let reader = create_token(home, &config, &["--scope", "read"]);
+    let server = Server::start(home, &config);
+    let request = json!({ "project": "web", "environment": ENV });
+
+    let (status, plan) = server.post_json("/v1/plans", Some(&deployer), &request);
+    assert_eq!(status, 201, "{plan}\n{}", server.log());
+    let id = plan["id"].as_str().unwrap().to_string();
+    assert!(
+        plan["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["type"] == "planned_change" && l["change"]["kind"] == "release"),
+        "{plan}"
+    );
+    // Planning changed nothing.
+    assert!(web.history().is_empty());
+
+    let mut with_plan = request.clone();
+    with_plan["plan"] = json!(id);
+    let (status, body) = server.post_json("/v1/deploys", Some(&deployer), &with_plan);
+    assert_eq!(status, 202, "{body}");
+    let job_id = body["id"].as_str().unwrap().to_string();
+    let events = server.events(&reader, &job_id, None);
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    assert_eq!(server.job(&reader, &job_id)["plan"], id.as_str());
+    assert_eq!(version_at(&web.url()), "v1");
+
+    // The same plan again is stale now: the deploy refuses it.
+    let (status, body) = server.post_json("/v1/deploys", Some(&deployer), &with_plan);
+    assert_eq!(status, 202, "{body}");
+    let job = server.wait_status(&deployer, body["id"].as_str().unwrap(), "failed");
+    assert!(
+        job["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{job}"
+    );
+
+    // Refusals.
+    with_plan["plan"] = json!("0000000000000000");
+    let (status, body) = server.post_json("/v1/deploys", Some(&deployer), &with_plan);
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = server.post_json("/v1/plans", Some(&reader), &request);
+    assert_eq!(status, 403);
+    let (status, body) = server.post_json(
+        "/v1/plans",
+        Some(&deployer),
+        &json!({ "project": "nope", "environment": ENV }),
+    );
+    assert_eq!(status, 404, "{body}");
+    server.alive();
+}

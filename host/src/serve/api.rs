@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/environments/{project}/{env}/rollback",
             post(inspect::rollback),
         )
+        .route("/v1/plans", post(super::plans::create))
         .route("/v1/openapi.json", get(openapi))
         .route("/deploy", post(compat::deploy))
         .route("/deploy/{job_id}", get(compat::show))
@@ -239,6 +240,7 @@ async fn capabilities(
             "history",
             "logs",
             "rollback",
+            "plans",
         ]),
         limits: Limits {
             max_body_bytes: MAX_BODY,
@@ -258,6 +260,9 @@ pub struct DeployRequest {
     /// -1000..=1000, higher first; default 0.
     #[serde(default)]
     pub priority: i64,
+    /// A plan id from `POST /v1/plans`: apply exactly that plan (refused
+    /// when stale). Without one, the deploy plans then applies.
+    pub plan: Option<String>,
 }
 
 /// A job accepted into the queue.
@@ -337,6 +342,7 @@ async fn submit(
         &req.project,
         Some(&req.environment),
         req.priority,
+        req.plan.as_deref(),
     )?;
     Ok((
         StatusCode::ACCEPTED,
@@ -359,6 +365,7 @@ pub fn submit_job(
     project_name: &str,
     environment: Option<&str>,
     priority: i64,
+    plan: Option<&str>,
 ) -> Result<Job, ApiError> {
     if state.queue.is_stopping() {
         return Err(ApiError::new(
@@ -445,9 +452,13 @@ pub fn submit_job(
             format!("its environments: {}", envs()),
         ));
     };
+    if let Some(plan) = plan {
+        super::plans::check(state, plan, project_name, &environment)?;
+    }
     let job = jobs::insert(
         &state.queue.db,
         &NewJob {
+            plan,
             project: project_name,
             environment: &environment,
             kind: super::queue::DEPLOY,
@@ -540,6 +551,7 @@ async fn cancel(
         inspect::rollback_of_deploy,
         compat::deploy,
         compat::show,
+        super::plans::create,
         openapi
     ),
     modifiers(&BearerAuth),
@@ -601,6 +613,7 @@ mod tests {
                 "/v1/environments/{project}/{env}/logs",
                 "/v1/environments/{project}/{env}/rollback",
                 "/v1/openapi.json",
+                "/v1/plans",
             ]
         );
         let schemas = doc["components"]["schemas"].as_object().unwrap();

@@ -120,7 +120,7 @@ pub async fn deploy(
                 "use a project NAME of the server config (or exactly its configured path)",
             )
         })?;
-    let job = submit_job(&state, &who, &project, req.environment.as_deref(), 0)?;
+    let job = submit_job(&state, &who, &project, req.environment.as_deref(), 0, None)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SpecAccepted {

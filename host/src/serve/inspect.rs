@@ -32,7 +32,7 @@ const MAX_OUTPUT: usize = 1024 * 1024;
 
 /// The project directory and the environment's provider, once the token,
 /// the project NAME and the environment all check out.
-fn resolve(
+pub(crate) fn resolve(
     state: &AppState,
     who: &Principal,
     project: &str,
@@ -72,7 +72,10 @@ fn resolve(
 }
 
 /// Run `soar -c <root>/soar.toml <args>`: (exit code, stdout, stderr).
-async fn soar(root: &std::path::Path, args: &[&str]) -> Result<(i32, String, String), ApiError> {
+pub(crate) async fn soar(
+    root: &std::path::Path,
+    args: &[&str],
+) -> Result<(i32, String, String), ApiError> {
     let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
     let child = tokio::process::Command::new(exe)
         .arg("-c")
@@ -104,7 +107,7 @@ async fn soar(root: &std::path::Path, args: &[&str]) -> Result<(i32, String, Str
 }
 
 /// A failed command as a 502 with the tail of what it said.
-fn failed(what: &str, stderr: &str) -> ApiError {
+pub(crate) fn failed(what: &str, stderr: &str) -> ApiError {
     let tail: String = stderr
         .trim()
         .chars()
@@ -315,6 +318,7 @@ fn queue_rollback(
             provider: &provider,
             priority: 0,
             actor: &who.name,
+            plan: None,
         },
     )?;
     state.queue.poke();

@@ -50,9 +50,11 @@ pub struct Job {
     /// recording one.
     #[schema(value_type = Option<Object>)]
     pub audit: Option<serde_json::Value>,
+    /// The saved plan (from `POST /v1/plans`) this deploy applies exactly.
+    pub plan: Option<String>,
 }
 
-const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error, audit";
+const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error, audit, plan";
 
 fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -72,6 +74,7 @@ fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
         audit: r
             .get::<_, Option<String>>(13)?
             .and_then(|a| serde_json::from_str(&a).ok()),
+        plan: r.get(14)?,
     })
 }
 
@@ -84,13 +87,15 @@ pub struct NewJob<'a> {
     pub provider: &'a str,
     pub priority: i64,
     pub actor: &'a str,
+    /// A saved plan's id, for a deploy that applies it.
+    pub plan: Option<&'a str>,
 }
 
 pub fn insert(db: &Db, new: &NewJob<'_>) -> anyhow::Result<Job> {
     let id = random_hex(8);
     db.conn().execute(
-        "INSERT INTO jobs (id, kind, project, environment, provider, priority, status, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![id, new.kind, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms()],
+        "INSERT INTO jobs (id, kind, project, environment, provider, priority, status, actor, created_at, plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![id, new.kind, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms(), new.plan],
     )?;
     get(db, &id)?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
 }
@@ -246,6 +251,7 @@ mod tests {
             provider: "local",
             priority,
             actor: "ci",
+            plan: None,
         };
         let a = insert(&db, &new("dev", 0)).unwrap();
         let b = insert(&db, &new("prod", 5)).unwrap();

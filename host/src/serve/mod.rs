@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod inspect;
 pub mod jobs;
+pub mod plans;
 pub mod queue;
 pub mod store;
 pub mod tls;
@@ -172,7 +173,13 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
         .map(|e| (e.name.clone(), e.source.to_string()))
         .collect();
     let exe = std::env::current_exe().context("finding the soar binary to run deploys with")?;
-    let queue = queue::Queue::new(db, exe, config.projects.clone(), config.per_provider);
+    let queue = queue::Queue::new(
+        db,
+        exe,
+        config.projects.clone(),
+        config.data_dir.join("plans"),
+        config.per_provider,
+    );
     let addr = listen.unwrap_or(config.listen);
     let deadline = config.shutdown_timeout;
     let listener = tokio::net::TcpListener::bind(addr)

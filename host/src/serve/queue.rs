@@ -42,6 +42,8 @@ pub struct Queue {
     pub db: Arc<Db>,
     exe: PathBuf,
     projects: std::collections::BTreeMap<String, PathBuf>,
+    /// Where saved plans are kept (`<data dir>/plans`).
+    pub plans_dir: PathBuf,
     per_provider: usize,
     wake: Notify,
     running: Mutex<HashMap<String, Running>>,
@@ -56,12 +58,14 @@ impl Queue {
         db: Arc<Db>,
         exe: PathBuf,
         projects: std::collections::BTreeMap<String, PathBuf>,
+        plans_dir: PathBuf,
         per_provider: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
             exe,
             projects,
+            plans_dir,
             per_provider,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
@@ -212,10 +216,12 @@ impl Queue {
             ROLLBACK => &["rollback", "--env", &job.environment],
             _ => &["deploy", "--json", "--yes", "--env", &job.environment],
         };
-        cmd.arg("-c")
-            .arg(root.join("soar.toml"))
-            .args(args)
-            .current_dir(root)
+        cmd.arg("-c").arg(root.join("soar.toml")).args(args);
+        if let Some(plan) = &job.plan {
+            // `soar deploy FILE`: exactly this plan, refused when stale.
+            cmd.arg(self.plans_dir.join(format!("{plan}.plan")));
+        }
+        cmd.current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

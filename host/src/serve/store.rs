@@ -34,7 +34,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at INTEGER,
     exit_code INTEGER,
     error TEXT,
-    audit TEXT
+    audit TEXT,
+    plan TEXT
+);
+CREATE TABLE IF NOT EXISTS plans (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS events (
@@ -72,6 +80,7 @@ impl Db {
         for (column, decl) in [
             ("kind", "TEXT NOT NULL DEFAULT 'deploy'"),
             ("audit", "TEXT"),
+            ("plan", "TEXT"),
         ] {
             let has: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
