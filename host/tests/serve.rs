@@ -978,6 +978,12 @@ fn priority_orders_the_queue_within_the_per_provider_limit() {
 #[test]
 fn sigterm_stops_taking_jobs_and_waits_for_the_running_one() {
     let (web, gated, config) = setup();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("per_provider = 2\n", "per_provider = 2\nmax_queued = 1\n"),
+    )
+    .unwrap();
     let home = web.tmp();
     let token = create_token(home, &config, &["--scope", "deploy"]);
     let mut server = Server::start(home, &config);
@@ -988,6 +994,14 @@ fn sigterm_stops_taking_jobs_and_waits_for_the_running_one() {
         .join("hook-started")
         .exists()));
     let queued = server.submit(&token, "gated", ENV, 0);
+    // `max_queued = 1`: the queue is full now.
+    let (status, body) = server.post_json(
+        "/v1/deploys",
+        Some(&token),
+        &json!({ "project": "web", "environment": ENV }),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(body["hint"].is_string(), "{body}");
 
     // SAFETY: kill(2) on the server this test started.
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };

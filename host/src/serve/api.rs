@@ -38,6 +38,8 @@ pub struct AppState {
     pub queue: Arc<Queue>,
     /// Provider plugins: (name, source).
     pub providers: Arc<Vec<(String, String)>>,
+    /// Bounds the status/history/logs/plan commands run at once.
+    pub inspections: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -327,6 +329,7 @@ pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         (status = 404, description = "No such project", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 429, description = "The queue is full (`[queue] max_queued`)", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
 async fn submit(
@@ -372,6 +375,14 @@ pub fn submit_job(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
             "submit again once it is back (queued jobs are kept)",
+        ));
+    }
+    let (queued, _) = jobs::counts(&state.queue.db)?;
+    if queued >= state.config.max_queued {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{queued} jobs are queued already, the most this server takes"),
+            "submit again once some have run (GET /health shows the queue)",
         ));
     }
     if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {

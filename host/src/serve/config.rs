@@ -6,6 +6,7 @@
 //! [queue]
 //! per_provider = 2            # jobs running at once per provider
 //! shutdown_timeout = "60s"    # on SIGTERM: how long running jobs may finish
+//! max_queued = 1000           # jobs waiting at once; more are refused (429)
 //! [tls]                       # optional: HTTPS (else plain HTTP, e.g. behind a proxy)
 //! cert = "server.crt"         # PEM chain, relative to this file
 //! key = "server.key"          # PEM private key
@@ -53,6 +54,7 @@ struct RawTls {
 struct RawQueue {
     per_provider: Option<usize>,
     shutdown_timeout: Option<String>,
+    max_queued: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +74,8 @@ pub struct ServerConfig {
     pub per_provider: usize,
     /// On SIGTERM/SIGINT: how long running jobs may take to finish.
     pub shutdown_timeout: std::time::Duration,
+    /// Most jobs queued at once; a submission beyond is refused (429).
+    pub max_queued: i64,
     /// NAME -> absolute project directory.
     pub projects: BTreeMap<String, PathBuf>,
     /// (certificate chain, private key) PEM files, for HTTPS.
@@ -140,6 +144,7 @@ impl ServerConfig {
             listen,
             per_provider,
             shutdown_timeout,
+            max_queued: raw.queue.max_queued.unwrap_or(1000).max(1),
             projects,
             tls: raw.tls.map(|t| (dir.join(t.cert), dir.join(t.key))),
         })

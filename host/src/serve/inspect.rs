@@ -29,6 +29,8 @@ use super::tokens::{Principal, Scope};
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes of output returned.
 const MAX_OUTPUT: usize = 1024 * 1024;
+/// Most status/history/logs/plan commands running at once.
+pub const MAX_INSPECTIONS: usize = 4;
 
 /// The project directory and the environment's provider, once the token,
 /// the project NAME and the environment all check out.
@@ -73,9 +75,17 @@ pub(crate) fn resolve(
 
 /// Run `soar -c <root>/soar.toml <args>`: (exit code, stdout, stderr).
 pub(crate) async fn soar(
+    state: &AppState,
     root: &std::path::Path,
     args: &[&str],
 ) -> Result<(i32, String, String), ApiError> {
+    let _permit = state.inspections.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{MAX_INSPECTIONS} status, history, logs or plan commands run already"),
+            "retry in a moment",
+        )
+    })?;
     let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
     let child = tokio::process::Command::new(exe)
         .arg("-c")
@@ -158,7 +168,7 @@ pub async fn status(
 ) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Read)?;
     let (root, _) = resolve(&state, &who, &project, &env)?;
-    let (code, out, err) = soar(&root, &["status", "--json", "--env", &env]).await?;
+    let (code, out, err) = soar(&state, &root, &["status", "--json", "--env", &env]).await?;
     if code != 0 {
         return Err(failed("status", &err));
     }
@@ -186,7 +196,12 @@ pub async fn history(
     let who = authorize(&state, &headers, Scope::Read)?;
     let limit = number(query.as_deref(), "limit", 20, 500)?.to_string();
     let (root, _) = resolve(&state, &who, &project, &env)?;
-    let (code, out, err) = soar(&root, &["history", "--json", "--env", &env, "-n", &limit]).await?;
+    let (code, out, err) = soar(
+        &state,
+        &root,
+        &["history", "--json", "--env", &env, "-n", &limit],
+    )
+    .await?;
     if code != 0 {
         return Err(failed("history", &err));
     }
@@ -220,7 +235,7 @@ pub async fn logs(
     let who = authorize(&state, &headers, Scope::Read)?;
     let lines = number(query.as_deref(), "lines", 100, 10_000)?.to_string();
     let (root, _) = resolve(&state, &who, &project, &env)?;
-    let (code, out, err) = soar(&root, &["logs", "--env", &env, "-n", &lines]).await?;
+    let (code, out, err) = soar(&state, &root, &["logs", "--env", &env, "-n", &lines]).await?;
     if code != 0 {
         return Err(failed("logs", &err));
     }

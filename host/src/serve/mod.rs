@@ -194,6 +194,7 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
         config: Arc::new(config),
         queue: queue.clone(),
         providers: Arc::new(providers),
+        inspections: Arc::new(tokio::sync::Semaphore::new(inspect::MAX_INSPECTIONS)),
     };
     tokio::spawn(queue.clone().run());
     let app = api::router(state);

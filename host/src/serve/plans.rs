@@ -63,6 +63,7 @@ pub async fn create(
     let file = dir.join(format!("{id}.plan"));
     let file_arg = file.to_string_lossy().into_owned();
     let (code, out, err) = soar(
+        &state,
         &root,
         &["plan", "--json", "--env", &req.environment, "-o", &file_arg],
     )
