@@ -433,6 +433,14 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
     let (status, body) = server.get(&format!("{env_path}/logs?lines=5"), &reader);
     assert_eq!(status, 200, "{body}");
     assert!(body["lines"].is_array(), "{body}");
+    // The same by service (project NAME), as issue 15 names the routes.
+    let (status, by_service) = server.get("/v1/services/web/history?limit=10", &reader);
+    assert_eq!(status, 200, "{by_service}");
+    assert_eq!(by_service.as_array().unwrap().len(), cli_history.len());
+    let (status, body) = server.get("/v1/services/web/logs?lines=5", &reader);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["lines"].is_array(), "{body}");
+    assert_eq!(server.get("/v1/services/nope/logs", &reader).0, 404);
     for (path, want) in [
         (format!("{env_path}/history?limit=many"), 400),
         (format!("{env_path}/logs?lines=0"), 400),

@@ -65,6 +65,8 @@ pub fn router(state: AppState) -> Router {
             post(inspect::rollback),
         )
         .route("/v1/plans", post(super::plans::create))
+        .route("/v1/services/{name}/history", get(inspect::service_history))
+        .route("/v1/services/{name}/logs", get(inspect::service_logs))
         .route("/v1/openapi.json", get(openapi))
         .route("/deploy", post(compat::deploy))
         .route("/deploy/{job_id}", get(compat::show))
@@ -563,6 +565,8 @@ async fn cancel(
         compat::deploy,
         compat::show,
         super::plans::create,
+        inspect::service_history,
+        inspect::service_logs,
         openapi
     ),
     modifiers(&BearerAuth),
@@ -625,6 +629,8 @@ mod tests {
                 "/v1/environments/{project}/{env}/rollback",
                 "/v1/openapi.json",
                 "/v1/plans",
+                "/v1/services/{name}/history",
+                "/v1/services/{name}/logs",
             ]
         );
         let schemas = doc["components"]["schemas"].as_object().unwrap();

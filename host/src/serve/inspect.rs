@@ -367,3 +367,92 @@ mod tests {
         assert!(super::number(Some("lines=a"), "lines", 100, 500).is_err());
     }
 }
+
+/// The environment a `/v1/services/{name}/...` request means: its
+/// `environment=` query parameter, or the project's only environment.
+fn service_env(
+    state: &AppState,
+    who: &Principal,
+    name: &str,
+    query: Option<&str>,
+) -> Result<String, ApiError> {
+    if let Some(env) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("environment="))
+    {
+        return Ok(env.to_string());
+    }
+    let root = match state.config.projects.get(name) {
+        Some(root) if who.covers(name) => root,
+        _ => {
+            return Err(ApiError::not_found(
+                format!("no service {name:?} on this server"),
+                "a service is a project NAME of the server config",
+            ));
+        }
+    };
+    let known: Vec<&str> = state.providers.iter().map(|(n, _)| n.as_str()).collect();
+    let config = crate::config::load(&root.join("soar.toml"), &known).map_err(|_| {
+        ApiError::bad_request(
+            format!("project {name:?} has an invalid soar.toml"),
+            "POST /v1/deploys for it shows the diagnostics",
+        )
+    })?;
+    let mut envs = config.environments.keys();
+    match (envs.next(), envs.next()) {
+        (Some(only), None) => Ok(only.clone()),
+        _ => Err(ApiError::bad_request(
+            format!("project {name:?} has several environments"),
+            format!(
+                "add ?environment= one of: {}",
+                config
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// `GET /v1/services/{name}/history`: as the environment route, for the
+/// project NAME's only environment (or `?environment=`).
+#[utoipa::path(get, path = "/v1/services/{name}/history", tag = "environments", security(("bearer" = [])),
+    params(("name" = String, Path, description = "A project NAME"), ("environment" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses(
+        (status = 200, description = "As /v1/environments/{project}/{env}/history", content_type = "application/json"),
+        (status = 400, description = "Several environments and none named", body = super::error::ErrorBody),
+        (status = 404, description = "No such service", body = super::error::ErrorBody),
+    ))]
+pub async fn service_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let who = authorize(&state, &headers, Scope::Read)?;
+    let env = service_env(&state, &who, &name, query.as_deref())?;
+    history(State(state), headers, Path((name, env)), RawQuery(query)).await
+}
+
+/// `GET /v1/services/{name}/logs?lines=N`: as the environment route, for the
+/// project NAME's only environment (or `?environment=`).
+#[utoipa::path(get, path = "/v1/services/{name}/logs", tag = "environments", security(("bearer" = [])),
+    params(("name" = String, Path, description = "A project NAME"), ("environment" = Option<String>, Query), ("lines" = Option<usize>, Query)),
+    responses(
+        (status = 200, description = "The lines", body = Logs),
+        (status = 400, description = "Several environments and none named", body = super::error::ErrorBody),
+        (status = 404, description = "No such service", body = super::error::ErrorBody),
+    ))]
+pub async fn service_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Logs>, ApiError> {
+    let who = authorize(&state, &headers, Scope::Read)?;
+    let env = service_env(&state, &who, &name, query.as_deref())?;
+    logs(State(state), headers, Path((name, env)), RawQuery(query)).await
+}
