@@ -399,6 +399,8 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
     // deploy wrote, phases and all, the same `soar history` shows.
     let audit = &job["audit"];
     assert_eq!(audit["command"], "deploy", "{job}");
+    // The audit trail names the token that submitted the deploy.
+    assert_eq!(audit["actor"], "api:ci", "{job}");
     assert!(!audit["phases"].as_array().unwrap().is_empty(), "{job}");
     assert_eq!(audit["id"], web.history()[0]["id"], "{job}");
 

@@ -119,6 +119,13 @@ pub(crate) fn record_of(
 
 /// Who runs this command, for the audit trail.
 pub(crate) fn actor() -> String {
+    // `soar serve` runs each job as this binary with SOAR_ACTOR naming the
+    // API token that submitted it (`api:<token name>`).
+    if let Ok(a) = std::env::var("SOAR_ACTOR")
+        && !a.is_empty()
+    {
+        return a.chars().take(128).collect();
+    }
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())
