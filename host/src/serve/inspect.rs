@@ -40,37 +40,56 @@ pub(crate) fn resolve(
     project: &str,
     env: &str,
 ) -> Result<(PathBuf, String), ApiError> {
-    let root = match state.config.projects.get(project) {
-        Some(root) if who.covers(project) => root.clone(),
+    let (root, config) = project_config(
+        state,
+        who,
+        project,
+        "use a project NAME of the server config (see GET /capabilities for the server, the server admin for names)",
+    )?;
+    match config.environments.get(env) {
+        Some(e) => Ok((root, e.provider.clone())),
+        None => Err(ApiError::not_found(
+            format!("project {project:?} has no environment {env:?}"),
+            format!("its environments: {}", env_names(&config)),
+        )),
+    }
+}
+
+/// The project NAME's directory and configuration, when the token covers
+/// it; `hint` says what a NAME is, for the 404.
+fn project_config(
+    state: &AppState,
+    who: &Principal,
+    name: &str,
+    hint: &str,
+) -> Result<(PathBuf, crate::config::Project), ApiError> {
+    let root = match state.config.projects.get(name) {
+        Some(root) if who.covers(name) => root.clone(),
         _ => {
             return Err(ApiError::not_found(
-                format!("no project {project:?} on this server"),
-                "use a project NAME of the server config (see GET /capabilities for the server, the server admin for names)",
+                format!("no project {name:?} on this server"),
+                hint.to_string(),
             ));
         }
     };
     let known: Vec<&str> = state.providers.iter().map(|(n, _)| n.as_str()).collect();
     let config = crate::config::load(&root.join("soar.toml"), &known).map_err(|_| {
         ApiError::bad_request(
-            format!("project {project:?} has an invalid soar.toml"),
+            format!("project {name:?} has an invalid soar.toml"),
             "POST /v1/deploys for it shows the diagnostics; `soar validate` on the server too",
         )
     })?;
-    match config.environments.get(env) {
-        Some(e) => Ok((root, e.provider.clone())),
-        None => Err(ApiError::not_found(
-            format!("project {project:?} has no environment {env:?}"),
-            format!(
-                "its environments: {}",
-                config
-                    .environments
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
+    Ok((root, config))
+}
+
+/// The project's environment names, for hints.
+fn env_names(config: &crate::config::Project) -> String {
+    config
+        .environments
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Run `soar -c <root>/soar.toml <args>`: (exit code, stdout, stderr).
@@ -383,36 +402,18 @@ fn service_env(
     {
         return Ok(env.to_string());
     }
-    let root = match state.config.projects.get(name) {
-        Some(root) if who.covers(name) => root,
-        _ => {
-            return Err(ApiError::not_found(
-                format!("no service {name:?} on this server"),
-                "a service is a project NAME of the server config",
-            ));
-        }
-    };
-    let known: Vec<&str> = state.providers.iter().map(|(n, _)| n.as_str()).collect();
-    let config = crate::config::load(&root.join("soar.toml"), &known).map_err(|_| {
-        ApiError::bad_request(
-            format!("project {name:?} has an invalid soar.toml"),
-            "POST /v1/deploys for it shows the diagnostics",
-        )
-    })?;
+    let (_, config) = project_config(
+        state,
+        who,
+        name,
+        "a service is a project NAME of the server config",
+    )?;
     let mut envs = config.environments.keys();
     match (envs.next(), envs.next()) {
         (Some(only), None) => Ok(only.clone()),
         _ => Err(ApiError::bad_request(
             format!("project {name:?} has several environments"),
-            format!(
-                "add ?environment= one of: {}",
-                config
-                    .environments
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("add ?environment= one of: {}", env_names(&config)),
         )),
     }
 }
