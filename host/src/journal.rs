@@ -235,9 +235,16 @@ impl Journal {
                 plugin,
                 level,
                 message,
-                ..
+                fields,
             } => {
-                tracing::debug!(target: "soar::plugin", plugin = %plugin, level = %level, "{message}")
+                // A plugin's own fields follow its message as `key=value`;
+                // its info and louder records show at -v, the rest at -vv.
+                let fields: String = fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+                if matches!(level.as_str(), "info" | "warn" | "error") {
+                    tracing::info!(target: "soar::plugin", plugin = %plugin, level = %level, "{message}{fields}")
+                } else {
+                    tracing::debug!(target: "soar::plugin", plugin = %plugin, level = %level, "{message}{fields}")
+                }
             }
             Event::Http {
                 plugin,

@@ -239,6 +239,14 @@ fn plugin_logs_are_escaped() {
         !run.stderr.lines().any(|l| l.starts_with("WARN fake")),
         "{run:#?}"
     );
+    // At -v a plugin's warn and info records show, with their level by
+    // name and their fields as key=value (escaped like the message).
+    let run = home.soar_in(&project, &["plan", "-v"]).ok().clean();
+    assert!(
+        run.stderr.contains("level=warn") && run.stderr.contains("field=value"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("level::"), "{run:#?}");
 }
 
 /// The consent-hostile component renamed to `name` (same length as its own

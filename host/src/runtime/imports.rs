@@ -201,6 +201,18 @@ impl artifacts::Host for HostState {
     }
 }
 
+/// The name a log level is shown and stored with (`warn`, not the
+/// binding's `Level::Warn`).
+fn level_name(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Trace => "trace",
+        log::Level::Debug => "debug",
+        log::Level::Info => "info",
+        log::Level::Warn => "warn",
+        log::Level::Error => "error",
+    }
+}
+
 impl log::Host for HostState {
     async fn log(
         &mut self,
@@ -244,7 +256,7 @@ impl log::Host for HostState {
         let scrub = |s: &str| crate::credentials::scrub_str(s, &secrets);
         self.session.journal.record(Event::Log {
             plugin: self.plugin.name.clone(),
-            level: format!("{level:?}").to_lowercase(),
+            level: level_name(level).into(),
             message: scrub(&message),
             fields: kept.iter().map(|(k, v)| (scrub(k), scrub(v))).collect(),
         });
