@@ -378,9 +378,20 @@ fn lock_file_pins_plugins_and_a_mismatch_blocks_deploy() {
             "{run:#?}"
         );
     }
+    // `update --sha256` checks the new bytes first: a wrong digest changes
+    // nothing.
+    let wrong = "2".repeat(64);
+    home.soar_in(
+        &project,
+        &["plugin", "update", "hostile", "--sha256", &wrong, "--yes"],
+    )
+    .fails_with("checksum mismatch");
     // `update` re-fetches the recorded source and re-pins.
     let run = home
-        .soar_in(&project, &["plugin", "update", "hostile", "--yes"])
+        .soar_in(
+            &project,
+            &["plugin", "update", "hostile", "--sha256", &digest, "--yes"],
+        )
         .ok();
     assert!(run.stdout.contains("Pinned hostile"), "{run:#?}");
     let lock = std::fs::read_to_string(project.join("soar.lock")).unwrap();

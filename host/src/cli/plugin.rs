@@ -62,6 +62,10 @@ pub enum PluginCommand {
     /// shows how what it may reach changes before accepting.
     Update {
         name: String,
+        /// The sha256 the new component must have (checked before it is
+        /// used, as for `install`).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
         #[arg(short, long)]
         yes: bool,
         #[arg(long)]
@@ -139,12 +143,13 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
         }
         PluginCommand::Update {
             name,
+            sha256,
             yes,
             allow_insecure_http,
         } => {
             let opts = crate::install::InstallOptions {
                 source: String::new(),
-                sha256: None,
+                sha256,
                 yes,
                 fetch: crate::install::fetch::FetchPolicy {
                     allow_insecure_http,

@@ -636,7 +636,6 @@ pub async fn update(
     // installed under that name): updating it keeps doing so.
     opts.override_bundled |= matches!(entry.source, Source::Installed { .. });
     opts.source = source;
-    opts.sha256 = None;
     let installed = install(runtime, catalog, plugins_dir, &opts, Some(&previous)).await?;
     if installed.name != name {
         anyhow::bail!(
