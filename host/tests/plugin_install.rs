@@ -396,6 +396,14 @@ fn lock_file_pins_plugins_and_a_mismatch_blocks_deploy() {
     assert!(run.stdout.contains("Pinned hostile"), "{run:#?}");
     let lock = std::fs::read_to_string(project.join("soar.lock")).unwrap();
     assert!(lock.contains(&digest), "{lock}");
+
+    // `remove` in the project drops its pin too.
+    let run = home
+        .soar_in(&project, &["plugin", "remove", "hostile"])
+        .ok();
+    assert!(run.stdout.contains("Unpinned hostile"), "{run:#?}");
+    let lock = std::fs::read_to_string(project.join("soar.lock")).unwrap();
+    assert!(!lock.contains("name = \"hostile\""), "{lock}");
 }
 
 #[test]

@@ -115,6 +115,16 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
     }
     if let PluginCommand::Remove { name } = &cmd {
         println!("{}", crate::install::remove(&plugins_dir()?, name)?);
+        // The project's pin goes too: it named bytes this machine no longer
+        // has (the next use pins what is there, a bundled plugin included).
+        if let Some(config) = project(config) {
+            let path = crate::install::lock::path_for(&config);
+            let mut lock = crate::install::lock::LockFile::read(&path)?;
+            if lock.remove(name) {
+                lock.write(&path)?;
+                println!("Unpinned {name} in {}.", path.display());
+            }
+        }
         return Ok(0);
     }
     let (runtime, catalog) = super::environment()?;

@@ -81,6 +81,13 @@ impl LockFile {
         self.plugins.iter().find(|p| p.name == name)
     }
 
+    /// Drop the pin of `name`; whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.plugins.len();
+        self.plugins.retain(|p| p.name != name);
+        self.plugins.len() != before
+    }
+
     /// Add or replace the pin of `pin.name`; whether anything changed.
     pub fn set(&mut self, pin: Pin) -> bool {
         match self.plugins.iter_mut().find(|p| p.name == pin.name) {
