@@ -7,6 +7,10 @@
 //! HTTP broker records every address-shaped token in those answers here, and
 //! the SSH broker connects to a provider-reported address only when it is
 //! recorded (or the user's config names it).
+//!
+//! [`is_public`] is the one test of "public address" both brokers apply:
+//! the HTTP resolver for hosts the user did not name, the SSH broker for
+//! hosts only a provider named.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -77,9 +81,61 @@ fn normalize(token: &str) -> Option<String> {
     is_name.then(|| bare.to_ascii_lowercase())
 }
 
+/// Whether an address is on the public internet. Loopback, private,
+/// link-local, shared (CGNAT), unique-local, multicast and unspecified
+/// addresses are not: a plugin's default endpoints must never reach them.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || s[0] == 0x2001 && s[1] == 0x0db8)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
 
     #[test]
     fn addresses_in_json_and_xml_answers_are_recorded() {

@@ -2,7 +2,6 @@
 //! the user granted. Deny by default; every denial says what to add.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use url::Url;
 
@@ -311,7 +310,7 @@ impl Policy {
                 _ => {}
             }
         }
-        if origin.host.parse::<IpAddr>().is_ok() {
+        if origin.host.parse::<std::net::IpAddr>().is_ok() {
             return Err(format!(
                 "plugin '{plugin}' may not reach {origin}: IP address literals are refused unless {} sets that exact base URL as an endpoint override",
                 self.section
@@ -341,39 +340,6 @@ impl Policy {
             "plugin '{plugin}' may not reach {}: the plugin did not declare this host (see `soar plugin inspect {plugin}`), so no grant can allow it",
             origin.host
         ))
-    }
-}
-
-/// Whether an address is on the public internet. Loopback, private,
-/// link-local, shared (CGNAT), unique-local, multicast and unspecified
-/// addresses are not: a plugin's default endpoints must never reach them.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || s[0] == 0x2001 && s[1] == 0x0db8)
-        }
     }
 }
 
@@ -510,25 +476,6 @@ mod tests {
                 .unwrap_err()
                 .contains("IP address literals")
         );
-    }
-
-    #[test]
-    fn public_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
     }
 
     mod properties {

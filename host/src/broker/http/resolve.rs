@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::policy::is_public;
+use crate::broker::addresses::is_public;
 
 /// The resolver's refusal; the broker reports it as a denial.
 #[derive(Debug)]

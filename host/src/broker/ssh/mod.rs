@@ -51,7 +51,7 @@ use sha2::Digest as _;
 pub use self::auth::AuthConfig;
 pub use self::known_hosts::{KnownHosts, fingerprint};
 use crate::broker::addresses::SeenAddresses;
-use crate::broker::http::policy::is_public;
+use crate::broker::addresses::is_public;
 use crate::journal::{Event, Journal, millis};
 
 /// Most of a command's stdout (and, separately, stderr) kept.

@@ -162,7 +162,7 @@ async fn address_of(host: &HostSpec) -> Result<std::net::SocketAddr, SshError> {
         .collect();
     let usable = addrs
         .iter()
-        .find(|a| !host.public_only || crate::broker::http::policy::is_public(a.ip()));
+        .find(|a| !host.public_only || crate::broker::addresses::is_public(a.ip()));
     match (usable, addrs.first()) {
         (Some(a), _) => Ok(*a),
         (None, Some(a)) => Err(SshError::Denied(format!(
