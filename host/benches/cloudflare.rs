@@ -20,7 +20,7 @@ use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
 use soar::credentials::SecretSource;
 use soar::journal::Journal;
-use soar::runtime::bindings::{ArtifactKind, ChangeAction, Context};
+use soar::contract::{ArtifactKind, ChangeAction, Context};
 use soar::runtime::{Plugin, Runtime, RuntimeConfig};
 use soar::session::{Session, SessionConfig};
 use soar_tests::fakes::cloudflare::Cloudflare;

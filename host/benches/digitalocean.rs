@@ -18,7 +18,7 @@ use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
 use soar::credentials::SecretSource;
 use soar::journal::Journal;
-use soar::runtime::bindings::{ChangeAction, Context};
+use soar::contract::{ChangeAction, Context};
 use soar::runtime::{Plugin, Runtime, RuntimeConfig};
 use soar::session::{Session, SessionConfig};
 use soar_tests::fakes::digitalocean::DigitalOceanFake;

@@ -45,7 +45,7 @@ use soar::rollout::ssh::SshTransport;
 use soar::rollout::systemd::Systemd;
 use soar::rollout::transport::Transport as _;
 use soar::rollout::{self, Health, Release};
-use soar::runtime::bindings::ArtifactKind;
+use soar::contract::ArtifactKind;
 use soar_tests::sshd::{ClientKey, SshHost, signal};
 
 fn whoami() -> String {

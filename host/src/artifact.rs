@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::bindings::{Artifact, ArtifactFile, ArtifactKind};
+use crate::contract::{Artifact, ArtifactFile, ArtifactKind};
 
 /// Names never packaged from a directory artifact.
 const SKIPPED: &[&str] = &[".git", "node_modules", ".DS_Store", ".soar"];

@@ -6,11 +6,18 @@
 //! ones (see [`crate::install::lock::check`]), so such a replacement is
 //! refused by every project that used the bundled one until it is re-pinned.
 
+mod record;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub use self::record::{InstallRecord, RECORD_FILE, valid_name};
+
+/// `BUNDLED` (name, component bytes) and `BUNDLED_SHA256` (name, digest),
+/// written by `host/build.rs`. The digests are computed there so that no
+/// command hashes two megabytes of plugins it may not even load.
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 }
@@ -54,15 +61,7 @@ impl Catalog {
     /// Bundled plugins, then installed ones from `plugins_dir` (each as
     /// `<name>/plugin.wasm`) overriding bundled ones of the same name.
     pub fn discover(plugins_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let mut entries: Vec<Entry> = bundled::BUNDLED
-            .iter()
-            .map(|(name, bytes)| Entry {
-                name: name.to_string(),
-                source: Source::Bundled,
-                bytes: Arc::from(*bytes),
-                digest: hex::encode(Sha256::digest(bytes)),
-            })
-            .collect();
+        let mut entries: Vec<Entry> = bundled_entries().collect();
         if let Some(dir) = plugins_dir.filter(|d| d.is_dir()) {
             let mut dirs: Vec<_> = std::fs::read_dir(&dir)?.filter_map(Result::ok).collect();
             dirs.sort_by_key(|d| d.file_name());
@@ -70,7 +69,7 @@ impl Catalog {
                 let name = d.file_name().to_string_lossy().into_owned();
                 // `.store`, `.staging-*` (an install in progress or killed)
                 // and anything that is not a plugin name are not plugins.
-                if !crate::install::valid_name(&name) {
+                if !valid_name(&name) {
                     continue;
                 }
                 // `<name>` is a symlink into `.store/` (see `install`), or a
@@ -80,7 +79,7 @@ impl Catalog {
                     continue;
                 }
                 if Self::is_bundled(&name)
-                    && !crate::install::InstallRecord::read(&d.path())
+                    && !InstallRecord::read(&d.path())
                         .is_some_and(|r| r.overrides_bundled)
                 {
                     tracing::warn!(
@@ -123,10 +122,7 @@ impl Catalog {
     /// every installed entry: what other providers declare, for the install
     /// warnings.
     pub fn everything(&self) -> Vec<Entry> {
-        let mut out: Vec<Entry> = bundled::BUNDLED
-            .iter()
-            .filter_map(|(name, _)| Self::bundled(name))
-            .collect();
+        let mut out: Vec<Entry> = bundled_entries().collect();
         out.extend(
             self.entries
                 .iter()
@@ -139,15 +135,7 @@ impl Catalog {
     /// The bundled plugin called `name`, whether or not an installed one
     /// replaces it.
     pub fn bundled(name: &str) -> Option<Entry> {
-        bundled::BUNDLED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(name, bytes)| Entry {
-                name: name.to_string(),
-                source: Source::Bundled,
-                bytes: Arc::from(*bytes),
-                digest: hex::encode(Sha256::digest(bytes)),
-            })
+        bundled_entries().find(|e| e.name == name)
     }
 
     /// Every entry, sorted by name.
@@ -161,5 +149,55 @@ impl Catalog {
             let known: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
             anyhow::anyhow!("no plugin named '{name}' (available: {}); install one with `soar plugin install <URL>`", known.join(", "))
         })
+    }
+}
+
+/// Every bundled plugin as an entry, with the digest computed at build time
+/// (`BUNDLED_SHA256` lists the same plugins in the same order).
+fn bundled_entries() -> impl Iterator<Item = Entry> {
+    bundled::BUNDLED
+        .iter()
+        .zip(bundled::BUNDLED_SHA256)
+        .map(|((name, bytes), (_, digest))| Entry {
+            name: name.to_string(),
+            source: Source::Bundled,
+            bytes: Arc::from(*bytes),
+            digest: digest.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The build-time digests (computed by `soar-guest-build`'s own SHA-256)
+    /// are what `sha2` computes over the embedded bytes, name by name: a
+    /// wrong one would pin every project's `soar.lock` to nothing.
+    #[test]
+    fn bundled_digests_are_the_sha256_of_the_embedded_bytes() {
+        assert_eq!(bundled::BUNDLED.len(), bundled::BUNDLED_SHA256.len());
+        for ((name, bytes), (digest_name, digest)) in
+            bundled::BUNDLED.iter().zip(bundled::BUNDLED_SHA256)
+        {
+            assert_eq!(
+                name, digest_name,
+                "the two tables list the same plugins in order"
+            );
+            assert_eq!(
+                *digest,
+                hex::encode(Sha256::digest(bytes)),
+                "digest of {name}"
+            );
+        }
+        let entries: Vec<Entry> = bundled_entries().collect();
+        assert_eq!(entries.len(), bundled::BUNDLED.len());
+        for e in entries {
+            assert_eq!(
+                e.digest,
+                hex::encode(Sha256::digest(&e.bytes)),
+                "{}",
+                e.name
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::broker::http::{HttpBroker, HttpLimits};
 use crate::broker::ssh::{SshBroker, SshSettings};
 use crate::credentials::{CredentialStore, SecretSource};
 use crate::journal::Journal;
-use crate::runtime::bindings::Description;
+use crate::contract::Description;
 
 /// The brokers and artifact of one plugin for one command.
 pub struct Session {
@@ -56,7 +56,7 @@ impl Session {
             config.artifact.clone(),
             config.journal.clone(),
             config.http_limits,
-        )?;
+        );
         let seen = http.seen_addresses();
         Ok(Self {
             http,
@@ -90,7 +90,7 @@ impl Session {
             summary: String::new(),
             artifacts: vec![],
             settings_schema: String::new(),
-            capabilities: crate::runtime::bindings::Capabilities {
+            capabilities: crate::contract::Capabilities {
                 endpoints: vec![],
                 extra_hosts: vec![],
                 credentials: vec![],

@@ -17,7 +17,7 @@ use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
 use soar::credentials::SecretSource;
 use soar::journal::Journal;
-use soar::runtime::bindings::{
+use soar::contract::{
     Applied, ArtifactKind, Change, ChangeAction, ChangePlan, Context, PluginError, Severity,
 };
 use soar::runtime::{CallError, Plugin, Runtime, RuntimeConfig};

@@ -17,7 +17,7 @@ use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
 use soar::credentials::SecretSource;
 use soar::journal::Journal;
-use soar::runtime::bindings::{Applied, Change, ChangeAction, ChangePlan, Context};
+use soar::contract::{Applied, Change, ChangeAction, ChangePlan, Context};
 use soar::runtime::{CallError, Plugin, Runtime, RuntimeConfig};
 use soar::session::{Session, SessionConfig};
 use soar_tests::fakes::digitalocean::DigitalOceanFake;

@@ -32,7 +32,7 @@ use soar::broker::http::HttpLimits;
 use soar::broker::http::policy::Grants;
 use soar::credentials::SecretSource;
 use soar::journal::{Event, Journal, JournalBounds};
-use soar::runtime::bindings::{ChangePlan, Context};
+use soar::contract::{ChangePlan, Context};
 use soar::runtime::{CallError, Caps, Limits, Plugin, Runtime, RuntimeConfig};
 use soar::session::{Session, SessionConfig};
 use soar_tests::components;

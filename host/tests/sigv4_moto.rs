@@ -13,7 +13,7 @@ use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
 use soar::credentials::SecretSource;
 use soar::journal::{Event, Journal};
-use soar::runtime::bindings::Context;
+use soar::contract::Context;
 use soar::runtime::{Runtime, RuntimeConfig};
 use soar::session::{Session, SessionConfig};
 use soar_tests::moto::Moto;

@@ -581,7 +581,7 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
     use soar::broker::http::policy::Grants;
     use soar::broker::ssh::{AuthConfig, HostSpec, KnownHosts, NamedBy, SshSettings};
     use soar::journal::{Event, Journal};
-    use soar::runtime::bindings::Context;
+    use soar::contract::Context;
     use soar::runtime::{Runtime, RuntimeConfig};
     use soar::session::{Session, SessionConfig};
 

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::catalog::Entry;
-use crate::runtime::bindings::{ArtifactKind, CredentialScheme, Description};
+use crate::contract::{ArtifactKind, CredentialScheme, Description};
 use crate::runtime::{Plugin, Runtime};
 use crate::terminal::{clip, line};
 
@@ -222,7 +222,7 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                     let line = match plugin {
                         Ok(p) => json!({
                             "name": entry.name, "version": p.description().version,
-                            "wit": format!("{}@{}", crate::runtime::contract::PACKAGE, p.wit_version()),
+                            "wit": format!("{}@{}", crate::contract::version::PACKAGE, p.wit_version()),
                             "source": entry.source.to_string(), "digest": format!("sha256:{}", entry.digest),
                             "summary": p.description().summary,
                         }),
@@ -289,7 +289,9 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
 }
 
 async fn load(runtime: &Runtime, entry: &Entry) -> anyhow::Result<Plugin> {
-    runtime.load(&entry.name, &entry.bytes).await
+    runtime
+        .load_digested(&entry.name, &entry.bytes, entry.digest.clone())
+        .await
 }
 
 /// The config spelling of an artifact kind.
@@ -317,7 +319,7 @@ fn inspect_json(entry: &Entry, plugin: &Plugin) -> serde_json::Value {
         "name": d.name,
         "version": d.version,
         "summary": d.summary,
-        "wit": format!("{}@{}", crate::runtime::contract::PACKAGE, plugin.wit_version()),
+        "wit": format!("{}@{}", crate::contract::version::PACKAGE, plugin.wit_version()),
         "source": entry.source,
         "digest": format!("sha256:{}", entry.digest),
         "artifacts": d.artifacts.iter().map(|k| artifact_kind_name(*k)).collect::<Vec<_>>(),

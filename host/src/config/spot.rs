@@ -211,7 +211,7 @@ pub fn synthesize_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::ArtifactKind;
+    use crate::contract::ArtifactKind;
 
     fn spot_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();

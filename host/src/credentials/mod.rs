@@ -6,17 +6,18 @@
 //! upload token) are captured here too, bound to the origin that issued them.
 
 mod aws_profile;
+mod origin;
 pub mod redact;
 mod sigv4;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+pub use origin::Origin;
 pub use redact::Redactor;
 pub use sigv4::sign as sign_sigv4;
 
-use crate::broker::http::policy::Origin;
-use crate::runtime::bindings::{Credential, CredentialScheme};
+use crate::contract::{Credential, CredentialScheme};
 
 /// A secret value. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use crate::state::{Outcome, Phase, StateStore};
 
 pub(crate) type ApplyOutcome = (
     PlannedChange,
-    Result<Option<crate::runtime::bindings::Applied>, String>,
+    Result<Option<crate::contract::Applied>, String>,
 );
 
 /// Apply the provider's changes: deletes first, then the rest, each wave
@@ -99,7 +99,7 @@ pub(crate) fn record_resource(
     store: &StateStore,
     env: &Environment,
     change: &PlannedChange,
-    applied: Option<&crate::runtime::bindings::Applied>,
+    applied: Option<&crate::contract::Applied>,
 ) -> anyhow::Result<()> {
     match applied.and_then(|a| a.resource.as_ref()) {
         Some(r) if change.action != Action::Delete => store.upsert_resource(&record_of(env, r)),

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::rollout::local::LocalTransport;
-use crate::rollout::transport::{Transport, quote};
+use crate::rollout::transport::Transport;
+use crate::shell::quote;
 
 /// What a hook is told about the deploy.
 #[derive(Debug, Clone, Default)]
@@ -45,11 +46,23 @@ pub async fn run(
     vars.extend(ctx.release.clone().map(|r| ("SOAR_RELEASE", r)));
     vars.extend(ctx.url.clone().map(|u| ("SOAR_URL", u)));
     vars.extend(ctx.error.clone().map(|e| ("SOAR_ERROR", e)));
+    let refused = |e: crate::shell::NulByte| {
+        let msg = format!("hook `{name}` was not run: {e}");
+        let run = HookRun {
+            hook: name.to_string(),
+            command: command.to_string(),
+            status: -1,
+            output: msg.clone(),
+        };
+        (run, msg)
+    };
     let exports: String = vars
         .iter()
-        .map(|(k, v)| format!("export {k}={}; ", quote(v)))
-        .collect();
-    let line = format!("cd {} && {exports}{command}", quote(&dir.to_string_lossy()));
+        .map(|(k, v)| quote(v).map(|q| format!("export {k}={q}; ")))
+        .collect::<Result<_, _>>()
+        .map_err(refused)?;
+    let dir_q = quote(&dir.to_string_lossy()).map_err(refused)?;
+    let line = format!("cd {dir_q} && {exports}{command}");
     let result = LocalTransport.exec(&line, timeout).await;
     let (status, output) = match result {
         Ok(o) => (o.status, format!("{}{}", o.stdout, o.stderr)),

@@ -36,7 +36,7 @@ use crate::catalog::Catalog;
 use crate::config::{self, Environment, Project};
 use crate::credentials::ProcessEnv;
 use crate::journal::Journal;
-use crate::runtime::bindings::Context;
+use crate::contract::Context;
 use crate::runtime::{Plugin, Runtime, RuntimeConfig, cache::CompileCache};
 use crate::session::{Session, SessionConfig};
 use crate::state::StateStore;
@@ -121,7 +121,9 @@ impl Workspace {
         let entry = self.catalog.get(&env.provider)?;
         crate::install::lock::check(&self.project.file, entry)?;
         Ok(Arc::new(
-            self.runtime.load(&entry.name, &entry.bytes).await?,
+            self.runtime
+                .load_digested(&entry.name, &entry.bytes, entry.digest.clone())
+                .await?,
         ))
     }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::runtime::bindings::{Change, ChangeAction};
+use crate::contract::{Change, ChangeAction};
 
 /// Version of the saved-plan file format.
 pub const FORMAT: u32 = 1;

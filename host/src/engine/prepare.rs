@@ -10,7 +10,7 @@ use crate::artifact::ArtifactSource;
 use crate::config::Environment;
 use crate::journal::Journal;
 use crate::runtime::Plugin;
-use crate::runtime::bindings::{Context, Severity};
+use crate::contract::{Context, Severity};
 use crate::session::Session;
 
 /// Everything prepared for planning one environment.

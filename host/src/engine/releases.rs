@@ -14,7 +14,7 @@ use super::{Workspace, targets};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
 use crate::rollout::{self, Health};
-use crate::runtime::bindings::ResourceStatus;
+use crate::contract::ResourceStatus;
 use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus, format_utc};
 
 /// The local service of `env` as recorded, for reading commands.

@@ -17,7 +17,7 @@ use crate::rollout::service::ServiceSpec;
 use crate::rollout::ssh::SshTransport;
 use crate::rollout::systemd::Systemd;
 use crate::runtime::Plugin;
-use crate::runtime::bindings::Context;
+use crate::contract::Context;
 use crate::session::Session;
 use crate::state::{ResourceRecord, StateStore, now_ms};
 

@@ -104,7 +104,7 @@ pub(crate) fn progress(json_mode: bool, value: serde_json::Value, text: String) 
 /// The state record of a resource a provider reported.
 pub(crate) fn record_of(
     env: &Environment,
-    r: &crate::runtime::bindings::ManagedResource,
+    r: &crate::contract::ManagedResource,
 ) -> ResourceRecord {
     ResourceRecord {
         env: env.name.clone(),

@@ -11,7 +11,7 @@
 //! supplied is escaped ([`crate::terminal`]) and clipped, so none of it can
 //! erase or push away the lines around it.
 
-use crate::runtime::bindings::{CredentialScheme, Description};
+use crate::contract::{CredentialScheme, Description};
 use crate::terminal::{clip, line};
 
 /// Longest version shown on the consent screen.
@@ -267,7 +267,10 @@ pub async fn other_providers(
             continue;
         }
         let bundled = entry.source == crate::catalog::Source::Bundled;
-        if let Ok(p) = runtime.load(&entry.name, &entry.bytes).await {
+        if let Ok(p) = runtime
+            .load_digested(&entry.name, &entry.bytes, entry.digest.clone())
+            .await
+        {
             out.push(OtherProvider::of(p.description(), bundled));
         }
     }
@@ -292,7 +295,7 @@ pub async fn entry_warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::{Capabilities, Credential, EndpointDecl};
+    use crate::contract::{Capabilities, Credential, EndpointDecl};
 
     fn desc(name: &str, env: &[&str], url: &str) -> Description {
         Description {

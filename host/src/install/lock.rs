@@ -113,7 +113,7 @@ pub const BUNDLED_SOURCE: &str = "bundled";
 pub fn pin_of(entry: &crate::catalog::Entry) -> Pin {
     match &entry.source {
         crate::catalog::Source::Installed { path: wasm } => {
-            let meta = super::InstallRecord::read(wasm.parent().unwrap_or(Path::new(".")));
+            let meta = crate::catalog::InstallRecord::read(wasm.parent().unwrap_or(Path::new(".")));
             Pin {
                 name: entry.name.clone(),
                 version: meta.as_ref().map(|m| m.version.clone()).unwrap_or_default(),

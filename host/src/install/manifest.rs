@@ -11,7 +11,7 @@
 //! mirrors = ["https://mirror.example.com/vmapi-0.1.0.wasm"]
 //! ```
 
-use crate::runtime::contract;
+use crate::contract::version as contract;
 
 /// A parsed manifest.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq, Eq)]

@@ -41,49 +41,16 @@ use anyhow::Context as _;
 
 use self::fetch::{FetchError, FetchPolicy, Fetched, Location};
 use self::manifest::{Manifest, normalize_sha256};
-use crate::catalog::{Catalog, Source};
+use crate::catalog::{Catalog, InstallRecord, RECORD_FILE, Source, valid_name};
 use crate::runtime::Runtime;
-use crate::runtime::bindings::Description;
+use crate::contract::Description;
 use crate::runtime::cache::CacheOutcome;
 use crate::terminal::clip;
 
 pub use self::consent::reach_lines;
 
-/// File next to `plugin.wasm` recording where it came from.
-pub const RECORD_FILE: &str = "install.json";
 const STORE_DIR: &str = ".store";
 const STAGING_PREFIX: &str = ".staging-";
-
-/// What `install.json` holds.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct InstallRecord {
-    pub name: String,
-    pub version: String,
-    #[serde(default)]
-    pub summary: String,
-    /// `soar:plugin` version it implements.
-    pub wit: String,
-    pub sha256: String,
-    /// What the user gave: the manifest or the component (URL or path).
-    pub source: String,
-    /// Where the component itself came from, when `source` is a manifest.
-    #[serde(default)]
-    pub component: Option<String>,
-    pub installed_at_ms: u64,
-    /// Installed with `--override-bundled`: it replaces the bundled plugin of
-    /// the same name. Without it, the catalog ignores a plugin directory
-    /// named like a bundled plugin.
-    #[serde(default)]
-    pub overrides_bundled: bool,
-}
-
-impl InstallRecord {
-    /// The record in a plugin's directory, if any.
-    pub fn read(dir: &Path) -> Option<Self> {
-        let text = std::fs::read_to_string(dir.join(RECORD_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-}
 
 /// Options of one install.
 #[derive(Debug, Clone, Default)]
@@ -115,18 +82,6 @@ pub struct Installed {
     pub cache: CacheOutcome,
     /// Whether nothing changed (same digest already installed).
     pub unchanged: bool,
-}
-
-/// Plugin names become directory names: `[a-z0-9-]`, 1-63, no leading or
-/// trailing hyphen.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 fn is_wasm(bytes: &[u8]) -> bool {
@@ -624,7 +579,7 @@ pub async fn update(
         })?;
     let entry = catalog.get(name)?;
     let current = runtime
-        .load(&entry.name, &entry.bytes)
+        .load_digested(&entry.name, &entry.bytes, entry.digest.clone())
         .await
         .with_context(|| format!("loading the installed '{name}'"))?;
     let previous = Previous {

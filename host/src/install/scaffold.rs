@@ -29,7 +29,7 @@ pub fn scaffold(
     lang: Lang,
     dir: Option<&Path>,
 ) -> anyhow::Result<(PathBuf, Vec<String>)> {
-    if !super::valid_name(name) {
+    if !crate::catalog::valid_name(name) {
         anyhow::bail!(
             "{name:?} is not a valid plugin name: use 1-63 lowercase letters, digits and inner hyphens"
         );

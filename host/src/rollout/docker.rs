@@ -44,7 +44,8 @@ use anyhow::Context as _;
 
 use super::env_file;
 use super::service::{ServiceManager, ServiceSpec};
-use super::transport::{ExecOutput, Transport, quote};
+use super::transport::{ExecOutput, Transport};
+use crate::shell::quote;
 use crate::config::DockerSettings;
 
 /// Housekeeping commands (inspect, run, rm, tag).
@@ -99,25 +100,29 @@ impl<T: Transport> Docker<T> {
     }
 
     /// The `docker run` line of `release` (for [`ServiceManager::restart`]).
-    pub fn run_command(&self, spec: &ServiceSpec, release: &str) -> String {
+    pub fn run_command(
+        &self,
+        spec: &ServiceSpec,
+        release: &str,
+    ) -> Result<String, crate::shell::NulByte> {
         let inside = self.settings.container_port.unwrap_or(spec.port);
         let port_env = match self.settings.container_port {
             // --env-file sets PORT to the service port; -e wins over it.
             Some(p) => format!(" -e PORT={p}"),
             None => String::new(),
         };
-        format!(
+        Ok(format!(
             "{cli} run -d --name {name} --init --restart always --env-file {env}{port_env} -p {publish}:{port}:{inside} \
              --label soar.service={service} --label soar.release={release_q} {image}",
             cli = self.cli(),
-            name = quote(&container(&spec.name)),
-            env = quote(&format!("{}/shared/env", spec.root)),
+            name = quote(&container(&spec.name))?,
+            env = quote(&format!("{}/shared/env", spec.root))?,
             publish = self.settings.publish,
             port = spec.port,
-            service = quote(&spec.name),
-            release_q = quote(release),
-            image = quote(&image(&spec.name, release)),
-        )
+            service = quote(&spec.name)?,
+            release_q = quote(release)?,
+            image = quote(&image(&spec.name, release))?,
+        ))
     }
 
     /// Fail with what to do when the host has no usable Docker engine.
@@ -150,7 +155,7 @@ impl<T: Transport> Docker<T> {
                 &format!(
                     "{} image inspect {} >/dev/null 2>&1",
                     self.cli(),
-                    quote(&image)
+                    quote(&image)?
                 ),
                 STEP_TIMEOUT,
             )
@@ -161,7 +166,7 @@ impl<T: Transport> Docker<T> {
         let dir = format!("{}/releases/{release}", spec.root);
         let context = self
             .exec(
-                &format!("test -f {}", quote(&format!("{dir}/Dockerfile"))),
+                &format!("test -f {}", quote(&format!("{dir}/Dockerfile"))?),
                 STEP_TIMEOUT,
             )
             .await?;
@@ -178,8 +183,8 @@ impl<T: Transport> Docker<T> {
                 &format!(
                     "{} build -t {} {} 2>&1",
                     self.cli(),
-                    quote(image),
-                    quote(dir)
+                    quote(image)?,
+                    quote(dir)?
                 ),
                 IMAGE_TIMEOUT,
             )
@@ -197,7 +202,7 @@ impl<T: Transport> Docker<T> {
 
     async fn load(&self, dir: &str, image: &str) -> anyhow::Result<()> {
         let listing = self
-            .exec(&format!("ls -1 {}", quote(dir)), STEP_TIMEOUT)
+            .exec(&format!("ls -1 {}", quote(dir)?), STEP_TIMEOUT)
             .await?
             .check("listing the release directory")?;
         let files: Vec<&str> = listing.stdout.lines().filter(|l| !l.is_empty()).collect();
@@ -212,7 +217,7 @@ impl<T: Transport> Docker<T> {
         // before: the host keeps only soar's own tags.
         let manifest = self
             .exec(
-                &format!("tar -xOf {} manifest.json 2>/dev/null", quote(&archive)),
+                &format!("tar -xOf {} manifest.json 2>/dev/null", quote(&archive)?),
                 STEP_TIMEOUT,
             )
             .await?;
@@ -235,7 +240,7 @@ impl<T: Transport> Docker<T> {
         for t in &tags {
             let out = self
                 .exec(
-                    &format!("{} image inspect {} >/dev/null 2>&1", self.cli(), quote(t)),
+                    &format!("{} image inspect {} >/dev/null 2>&1", self.cli(), quote(t)?),
                     STEP_TIMEOUT,
                 )
                 .await?;
@@ -245,7 +250,7 @@ impl<T: Transport> Docker<T> {
         }
         let out = self
             .exec(
-                &format!("{} load -i {}", self.cli(), quote(&archive)),
+                &format!("{} load -i {}", self.cli(), quote(&archive)?),
                 IMAGE_TIMEOUT,
             )
             .await?;
@@ -265,7 +270,7 @@ impl<T: Transport> Docker<T> {
             );
         };
         self.exec(
-            &format!("{} tag {} {}", self.cli(), quote(source), quote(image)),
+            &format!("{} tag {} {}", self.cli(), quote(source)?, quote(image)?),
             STEP_TIMEOUT,
         )
         .await?
@@ -274,7 +279,7 @@ impl<T: Transport> Docker<T> {
             // Untagging only: the image stays under soar's tag.
             let _ = self
                 .exec(
-                    &format!("{} rmi {} >/dev/null 2>&1", self.cli(), quote(&t)),
+                    &format!("{} rmi {} >/dev/null 2>&1", self.cli(), quote(&t)?),
                     STEP_TIMEOUT,
                 )
                 .await;
@@ -289,7 +294,7 @@ impl<T: Transport> Docker<T> {
                 &format!(
                     "{} images --format '{{{{.Tag}}}}' {}",
                     self.cli(),
-                    quote(&container(&spec.name))
+                    quote(&container(&spec.name))?
                 ),
                 STEP_TIMEOUT,
             )
@@ -308,7 +313,10 @@ impl<T: Transport> Docker<T> {
         if tags.is_empty() {
             return Ok(());
         }
-        let images: Vec<String> = tags.iter().map(|t| quote(&image(&spec.name, t))).collect();
+        let images = tags
+            .iter()
+            .map(|t| quote(&image(&spec.name, t)))
+            .collect::<Result<Vec<_>, _>>()?;
         self.exec(
             &format!("{} rmi {}", self.cli(), images.join(" ")),
             STEP_TIMEOUT,
@@ -330,7 +338,7 @@ impl<T: Transport> Docker<T> {
             .exec(
                 &format!(
                     "ls -1 {} 2>/dev/null || true",
-                    quote(&format!("{}/releases", spec.root))
+                    quote(&format!("{}/releases", spec.root))?
                 ),
                 STEP_TIMEOUT,
             )
@@ -345,7 +353,7 @@ impl<T: Transport> Docker<T> {
 
     /// Remove the container and every image of the service (`soar destroy`).
     pub async fn uninstall(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
-        let name = quote(&container(&spec.name));
+        let name = quote(&container(&spec.name))?;
         self.exec(
             &format!(
                 "if {cli} inspect {name} >/dev/null 2>&1; then {cli} rm -f {name} >/dev/null; fi",
@@ -375,8 +383,8 @@ impl<T: Transport> ServiceManager for Docker<T> {
                     "{cli} stop -t {grace} {name} >/dev/null 2>&1; {cli} rm -f {name} >/dev/null 2>&1; {run}",
                     cli = self.cli(),
                     grace = STOP_GRACE_SECS,
-                    name = quote(&container(&spec.name)),
-                    run = self.run_command(spec, &release)
+                    name = quote(&container(&spec.name))?,
+                    run = self.run_command(spec, &release)?
                 ),
                 STEP_TIMEOUT,
             )
@@ -396,7 +404,7 @@ impl<T: Transport> ServiceManager for Docker<T> {
     /// of the engine does not bring a stopped release back; it stays for
     /// `docker logs` until the next release replaces it.
     async fn stop(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
-        let name = quote(&container(&spec.name));
+        let name = quote(&container(&spec.name))?;
         self.exec(
             &format!(
                 "if {cli} inspect {name} >/dev/null 2>&1; then {cli} update --restart=no {name} >/dev/null && {cli} stop -t {grace} {name} >/dev/null; fi",
@@ -416,7 +424,7 @@ impl<T: Transport> ServiceManager for Docker<T> {
                 &format!(
                     "{} inspect -f '{{{{.State.Running}}}}' {} 2>/dev/null",
                     self.cli(),
-                    quote(&container(&spec.name))
+                    quote(&container(&spec.name))?
                 ),
                 STEP_TIMEOUT,
             )
@@ -428,7 +436,7 @@ impl<T: Transport> ServiceManager for Docker<T> {
         let name = container(&spec.name);
         let out = self
             .exec(
-                &format!("{} logs --tail {lines} {} 2>&1", self.cli(), quote(&name)),
+                &format!("{} logs --tail {lines} {} 2>&1", self.cli(), quote(&name)?),
                 STEP_TIMEOUT,
             )
             .await?;
@@ -488,7 +496,7 @@ mod tests {
     fn run_line() {
         let d = Docker::new(LocalTransport, DockerSettings::default());
         assert_eq!(
-            d.run_command(&spec(), "20260101T000000Z-abcd1234"),
+            d.run_command(&spec(), "20260101T000000Z-abcd1234").unwrap(),
             "docker run -d --name soar-web --init --restart always --env-file /srv/x/opt/web/shared/env -p 0.0.0.0:8080:8080 \
              --label soar.service=web --label soar.release=20260101T000000Z-abcd1234 soar-web:20260101T000000Z-abcd1234"
         );
@@ -500,7 +508,7 @@ mod tests {
                 container_port: Some(80),
             },
         );
-        let line = d.run_command(&spec(), "r1");
+        let line = d.run_command(&spec(), "r1").unwrap();
         assert!(line.starts_with("sudo docker run -d"), "{line}");
         assert!(line.contains(" -e PORT=80 -p 127.0.0.1:8080:80 "), "{line}");
     }

@@ -39,7 +39,8 @@ use self::docker::Docker;
 use self::service::{ServiceManager, ServiceSpec};
 use self::ssh::SshTransport;
 use self::systemd::Systemd;
-use self::transport::{Transport, quote};
+use self::transport::Transport;
+use crate::shell::quote;
 use crate::artifact::{ArtifactSource, Kind};
 
 /// How long a housekeeping command may take.
@@ -119,7 +120,7 @@ pub fn start_command(
                     files.len()
                 );
             };
-            Ok(format!("./{}", quote(&file.path)))
+            Ok(format!("./{}", quote(&file.path)?))
         }
         Kind::Script | Kind::Tarball => {
             anyhow::bail!(
@@ -135,23 +136,23 @@ pub fn start_command(
 /// Take the host's deploy lock, or say who holds it.
 pub async fn lock<T: Transport>(t: &T, root: &str, who: &str, force: bool) -> anyhow::Result<()> {
     let file = format!("{root}/.soar-lock");
-    t.exec(&format!("mkdir -p {}", quote(root)), STEP_TIMEOUT)
+    t.exec(&format!("mkdir -p {}", quote(root)?), STEP_TIMEOUT)
         .await?
         .check("creating the service root")?;
     if force {
-        t.exec(&format!("rm -f {}", quote(&file)), STEP_TIMEOUT)
+        t.exec(&format!("rm -f {}", quote(&file)?), STEP_TIMEOUT)
             .await?;
     }
     let take = format!(
         "(set -C; printf '%s\\n' {} > {}) 2>/dev/null",
-        quote(who),
-        quote(&file)
+        quote(who)?,
+        quote(&file)?
     );
     if t.exec(&take, STEP_TIMEOUT).await?.status == 0 {
         return Ok(());
     }
     let holder = t
-        .exec(&format!("cat {}", quote(&file)), STEP_TIMEOUT)
+        .exec(&format!("cat {}", quote(&file)?), STEP_TIMEOUT)
         .await?
         .stdout;
     anyhow::bail!(
@@ -164,7 +165,7 @@ pub async fn lock<T: Transport>(t: &T, root: &str, who: &str, force: bool) -> an
 /// Release the host's deploy lock.
 pub async fn unlock<T: Transport>(t: &T, root: &str) -> anyhow::Result<()> {
     t.exec(
-        &format!("rm -f {}", quote(&format!("{root}/.soar-lock"))),
+        &format!("rm -f {}", quote(&format!("{root}/.soar-lock"))?),
         STEP_TIMEOUT,
     )
     .await?;
@@ -277,7 +278,7 @@ pub async fn switch_to<T: Transport, S: ServiceManager>(
         .exec(
             &format!(
                 "test -d {}",
-                quote(&format!("{}/releases/{dir}", spec.root))
+                quote(&format!("{}/releases/{dir}", spec.root))?
             ),
             STEP_TIMEOUT,
         )
@@ -299,7 +300,7 @@ pub async fn switch_to<T: Transport, S: ServiceManager>(
 pub async fn current<T: Transport>(t: &T, root: &str) -> anyhow::Result<Option<String>> {
     let out = t
         .exec(
-            &format!("readlink {}", quote(&format!("{root}/current"))),
+            &format!("readlink {}", quote(&format!("{root}/current"))?),
             STEP_TIMEOUT,
         )
         .await?;
@@ -320,7 +321,7 @@ pub async fn remove<T: Transport, S: ServiceManager>(
     spec: &ServiceSpec,
 ) -> anyhow::Result<()> {
     svc.stop(spec).await?;
-    t.exec(&format!("rm -rf {}", quote(&spec.root)), STEP_TIMEOUT)
+    t.exec(&format!("rm -rf {}", quote(&spec.root)?), STEP_TIMEOUT)
         .await?
         .check("removing the service root")?;
     Ok(())
@@ -336,8 +337,8 @@ async fn transfer<T: Transport>(
     let digest = release.artifact.digest();
     let find = format!(
         "for f in {}/releases/*/.soar-digest; do [ -f \"$f\" ] && [ \"$(cat \"$f\")\" = {} ] && basename \"$(dirname \"$f\")\" && break; done; true",
-        quote(root),
-        quote(digest)
+        quote(root)?,
+        quote(digest)?
     );
     let found = t
         .exec(&find, STEP_TIMEOUT)
@@ -364,16 +365,20 @@ async fn transfer<T: Transport>(
     dirs.sort();
     dirs.dedup();
     dirs.push(partial.clone());
-    let mkdirs = dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ");
+    let mkdirs = dirs
+        .iter()
+        .map(|d| quote(d))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" ");
     t.exec(
         &format!(
             // Partial releases of killed deploys go too: the host lock is
             // held, so nothing else is writing one.
             "rm -rf {} {}/releases/*.partial && mkdir -p {mkdirs} {}/shared {}/logs",
-            quote(&partial),
-            quote(root),
-            quote(root),
-            quote(root)
+            quote(&partial)?,
+            quote(root)?,
+            quote(root)?,
+            quote(root)?
         ),
         STEP_TIMEOUT,
     )
@@ -400,9 +405,9 @@ async fn transfer<T: Transport>(
         let [tarball] = listing.files.as_slice() else {
             anyhow::bail!("a tarball artifact is one .tar.gz file");
         };
-        let name = quote(&tarball.path);
+        let name = quote(&tarball.path)?;
         t.exec(
-            &format!("cd {} && tar -xzf {name} && rm -f {name}", quote(&partial)),
+            &format!("cd {} && tar -xzf {name} && rm -f {name}", quote(&partial)?),
             STEP_TIMEOUT,
         )
         .await?
@@ -410,8 +415,8 @@ async fn transfer<T: Transport>(
         let setup = release.setup.clone().unwrap_or_else(|| "setup.sh".into());
         let script = format!(
             "cd {} && if [ -f {s} ]; then sh {s}; fi",
-            quote(&partial),
-            s = quote(&setup)
+            quote(&partial)?,
+            s = quote(&setup)?
         );
         t.exec(&script, Duration::from_secs(600))
             .await?
@@ -420,7 +425,7 @@ async fn transfer<T: Transport>(
     t.put_bytes(digest.as_bytes(), &format!("{partial}/.soar-digest"), 0o644)
         .await?;
     t.exec(
-        &format!("mv {} {}", quote(&partial), quote(&final_dir)),
+        &format!("mv {} {}", quote(&partial)?, quote(&final_dir)?),
         STEP_TIMEOUT,
     )
     .await?
@@ -442,10 +447,10 @@ async fn switch<T: Transport>(t: &T, root: &str, dir: &str) -> anyhow::Result<()
     t.exec(
         &format!(
             "ln -sfn {} {} && mv -Tf {} {}",
-            quote(&format!("releases/{dir}")),
-            quote(&new),
-            quote(&new),
-            quote(&cur)
+            quote(&format!("releases/{dir}"))?,
+            quote(&new)?,
+            quote(&new)?,
+            quote(&cur)?
         ),
         STEP_TIMEOUT,
     )
@@ -520,7 +525,7 @@ async fn prune<T: Transport>(
 ) -> anyhow::Result<()> {
     let out = t
         .exec(
-            &format!("ls -1 {}", quote(&format!("{root}/releases"))),
+            &format!("ls -1 {}", quote(&format!("{root}/releases"))?),
             STEP_TIMEOUT,
         )
         .await?
@@ -536,7 +541,7 @@ async fn prune<T: Transport>(
         .skip(keep.max(1) as usize)
         .filter(|d| **d != current && Some(**d) != previous)
         .map(|d| quote(&format!("{root}/releases/{d}")))
-        .collect();
+        .collect::<Result<_, _>>()?;
     if !doomed.is_empty() {
         t.exec(&format!("rm -rf {}", doomed.join(" ")), STEP_TIMEOUT)
             .await?
@@ -555,7 +560,7 @@ fn indent(text: &str) -> String {
 /// Read a file on the host through the transport (for `soar logs`).
 pub async fn tail<T: Transport>(t: &T, path: &str, lines: usize) -> anyhow::Result<String> {
     let out = t
-        .exec(&format!("tail -n {lines} {}", quote(path)), STEP_TIMEOUT)
+        .exec(&format!("tail -n {lines} {}", quote(path)?), STEP_TIMEOUT)
         .await
         .context("reading logs")?;
     Ok(out.stdout)

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::transport::{ExecOutput, Transport, quote};
+use super::transport::{ExecOutput, Transport};
+use crate::shell::quote;
 use crate::broker::ssh::{HostSpec, SshBroker};
 
 /// Who the journal names for the rollout's own commands.
@@ -63,12 +64,12 @@ impl Transport for SshTransport {
         path: &str,
         timeout: Duration,
     ) -> anyhow::Result<(u16, String)> {
-        let url = quote(&format!("http://127.0.0.1:{port}{path}"));
+        let url = quote(&format!("http://127.0.0.1:{port}{path}"))?;
         let secs = timeout.as_secs().max(1);
         let cmd = format!(
             "if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -o - -w '\\n%{{http_code}}' {url}; \
              else python3 -c {py} {url} {secs}; fi",
-            py = quote(PROBE_PY)
+            py = quote(PROBE_PY)?
         );
         let out = self.exec(&cmd, timeout + Duration::from_secs(10)).await?;
         if out.status != 0 {

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use super::service::{ServiceManager, ServiceSpec};
 use super::ssh::SshTransport;
-use super::transport::{Transport, quote};
+use super::transport::{Transport};
+use crate::shell::quote;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -86,11 +87,11 @@ fn systemd_escape(s: &str) -> String {
 
 impl ServiceManager for Systemd {
     async fn restart(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
-        let name = quote(&spec.name);
+        let name = quote(&spec.name)?;
         // An empty command means "restart what is installed" (rollback).
         if !spec.command.is_empty() {
             if let Some(u) = &self.user {
-                let u = quote(u);
+                let u = quote(u)?;
                 self.transport
                     .exec(
                         &format!(
@@ -104,7 +105,7 @@ impl ServiceManager for Systemd {
             let unit = self.unit_path(spec);
             let dir = unit.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
             self.transport
-                .exec(&format!("mkdir -p {}", quote(dir)), TIMEOUT)
+                .exec(&format!("mkdir -p {}", quote(dir)?), TIMEOUT)
                 .await?
                 .check("creating the unit directory")?;
             self.transport
@@ -124,13 +125,13 @@ impl ServiceManager for Systemd {
     }
 
     async fn stop(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
-        let unit = quote(&self.unit_path(spec));
+        let unit = quote(&self.unit_path(spec))?;
         self.transport
             .exec(
                 &format!(
                     "[ -f {unit} ] || exit 0; {} stop {}",
                     self.systemctl,
-                    quote(&spec.name)
+                    quote(&spec.name)?
                 ),
                 TIMEOUT,
             )
@@ -141,18 +142,18 @@ impl ServiceManager for Systemd {
 
     async fn is_running(&self, spec: &ServiceSpec) -> anyhow::Result<bool> {
         Ok(self
-            .ctl(&format!("is-active {} >/dev/null 2>&1", quote(&spec.name)))
+            .ctl(&format!("is-active {} >/dev/null 2>&1", quote(&spec.name)?))
             .await?
             .status
             == 0)
     }
 
     async fn logs(&self, spec: &ServiceSpec, lines: usize) -> anyhow::Result<String> {
-        let name = quote(&spec.name);
+        let name = quote(&spec.name)?;
         let fallback = quote(&format!(
             "{}/var/log/journal/{}.service.log",
             self.prefix, spec.name
-        ));
+        ))?;
         let out = self
             .transport
             .exec(
@@ -171,13 +172,13 @@ impl Systemd {
     /// Stop, disable and delete the unit (for `soar destroy`).
     pub async fn uninstall(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
         self.stop(spec).await?;
-        let unit = quote(&self.unit_path(spec));
+        let unit = quote(&self.unit_path(spec))?;
         self.transport
             .exec(
                 &format!(
                     "[ -f {unit} ] || exit 0; {ctl} disable {n} >/dev/null 2>&1; rm -f {unit}; {ctl} daemon-reload",
                     ctl = self.systemctl,
-                    n = quote(&spec.name)
+                    n = quote(&spec.name)?
                 ),
                 TIMEOUT,
             )

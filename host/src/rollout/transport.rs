@@ -68,23 +68,3 @@ pub trait Transport: Send + Sync {
         timeout: Duration,
     ) -> impl Future<Output = anyhow::Result<(u16, String)>> + Send;
 }
-
-/// Quote `s` for `sh`. Paths and names come from config and plugins, so
-/// every one is quoted, never interpolated raw.
-pub fn quote(s: &str) -> String {
-    shlex::try_quote(s)
-        .map(|q| q.into_owned())
-        .unwrap_or_else(|_| "''".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("/opt/app/releases/1"), "/opt/app/releases/1");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote(""), "''");
-    }
-}

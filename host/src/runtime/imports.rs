@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use super::bindings::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
+use crate::contract::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
 use super::sandbox::{HostState, clip, cut};
 use crate::journal::Event;
 

@@ -8,9 +8,7 @@
 //! contract version, pre-instantiated and described. Each [`Plugin`] method
 //! is one export call in its own `Store`, so no state leaks between calls.
 
-pub mod bindings;
 pub mod cache;
-pub mod contract;
 mod imports;
 pub mod sandbox;
 mod stdio;
@@ -24,7 +22,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{CallHook, Config, Engine, Store, Trap, UpdateDeadline};
 
-use self::bindings::{
+use crate::contract::{
     Applied, Change, ChangePlan, Context, Description, Diagnostic, PluginError, PluginPre,
     ResourceStatus,
 };
@@ -182,7 +180,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        crate::contract::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());
@@ -224,7 +222,20 @@ impl Runtime {
     /// describe a component. `label` names it in errors until it has
     /// described itself.
     pub async fn load(&self, label: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
-        let digest = hex::encode(Sha256::digest(bytes));
+        self.load_digested(label, bytes, hex::encode(Sha256::digest(bytes)))
+            .await
+    }
+
+    /// [`Runtime::load`] for bytes whose sha256 (lowercase hex) the caller
+    /// already holds, as a [`crate::catalog::Entry`] does (for bundled
+    /// plugins, computed at build time), so they are not hashed again. The
+    /// digest keys the compile cache: it must be that of `bytes`.
+    pub async fn load_digested(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        digest: String,
+    ) -> anyhow::Result<Plugin> {
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             anyhow::bail!("plugin '{label}' is not a WebAssembly file (no \\0asm header)");
         }
@@ -237,7 +248,7 @@ impl Runtime {
             .cache
             .load_or_compile(&self.engine, &digest, bytes)
             .map_err(|e| anyhow::anyhow!("plugin '{label}' is not a valid component: {e:#}"))?;
-        let wit_version = contract::version_of(&self.engine, &component)
+        let wit_version = crate::contract::version::version_of(&self.engine, &component)
             .map_err(|e| anyhow::anyhow!("plugin '{label}': {e}"))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
@@ -260,7 +271,7 @@ impl Runtime {
                 summary: String::new(),
                 artifacts: vec![],
                 settings_schema: String::new(),
-                capabilities: bindings::Capabilities {
+                capabilities: crate::contract::Capabilities {
                     endpoints: vec![],
                     extra_hosts: vec![],
                     credentials: vec![],

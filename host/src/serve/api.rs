@@ -211,7 +211,7 @@ async fn capabilities(
     headers: HeaderMap,
 ) -> Result<Json<Capabilities>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    use crate::runtime::contract;
+    use crate::contract::version as contract;
     let providers = state
         .providers
         .iter()

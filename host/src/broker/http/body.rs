@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::artifact::ArtifactSource;
 use crate::credentials::Secret;
-use crate::runtime::bindings::soar::plugin::http::{Body, Error, Segment};
+use crate::contract::soar::plugin::http::{Body, Error, Segment};
 
 /// Where body pieces that are not the plugin's own bytes come from.
 #[derive(Clone, Copy)]

@@ -34,12 +34,13 @@ use url::Url;
 
 use self::body::Prepared;
 use self::deadline::{Expired, Timers, Watch};
-use self::policy::{Origin, Policy};
+use self::policy::Policy;
+use crate::credentials::Origin;
 use super::addresses::SeenAddresses;
 use crate::artifact::ArtifactSource;
 use crate::credentials::{CredentialStore, Provenance, Redactor, Resolved, Secret, scrub_str};
 use crate::journal::{Event, Journal, millis};
-use crate::runtime::bindings::soar::plugin::http::{
+use crate::contract::soar::plugin::http::{
     BasicPointers, Error, IssuedCredential, IssuedScheme, Method, Request, Response,
 };
 
@@ -117,11 +118,11 @@ pub struct HttpBroker {
     plugin: String,
     /// For every origin the user did not name: connects to public
     /// addresses only.
-    client: reqwest::Client,
+    client: LazyClient,
     /// For origins the user named in their config (an endpoint override):
     /// may connect to loopback and private addresses. Chosen per hop, by
     /// the exact origin (scheme, host, port) the policy allowed.
-    user_named_client: reqwest::Client,
+    user_named_client: LazyClient,
     policy: Policy,
     credentials: Arc<CredentialStore>,
     artifact: Option<Arc<ArtifactSource>>,
@@ -136,6 +137,50 @@ pub struct HttpBroker {
     seen: Arc<SeenAddresses>,
     /// Timers of the deadline and read timeout, kept between requests.
     timers: Timers,
+}
+
+/// A `reqwest::Client` built on its first request. Building one loads the
+/// system's TLS root certificates, a fifth of the start-up of an offline
+/// command such as `soar plugin inspect`, whose session never sends
+/// anything; a command that does send pays it once, as before.
+struct LazyClient {
+    /// Hosts this client's resolver lets reach loopback and private
+    /// addresses (see [`resolve::GuardedResolver`]).
+    user_named: Vec<String>,
+    connect_timeout: Duration,
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl LazyClient {
+    fn new(user_named: Vec<String>, connect_timeout: Duration) -> Self {
+        Self {
+            user_named,
+            connect_timeout,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client, built now if this is the first request. A failure to
+    /// build it (no usable TLS set-up) fails this and every later request.
+    fn get(&self) -> Result<&reqwest::Client, Error> {
+        self.client
+            .get_or_init(|| {
+                // No `read_timeout` here: the broker enforces it, with the
+                // deadline, on one kept timer (see `deadline`).
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .connect_timeout(self.connect_timeout)
+                    .dns_resolver(Arc::new(resolve::GuardedResolver::new(
+                        self.user_named.clone(),
+                    )))
+                    .user_agent(concat!("soar/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| Error::Failed(format!("setting up the host's HTTP client failed: {e}")))
+    }
 }
 
 /// What one attempt chain produced.
@@ -154,23 +199,12 @@ impl HttpBroker {
         artifact: Option<Arc<ArtifactSource>>,
         journal: Arc<Journal>,
         limits: HttpLimits,
-    ) -> anyhow::Result<Self> {
+    ) -> Self {
         crate::tls::install_crypto_provider();
-        // No `read_timeout` here: the broker enforces it, with the deadline,
-        // on one kept timer (see `deadline`).
-        let client = |user_named: Vec<String>| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .connect_timeout(limits.connect_timeout)
-                .dns_resolver(Arc::new(resolve::GuardedResolver::new(user_named)))
-                .user_agent(concat!("soar/", env!("CARGO_PKG_VERSION")))
-                .build()
-        };
-        Ok(Self {
+        Self {
             plugin: plugin.to_string(),
-            client: client(vec![])?,
-            user_named_client: client(policy.user_named_hosts())?,
+            client: LazyClient::new(vec![], limits.connect_timeout),
+            user_named_client: LazyClient::new(policy.user_named_hosts(), limits.connect_timeout),
             policy,
             credentials,
             artifact,
@@ -180,7 +214,7 @@ impl HttpBroker {
             secrets_sent_to: Default::default(),
             seen: Arc::default(),
             timers: Timers::default(),
-        })
+        }
     }
 
     /// Addresses the provider's credential-bound API named in this command.
@@ -382,9 +416,9 @@ impl HttpBroker {
                 )));
             }
             let client = if allowed.user_named {
-                &self.user_named_client
+                self.user_named_client.get()?
             } else {
-                &self.client
+                self.client.get()?
             };
             let (response, attempts, sent) = retry::send(
                 self,
@@ -951,8 +985,8 @@ mod tests {
 
     use super::*;
     use crate::credentials::ProcessEnv;
-    use crate::runtime::bindings::soar::plugin::http::Body;
-    use crate::runtime::bindings::{Capabilities, EndpointDecl};
+    use crate::contract::soar::plugin::http::Body;
+    use crate::contract::{Capabilities, EndpointDecl};
 
     /// A loopback server that answers each request with `script` (bytes to
     /// write, each after a pause), except those for `/stall`, which it never
@@ -1013,7 +1047,7 @@ mod tests {
             ..HttpLimits::default()
         };
         let broker =
-            HttpBroker::new("test", policy, credentials, None, journal.clone(), limits).unwrap();
+            HttpBroker::new("test", policy, credentials, None, journal.clone(), limits);
         (broker, journal)
     }
 
@@ -1061,6 +1095,25 @@ mod tests {
             matches!(&r, Err(Error::Timeout(m)) if m.contains("read timeout")),
             "{r:?}"
         );
+    }
+
+    /// Building a client loads the system's TLS roots: a broker that sends
+    /// nothing (an offline session) must not pay for it, and one that sends
+    /// builds only the client its origin needs, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clients_are_built_on_first_use() {
+        let zero = Duration::ZERO;
+        let url = server(vec![(zero, HEAD.to_vec()), (zero, b"abcdef".to_vec())]);
+        let (broker, _) = broker(&url, Duration::from_secs(5));
+        let built = |c: &LazyClient| c.client.get().is_some();
+        assert!(!built(&broker.client) && !built(&broker.user_named_client));
+        for _ in 0..2 {
+            let r = broker.send(get(&url, None)).await.unwrap();
+            assert_eq!(r.body, b"abcdef");
+        }
+        // The loopback server is the user's endpoint override.
+        assert!(built(&broker.user_named_client));
+        assert!(!built(&broker.client));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use url::Url;
 
-use crate::runtime::bindings::Capabilities;
+use crate::contract::Capabilities;
+use crate::credentials::Origin;
 
 /// What the user's configuration grants a plugin in one environment.
 #[derive(Debug, Clone, Default)]
@@ -47,39 +48,6 @@ impl HostPattern {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// `scheme://host:port`, the unit credentials are bound to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Origin {
-    /// The origin of an absolute URL.
-    pub fn of(url: &Url) -> Option<Self> {
-        Some(Self {
-            scheme: url.scheme().to_string(),
-            host: url
-                .host_str()?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase(),
-            port: url.port_or_known_default()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
-        } else {
-            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
-        }
     }
 }
 
@@ -346,7 +314,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::{Credential, CredentialScheme, EndpointDecl};
+    use crate::contract::{Credential, CredentialScheme, EndpointDecl};
 
     fn caps() -> Capabilities {
         Capabilities {

@@ -12,7 +12,7 @@ use super::body::Prepared;
 use super::deadline::Watch;
 use super::{HttpBroker, method_name, transport_error};
 use crate::credentials::{Resolved, sign_sigv4};
-use crate::runtime::bindings::soar::plugin::http::{Error, Method};
+use crate::contract::soar::plugin::http::{Error, Method};
 
 /// Send with retries; returns the final response (possibly still 429/5xx
 /// when the budget ran out), the attempts made and the body bytes sent.

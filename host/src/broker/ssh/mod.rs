@@ -52,6 +52,7 @@ pub use self::auth::AuthConfig;
 pub use self::known_hosts::{KnownHosts, fingerprint};
 use crate::broker::addresses::SeenAddresses;
 use crate::broker::addresses::is_public;
+use crate::shell::quote;
 use crate::journal::{Event, Journal, millis};
 
 /// Most of a command's stdout (and, separately, stderr) kept.
@@ -128,6 +129,14 @@ pub enum SshError {
     HostKey(String),
     #[error("{0}")]
     Failed(String),
+}
+
+/// A path or command with a NUL byte cannot be passed to the remote shell;
+/// the call is refused rather than sent shortened.
+impl From<crate::shell::NulByte> for SshError {
+    fn from(e: crate::shell::NulByte) -> Self {
+        SshError::Denied(e.to_string())
+    }
 }
 
 /// A command's result.
@@ -329,8 +338,8 @@ impl SshBroker {
         let tmp = format!("{remote}.soar-tmp");
         let cmd = format!(
             "umask 077 && cat > {t} && chmod {mode:o} {t} && mv -f {t} {r}",
-            t = quote(&tmp),
-            r = quote(remote)
+            t = quote(&tmp)?,
+            r = quote(remote)?
         );
         let started = Instant::now();
         let r = self
@@ -388,7 +397,7 @@ impl SshBroker {
         let reading =
             |e: std::io::Error| SshError::Failed(format!("reading {}: {e}", local.display()));
         let size = tokio::fs::metadata(local).await.map_err(reading)?.len();
-        let script = upload_script(remote, size, mode);
+        let script = upload_script(remote, size, mode)?;
         // Generous: a slow link moves at least ~64 KiB/s.
         let timeout = Duration::from_secs(120 + size / (64 << 10));
         let fail = |e: russh::Error| SshError::Failed(format!("on {}: {e}", host.describe()));
@@ -482,7 +491,7 @@ impl SshBroker {
             .get(host, &s.known_hosts, &s.auth, s.connect_timeout)
             .await?;
         let line = if host.sudo {
-            format!("sudo -n sh -c {}", quote(command))
+            format!("sudo -n sh -c {}", quote(command)?)
         } else {
             command.to_string()
         };
@@ -616,10 +625,6 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// Quote for the remote `sh`.
-pub fn quote(s: &str) -> String {
-    crate::rollout::transport::quote(s)
-}
 
 /// sha256 (hex) and size of a local file, read in chunks (on a blocking
 /// thread: one hand-off for the whole file rather than one per read).
@@ -673,7 +678,7 @@ const FAST_HASH_FROM: u64 = 1 << 20;
 /// into a FIFO): measured on the 2-core bench, `tee`'s 8 KiB copies cost
 /// the host more CPU (~0.4 s per 256 MiB) than hashing the page-cached file
 /// afterwards takes in wall time (~0.2 s with `openssl`).
-fn upload_script(remote: &str, size: u64, mode: u32) -> String {
+fn upload_script(remote: &str, size: u64, mode: u32) -> Result<String, SshError> {
     let hash_tool = if size >= FAST_HASH_FROM {
         "H=sha256sum; command -v openssl >/dev/null 2>&1 && H='openssl dgst -sha256 -r'"
     } else {
@@ -681,7 +686,7 @@ fn upload_script(remote: &str, size: u64, mode: u32) -> String {
     };
     // `d FILE` sets `x` to FILE's sha256 (`sha256sum` when `$H` printed
     // something else).
-    format!(
+    Ok(format!(
         "r={r}; t={t}; {hash_tool}; \
          d() {{ x=$($H < \"$1\") && x=${{x%% *}} && [ ${{#x}} -eq 64 ] || {{ x=$(sha256sum < \"$1\"); x=${{x%% *}}; }}; }}; \
          have=-; if [ -f \"$r\" ] && n=$(wc -c < \"$r\") && [ $n -eq {size} ]; then d \"$r\"; have=$x; fi; \
@@ -691,9 +696,9 @@ fn upload_script(remote: &str, size: u64, mode: u32) -> String {
          cat > \"$t\" || {{ rm -f \"$t\"; exit 97; }}; d \"$t\"; \
          if [ \"$x\" = \"$want\" ]; then chmod {mode:o} \"$t\" && exec mv -f \"$t\" \"$r\"; rm -f \"$t\"; exit 98; fi; \
          rm -f \"$t\"; echo \"sha256 on the host is $x, expected $want\" >&2; exit 97",
-        r = quote(remote),
-        t = quote(&format!("{remote}.soar-part")),
-    )
+        r = quote(remote)?,
+        t = quote(&format!("{remote}.soar-part"))?,
+    ))
 }
 
 /// Why streaming a file failed.
@@ -870,7 +875,7 @@ mod tests {
                 let remote = dest.display().to_string();
                 let body: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
                 let digest = sha(&body);
-                let script = upload_script(&remote, len as u64, 0o640);
+                let script = upload_script(&remote, len as u64, 0o640).unwrap();
                 let line = format!("{digest}\n");
 
                 // New file: the host has nothing, receives, verifies, moves.
@@ -883,7 +888,7 @@ mod tests {
 
                 // Same content: the host prints the digest; the answer is
                 // the digest alone, and only the mode changes.
-                let again = upload_script(&remote, len as u64, 0o600);
+                let again = upload_script(&remote, len as u64, 0o600).unwrap();
                 let (code, out, err) = run(shell, &again, line.as_bytes());
                 assert_eq!(code, 0, "{shell}: {err}");
                 assert_eq!(out, line);
@@ -904,7 +909,7 @@ mod tests {
                 assert!(!Path::new(&format!("{remote}.soar-part")).exists());
 
                 // A file of another size is not even hashed.
-                let (_, out, _) = run(shell, &upload_script(&remote, 1, 0o600), b"");
+                let (_, out, _) = run(shell, &upload_script(&remote, 1, 0o600).unwrap(), b"");
                 assert_eq!(out, "-\n");
 
                 // Garbage instead of a digest.

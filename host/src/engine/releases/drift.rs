@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use crate::runtime::bindings::ResourceStatus;
+use crate::contract::ResourceStatus;
 use crate::state::ResourceRecord;
 
 /// Attributes that change on their own (a droplet goes `new` → `active`, a
@@ -145,7 +145,7 @@ fn changed_attributes(was: &Value, now: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::ManagedResource;
+    use crate::contract::ManagedResource;
 
     fn record(kind: &str, name: &str, id: &str, attrs: Value) -> ResourceRecord {
         ResourceRecord {

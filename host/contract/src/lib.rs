@@ -1,12 +1,21 @@
-//! Host-side bindings generated from `wit/`.
+//! The host side of the `soar:plugin` contract: the Rust types and traits
+//! `wasmtime::component::bindgen!` generates from `wit/`, and nothing else.
+//!
+//! This crate is the leaf of the host's layering (see host/ARCHITECTURE.md):
+//! the broker, credentials, artifact and configuration code use these types
+//! without depending on the runtime that instantiates plugins, and the
+//! generated code (the slowest part of the host to expand) is compiled once
+//! instead of on every change to the host.
 //!
 //! Every import is `async` (brokered I/O and sleep must not block the
 //! executor) and `trappable` (the host can end a misbehaving plugin from
 //! inside a host call, e.g. when its log flood passes the bound).
 
+pub mod version;
+
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../../wit",
     imports: { default: async | trappable },
     exports: { default: async },
 });
