@@ -1,5 +1,8 @@
 //! Compiles every first-party plugin in `plugins/` to a component and embeds
-//! it, so `cargo build` alone yields a `soar` that has them.
+//! it, so `cargo build` alone yields a `soar` that has them, with each one's
+//! sha256 computed here rather than on every start (see `src/catalog.rs`).
+//! Installs the wasm32-wasip2 standard library first if the toolchain lacks
+//! it (see `soar_guest_build::toolchain`).
 
 use soar_guest_build::{Guest, build};
 
