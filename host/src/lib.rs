@@ -8,7 +8,6 @@ pub mod artifact;
 pub mod broker;
 pub mod catalog;
 pub mod cli;
-pub use soar_contract as contract;
 pub mod config;
 pub mod credentials;
 pub mod engine;
@@ -24,3 +23,10 @@ pub mod state;
 pub mod supervise;
 pub mod terminal;
 pub mod tls;
+
+/// The `soar:plugin` contract's generated types: the layering's leaf
+/// (see host/ARCHITECTURE.md).
+pub use soar_contract as contract;
+
+#[cfg(test)]
+mod layering;
