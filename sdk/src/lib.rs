@@ -28,10 +28,20 @@
 
 pub mod artifact;
 pub mod context;
+pub mod diagnostic;
 pub mod error;
 pub mod http;
 pub mod log;
+pub mod setting;
 pub mod time;
+
+/// How Soar reads what people type, shared with the host so a plugin's
+/// settings accept (and refuse) exactly what soar.toml's own keys do:
+/// [`parse_duration`](text::parse_duration) for `"30s"`-style durations and
+/// [`closest`](text::closest) for "did you mean".
+pub mod text {
+    pub use soar_text::{DURATION_FORMS, closest, distance, parse_duration};
+}
 
 #[doc(hidden)]
 pub mod bindings {
@@ -153,6 +163,7 @@ macro_rules! export_provider {
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
     pub use crate::context::ContextExt;
+    pub use crate::diagnostic::FieldPath;
     pub use crate::error::{PluginResult, invalid_setting};
     pub use crate::http::{Request, Response};
     pub use crate::{
