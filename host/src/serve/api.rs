@@ -34,7 +34,9 @@ pub const ARTIFACT_KINDS: &[&str] = &["binary", "script", "static", "tarball", "
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The server config: projects by name, limits, the data directory.
     pub config: Arc<ServerConfig>,
+    /// The job queue and its database, also where tokens are checked.
     pub queue: Arc<Queue>,
     /// Provider plugins: (name, source).
     pub providers: Arc<Vec<(String, String)>>,
@@ -42,6 +44,8 @@ pub struct AppState {
     pub inspections: Arc<tokio::sync::Semaphore>,
 }
 
+/// Every route of the server, with the body limit and the 404 fallback that
+/// points at the OpenAPI document.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -123,13 +127,18 @@ pub fn visible_job(state: &AppState, who: &Principal, id: &str) -> Result<jobs::
 pub struct Health {
     /// `ok`, or `unavailable` (503) when the state store does not answer.
     pub status: String,
+    /// `ok` when the state store answered (the 503 body says otherwise).
     pub store: String,
+    /// How many jobs wait and run.
     pub queue: QueueHealth,
 }
 
+/// The queue's load, as `GET /health` reports it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueHealth {
+    /// Jobs accepted but not yet started.
     pub queued: i64,
+    /// Jobs whose deploy is running now (or being cancelled).
     pub running: i64,
     /// Jobs running at once per provider.
     pub per_provider: usize,
@@ -168,24 +177,34 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 pub struct Capabilities {
     /// This soar's version.
     pub version: String,
+    /// The plugin contract this host speaks.
     pub contract: ContractInfo,
+    /// The provider plugins this server can load, bundled and installed.
     pub providers: Vec<ProviderInfo>,
+    /// The `[artifact] kind`s a project may deploy.
     pub artifact_kinds: Vec<String>,
+    /// Names of the API's optional features (`events`, `plans`, ...), so a
+    /// client can tell what an older server lacks.
     pub features: Vec<String>,
+    /// The bounds a client must stay within.
     pub limits: Limits,
 }
 
+/// The plugin contract versions of `GET /capabilities`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ContractInfo {
     /// The plugin contract package (`soar:plugin`).
     pub package: String,
+    /// The contract version bundled plugins are built against.
     pub current: String,
     /// Contract versions this host loads.
     pub supported: Vec<String>,
 }
 
+/// One provider plugin of `GET /capabilities`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderInfo {
+    /// The provider's name, as soar.toml's `provider` names it.
     pub name: String,
     /// `bundled` or `installed`.
     pub source: String,
@@ -194,9 +213,12 @@ pub struct ProviderInfo {
     pub contract: Option<String>,
 }
 
+/// The server's bounds, as `GET /capabilities` reports them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Limits {
+    /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Jobs running at once per provider; more wait in the queue.
     pub per_provider: usize,
 }
 
@@ -272,25 +294,30 @@ pub struct DeployRequest {
 /// A job accepted into the queue.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Submitted {
+    /// The job id, for `GET /v1/deploys/{id}` and its events.
     pub id: String,
     /// `queued`.
     pub status: String,
+    /// When the job was accepted (RFC 3339, UTC).
     pub created_at: String,
 }
 
 /// A job, its events so far and the service URL once deployed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobDetail {
+    /// The job itself, flattened into this object.
     #[serde(flatten)]
     pub job: Job,
     /// The URL the deploy reported (its `deployed` event).
     pub url: Option<String>,
+    /// The job's events so far, oldest first.
     pub events: Vec<Event>,
 }
 
 /// A cancel request taken.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Cancelled {
+    /// The job the cancel was for.
     pub id: String,
     /// `cancelled` (it was queued) or `cancelling` (SIGTERM sent; the job
     /// becomes `cancelled` when its deploy exits).

@@ -32,14 +32,18 @@ use super::tokens::Scope;
 pub struct SpecDeployRequest {
     /// A project NAME of the server config, or exactly its configured path.
     pub service_path: String,
+    /// Accepted and ignored: the job reports the project's NAME.
     pub service_name: Option<String>,
+    /// Accepted and ignored: the environment's provider decides where.
     pub droplet_id: Option<i64>,
+    /// Accepted and ignored: the port is the project's soar.toml's.
     pub service_port: Option<u16>,
     /// `docker` or `systemd` (informational: soar.toml's artifact decides).
     pub deployment_method: Option<String>,
     /// Must be empty: variables belong in soar.toml.
     #[serde(default)]
     pub environment_vars: BTreeMap<String, String>,
+    /// Accepted and ignored: the project's `[register]` decides.
     #[serde(default)]
     pub auto_register: Option<bool>,
     /// Not in the spec: which environment, when the project has several.
@@ -49,39 +53,57 @@ pub struct SpecDeployRequest {
 /// The spec's answer to `POST /deploy`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SpecAccepted {
+    /// The job id, for `GET /deploy/{job_id}` (and the `/v1` routes).
     pub deploy_job_id: String,
     /// `pending`.
     pub status: String,
+    /// When the job was accepted (RFC 3339, UTC).
     pub created_at: String,
 }
 
 /// The spec's `DeploymentPhase`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SpecPhase {
+    /// The audit trail's phase name (`plan`, `apply`, ...).
     pub phase: String,
     /// `success` or `failed`.
     pub status: String,
+    /// When the phase began (RFC 3339, UTC), if the trail recorded it.
     pub started_at: Option<String>,
+    /// When the phase ended (RFC 3339, UTC), if the trail recorded it.
     pub completed_at: Option<String>,
+    /// How long the phase took, in seconds.
     pub duration_seconds: Option<f64>,
+    /// What the phase did, as the audit trail tells it (may be empty).
     pub details: String,
+    /// The same text as `details` when the phase failed.
     pub error: Option<String>,
 }
 
 /// The spec's `DeployJob`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SpecJob {
+    /// The job id.
     pub deploy_job_id: String,
+    /// The project's NAME in the server config.
     pub service_name: String,
+    /// The project's NAME too: the server never reveals its paths.
     pub service_path: String,
     /// `pending`, `running`, `completed` or `failed`.
     pub status: String,
+    /// The URL the deploy reported, once it has.
     pub service_url: Option<String>,
+    /// The audit trail's phases, once the deploy has written one.
     pub phases: Vec<SpecPhase>,
+    /// When the deploy started (RFC 3339, UTC); none while queued.
     pub started_at: Option<String>,
+    /// When the job ended (RFC 3339, UTC); none until it has.
     pub completed_at: Option<String>,
+    /// The deploy's duration per its audit trail, in seconds.
     pub duration_seconds: Option<f64>,
+    /// Whether the job succeeded; false while it is still pending or running.
     pub success: bool,
+    /// Why the job failed or was cancelled; none otherwise.
     pub error: Option<String>,
 }
 

@@ -66,9 +66,11 @@ struct RawProject {
 /// A loaded, checked server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The `soar-server.toml` this was read from, for messages.
     pub file: PathBuf,
     /// `<dir of file>/.soar-server`: tokens, jobs, events.
     pub data_dir: PathBuf,
+    /// The address the API listens on.
     pub listen: SocketAddr,
     /// Jobs running at once for one provider.
     pub per_provider: usize,

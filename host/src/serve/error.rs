@@ -18,13 +18,18 @@ pub struct ErrorBody {
     pub diagnostics: Option<Vec<String>>,
 }
 
+/// An error response: every handler's `Err`, turned into `status` and a JSON
+/// [`ErrorBody`] so a client always learns what was wrong and what to do.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status of the response (4xx for the client's mistakes).
     pub status: StatusCode,
+    /// The JSON body.
     pub body: ErrorBody,
 }
 
 impl ApiError {
+    /// An error with `status`, saying what went wrong and what to do.
     pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             status,
@@ -36,11 +41,14 @@ impl ApiError {
         }
     }
 
+    /// Attach a soar.toml's `file:line:col` diagnostics.
     pub fn with_diagnostics(mut self, diagnostics: Vec<String>) -> Self {
         self.body.diagnostics = Some(diagnostics);
         self
     }
 
+    /// A 500 for a failure that is the server's, not the client's: the
+    /// detail goes to the server's log, never to the client.
     pub fn internal(e: anyhow::Error) -> Self {
         tracing::warn!("serve: {e:#}");
         Self::new(
@@ -50,6 +58,7 @@ impl ApiError {
         )
     }
 
+    /// A 401 for a missing, unknown or revoked bearer token.
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -58,10 +67,12 @@ impl ApiError {
         )
     }
 
+    /// A 404: `what` is missing (or the caller may not see it).
     pub fn not_found(what: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, what, hint)
     }
 
+    /// A 400: the request itself is wrong.
     pub fn bad_request(what: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, what, hint)
     }

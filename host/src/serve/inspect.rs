@@ -234,6 +234,7 @@ pub async fn history(
 /// The service's last log lines.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Logs {
+    /// The lines `soar logs` printed, oldest first, without their newlines.
     pub lines: Vec<String>,
 }
 

@@ -7,11 +7,19 @@ use serde::Serialize;
 use super::store::{Db, random_hex, rfc3339};
 use crate::state::now_ms;
 
+// A job's `status`, as stored and as the API shows it.
+
+/// Accepted, waiting for a slot of its provider.
 pub const QUEUED: &str = "queued";
+/// Its deploy process is running (or, once cancelled, being stopped).
 pub const RUNNING: &str = "running";
+/// Its deploy exited 0.
 pub const SUCCEEDED: &str = "succeeded";
+/// Its deploy exited non-zero or could not start.
 pub const FAILED: &str = "failed";
+/// Cancelled while queued, or stopped by a cancel while running.
 pub const CANCELLED: &str = "cancelled";
+/// The server stopped while it ran (see [`interrupt_running`]).
 pub const INTERRUPTED: &str = "interrupted";
 
 /// Whether a job in `status` will never change again.
@@ -25,11 +33,15 @@ pub const MAX_EVENTS: i64 = 10_000;
 /// One job as the API shows it. Times are RFC 3339 UTC with milliseconds.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
+    /// Random hex, unique in this server's store.
     pub id: String,
     /// `deploy` or `rollback`.
     pub kind: String,
+    /// The project's NAME in the server config.
     pub project: String,
+    /// The environment of the project's soar.toml it deploys.
     pub environment: String,
+    /// That environment's provider: jobs of one provider share its slots.
     pub provider: String,
     /// Higher runs first.
     pub priority: i64,
@@ -38,9 +50,13 @@ pub struct Job {
     pub status: String,
     /// The name of the token that submitted it.
     pub actor: String,
+    /// When the job was accepted.
     pub created_at: String,
+    /// When its deploy started; none while queued.
     pub started_at: Option<String>,
+    /// When it reached a final status; none until then.
     pub finished_at: Option<String>,
+    /// The deploy process's exit code, when it exited on its own.
     pub exit_code: Option<i64>,
     /// The tail of the deploy's error output, when it failed.
     pub error: Option<String>,
@@ -82,15 +98,21 @@ fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
 pub struct NewJob<'a> {
     /// `deploy` or `rollback`.
     pub kind: &'a str,
+    /// The project's NAME in the server config.
     pub project: &'a str,
+    /// The environment to deploy.
     pub environment: &'a str,
+    /// That environment's provider, which decides the job's slot.
     pub provider: &'a str,
+    /// -1000..=1000, higher first (the API checks the bounds).
     pub priority: i64,
+    /// The name of the token that submitted it.
     pub actor: &'a str,
     /// A saved plan's id, for a deploy that applies it.
     pub plan: Option<&'a str>,
 }
 
+/// Queue a new job; returns it as stored (with its id and `created_at`).
 pub fn insert(db: &Db, new: &NewJob<'_>) -> anyhow::Result<Job> {
     let id = random_hex(8);
     db.conn().execute(
@@ -100,6 +122,7 @@ pub fn insert(db: &Db, new: &NewJob<'_>) -> anyhow::Result<Job> {
     get(db, &id)?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
 }
 
+/// Job `id`, if the store has it.
 pub fn get(db: &Db, id: &str) -> anyhow::Result<Option<Job>> {
     Ok(db
         .conn()
@@ -195,6 +218,7 @@ pub fn interrupt_running(db: &Db) -> anyhow::Result<usize> {
 pub struct Event {
     /// 1, 2, ...: the SSE event id.
     pub seq: i64,
+    /// When the server recorded it (RFC 3339 UTC, milliseconds).
     pub at: String,
     /// One line `soar deploy --json` printed.
     #[schema(value_type = Object)]

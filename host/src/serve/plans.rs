@@ -23,7 +23,9 @@ use crate::state::now_ms;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
+    /// A project NAME of the server config (`[projects.NAME]`).
     pub project: String,
+    /// An environment of that project's soar.toml.
     pub environment: String,
 }
 
@@ -32,8 +34,11 @@ pub struct PlanRequest {
 pub struct SavedPlan {
     /// Pass as `plan` to `POST /v1/deploys`.
     pub id: String,
+    /// The project planned, by its NAME in the server config.
     pub project: String,
+    /// The environment planned; a deploy of the plan must name the same.
     pub environment: String,
+    /// When the plan was made (RFC 3339 UTC).
     pub created_at: String,
     /// The lines `soar plan --json` printed (planned changes, summary).
     #[schema(value_type = Vec<Object>)]

@@ -21,8 +21,11 @@ use tokio::sync::{Notify, watch};
 use super::jobs::{self, Job};
 use super::store::Db;
 
-/// Job kinds: the CLI command each runs.
+/// The job kind that runs `soar deploy`: plan then apply (or apply a saved
+/// plan).
 pub const DEPLOY: &str = "deploy";
+/// The job kind that runs `soar rollback`: back to the environment's
+/// previous release.
 pub const ROLLBACK: &str = "rollback";
 
 /// Bytes of the child's stderr kept as the job's error.
@@ -39,6 +42,7 @@ struct Running {
 
 /// Shared by the API and the worker loop.
 pub struct Queue {
+    /// The server's store: jobs, their events, and tokens.
     pub db: Arc<Db>,
     exe: PathBuf,
     projects: std::collections::BTreeMap<String, PathBuf>,
@@ -54,6 +58,9 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// A queue running `exe` (this soar) in the configured `projects`
+    /// (NAME -> directory), at most `per_provider` jobs per provider at once.
+    /// Nothing runs until [`Queue::run`] is spawned.
     pub fn new(
         db: Arc<Db>,
         exe: PathBuf,
@@ -130,6 +137,7 @@ impl Queue {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Whether [`Queue::stop`] was called: new submissions are refused (503).
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }

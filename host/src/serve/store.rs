@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use anyhow::Context as _;
 use rusqlite::Connection;
 
+/// The store's file name, under the server's data directory.
 pub const DB_FILE: &str = "server.db";
 
 const SCHEMA: &str = "
@@ -94,6 +95,8 @@ impl Db {
         Ok(Self(Mutex::new(conn)))
     }
 
+    /// The one connection, locked; a handler that panicked holding it does
+    /// not poison it for every later request.
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }

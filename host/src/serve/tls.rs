@@ -48,6 +48,8 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
+    /// Accept on `tcp` and handshake each connection in its own task, so a
+    /// slow or silent client holds up no other (handshakes time out).
     pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);

@@ -24,6 +24,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope as stored, shown and typed (`--scope read`).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
@@ -51,9 +52,13 @@ impl fmt::Display for Scope {
 /// Who a request is, once its token checked out.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The token's public id (the part between `soar_` and the secret).
     pub id: String,
+    /// The token's name, recorded as the `actor` of the jobs it submits.
     pub name: String,
+    /// What the token may do.
     pub scope: Scope,
+    /// The one project the token is limited to; `None` for all.
     pub project: Option<String>,
 }
 
@@ -67,11 +72,17 @@ impl Principal {
 /// A token as `token list` shows it (never the secret, never the hash).
 #[derive(Debug, Serialize)]
 pub struct TokenInfo {
+    /// The token's public id, which `token revoke` takes.
     pub id: String,
+    /// The name given at creation (`token-<id>` by default).
     pub name: String,
+    /// `read`, `deploy` or `admin`.
     pub scope: String,
+    /// The one project the token is limited to; `None` for all.
     pub project: Option<String>,
+    /// When the token was created (RFC 3339 UTC).
     pub created_at: String,
+    /// When it was revoked; `None` while it is valid.
     pub revoked_at: Option<String>,
 }
 
@@ -136,6 +147,7 @@ pub fn verify(db: &Db, token: &str) -> Option<Principal> {
     })
 }
 
+/// Every token, revoked ones included, oldest first.
 pub fn list(db: &Db) -> anyhow::Result<Vec<TokenInfo>> {
     let conn = db.conn();
     let mut stmt = conn.prepare(
