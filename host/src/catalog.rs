@@ -29,7 +29,10 @@ pub enum Source {
     /// Built from `plugins/` into the soar binary.
     Bundled,
     /// Installed by the user into the data directory.
-    Installed { path: PathBuf },
+    Installed {
+        /// The installed `plugin.wasm`.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -44,8 +47,11 @@ impl std::fmt::Display for Source {
 /// A plugin known by name, not yet loaded.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The name projects use for it (`provider = "..."`).
     pub name: String,
+    /// Bundled or installed; it decides how `soar.lock` pins it.
     pub source: Source,
+    /// The component, read once and shared with every load.
     pub bytes: Arc<[u8]>,
     /// sha256 of `bytes`, lowercase hex.
     pub digest: String,

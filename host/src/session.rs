@@ -8,19 +8,23 @@ use crate::artifact::ArtifactSource;
 use crate::broker::http::policy::{Grants, Policy};
 use crate::broker::http::{HttpBroker, HttpLimits};
 use crate::broker::ssh::{SshBroker, SshSettings};
+use crate::contract::Description;
 use crate::credentials::{CredentialStore, SecretSource};
 use crate::journal::Journal;
-use crate::contract::Description;
 
 /// The brokers and artifact of one plugin for one command.
 pub struct Session {
+    /// The plugin's HTTP: its allow-list, credentials and redaction.
     pub http: HttpBroker,
     /// SSH for the rollout and the plugin's `ssh` import. Starts with
     /// default settings and no host a plugin may reach; the engine
     /// configures it and allows hosts ([`SshBroker::configure`],
     /// [`SshBroker::allow`]).
     pub ssh: Arc<SshBroker>,
+    /// The artifact the plugin may upload; `None` for commands that deploy
+    /// nothing.
     pub artifact: Option<Arc<ArtifactSource>>,
+    /// Where every brokered call is recorded, redacted.
     pub journal: Arc<Journal>,
     /// Bars for the long tasks plugins report (drawn only on a terminal).
     pub progress: crate::progress::PluginProgress,
@@ -28,12 +32,18 @@ pub struct Session {
 
 /// Inputs to a [`Session`] besides the plugin itself.
 pub struct SessionConfig {
+    /// What the user's config grants the plugin in this environment.
     pub grants: Grants,
     /// Environment variable per credential, when the user chose one.
     pub credential_env: BTreeMap<String, String>,
+    /// Where credential values are read: the process environment in `soar`,
+    /// a fixed map in tests.
     pub secrets: Box<dyn SecretSource>,
+    /// The artifact the plugin may upload, if this command deploys one.
     pub artifact: Option<Arc<ArtifactSource>>,
+    /// The command's journal, shared with the brokers.
     pub journal: Arc<Journal>,
+    /// Timeouts and size caps for the plugin's HTTP.
     pub http_limits: HttpLimits,
 }
 

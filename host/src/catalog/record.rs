@@ -13,18 +13,23 @@ pub const RECORD_FILE: &str = "install.json";
 /// What `install.json` holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InstallRecord {
+    /// The plugin's name as it describes itself; also its directory's name.
     pub name: String,
+    /// The version the plugin described at install time.
     pub version: String,
+    /// Its one-line summary, for `plugin list` (empty in older records).
     #[serde(default)]
     pub summary: String,
     /// `soar:plugin` version it implements.
     pub wit: String,
+    /// sha256 of `plugin.wasm` as installed, lowercase hex.
     pub sha256: String,
     /// What the user gave: the manifest or the component (URL or path).
     pub source: String,
     /// Where the component itself came from, when `source` is a manifest.
     #[serde(default)]
     pub component: Option<String>,
+    /// When it was installed, in Unix milliseconds.
     pub installed_at_ms: u64,
     /// Installed with `--override-bundled`: it replaces the bundled plugin of
     /// the same name. Without it, the catalog ignores a plugin directory
@@ -52,4 +57,3 @@ pub fn valid_name(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
-

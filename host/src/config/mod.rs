@@ -231,8 +231,11 @@ pub struct Environment {
 pub struct SshConfig {
     /// Hosts listed in the config (not created by the provider).
     pub hosts: Vec<(String, Option<u16>)>,
+    /// The remote user; `None`: the provider's default, else root.
     pub user: Option<String>,
+    /// The SSH port of hosts that name none; `None`: 22.
     pub port: Option<u16>,
+    /// The private key to log in with; `None`: ssh-agent, then `~/.ssh/id_*`.
     pub identity_file: Option<PathBuf>,
     /// Soar's own known-hosts file (default `<project>/.soar/known_hosts`).
     pub known_hosts: Option<PathBuf>,
@@ -240,9 +243,11 @@ pub struct SshConfig {
     pub remote_prefix: String,
     /// The systemctl command (default `systemctl`); `{prefix}` expands.
     pub systemctl: Option<String>,
+    /// Run the rollout's commands through `sudo -n` (for a non-root user).
     pub use_sudo: bool,
     /// `User=` of the unit: `None` = the service name, `""` = none.
     pub service_user: Option<String>,
+    /// How long connecting to a host may take; `None`: the broker's 15 s.
     pub connect_timeout: Option<Duration>,
     /// address or address:port -> (address, port) actually connected to.
     pub address_map: BTreeMap<String, (String, Option<u16>)>,

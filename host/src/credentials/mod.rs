@@ -44,8 +44,12 @@ impl std::fmt::Debug for Secret {
 /// AWS keys as the SigV4 signer needs them.
 #[derive(Debug, Clone)]
 pub struct AwsKeys {
+    /// The public half (`AKIA...`/`ASIA...`); not a secret, so not redacted.
     pub access_key_id: String,
+    /// The signing key; it never leaves the host.
     pub secret_access_key: Secret,
+    /// The token of temporary credentials (STS), sent as
+    /// `X-Amz-Security-Token`.
     pub session_token: Option<Secret>,
 }
 

@@ -9,8 +9,11 @@ use url::Url;
 /// `scheme://host:port`, the unit credentials are bound to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Origin {
+    /// The URL's scheme, lowercase (`https`, or `http` where allowed).
     pub scheme: String,
+    /// The host name or IP literal, lowercase (IPv6 without brackets).
     pub host: String,
+    /// The port, the scheme's default filled in when the URL named none.
     pub port: u16,
 }
 

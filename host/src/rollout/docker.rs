@@ -45,8 +45,8 @@ use anyhow::Context as _;
 use super::env_file;
 use super::service::{ServiceManager, ServiceSpec};
 use super::transport::{ExecOutput, Transport};
-use crate::shell::quote;
 use crate::config::DockerSettings;
+use crate::shell::quote;
 
 /// Housekeeping commands (inspect, run, rm, tag).
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,6 +77,7 @@ pub fn render_env(vars: &[(String, String)]) -> anyhow::Result<String> {
 /// The Docker engine of one host, reached through a [`Transport`].
 #[derive(Clone)]
 pub struct Docker<T> {
+    /// Where the `docker` CLI runs.
     pub transport: T,
     /// `[artifact]`'s docker keys: the CLI, where to publish, the port
     /// inside the container.
@@ -84,6 +85,7 @@ pub struct Docker<T> {
 }
 
 impl<T: Transport> Docker<T> {
+    /// The engine reached through `transport`.
     pub fn new(transport: T, settings: DockerSettings) -> Self {
         Self {
             transport,

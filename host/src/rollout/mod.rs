@@ -40,8 +40,8 @@ use self::service::{ServiceManager, ServiceSpec};
 use self::ssh::SshTransport;
 use self::systemd::Systemd;
 use self::transport::Transport;
-use crate::shell::quote;
 use crate::artifact::{ArtifactSource, Kind};
+use crate::shell::quote;
 
 /// How long a housekeeping command may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,6 +49,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The health check a release must pass.
 #[derive(Debug, Clone)]
 pub struct Health {
+    /// The path probed on the service's port (`/health` by default); any
+    /// 2xx answer counts as healthy.
     pub path: String,
     /// Overall deadline for the release to become healthy.
     pub timeout: Duration,
@@ -62,10 +64,14 @@ pub struct Health {
 pub struct Release<'a> {
     /// Directory name under `releases/` (sortable by time).
     pub id: String,
+    /// The bytes to put on the host.
     pub artifact: &'a ArtifactSource,
+    /// How the artifact runs: it decides unpacking, file modes and the
+    /// service manager.
     pub kind: Kind,
     /// The service environment (plain vars and resolved secrets).
     pub env: Vec<(String, String)>,
+    /// The check the release must pass before the rollout succeeds.
     pub health: Health,
     /// Releases kept on the host (older ones are pruned).
     pub keep: u32,
@@ -92,6 +98,7 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Failure {
+    /// What failed, for the user (the error's `Display`).
     pub message: String,
     /// The previous release was switched back in and restarted.
     pub rolled_back: bool,
@@ -572,7 +579,9 @@ pub async fn tail<T: Transport>(t: &T, path: &str, lines: usize) -> anyhow::Resu
 /// the same steps whatever the kind.
 #[derive(Clone)]
 pub enum Manager {
+    /// A systemd unit runs the release's start command.
     Systemd(Systemd),
+    /// A container of the release's image, on the host's Docker engine.
     Docker(Docker<SshTransport>),
 }
 

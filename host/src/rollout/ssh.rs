@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::transport::{ExecOutput, Transport};
-use crate::shell::quote;
 use crate::broker::ssh::{HostSpec, SshBroker};
+use crate::shell::quote;
 
 /// Who the journal names for the rollout's own commands.
 pub const ACTOR: &str = "soar";
@@ -15,11 +15,15 @@ pub const ACTOR: &str = "soar";
 /// A remote host reached over SSH.
 #[derive(Clone)]
 pub struct SshTransport {
+    /// The broker whose pooled connection, host-key check and journal every
+    /// step goes through.
     pub broker: Arc<SshBroker>,
+    /// The host and the user the steps run as.
     pub host: HostSpec,
 }
 
 impl SshTransport {
+    /// Steps on `host` through `broker`.
     pub fn new(broker: Arc<SshBroker>, host: HostSpec) -> Self {
         Self { broker, host }
     }

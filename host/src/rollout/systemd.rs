@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::service::{ServiceManager, ServiceSpec};
 use super::ssh::SshTransport;
-use super::transport::{Transport};
+use super::transport::Transport;
 use crate::shell::quote;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -27,6 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// systemd on a host reached over SSH.
 #[derive(Clone)]
 pub struct Systemd {
+    /// Where `systemctl` runs and unit files are written.
     pub transport: SshTransport,
     /// The `systemctl` command line (may be a replacement for tests).
     pub systemctl: String,

@@ -11,8 +11,11 @@ use std::time::Duration;
 /// The result of one command.
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
+    /// The exit status; -1 when the command died of a signal or gave none.
     pub status: i32,
+    /// What the command printed on stdout (lossy UTF-8, capped).
     pub stdout: String,
+    /// What it printed on stderr (likewise), quoted by [`ExecOutput::check`].
     pub stderr: String,
 }
 

@@ -17,7 +17,10 @@ use wasmtime::component::Component;
 /// Whether a load hit the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
+    /// The compiled component was on disk, verified, and loaded without
+    /// compiling.
     Hit,
+    /// It was compiled now (and stored for the next load, when writable).
     Compiled,
     /// No cache directory is configured.
     Disabled,

@@ -41,6 +41,7 @@ pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Memory, compute and time budgets of every plugin call.
 }
 
 /// The engine, linker and compile cache shared by all plugins.

@@ -120,7 +120,10 @@ pub fn clip(s: &str, max: usize) -> (std::borrow::Cow<'_, str>, bool) {
 /// Who is running, for every message and log line.
 #[derive(Debug, Clone)]
 pub struct PluginIdent {
+    /// The name the plugin describes itself by; until `describe` answered,
+    /// the label it was loaded under.
     pub name: String,
+    /// The version the plugin describes; `(unknown)` until it has.
     pub version: String,
 }
 
@@ -141,12 +144,16 @@ pub struct MemoryCap {
     pub used: usize,
     /// Whether a growth was refused for the budget.
     pub hit: bool,
+    /// Linear memories the call may create ([`Caps::memories`]).
     pub memories: usize,
+    /// Tables the call may create ([`Caps::tables`]).
     pub tables: usize,
+    /// Core instances the call may create ([`Caps::instances`]).
     pub instances: usize,
 }
 
 impl MemoryCap {
+    /// A fresh budget for one call, nothing granted yet.
     pub fn new(limits: &Limits, caps: &Caps) -> Self {
         Self {
             limit: limits.memory_bytes,

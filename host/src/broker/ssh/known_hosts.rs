@@ -103,6 +103,7 @@ impl KnownHosts {
 /// How a host key was accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The key matched one already recorded.
     Known,
     /// New host created by this deploy; its key is now recorded.
     Learned,

@@ -52,8 +52,8 @@ pub use self::auth::AuthConfig;
 pub use self::known_hosts::{KnownHosts, fingerprint};
 use crate::broker::addresses::SeenAddresses;
 use crate::broker::addresses::is_public;
-use crate::shell::quote;
 use crate::journal::{Event, Journal, millis};
+use crate::shell::quote;
 
 /// Most of a command's stdout (and, separately, stderr) kept.
 pub const OUTPUT_CAP: usize = 256 << 10;
@@ -61,8 +61,11 @@ pub const OUTPUT_CAP: usize = 256 << 10;
 /// Broker-wide settings (from `[env.<name>.ssh]`).
 #[derive(Debug, Clone)]
 pub struct SshSettings {
+    /// The host keys trusted, and the file new ones are recorded in.
     pub known_hosts: KnownHosts,
+    /// Which key (or agent) the host authenticates with.
     pub auth: AuthConfig,
+    /// How long connecting and authenticating to a host may take.
     pub connect_timeout: Duration,
     /// For plugin commands that name no timeout.
     pub command_timeout: Duration,
@@ -94,7 +97,9 @@ impl Default for SshSettings {
 pub struct HostSpec {
     /// Address actually connected to (after any `address_map`).
     pub address: String,
+    /// The SSH port (22 unless the config says otherwise).
     pub port: u16,
+    /// The remote user to log in as.
     pub user: String,
     /// Trust an unknown host key (only for hosts created in this deploy).
     pub accept_new: bool,
@@ -121,12 +126,18 @@ impl HostSpec {
 /// Why a brokered SSH call failed (mirrors the WIT `ssh.error`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SshError {
+    /// The broker refused: an undeclared capability, an unadmitted host, a
+    /// private address. The text says what to change.
     #[error("{0}")]
     Denied(String),
+    /// The connection or the command outlived its deadline.
     #[error("{0}")]
     Timeout(String),
+    /// The host's key did not match the known one; the text shows both
+    /// fingerprints.
     #[error("{0}")]
     HostKey(String),
+    /// Connection, authentication, protocol or local I/O failure.
     #[error("{0}")]
     Failed(String),
 }
@@ -142,8 +153,12 @@ impl From<crate::shell::NulByte> for SshError {
 /// A command's result.
 #[derive(Debug, Clone)]
 pub struct Output {
+    /// The remote exit status: 128 when a signal killed it (stderr says
+    /// which), -1 when the channel closed before any status came.
     pub status: i32,
+    /// The command's stdout, at most [`OUTPUT_CAP`] bytes.
     pub stdout: Vec<u8>,
+    /// The command's stderr, at most [`OUTPUT_CAP`] bytes.
     pub stderr: Vec<u8>,
 }
 
@@ -177,6 +192,8 @@ pub enum NamedBy {
 }
 
 impl SshBroker {
+    /// A broker that admits no host yet (see [`SshBroker::admit`]) and
+    /// journals every call to `journal`.
     pub fn new(settings: SshSettings, journal: Arc<Journal>) -> Self {
         Self {
             settings: RwLock::new(settings),
@@ -624,7 +641,6 @@ fn clip(s: &str, n: usize) -> String {
         format!("{}…", s.chars().take(n).collect::<String>())
     }
 }
-
 
 /// sha256 (hex) and size of a local file, read in chunks (on a blocking
 /// thread: one hand-off for the whole file rather than one per read).
