@@ -21,8 +21,11 @@ pub const TARGET: &str = "wasm32-wasip2";
 pub enum Ensured {
     /// The standard library was already there.
     Present,
-    /// It was missing; `rustup target add` installed it for this toolchain.
-    Installed { toolchain: String },
+    /// It was missing; `rustup target add` installed it.
+    Installed {
+        /// The rustup toolchain it was added to.
+        toolchain: String,
+    },
 }
 
 /// Make sure the compiler cargo builds with (`$RUSTC`) has the standard
