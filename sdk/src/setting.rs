@@ -15,20 +15,15 @@ use crate::Value;
 /// its own words, naming the field, and goes on checking the others.
 ///
 /// `null` (a YAML key with no value) counts as [`Setting::Absent`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum Setting<T> {
     /// Not written, or written as `null`.
+    #[default]
     Absent,
     /// Written with the expected shape.
     Valid(T),
     /// Written with another shape; the value as written, for the message.
     Invalid(Value),
-}
-
-impl<T> Default for Setting<T> {
-    fn default() -> Self {
-        Self::Absent
-    }
 }
 
 impl<T> Setting<T> {

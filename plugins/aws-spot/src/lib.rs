@@ -32,7 +32,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use soar_sdk::prelude::*;
 
-use project::{Deployment, Files, diag};
+use project::{Deployment, Files};
 use settings::Settings;
 
 /// Resource kinds.
@@ -84,13 +84,13 @@ fn load(ctx: &Context) -> Result<Loaded, Vec<Diagnostic>> {
         return Err(errors);
     };
     let user_data =
-        cloudinit::generate(&deployment, &files).map_err(|e| vec![diag(e, None, None)])?;
+        cloudinit::generate(&deployment, &files).map_err(|e| vec![Diagnostic::error(e)])?;
     user_data.check_size().map_err(|e| {
-        vec![diag(
-            e,
-            Some("deployment"),
-            Some("move large files into a tarball referenced from .spot/deployment.yaml"),
-        )]
+        vec![
+            Diagnostic::error(e)
+                .at("deployment")
+                .hint("move large files into a tarball referenced from .spot/deployment.yaml"),
+        ]
     })?;
     let mut h = Sha256::new();
     h.update(user_data.text.as_bytes());
@@ -296,38 +296,41 @@ impl Provider for AwsSpot {
         // deployment's instances), so a least-privilege policy needs no
         // action for validation alone (README: "aws-spot IAM policy").
         if let Err(e) = ec2::describe_instances(ctx, &region, &owner_filter(ctx)) {
-            out.push(diag(
-                format!(
+            let hint = match ec2::code(&e) {
+                Some("AuthFailure" | "SignatureDoesNotMatch" | "InvalidClientTokenId") => {
+                    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the variables named in [env.<name>.credentials])"
+                }
+                Some("UnauthorizedOperation" | "AccessDenied") => {
+                    "the keys are valid but their IAM policy does not allow ec2:DescribeInstances; attach the minimal policy in README (\"aws-spot IAM policy\")"
+                }
+                _ => "",
+            };
+            out.push(
+                Diagnostic::error(format!(
                     "aws-spot provider: cannot use the EC2 API in {region}: {}",
                     ec2::render(&e)
-                ),
-                None,
-                match ec2::code(&e) {
-                    Some("AuthFailure" | "SignatureDoesNotMatch" | "InvalidClientTokenId") => Some(
-                        "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the variables named in [env.<name>.credentials])",
-                    ),
-                    Some("UnauthorizedOperation" | "AccessDenied") => Some(
-                        "the keys are valid but their IAM policy does not allow ec2:DescribeInstances; attach the minimal policy in README (\"aws-spot IAM policy\")",
-                    ),
-                    _ => None,
-                },
-            ));
+                ))
+                .hint(hint),
+            );
             return out;
         }
         if let Some(k) = &settings.key_name {
             for r in &settings.regions {
                 match ec2::key_pair_exists(ctx, &r.name, k) {
                     Ok(true) => {}
-                    Ok(false) => out.push(diag(
-                        format!("key pair `{k}` does not exist in {}", r.name),
-                        Some("key_name"),
-                        Some("create or import it there, or set `public_key` to your public key text and soar imports it"),
-                    )),
-                    Err(e) => out.push(diag(
-                        format!("checking key pair `{k}` in {}: {}", r.name, ec2::render(&e)),
-                        Some("key_name"),
-                        None,
-                    )),
+                    Ok(false) => out.push(
+                        Diagnostic::error(format!("key pair `{k}` does not exist in {}", r.name))
+                            .at("key_name")
+                            .hint("create or import it there, or set `public_key` to your public key text and soar imports it"),
+                    ),
+                    Err(e) => out.push(
+                        Diagnostic::error(format!(
+                            "checking key pair `{k}` in {}: {}",
+                            r.name,
+                            ec2::render(&e)
+                        ))
+                        .at("key_name"),
+                    ),
                 }
             }
         }
