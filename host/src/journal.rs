@@ -20,31 +20,51 @@ use serde::Serialize;
 pub enum Event {
     /// A log record the plugin wrote (or its captured stdout/stderr).
     Log {
+        /// The plugin's name.
         plugin: String,
+        /// `trace` to `error`; captured stdout is `info`, stderr `warn`.
         level: String,
+        /// The message, clipped (stdout and stderr prefixed `[stdout] `,
+        /// `[stderr] `).
         message: String,
+        /// The record's key-value fields, in the plugin's order.
         fields: Vec<(String, String)>,
     },
     /// A brokered HTTP exchange.
     Http {
+        /// The plugin's name.
         plugin: String,
+        /// `GET`, `POST`, ...
         method: String,
         /// Scheme, host, port and path; the query is left out.
         url: String,
+        /// The final response's status; `None` when no response came (denied,
+        /// timed out, connection failed).
         status: Option<u16>,
+        /// Tries made, retries included.
         attempts: u32,
+        /// Wall-clock time of the whole exchange, retries included.
         millis: u64,
+        /// Request body bytes sent.
         sent: u64,
+        /// Response body bytes handed to the plugin.
         received: u64,
         /// `ok`, or why it failed or was denied.
         outcome: String,
     },
     /// A brokered SSH command or upload.
     Ssh {
+        /// The plugin's name, or `soar` for the rollout's own steps.
         plugin: String,
+        /// `user@address:port`.
         host: String,
+        /// The command line or upload, clipped; a failure's reason follows in
+        /// brackets.
         command: String,
+        /// The remote exit status (0 for an upload); `None` when the call
+        /// failed before one came.
         exit: Option<i32>,
+        /// Wall-clock time of the call.
         millis: u64,
     },
 }

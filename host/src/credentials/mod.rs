@@ -59,10 +59,21 @@ pub enum Resolved {
     /// `Authorization: Bearer ...`.
     Bearer(Secret),
     /// SigV4 signing for `service`.
-    Aws { service: String, keys: AwsKeys },
+    Aws {
+        /// The SigV4 service name (`ec2`, `sts`, ...), part of the scope.
+        service: String,
+        /// The keys to sign with.
+        keys: AwsKeys,
+    },
     /// `Authorization: Basic base64(user:password)`: only ever issued by a
     /// provider's API (a Functions namespace key), never declared.
-    Basic { user: String, password: Secret },
+    Basic {
+        /// The user name: not secret alone, so redacted only as part of the
+        /// encoded header.
+        user: String,
+        /// The password, redacted wherever a response could echo it.
+        password: Secret,
+    },
 }
 
 impl Resolved {

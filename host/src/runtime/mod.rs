@@ -40,8 +40,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    pub limits: Limits,
     /// Memory, compute and time budgets of every plugin call.
+    pub limits: Limits,
 }
 
 /// The engine, linker and compile cache shared by all plugins.
@@ -70,14 +70,20 @@ pub enum CallError {
     /// The plugin answered with an error of its own.
     #[error("{}: {}", crate::terminal::line(&.plugin.to_string()), render_plugin_error(.error))]
     Plugin {
+        /// Which plugin answered.
         plugin: PluginIdent,
+        /// Its error value, as the plugin sent it (unescaped).
         error: Box<PluginError>,
     },
     /// The sandbox ended the call (trap, deadline, memory cap...).
     #[error("{} failed in {call}: {}", crate::terminal::line(&.plugin.to_string()), crate::terminal::line(.reason))]
     Trapped {
+        /// Which plugin was running.
         plugin: PluginIdent,
+        /// The contract function called: `describe`, `plan`, `apply`, ...
         call: &'static str,
+        /// Why the sandbox stopped it, with the tail of the plugin's stderr
+        /// (raw: only `Display` escapes it).
         reason: String,
     },
 }
