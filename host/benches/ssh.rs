@@ -12,7 +12,7 @@
 //!   finish sooner than 20 × that / cores.
 //!
 //! The remote service manager is `systemctl3.py --root=<prefix>`
-//! (docker-systemctl-replacement), as in `tests/ssh_rollout.rs`: every
+//! (docker-systemctl-replacement), as in `tests/all/ssh_rollout.rs`: every
 //! `systemctl` call is a Python interpreter start on the host.
 //!
 //! The sshd hosts run every command through the login user's shell, and on

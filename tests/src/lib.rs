@@ -1,4 +1,4 @@
-//! Test support for Soar, shared by the integration tests in `host/tests/`
+//! Test support for Soar, shared by the integration tests in `host/tests/all/`
 //! (which live there because Cargo hands only a package's own tests the path
 //! of its binary): components built from `tests/plugins/`, real HTTP servers
 //! on loopback, and launchers for real peers (moto, sshd, dockerd).

@@ -14,7 +14,7 @@
 
 use soar_sdk::prelude::*;
 
-/// The plugin's name; `host/tests/hostile_terminal.rs` replaces these exact
+/// The plugin's name; `host/tests/all/hostile_terminal.rs` replaces these exact
 /// bytes in the component to rename it.
 pub const NAME: &str = "consent-evil";
 

@@ -2,7 +2,7 @@
 //! log bytes, compute between host calls (modes `caps-*`).
 //!
 //! Extra linear memories and tables cannot be declared from Rust source;
-//! `host/tests/hostile_caps.rs` builds those cases as components of its own.
+//! `host/tests/all/hostile_caps.rs` builds those cases as components of its own.
 //! What Rust can do is here: floods of big log records, huge denied URLs and
 //! SSH commands, busy loops that call the host now and then, and many
 //! progress tasks.

@@ -5,7 +5,7 @@
 //! `ESC [2K` to redraw a `- destroy` line as `+ create harmless`, an OSC
 //! sequence to set the window title, `ESC [2A ESC [J` to erase the lines
 //! above, a C1 CSI (U+009B), a bidi override, and a newline that forges the
-//! next line of the output. `host/tests/hostile_terminal.rs` runs each mode
+//! next line of the output. `host/tests/all/hostile_terminal.rs` runs each mode
 //! through the real binary and checks none of it reaches stdout or stderr
 //! raw.
 

@@ -5,14 +5,11 @@
 //! plan again and destroy all pass under exactly that policy; a policy
 //! without one of its actions fails, which shows moto really enforces it.
 
-mod aws_support;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use aws_support::SignedMoto;
-
-const SOAR: &str = env!("CARGO_BIN_EXE_soar");
+use crate::support::aws::{SignedMoto, spot_command};
+use crate::support::transcript;
 
 /// The JSON block under README's "### aws-spot IAM policy" heading.
 fn readme_policy() -> String {
@@ -58,7 +55,7 @@ impl Project {
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
         let p = Self { tmp, dir };
         let out = p.run(None, None, &["init", "--provider", "aws-spot"]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", transcript(&out));
         let config = p.dir.join(".spot/config.yaml");
         let mut yaml = std::fs::read_to_string(&config).unwrap();
         yaml.push_str(
@@ -70,42 +67,14 @@ impl Project {
 
     /// `soar args...` with `keys` and the EC2 endpoint pointed at moto.
     fn run(&self, moto: Option<&str>, keys: Option<(&str, &str)>, args: &[&str]) -> Output {
-        let mut cmd = Command::new(SOAR);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("HOME", self.tmp.path().join("home"))
-            .env("SOAR_DATA_DIR", self.tmp.path().join("data"))
-            .env(
-                "SOAR_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("soar-e2e-compile-cache"),
-            )
-            .env_remove("SOAR_LOG")
-            .stdin(Stdio::null());
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("AWS_") || k.starts_with("SOAR_ENDPOINT_") {
-                cmd.env_remove(&*k);
-            }
-        }
-        if let Some(url) = moto {
-            assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
-            cmd.env("SOAR_ENDPOINT_AWS_SPOT_EC2", url);
-        }
+        let mut cmd = spot_command(self.tmp.path(), &self.dir, moto);
+        cmd.args(args);
         if let Some((id, secret)) = keys {
             cmd.env("AWS_ACCESS_KEY_ID", id)
                 .env("AWS_SECRET_ACCESS_KEY", secret);
         }
         cmd.output().unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,23 +92,23 @@ async fn the_full_cycle_runs_under_exactly_the_readme_policy() {
     let p = Project::new();
 
     let out = p.run(url, keys, &["plan"]);
-    assert!(out.status.success(), "plan: {}", text(&out));
+    assert!(out.status.success(), "plan: {}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("+ spot-instance spot-0"));
     // Calls that only degrade when refused (the spot price notes) were
     // allowed too.
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("spot price in us-east-1: ")
-            && !text(&out).contains("AccessDenied"),
+            && !transcript(&out).contains("AccessDenied"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
 
     let out = p.run(url, keys, &["deploy", "-y"]);
-    assert!(out.status.success(), "deploy: {}", text(&out));
+    assert!(out.status.success(), "deploy: {}", transcript(&out));
 
     // Status asks EC2 too (under the same policy): in step with the state.
     let out = p.run(url, keys, &["status", "--json"]);
-    assert!(out.status.success(), "status: {}", text(&out));
+    assert!(out.status.success(), "status: {}", transcript(&out));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["checked"], "provider", "{status}");
     assert_eq!(status["drift"], serde_json::json!([]), "{status}");
@@ -155,7 +124,7 @@ async fn the_full_cycle_runs_under_exactly_the_readme_policy() {
 
     // Terminated behind Soar's back (say, reclaimed): status shows drift,
     // and the next deploy brings the slot back.
-    let (code, body) = aws_support::signed(
+    let (code, body) = crate::support::aws::signed(
         &aws.moto.url,
         &aws.keys(),
         "ec2",
@@ -169,35 +138,39 @@ async fn the_full_cycle_runs_under_exactly_the_readme_policy() {
     .await;
     assert!(code < 300, "terminate: {code} {body}");
     let out = p.run(url, keys, &["status"]);
-    assert!(out.status.success(), "status: {}", text(&out));
+    assert!(out.status.success(), "status: {}", transcript(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("drift:    spot-instance spot-0 missing"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
     let out = p.run(url, keys, &["deploy", "-y"]);
-    assert!(out.status.success(), "redeploy: {}", text(&out));
+    assert!(out.status.success(), "redeploy: {}", transcript(&out));
     let out = p.run(url, keys, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["drift"], serde_json::json!([]), "{status}");
 
     let out = p.run(url, keys, &["plan"]);
-    assert!(out.status.success(), "second plan: {}", text(&out));
+    assert!(out.status.success(), "second plan: {}", transcript(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("No changes."),
         "{}",
-        text(&out)
+        transcript(&out)
     );
 
     let out = p.run(url, keys, &["destroy", "--yes"]);
-    assert!(out.status.success(), "destroy: {}", text(&out));
+    assert!(out.status.success(), "destroy: {}", transcript(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("✓ destroy spot-instance spot-0"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
-    assert!(err.contains("✓ destroy security-group"), "{}", text(&out));
+    assert!(
+        err.contains("✓ destroy security-group"),
+        "{}",
+        transcript(&out)
+    );
 }
 
 /// The control: without ec2:RunInstances the deploy is refused by moto's
@@ -212,10 +185,14 @@ async fn a_policy_missing_an_action_is_refused_with_the_action_named() {
     let p = Project::new();
 
     let out = p.run(url, keys, &["plan"]);
-    assert!(out.status.success(), "plan reads only: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "plan reads only: {}",
+        transcript(&out)
+    );
     let out = p.run(url, keys, &["deploy", "-y"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    assert!(!out.status.success(), "{}", transcript(&out));
+    let all = transcript(&out);
     assert!(
         all.contains("AccessDenied") && all.contains("ec2:RunInstances"),
         "{all}"
@@ -246,7 +223,7 @@ async fn every_action_of_the_policy_is_needed() {
         let mut seen = String::new();
         for args in [&["plan"][..], &["deploy", "-y"], &["destroy", "--yes"]] {
             let out = p.run(url, keys, args);
-            seen.push_str(&text(&out));
+            seen.push_str(&transcript(&out));
         }
         assert!(
             seen.contains("AccessDenied") && seen.contains(&action),

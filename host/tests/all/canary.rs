@@ -11,13 +11,13 @@
 //! first-party plugin's ordinary path is as bad as one forced by an attacker.
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-mod leak_scan;
+use std::process::Output;
 
 use soar_tests::fakes::cloudflare::Cloudflare;
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
 use soar_tests::files::walk;
+
+use crate::support;
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 const CF_TOKEN: &str = "cf-canary-token-5e1d7c09a4b2f3e6";
@@ -35,9 +35,7 @@ impl Canary {
     fn new(files: &[(&str, &str)], toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for (rel, body) in files {
-            let p = dir.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
+            support::write(dir.path(), rel, body);
         }
         std::fs::write(dir.path().join("soar.toml"), toml).unwrap();
         Self {
@@ -53,16 +51,9 @@ impl Canary {
     /// `soar -vv ARGS`, which must succeed; its output is kept for the scan.
     fn soar(&mut self, args: &[&str]) -> String {
         let d = self.path().to_path_buf();
-        let out: Output = Command::new(env!("CARGO_BIN_EXE_soar"))
+        let out: Output = support::soar(&d, &d)
             .arg("-vv")
             .args(args)
-            .current_dir(&d)
-            .env("HOME", d.join("home"))
-            .env("SOAR_DATA_DIR", d.join("data"))
-            .env(
-                "SOAR_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("canary-cache"),
-            )
             .env("CANARY_CF_TOKEN", CF_TOKEN)
             .env("CANARY_DO_TOKEN", DO_TOKEN)
             .env("CANARY_SERVICE_SECRET", SERVICE)
@@ -93,7 +84,7 @@ impl Canary {
         }
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         for (place, bytes) in &places {
-            leak_scan::assert_no_secret(place, bytes, &secrets);
+            support::leak_scan::assert_no_secret(place, bytes, &secrets);
             assert!(
                 !has_jwt(bytes),
                 "{place} holds a JWT:\n{}",

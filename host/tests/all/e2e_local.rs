@@ -4,18 +4,17 @@
 //! answers on 127.0.0.1 and what `status` / `history` / `plan` report.
 //!
 //! Every project is torn down when its test ends, passed or failed (see
-//! `e2e_support::Project`'s `Drop`): no supervisor or service outlives it.
-
-mod e2e_support;
+//! `support::e2e::Project`'s `Drop`): no supervisor or service outlives it.
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{
-    ENV, Mode, Project, SERVICE, bare_command, connection_refused, http_get, run_command,
-    soar_toml, version_at, wait_until,
-};
-use rand::Rng as _;
 use serde_json::Value;
+
+use crate::support::e2e::{
+    ENV, Mode, Project, SERVICE, connection_refused, http_get, run_command, soar_toml, version_at,
+    wait_until,
+};
+use crate::support::soar;
 
 /// The usual config: quick health checks, nothing extra.
 fn config() -> String {
@@ -349,7 +348,7 @@ fn detailed_exitcode() {
         config().replace("provider = \"local\"", "provider = \"nowhere\""),
     )
     .unwrap();
-    let mut cmd = bare_command(p.tmp(), &broken);
+    let mut cmd = soar(p.tmp(), &broken);
     cmd.args(["plan", "--detailed-exitcode"]);
     let run = run_command(cmd, vec!["plan".into(), "--detailed-exitcode".into()]).expect_code(1);
     assert!(run.stderr.contains("nowhere"), "{}", run.show());
@@ -421,14 +420,13 @@ fn a_deploy_killed_at_a_random_point_converges_when_run_again() {
         .elapsed()
         .max(Duration::from_millis(300))
         .as_millis() as u64;
-    let mut rng = rand::rng();
     let mut interrupted = 0;
     for round in 0..ROUNDS {
         let version = format!("v{}", round + 2);
         p.write_app(&version, Mode::Healthy);
         let digest = p.planned_digest();
         let deploy = p.spawn(&["deploy", "--yes"]);
-        let delay = rng.random_range(round * span / ROUNDS..(round + 1) * span / ROUNDS);
+        let delay = rand::random_range(round * span / ROUNDS..(round + 1) * span / ROUNDS);
         std::thread::sleep(Duration::from_millis(delay));
         let finished = p.has_exited(deploy);
         p.kill(deploy);
@@ -542,7 +540,7 @@ fn config_errors_point_at_the_line() {
 fn init_writes_a_config_that_validates() {
     let p = Project::empty();
     let init = |args: &[&str]| {
-        let mut cmd = bare_command(p.tmp(), &p.root);
+        let mut cmd = soar(p.tmp(), &p.root);
         cmd.args(args);
         run_command(cmd, args.iter().map(|a| a.to_string()).collect())
     };

@@ -22,28 +22,20 @@
 //! both figures are printed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use soar::broker::http::HttpLimits;
-use soar::broker::http::policy::Grants;
-use soar::credentials::SecretSource;
-use soar::journal::{Event, Journal, JournalBounds};
 use soar::contract::{ChangePlan, Context};
-use soar::runtime::{CallError, Caps, Limits, Plugin, Runtime, RuntimeConfig};
+use soar::journal::{Event, Journal, JournalBounds};
+use soar::runtime::{CallError, Caps, Limits, Plugin, Runtime};
 use soar::session::{Session, SessionConfig};
 use soar_tests::components;
 
-struct NoSecrets;
-
-impl SecretSource for NoSecrets {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-}
+use crate::support::{self, Home, Vars};
 
 /// Tight limits, so the runaway cases end quickly.
 fn limits() -> Limits {
@@ -84,10 +76,6 @@ fn before() -> (Limits, Caps, JournalBounds) {
     )
 }
 
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-caps-compile-cache")
-}
-
 /// A log record: its message and fields.
 type Record = (String, Vec<(String, String)>);
 
@@ -102,12 +90,7 @@ impl Harness {
     }
 
     fn with(limits: Limits, caps: Caps, bounds: JournalBounds) -> Self {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache_dir()),
-            limits,
-        })
-        .expect("runtime")
-        .with_caps(caps);
+        let runtime = support::runtime(limits).with_caps(caps);
         Self {
             runtime,
             journal: Arc::new(Journal::with_bounds(bounds)),
@@ -126,18 +109,13 @@ impl Harness {
     }
 
     async fn plan(&self, plugin: &Plugin, settings: Value) -> Result<ChangePlan, CallError> {
-        let grants = Grants {
-            endpoints: BTreeMap::new(),
-            hosts: vec![],
-            section: "[env.test.grants] in soar.toml".into(),
-        };
         let session = Arc::new(
             Session::new(
                 plugin.description(),
                 SessionConfig {
-                    grants,
+                    grants: support::grants(&[]),
                     credential_env: BTreeMap::new(),
-                    secrets: Box::new(NoSecrets),
+                    secrets: Box::new(Vars::none()),
                     artifact: None,
                     journal: self.journal.clone(),
                     http_limits: HttpLimits::default(),
@@ -924,19 +902,15 @@ async fn a_slow_describe_fails_the_load_at_its_short_deadline() {
 
 #[test]
 fn plugin_install_and_list_are_not_stalled_by_a_slow_describe() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let wasm = home.path().join("slow.wasm");
-    std::fs::write(&wasm, component("slow", Describe::Sleep, Bomb::default())).unwrap();
+    let home = Home::new();
+    let wasm = home.write(
+        "slow.wasm",
+        &component("slow", Describe::Sleep, Bomb::default()),
+    );
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_soar"))
+    let out = home
+        .command(home.path())
         .args(["plugin", "install", wasm.to_str().unwrap(), "--yes"])
-        .current_dir(home.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("SOAR_DATA_DIR", home.path().join("data"))
-        .env("SOAR_CACHE_DIR", cache_dir())
-        .stdin(Stdio::null())
         .output()
         .expect("running soar");
     let took = started.elapsed();
@@ -954,7 +928,7 @@ fn plugin_install_and_list_are_not_stalled_by_a_slow_describe() {
         took < deadline + Duration::from_secs(10),
         "install took {took:?}"
     );
-    let plugins = home.path().join("data/plugins");
+    let plugins = home.plugins();
     let left: Vec<_> = std::fs::read_dir(&plugins)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -975,15 +949,9 @@ fn plugin_install_and_list_are_not_stalled_by_a_slow_describe() {
     )
     .unwrap();
     let started = Instant::now();
-    let list = Command::new(env!("CARGO_BIN_EXE_soar"))
+    let list = home
+        .command(home.path())
         .args(["plugin", "list"])
-        .current_dir(home.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("SOAR_DATA_DIR", home.path().join("data"))
-        .env("SOAR_CACHE_DIR", cache_dir())
-        .stdin(Stdio::null())
         .output()
         .expect("running soar");
     let took = started.elapsed();
@@ -1109,7 +1077,8 @@ async fn rss_child() {
 /// Peak RSS in KiB of this test binary run on one case.
 fn peak_rss_kib(case: &str, lifted: bool) -> i64 {
     let mut cmd = Command::new(std::env::current_exe().expect("this test binary"));
-    cmd.args(["rss_child", "--exact", "--ignored", "--nocapture"])
+    cmd.arg(crate::support::this_test(module_path!(), "rss_child"))
+        .args(["--exact", "--ignored", "--nocapture"])
         .env("SOAR_CAPS_RSS_CASE", case)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

@@ -11,28 +11,19 @@
 //! Needs `/usr/sbin/sshd` (Debian `openssh-server`) and
 //! `target/test-peers/venv/bin/systemctl3.py` (or `SOAR_SYSTEMCTL_PY`).
 
-use soar_tests::sshd::{free_port, python, require_peers, systemctl_py};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
-use soar_tests::sshd::{ClientKey, SshHost};
+use soar_tests::sshd::{ClientKey, SshHost, free_port, python, require_peers, systemctl_py, user};
+
+use crate::support::text;
 
 const TOKEN: &str = "dop_v1_fake_token_for_do_sshd_0123456789";
 const TOKEN_VAR: &str = "SOAR_DO_SSHD_TEST_TOKEN";
 const ENV: &str = "staging";
 const SERVICE: &str = "hello";
-
-fn whoami() -> String {
-    text(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The README's example service, built into its own target directory (so
 /// this build never waits on the test's own cargo lock).
@@ -124,7 +115,7 @@ address_map = {{ {map} }}
 "#,
                 api = fake.url(),
                 binary = binary.display(),
-                user = whoami(),
+                user = user(),
                 key = hosts[0].key_path.display(),
                 prefixes = prefixes.display(),
                 py = python().display(),
@@ -242,7 +233,7 @@ fn deploy_status_redeploy_and_destroy_on_fake_droplets() {
         );
     }
     let all = format!("{o}\n{e}");
-    let user = whoami();
+    let user = user();
     for h in [&a, &b] {
         assert!(
             all.contains(&format!("✓ {user}@127.0.0.1:{} healthy", h.port)),

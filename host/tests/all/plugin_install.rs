@@ -7,48 +7,23 @@
 //! first-party plugin against the VM API fake.
 //!
 //! Every `soar` runs with its own `HOME` and `SOAR_DATA_DIR` and stdin closed
-//! (non-interactive); the compile cache is shared by the tests of this binary.
+//! (non-interactive); the compile cache is shared by every test (`support::compile_cache`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 use soar_tests::components;
 use soar_tests::fakes::vmapi::VmApi;
 use soar_tests::static_server::{Route, StaticServer};
 
-const SOAR: &str = env!("CARGO_BIN_EXE_soar");
+use crate::support::Home;
+
 const TOKEN: &str = "vmapi-test-token-5d2c";
 
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "soar failed:\n{self:#?}");
-        self
-    }
-    fn fails_with(self, needle: &str) -> Self {
-        assert_ne!(self.code, Some(0), "soar should have failed:\n{self:#?}");
-        assert!(
-            self.stderr.contains(needle) || self.stdout.contains(needle),
-            "expected {needle:?} in the output:\n{self:#?}"
-        );
-        self
-    }
-}
-
-/// A throwaway HOME + data dir; projects live in it too.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-install-cache")
+/// A throwaway HOME whose commands get the VM API fake's token.
+fn home() -> Home {
+    Home::new().with_var("VMAPI_TOKEN", TOKEN)
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -56,39 +31,6 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 impl Home {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn plugins(&self) -> PathBuf {
-        self.path().join("data/plugins")
-    }
-    fn soar_in(&self, cwd: &Path, args: &[&str]) -> Run {
-        let out = Command::new(SOAR)
-            .args(args)
-            .current_dir(cwd)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .env("SOAR_DATA_DIR", self.path().join("data"))
-            .env("SOAR_CACHE_DIR", cache_dir())
-            .env("VMAPI_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running soar");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-    fn soar(&self, args: &[&str]) -> Run {
-        self.soar_in(self.path(), args)
-    }
     /// Everything in the plugins directory: empty after a refused install
     /// (no plugin, no staging leftovers, nothing in the store).
     fn leftovers(&self) -> Vec<String> {
@@ -105,17 +47,11 @@ impl Home {
         }
         found
     }
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
 }
 
 #[test]
 fn install_from_path_list_inspect_and_remove() {
-    let home = Home::new();
+    let home = home();
     let wasm = home.write("hostile.wasm", components::hostile());
     let run = home
         .soar(&["plugin", "install", wasm.to_str().unwrap(), "--yes"])
@@ -143,7 +79,7 @@ fn install_from_path_list_inspect_and_remove() {
 
 #[test]
 fn install_from_http_with_pinned_digest_and_loopback_redirect() {
-    let home = Home::new();
+    let home = home();
     let server = StaticServer::start();
     let bytes = components::hostile();
     let url = server.add("/dl/hostile.wasm", Route::File(bytes.to_vec()));
@@ -170,7 +106,7 @@ fn install_from_http_with_pinned_digest_and_loopback_redirect() {
 
 #[test]
 fn unpinned_install_needs_yes_when_not_interactive() {
-    let home = Home::new();
+    let home = home();
     let wasm = home.write("hostile.wasm", components::hostile());
     let run = home
         .soar(&["plugin", "install", wasm.to_str().unwrap()])
@@ -195,7 +131,7 @@ fn unpinned_install_needs_yes_when_not_interactive() {
 
 #[test]
 fn checksum_mismatch_is_refused_and_nothing_installed() {
-    let home = Home::new();
+    let home = home();
     let server = StaticServer::start();
     let url = server.add("/hostile.wasm", Route::File(components::hostile().to_vec()));
     let wrong = "0".repeat(64);
@@ -208,7 +144,7 @@ fn checksum_mismatch_is_refused_and_nothing_installed() {
 
 #[test]
 fn not_found_is_reported_as_not_found() {
-    let home = Home::new();
+    let home = home();
     let server = StaticServer::start();
     let url = format!("{}/nope.wasm", server.url());
     let run = home
@@ -230,7 +166,7 @@ fn not_found_is_reported_as_not_found() {
 
 #[test]
 fn plain_http_and_redirects_to_http_are_refused_before_connecting() {
-    let home = Home::new();
+    let home = home();
     let server = StaticServer::start();
     // 203.0.113.0/24 is TEST-NET-3: never contacted, the refusal comes first.
     let outside = "http://203.0.113.7/hostile.wasm";
@@ -247,7 +183,7 @@ fn plain_http_and_redirects_to_http_are_refused_before_connecting() {
 
 #[test]
 fn corrupt_core_module_and_other_contract_are_refused_clearly() {
-    let home = Home::new();
+    let home = home();
     let corrupt = home.write(
         "corrupt.wasm",
         b"\0asm\x0d\x00\x01\x00this is not a component at all",
@@ -271,7 +207,7 @@ fn corrupt_core_module_and_other_contract_are_refused_clearly() {
 
 #[test]
 fn manifest_for_another_contract_is_refused_before_download() {
-    let home = Home::new();
+    let home = home();
     let server = StaticServer::start();
     server.add(
         "/future.wasm",
@@ -293,7 +229,7 @@ fn manifest_for_another_contract_is_refused_before_download() {
 
 #[test]
 fn interrupted_download_leaves_nothing_behind() {
-    let home = Home::new();
+    let home = home();
     let server = StaticServer::start();
     let bytes = components::hostile();
     let url = server.add(
@@ -349,7 +285,7 @@ mode = "ok"
 
 #[test]
 fn lock_file_pins_plugins_and_a_mismatch_blocks_deploy() {
-    let home = Home::new();
+    let home = home();
     let project = hostile_project(&home);
     let wasm = home.write("hostile.wasm", components::hostile());
     let digest = sha256(components::hostile());
@@ -408,7 +344,7 @@ fn lock_file_pins_plugins_and_a_mismatch_blocks_deploy() {
 
 #[test]
 fn new_scaffolds_rust_and_python_projects() {
-    let home = Home::new();
+    let home = home();
     for lang in ["rust", "python"] {
         let name = format!("demo-{lang}");
         let run = home.soar(&["plugin", "new", &name, "--lang", lang]).ok();
@@ -451,7 +387,7 @@ fn build_python_provider(out: &Path) -> Vec<u8> {
 
 #[test]
 fn python_provider_full_lifecycle() {
-    let home = Home::new();
+    let home = home();
     let wasm = build_python_provider(&home.path().join("build/vmapi.wasm"));
     let api = VmApi::start(TOKEN);
 

@@ -3,38 +3,21 @@
 //! failover (errors injected by a proxy in front of moto), destroy by tags,
 //! and secrets that never show.
 
-mod aws_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_support::{SignedMoto, signed, xml_text};
 use base64::Engine as _;
-use soar::artifact::ArtifactSource;
-use soar::broker::http::HttpLimits;
-use soar::broker::http::policy::Grants;
-use soar::catalog::Catalog;
-use soar::credentials::SecretSource;
+use soar::contract::{Change, ChangeAction, ChangePlan, PluginError};
 use soar::journal::Journal;
-use soar::contract::{
-    Applied, ArtifactKind, Change, ChangeAction, ChangePlan, Context, PluginError, Severity,
-};
-use soar::runtime::{CallError, Plugin, Runtime, RuntimeConfig};
-use soar::session::{Session, SessionConfig};
+use soar::runtime::CallError;
 use soar_tests::ec2_proxy::{Ec2Proxy, Fault};
+
+use crate::support::aws::{SignedMoto, SpotConfig, SpotSession, signed, xml_text};
 
 const SECRET_VALUE: &str = "hunter2-do-not-print-me";
 const PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl+DEqTADDZx8f6/+iPLCbFokBgQocPCtIkAbGPD89U test@soar";
-
-struct Keys(BTreeMap<&'static str, String>);
-
-impl SecretSource for Keys {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-}
 
 /// moto with an IAM user whose keys the host signs with; auth switched on.
 struct Aws(SignedMoto);
@@ -158,13 +141,8 @@ impl Inst {
 }
 
 /// The bundled plugin with a session toward `endpoint`.
-struct Harness {
-    plugin: Plugin,
-    session: Arc<Session>,
-    ctx: Context,
-    journal: Arc<Journal>,
-}
-
+/// An aws-spot session against `endpoint` with the IAM user's key id and
+/// `secret` (the right one, or not), recording into a journal of its own.
 async fn harness(
     aws: &Aws,
     endpoint: &str,
@@ -172,85 +150,17 @@ async fn harness(
     project: Option<&Path>,
     app: &str,
     settings: serde_json::Value,
-) -> Harness {
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let catalog = Catalog::discover(None).unwrap();
-    let plugin = runtime
-        .load("aws-spot", &catalog.get("aws-spot").unwrap().bytes)
-        .await
-        .unwrap();
-    let mut grants = Grants {
-        section: "[env.test.grants] in soar.toml".into(),
-        ..Default::default()
-    };
-    grants.endpoints.insert("ec2".into(), endpoint.to_string());
-    let artifact =
-        project.map(|p| Arc::new(ArtifactSource::scan(ArtifactKind::Script, p).unwrap()));
-    let journal = Arc::new(Journal::default());
-    let session = Arc::new(
-        Session::new(
-            plugin.description(),
-            SessionConfig {
-                grants,
-                credential_env: BTreeMap::new(),
-                secrets: Box::new(Keys(BTreeMap::from([
-                    ("AWS_ACCESS_KEY_ID", aws.key_id.clone()),
-                    ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
-                ]))),
-                artifact: artifact.clone(),
-                journal: journal.clone(),
-                http_limits: HttpLimits {
-                    max_attempts: 1,
-                    ..Default::default()
-                },
-            },
-        )
-        .unwrap(),
-    );
-    let ctx = Context {
-        app: app.into(),
-        environment: "test".into(),
-        settings: settings.to_string(),
-        endpoints: session.http.endpoints().to_vec(),
-        artifact: artifact.map(|a| a.describe()),
-    };
-    Harness {
-        plugin,
-        session,
-        ctx,
-        journal,
-    }
-}
-
-impl Harness {
-    async fn plan(&self) -> Result<ChangePlan, String> {
-        self.plugin
-            .plan(self.session.clone(), &self.ctx)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn apply(&self, c: &Change) -> Result<Applied, String> {
-        self.plugin
-            .apply(self.session.clone(), &self.ctx, c)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn validate(&self) -> Vec<String> {
-        self.plugin
-            .validate(self.session.clone(), &self.ctx)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(|d| format!("{} ({})", d.message, d.hint.unwrap_or_default()))
-            .collect()
-    }
-
-    fn journal_text(&self) -> String {
-        serde_json::to_string(&self.journal.events()).unwrap()
-    }
+) -> SpotSession {
+    SpotSession::open(SpotConfig {
+        ec2: endpoint,
+        key_id: &aws.key_id,
+        secret,
+        project,
+        app,
+        settings,
+        journal: Arc::new(Journal::default()),
+    })
+    .await
 }
 
 fn project(files: &[(&str, &[u8])]) -> tempfile::TempDir {

@@ -4,7 +4,7 @@
 //! token and the captured upload JWT.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,24 +12,15 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use soar::artifact::ArtifactSource;
 use soar::broker::http::HttpLimits;
-use soar::broker::http::policy::Grants;
-use soar::catalog::Catalog;
-use soar::credentials::SecretSource;
-use soar::journal::Journal;
 use soar::contract::{Applied, ArtifactKind, ChangeAction, ChangePlan, Context};
-use soar::runtime::{CallError, Plugin, Runtime, RuntimeConfig};
+use soar::journal::Journal;
+use soar::runtime::{CallError, Plugin, Runtime};
 use soar::session::{Session, SessionConfig};
 use soar_tests::fakes::cloudflare::Cloudflare;
 
+use crate::support::{self, Vars, write};
+
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
-
-struct Token(String);
-
-impl SecretSource for Token {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "CLOUDFLARE_API_TOKEN").then(|| self.0.clone())
-    }
-}
 
 struct Fixture {
     plugin: Plugin,
@@ -46,16 +37,8 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         soar::tls::install_crypto_provider();
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cf-compile-cache")),
-            ..Default::default()
-        })
-        .unwrap();
-        let catalog = Catalog::discover(None).unwrap();
-        let plugin = runtime
-            .load("cloudflare", &catalog.get("cloudflare").unwrap().bytes)
-            .await
-            .unwrap();
+        let runtime = support::runtime(Default::default());
+        let plugin = support::bundled(&runtime, "cloudflare").await;
         let token = format!("cf-test-token-{}-{:x}", std::process::id(), rand_suffix());
         Self {
             plugin,
@@ -69,20 +52,13 @@ impl Fixture {
     }
 
     fn session(&self, artifact: Option<Arc<ArtifactSource>>) -> Arc<Session> {
-        let mut grants = Grants {
-            section: "[env.test.grants] in soar.toml".into(),
-            ..Default::default()
-        };
-        grants
-            .endpoints
-            .insert("api".into(), self.fake.url().to_string());
         Arc::new(
             Session::new(
                 self.plugin.description(),
                 SessionConfig {
-                    grants,
+                    grants: support::grants(&[("api", self.fake.url())]),
                     credential_env: BTreeMap::new(),
-                    secrets: Box::new(Token(self.token.clone())),
+                    secrets: Box::new(Vars::new([("CLOUDFLARE_API_TOKEN", self.token.as_str())])),
                     artifact,
                     journal: self.journal.clone(),
                     http_limits: HttpLimits {
@@ -171,12 +147,6 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-fn write(dir: &Path, rel: &str, content: &[u8]) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
 }
 
 /// Pages' hash, computed independently: blake3(base64(content) + ext)[..32].

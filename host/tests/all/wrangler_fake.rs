@@ -11,10 +11,12 @@
 //! they are missing the test is skipped loudly, and fails under `CI=true`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 use soar_tests::fakes::cloudflare::Cloudflare;
+
+use crate::support::{self, transcript, write};
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "cf-wrangler-fake-test-token-0000000000000";
@@ -82,12 +84,6 @@ fn require_wrangler() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-fn write(dir: &Path, rel: &str, body: &[u8]) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
-}
-
 fn site(dir: &Path) {
     write(dir, "index.html", b"<h1>shop</h1>\n");
     write(dir, "about/index.html", b"<p>about</p>\n");
@@ -96,15 +92,6 @@ fn site(dir: &Path) {
     write(dir, "data/prices.json", br#"{"tea":3}"#);
     write(dir, "_headers", b"/*\n  X-Frame-Options: DENY\n");
     write(dir, "_redirects", b"/old /new 301\n");
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -151,7 +138,7 @@ fn wrangler_pages_deploy_succeeds_against_the_fake_and_soar_matches_it() {
         .output()
         .unwrap();
     let took = started.elapsed();
-    let all = text(&out);
+    let all = transcript(&out);
     eprintln!("wrangler pages deploy took {took:?}:\n{all}");
     assert!(
         out.status.success(),
@@ -206,19 +193,12 @@ cloudflare = "WRANGLER_TEST_TOKEN"
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_soar"))
+    let out = support::soar(tmp.path(), tmp.path())
         .args(["deploy", "--yes"])
-        .current_dir(tmp.path())
-        .env("HOME", &home)
-        .env("SOAR_DATA_DIR", tmp.path().join("data"))
-        .env(
-            "SOAR_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("wrangler-fake-cache"),
-        )
         .env("WRANGLER_TEST_TOKEN", TOKEN)
         .output()
         .unwrap();
-    assert!(out.status.success(), "soar deploy: {}", text(&out));
+    assert!(out.status.success(), "soar deploy: {}", transcript(&out));
     let by_soar = fake.deployments("shop-soar").pop().expect("a deployment");
     assert_eq!(
         by_soar.manifest, by_wrangler.manifest,

@@ -16,49 +16,15 @@
 //!
 //! Every `soar` runs with its own `HOME` and `SOAR_DATA_DIR`, stdin closed
 //! (non-interactive) and stdout/stderr pipes; the compile cache is shared by
-//! the tests of this binary.
+//! every test (`support::compile_cache`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use soar_tests::components;
 
-const SOAR: &str = env!("CARGO_BIN_EXE_soar");
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    /// stdout then stderr, as written.
-    raw: Vec<u8>,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+use crate::support::{Home, Run};
 
 impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "soar failed:\n{self:#?}");
-        self
-    }
-    fn fails_with(self, needle: &str) -> Self {
-        assert_ne!(self.code, Some(0), "soar should have failed:\n{self:#?}");
-        assert!(
-            self.all().contains(needle),
-            "expected {needle:?} in the output:\n{self:#?}"
-        );
-        self
-    }
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
     /// The promise: nothing on stdout or stderr can act on the terminal.
     fn clean(self) -> Self {
         let bad: Vec<(usize, u8)> = self
@@ -86,57 +52,7 @@ impl Run {
     }
 }
 
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-terminal-cache")
-}
-
-/// A throwaway HOME + data dir; projects live in it too.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
 impl Home {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn plugins(&self) -> PathBuf {
-        self.path().join("data/plugins")
-    }
-    fn soar_in(&self, cwd: &Path, args: &[&str]) -> Run {
-        let out = Command::new(SOAR)
-            .args(args)
-            .current_dir(cwd)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .env("SOAR_DATA_DIR", self.path().join("data"))
-            .env("SOAR_CACHE_DIR", cache_dir())
-            .stdin(Stdio::null())
-            .output()
-            .expect("running soar");
-        let mut raw = out.stdout.clone();
-        raw.extend_from_slice(&out.stderr);
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            raw,
-        }
-    }
-    fn soar(&self, args: &[&str]) -> Run {
-        self.soar_in(self.path(), args)
-    }
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
     /// Install the hostile plugin (outside any project).
     fn with_hostile(self) -> Self {
         let wasm = self.write("hostile.wasm", components::hostile());

@@ -19,14 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-mod leak_scan;
-
 use serde_json::{Value, json};
 use soar_tests::components;
 use soar_tests::files::{contains, walk};
 use soar_tests::servers::Server;
 
-const SOAR: &str = env!("CARGO_BIN_EXE_soar");
+use crate::support::Home;
+
 /// The declared credential's value (`SOAR_TEST_TOKEN`).
 const TOKEN: &str = "canary-token-7f3a9c1e5b2d4086";
 /// A service secret with a quote and non-ASCII, as finding 5 used.
@@ -61,19 +60,17 @@ impl Run {
 /// credential-bound API) on one echo server and "files" (a declared
 /// endpoint the plugin controls) on another.
 struct Project {
-    home: tempfile::TempDir,
+    home: Home,
     api: Server,
     files: Server,
-}
-
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-secrets-cache")
 }
 
 impl Project {
     fn new() -> Self {
         let p = Self {
-            home: tempfile::tempdir().unwrap(),
+            home: Home::new()
+                .with_var("SOAR_TEST_TOKEN", TOKEN)
+                .with_var("LEAKY_SERVICE_SECRET", SERVICE),
             api: Server::start(),
             files: Server::start(),
         };
@@ -134,19 +131,8 @@ secrets = {{ API_KEY = "LEAKY_SERVICE_SECRET" }}
     }
 
     fn soar(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(SOAR);
-        cmd.args(args)
-            .current_dir(self.dir())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("SOAR_DATA_DIR", self.home.path().join("data"))
-            .env("SOAR_CACHE_DIR", cache_dir())
-            .env("SOAR_TEST_TOKEN", TOKEN)
-            .env("LEAKY_SERVICE_SECRET", SERVICE)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = self.home.command(&self.dir());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -167,7 +153,7 @@ secrets = {{ API_KEY = "LEAKY_SERVICE_SECRET" }}
 
     /// Neither secret, in any form, anywhere.
     fn assert_clean(&self, run: &Run) {
-        leak_scan::assert_no_secret(
+        crate::support::leak_scan::assert_no_secret(
             &format!("the run's output or .soar/ ({run:#?})"),
             &self.everything(run),
             &[TOKEN, SERVICE],

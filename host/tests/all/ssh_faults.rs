@@ -25,6 +25,8 @@ use soar_tests::sshd::{
     ClientKey, Proc, SshHost, SshProject, python, require_peers, signal, systemctl_py, user,
 };
 
+use crate::support::text;
+
 /// Random bytes appended to the large releases.
 const PADDING: u64 = 64 << 20;
 /// How much of the large file must be on the host before the connection is
@@ -84,10 +86,6 @@ fn project(host: &SshHost) -> SshProject {
     .unwrap();
     write_service(p.dir.path(), "v1", 4096);
     p
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `soar deploy --yes <extra>` must succeed.
@@ -578,12 +576,12 @@ fn restart_always_brings_a_killed_service_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
     use soar::broker::http::HttpLimits;
-    use soar::broker::http::policy::Grants;
     use soar::broker::ssh::{AuthConfig, HostSpec, KnownHosts, NamedBy, SshSettings};
-    use soar::journal::{Event, Journal};
     use soar::contract::Context;
-    use soar::runtime::{Runtime, RuntimeConfig};
+    use soar::journal::{Event, Journal};
     use soar::session::{Session, SessionConfig};
+
+    use crate::support::{self, Vars};
 
     require_peers();
     let key = ClientKey::generate().unwrap();
@@ -597,13 +595,7 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
     other.set_nonblocking(true).unwrap();
     let other_port = other.local_addr().unwrap().port();
 
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ssh-faults-compile-cache"),
-        ),
-        limits: Default::default(),
-    })
-    .unwrap();
+    let runtime = support::runtime(Default::default());
     let plugin = runtime
         .load("hostile", soar_tests::components::hostile())
         .await
@@ -617,16 +609,9 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
         Session::new(
             &description,
             SessionConfig {
-                grants: Grants {
-                    endpoints: BTreeMap::from([(
-                        "api".to_string(),
-                        "http://127.0.0.1:9".to_string(),
-                    )]),
-                    hosts: vec![],
-                    section: "[env.test.grants] in soar.toml".into(),
-                },
+                grants: support::grants(&[("api", "http://127.0.0.1:9")]),
                 credential_env: BTreeMap::new(),
-                secrets: Box::new(soar::credentials::ProcessEnv),
+                secrets: Box::new(Vars::none()),
                 artifact: None,
                 journal: journal.clone(),
                 http_limits: HttpLimits::default(),

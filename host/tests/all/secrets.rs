@@ -11,30 +11,20 @@
 //! and everything the plugin sent back out for the token's value.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 use soar::broker::http::HttpLimits;
-use soar::broker::http::policy::Grants;
-use soar::credentials::SecretSource;
-use soar::journal::Journal;
 use soar::contract::{ChangePlan, Context};
-use soar::runtime::{CallError, Limits, Plugin, Runtime, RuntimeConfig};
+use soar::journal::Journal;
+use soar::runtime::{CallError, Limits, Plugin, Runtime};
 use soar::session::{Session, SessionConfig};
 use soar_tests::components;
 use soar_tests::servers::{Recorded, Server};
 
-/// Hands out one token for `SOAR_TEST_TOKEN`, without the process environment.
-struct TestSecrets(String);
-
-impl SecretSource for TestSecrets {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "SOAR_TEST_TOKEN").then(|| self.0.clone())
-    }
-}
+use crate::support::{self, Vars};
 
 /// A token unique to this run, shaped like a JWT so that the host's
 /// `credential-claims` would decode it if it ever treated it as capturable.
@@ -71,19 +61,13 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("secrets-compile-cache"),
-            ),
-            limits: Limits {
-                memory_bytes: 64 << 20,
-                compute_budget: Duration::from_secs(2),
-                invocation_timeout: Duration::from_secs(30),
-                log_records: 100,
-                stdio_bytes: 64 << 10,
-            },
-        })
-        .expect("runtime");
+        let runtime = support::runtime(Limits {
+            memory_bytes: 64 << 20,
+            compute_budget: Duration::from_secs(2),
+            invocation_timeout: Duration::from_secs(30),
+            log_records: 100,
+            stdio_bytes: 64 << 10,
+        });
         let plugin = runtime
             .load("hostile", components::hostile())
             .await
@@ -107,21 +91,16 @@ impl Fixture {
 
     /// A session whose environment configures `service` secrets.
     fn session_with(&self, service: BTreeMap<String, String>) -> Arc<Session> {
-        let grants = Grants {
-            endpoints: BTreeMap::from([
-                ("api".to_string(), self.api.url().to_string()),
-                ("files".to_string(), self.files.url().to_string()),
-            ]),
-            hosts: vec![],
-            section: "[env.test.grants] in soar.toml".into(),
-        };
         Arc::new(
             Session::new(
                 self.plugin.description(),
                 SessionConfig {
-                    grants,
+                    grants: support::grants(&[
+                        ("api", self.api.url()),
+                        ("files", self.files.url()),
+                    ]),
                     credential_env: BTreeMap::new(),
-                    secrets: Box::new(TestSecrets(self.token.clone())),
+                    secrets: Box::new(Vars::new([("SOAR_TEST_TOKEN", self.token.as_str())])),
                     artifact: None,
                     journal: self.journal.clone(),
                     http_limits: HttpLimits {

@@ -14,6 +14,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
+use soar_tests::files::walk;
+
+use crate::support::text;
 
 const TOKEN: &str = "dop_v1_fake_token_for_functions_0123456789";
 const TOKEN_VAR: &str = "SOAR_DO_FUNCTIONS_TEST_TOKEN";
@@ -29,10 +32,6 @@ fn script(version: &str) -> String {
 }}
 "#
     )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 struct Project {
@@ -139,21 +138,6 @@ fn assert_no_secret_stored(dir: &Path, secrets: &[String]) {
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -3,22 +3,16 @@
 //! back into `.soar/state.db`, and state entries the provider no longer
 //! reports are dropped.
 
-use std::process::Command;
-
 use serde_json::Value;
 use soar_tests::fakes::digitalocean::DigitalOceanFake as DigitalOcean;
+
+use crate::support;
 
 const TOKEN: &str = "dop_v1_refresh_test_token_0000000000000000000000000000000000";
 
 fn soar(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_soar"))
+    support::soar(dir, dir)
         .args(args)
-        .current_dir(dir)
-        .env("SOAR_DATA_DIR", dir.join("data"))
-        .env(
-            "SOAR_CACHE_DIR",
-            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("refresh-cache"),
-        )
         .env("REFRESH_DO_TOKEN", TOKEN)
         .output()
         .expect("running soar")

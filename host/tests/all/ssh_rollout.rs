@@ -7,11 +7,12 @@
 //! Needs `/usr/sbin/sshd` (Debian `openssh-server`) and
 //! `target/test-peers/venv/bin/systemctl3.py` (or `SOAR_SYSTEMCTL_PY`).
 
-use soar_tests::sshd::{SshProject, python, require_peers, systemctl_py};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use soar_tests::sshd::{ClientKey, SshHost};
+use soar_tests::sshd::{ClientKey, SshHost, SshProject, python, require_peers, systemctl_py, user};
+
+use crate::support::text;
 
 const SECRET: &str = "s3cr3t-value-that-must-not-leak";
 
@@ -103,16 +104,6 @@ impl Project {
             .ok()?;
         out.status.success().then(|| text(&out.stdout))
     }
-}
-
-fn whoami() -> String {
-    text(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn stop_services(hosts: &[&SshHost]) {
@@ -315,13 +306,13 @@ fn fan_out_to_five_hosts_with_one_failing() {
     let err = text(&out.stderr);
     assert!(err.contains("failed on 1 of 5"), "{err}");
     assert!(
-        err.contains(&format!("✗ {}@127.0.0.1:{}", whoami(), hosts[1].port)),
+        err.contains(&format!("✗ {}@127.0.0.1:{}", user(), hosts[1].port)),
         "{err}"
     );
     assert!(err.contains("not started"), "{err}");
     for h in &hosts[3..] {
         assert!(
-            err.contains(&format!("- {}@127.0.0.1:{}: not started", whoami(), h.port)),
+            err.contains(&format!("- {}@127.0.0.1:{}: not started", user(), h.port)),
             "{err}"
         );
     }

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use soar_tests::dockerd::{Engine, require_engine, static_hello};
-use soar_tests::sshd::{ClientKey, SshHost, available, free_port};
+use soar_tests::sshd::{ClientKey, SshHost, available, free_port, user};
+
+use crate::support::text;
 
 const SECRET: &str = "d0cker-s3cret-that-must-not-leak";
 
@@ -28,16 +30,6 @@ fn unique(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn whoami() -> String {
-    text(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_string()
 }
 
 /// Removes the service's container and images (and the test's own build
@@ -141,7 +133,7 @@ connect_timeout = "5s"
 "#,
                 cli = engine.cli(),
                 endpoint = host.endpoint(),
-                user = whoami(),
+                user = user(),
                 key = host.key_path.display(),
                 prefix = host.root.display(),
             ),

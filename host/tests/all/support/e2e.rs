@@ -3,24 +3,19 @@
 //! A [`Project`] is a throwaway project in a temporary directory: a
 //! `soar.toml` deploying a small Python HTTP service (kind `script`) to the
 //! `local` provider. Every `soar` it runs gets its own `HOME` and plugin data
-//! directory (the compile cache is shared between tests, under Cargo's
-//! per-target temporary directory, so each plugin is compiled once).
+//! directory (the compile cache is shared between tests, see
+//! `support::compile_cache`, so each plugin is compiled once).
 //!
 //! Dropping a `Project` tears down everything it started: processes it
 //! spawned, then `soar destroy --yes`, then (as a fallback) the supervisor
 //! from its pid file and any process still running in or naming the
 //! temporary directory, so no service outlives a test, failed or not.
 
-#![allow(dead_code)]
-
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The `soar` binary under test.
-pub const SOAR: &str = env!("CARGO_BIN_EXE_soar");
 
 /// The environment every test project deploys to.
 pub const ENV: &str = "dev";
@@ -235,7 +230,7 @@ impl Project {
     /// A `soar` command for this project: `-c <root>/soar.toml` first, run in
     /// the project directory, with an isolated HOME and plugin directory.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = bare_command(self.tmp(), &self.root);
+        let mut cmd = crate::support::soar(self.tmp(), &self.root);
         cmd.arg("-c").arg(self.config()).args(args);
         cmd
     }
@@ -402,27 +397,10 @@ impl Drop for Project {
     }
 }
 
-/// A `soar` command with the isolated environment of the project under `tmp`.
-pub fn bare_command(tmp: &Path, cwd: &Path) -> Command {
-    let mut cmd = Command::new(SOAR);
-    cmd.current_dir(cwd)
-        .env("HOME", tmp.join("home"))
-        .env("SOAR_DATA_DIR", tmp.join("data"))
-        .env("SOAR_CACHE_DIR", shared_cache_dir())
-        .env_remove("SOAR_LOG")
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// Run a command to completion, describing it as `soar <args>`.
 pub fn run_command(mut cmd: Command, args: Vec<String>) -> Run {
     let out = cmd.output().expect("running soar");
     Run::from_output(args, out)
-}
-
-/// The compile cache shared by all tests (written atomically by soar).
-fn shared_cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("soar-e2e-compile-cache")
 }
 
 /// `GET <url><path>` over plain HTTP/1.1; the status and body.

@@ -15,28 +15,20 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use soar::broker::http::HttpLimits;
-use soar::broker::http::policy::Grants;
-use soar::credentials::SecretSource;
-use soar::journal::{Event, Journal};
 use soar::contract::{ChangePlan, Context};
-use soar::runtime::{CallError, Limits, Plugin, Runtime, RuntimeConfig};
+use soar::journal::{Event, Journal};
+use soar::runtime::{CallError, Limits, Plugin, Runtime};
 use soar::session::{Session, SessionConfig};
 use soar_tests::components;
 use soar_tests::servers::{HugeServer, Server};
+use soar_tests::sshd::free_port;
+
+use crate::support::{self, Vars};
 
 /// Response cap for these tests: small, so the 1 GiB cases end quickly.
 const RESPONSE_CAP: u64 = 4 << 20;
 /// Token the test secret source hands out (this suite never expects to see it).
 const TOKEN: &str = "hostile-suite-token-3b9e41";
-
-/// Secrets for the sessions, without touching the process environment.
-struct TestSecrets;
-
-impl SecretSource for TestSecrets {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "SOAR_TEST_TOKEN").then(|| TOKEN.to_string())
-    }
-}
 
 /// Tight limits, so the runaway cases end in about a second.
 fn limits() -> Limits {
@@ -64,12 +56,6 @@ fn http_limits() -> HttpLimits {
     }
 }
 
-/// Compiled components are cached across the tests of this binary, so only
-/// the first load pays for compilation.
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-compile-cache")
-}
-
 /// One runtime with the hostile plugin loaded, an echo server for its "api"
 /// endpoint, and the journal every session records into.
 struct Harness {
@@ -85,11 +71,7 @@ impl Harness {
     }
 
     async fn with_limits(limits: Limits) -> Self {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache_dir()),
-            limits,
-        })
-        .expect("runtime");
+        let runtime = support::runtime(limits);
         let plugin = runtime
             .load("hostile", components::hostile())
             .await
@@ -104,18 +86,13 @@ impl Harness {
 
     /// A session whose "api" endpoint is `api`.
     fn session(&self, api: &str) -> Arc<Session> {
-        let grants = Grants {
-            endpoints: BTreeMap::from([("api".to_string(), api.to_string())]),
-            hosts: vec![],
-            section: "[env.test.grants] in soar.toml".into(),
-        };
         Arc::new(
             Session::new(
                 self.plugin.description(),
                 SessionConfig {
-                    grants,
+                    grants: support::grants(&[("api", api)]),
                     credential_env: BTreeMap::new(),
-                    secrets: Box::new(TestSecrets),
+                    secrets: Box::new(Vars::new([("SOAR_TEST_TOKEN", TOKEN)])),
                     artifact: None,
                     journal: self.journal.clone(),
                     http_limits: http_limits(),
@@ -341,7 +318,7 @@ async fn ip_literals_are_denied_directly_and_through_redirects() {
         "https://10.0.0.1/".to_string(),
         "http://[::1]:8080/".to_string(),
         // Same address as the granted override, another port: not granted.
-        format!("http://127.0.0.1:{}/", free_port()),
+        format!("http://127.0.0.1:{}/", free_port().expect("a free port")),
     ] {
         let err = h.failure(json!({"mode": "fetch", "url": url})).await;
         assert_contains(&err, &["IP address literals"]);
@@ -357,14 +334,6 @@ async fn ip_literals_are_denied_directly_and_through_redirects() {
 }
 
 /// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_resolving_to_a_private_address_is_denied() {
     let h = Harness::new().await;

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::json;
 use soar::state::{
     DeployStatus, HolderInfo, LockError, Outcome, Phase, ProjectLock, ReleaseRecord, ReleaseStatus,
@@ -38,7 +37,7 @@ fn child_process_entry() {
     }
 }
 
-/// Marks the child's own lines: libtest writes `test child_process_entry ... `
+/// Marks the child's own lines: libtest writes `test state_lock::child_process_entry ... `
 /// to the same stdout without a newline, so a line may not start with ours.
 const MARK: &str = "@@soar-child: ";
 
@@ -136,12 +135,11 @@ impl Drop for ChildGuard {
 /// starting with `ready`; returns what it said.
 fn spawn_child(mode: &str, dir: &Path, ready: &str) -> (ChildGuard, String) {
     let child = Command::new(std::env::current_exe().unwrap())
-        .args([
+        .arg(crate::support::this_test(
+            module_path!(),
             "child_process_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        ))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, format!("{mode}:{}", dir.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -226,11 +224,10 @@ fn a_second_process_waits_names_the_holder_and_a_killed_holder_frees_the_lock() 
 fn state_stays_consistent_when_the_writer_is_sigkilled_at_random_points() {
     let dir = tempfile::tempdir().unwrap();
     let soar = dir.path().join(".soar");
-    let mut rng = rand::rng();
     let rounds = 5;
     for round in 1..=rounds {
         let (mut child, _) = spawn_child("crash", &soar, "writing");
-        std::thread::sleep(Duration::from_millis(rng.random_range(5..250)));
+        std::thread::sleep(Duration::from_millis(rand::random_range(5..250)));
         child.kill();
 
         // The lock is free again, and the database opens.

@@ -5,12 +5,12 @@
 //! `ec2` endpoint is pointed at moto with the documented dev/test override
 //! `SOAR_ENDPOINT_AWS_SPOT_EC2` (every test keeps traffic on 127.0.0.1).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use soar_tests::moto::Moto;
 
-const SOAR: &str = env!("CARGO_BIN_EXE_soar");
+use crate::support::aws::spot_command;
 
 /// A temp dir holding an isolated HOME and data dir, and the project `name`.
 struct Project {
@@ -30,27 +30,8 @@ impl Project {
     /// `soar args...` in the project, with no AWS credentials and, when
     /// `ec2` is given, the endpoint override toward it.
     fn command(&self, ec2: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(SOAR);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("HOME", self.tmp.path().join("home"))
-            .env("SOAR_DATA_DIR", self.tmp.path().join("data"))
-            .env(
-                "SOAR_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("soar-e2e-compile-cache"),
-            )
-            .env_remove("SOAR_LOG")
-            .stdin(Stdio::null());
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("AWS_") || k.starts_with("SOAR_ENDPOINT_") {
-                cmd.env_remove(&*k);
-            }
-        }
-        if let Some(url) = ec2 {
-            assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
-            cmd.env("SOAR_ENDPOINT_AWS_SPOT_EC2", url);
-        }
+        let mut cmd = spot_command(self.tmp.path(), &self.dir, ec2);
+        cmd.args(args);
         cmd
     }
 

@@ -5,23 +5,19 @@
 //! checks the message names the list.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
+
+use crate::support;
 
 const TOKEN: &str = "dop_v1_paging_test_token_00000000000000000000000000000000000";
 const TAGS: &[&str] = &["managed-by:soar", "soar-env:staging", "soar-role:app"];
 
 fn soar(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_soar"))
+    support::soar(dir, dir)
         .args(args)
-        .current_dir(dir)
-        .env("SOAR_DATA_DIR", dir.join("data"))
-        .env(
-            "SOAR_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("do-paging-cache"),
-        )
         .env("PAGING_DO_TOKEN", TOKEN)
         .output()
         .expect("running soar")

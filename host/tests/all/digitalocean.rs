@@ -7,32 +7,22 @@
 //! not covered here: it depends on the host's SSH rollout.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use soar::broker::http::HttpLimits;
 use soar::broker::http::policy::Grants;
-use soar::catalog::Catalog;
-use soar::credentials::SecretSource;
-use soar::journal::Journal;
 use soar::contract::{Applied, Change, ChangeAction, ChangePlan, Context};
-use soar::runtime::{CallError, Plugin, Runtime, RuntimeConfig};
+use soar::journal::Journal;
+use soar::runtime::{CallError, Plugin, Runtime};
 use soar::session::{Session, SessionConfig};
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
 
+use crate::support::{self, Vars};
+
 const TOKEN: &str = "dop_v1_fake_token_for_tests_0123456789";
 const ENV: &str = "staging";
-
-/// Hands out variables from a map, never the process environment.
-struct Secrets(BTreeMap<String, String>);
-
-impl SecretSource for Secrets {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-}
 
 struct Harness {
     plugin: Arc<Plugin>,
@@ -47,19 +37,8 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("do-compile-cache")),
-            ..Default::default()
-        })
-        .expect("runtime");
-        let catalog = Catalog::discover(None).expect("catalog");
-        let plugin = runtime
-            .load(
-                "digitalocean",
-                &catalog.get("digitalocean").expect("bundled plugin").bytes,
-            )
-            .await
-            .expect("load the digitalocean plugin");
+        let runtime = support::runtime(Default::default());
+        let plugin = support::bundled(&runtime, "digitalocean").await;
         let fake = DigitalOceanFake::start(TOKEN);
         let key_id = fake.add_ssh_key("deploy-key");
         fake.add_ssh_key("laptop");
@@ -92,7 +71,7 @@ impl Harness {
                 SessionConfig {
                     grants,
                     credential_env: self.credential_env.clone(),
-                    secrets: Box::new(Secrets(self.secrets.clone())),
+                    secrets: Box::new(Vars::new(self.secrets.clone())),
                     artifact: None,
                     journal: Arc::new(Journal::default()),
                     http_limits: self.limits.clone(),
@@ -709,8 +688,8 @@ async fn server_errors_are_retried_and_dropped_connections_reported() {
 }
 
 /// The P3/P4 benchmarks of `host/benches/digitalocean.rs`, runnable without
-/// a `[[bench]]` entry: `cargo test -p soar --test digitalocean -- --ignored --nocapture benchmarks`.
-#[path = "../benches/digitalocean.rs"]
+/// a `[[bench]]` entry: `cargo test -p soar --test all -- --ignored --nocapture digitalocean::benchmarks`.
+#[path = "../../benches/digitalocean.rs"]
 mod bench;
 
 #[test]

@@ -6,16 +6,16 @@
 //! The client is a few lines of HTTP/1.0 over `TcpStream` (the server
 //! closes each response, SSE included, so the body is "read to EOF").
 
-mod e2e_support;
-
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_support::{ENV, Project, bare_command, soar_toml, version_at, wait_until};
 use serde_json::{Value, json};
+
+use crate::support::e2e::{ENV, Project, soar_toml, version_at, wait_until};
+use crate::support::soar;
 
 /// A hook that holds a deploy until the test lets it go.
 const GATE: &str = "touch hook-started; while [ ! -f hook-release ]; do sleep 0.05; done";
@@ -32,7 +32,7 @@ impl Server {
     /// on a free port; returns once it listens.
     fn start(home: &Path, config: &Path) -> Self {
         let log = unique(config.with_file_name("serve"));
-        let mut child = bare_command(home, config.parent().unwrap())
+        let mut child = soar(home, config.parent().unwrap())
             .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
             .arg(config)
             .stdout(Stdio::piped())
@@ -259,7 +259,7 @@ fn create_token(home: &Path, config: &Path, args: &[&str]) -> String {
 }
 
 fn serve_cli(home: &Path, config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = bare_command(home, config.parent().unwrap())
+    let out = soar(home, config.parent().unwrap())
         .arg("serve")
         .args(args)
         .arg("--server-config")
@@ -461,7 +461,7 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
     let (status, _) = server.request("POST", &rollback, Some(&reader), None);
     assert_eq!(status, 403);
     // v2, then roll back over HTTP: v1 answers again.
-    web.write_app("v2", e2e_support::Mode::Healthy);
+    web.write_app("v2", crate::support::e2e::Mode::Healthy);
     let v2 = server.submit(&deployer, "web", ENV, 0);
     let events = server.events(&reader, &v2, None);
     assert_eq!(

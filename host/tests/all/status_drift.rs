@@ -6,26 +6,21 @@
 //! provider that cannot be asked does not hide the other environments.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use soar_tests::fakes::cloudflare::Cloudflare;
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
+
+use crate::support::{self, transcript, write};
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 const CF_TOKEN: &str = "cf-status-drift-test-token-000000000000";
 const DO_TOKEN: &str = "dop_v1_status_drift_test_token_000000000000000000000000000000";
 
 fn soar(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_soar"))
+    support::soar(dir, dir)
         .args(args)
-        .current_dir(dir)
-        .env("HOME", dir.join("home"))
-        .env("SOAR_DATA_DIR", dir.join("data"))
-        .env(
-            "SOAR_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-drift-cache"),
-        )
         .env("DRIFT_CF_TOKEN", CF_TOKEN)
         .env("DRIFT_DO_TOKEN", DO_TOKEN)
         .env_remove("CLOUDFLARE_API_TOKEN")
@@ -34,17 +29,8 @@ fn soar(dir: &Path, args: &[&str]) -> Output {
         .expect("running soar")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     o
 }
 
@@ -55,12 +41,6 @@ fn by_env(o: &Output) -> std::collections::BTreeMap<String, Value> {
         .map(|l| serde_json::from_str::<Value>(l).expect("one JSON object per line"))
         .map(|v| (v["env"].as_str().unwrap().to_string(), v))
         .collect()
-}
-
-fn write(dir: &Path, rel: &str, body: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
 }
 
 /// A static site for Pages, with all three special files.
@@ -136,10 +116,14 @@ fn pages_status_reports_the_provider_and_drift_and_offline_keeps_the_state_view(
     // In step: the provider reports the site running, no drift.
     let out = ok(soar(d, &["status", "-e", "site"]));
     let s = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(s.contains("running:  yes"), "{}", text(&out));
-    assert!(s.contains("url:      https://"), "{}", text(&out));
-    assert!(s.contains("— provider: running"), "{}", text(&out));
-    assert!(s.contains("provider: matches the state"), "{}", text(&out));
+    assert!(s.contains("running:  yes"), "{}", transcript(&out));
+    assert!(s.contains("url:      https://"), "{}", transcript(&out));
+    assert!(s.contains("— provider: running"), "{}", transcript(&out));
+    assert!(
+        s.contains("provider: matches the state"),
+        "{}",
+        transcript(&out)
+    );
     let j = by_env(&ok(soar(d, &["status", "-e", "site", "--json"])));
     let site = &j["site"];
     assert_eq!(site["checked"], "provider", "{site}");
@@ -151,13 +135,13 @@ fn pages_status_reports_the_provider_and_drift_and_offline_keeps_the_state_view(
     assert!(fake.remove_project("shop-site"));
     let out = ok(soar(d, &["status", "-e", "site"]));
     let s = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(s.contains("— provider: missing"), "{}", text(&out));
+    assert!(s.contains("— provider: missing"), "{}", transcript(&out));
     assert!(
         s.contains("drift:    pages-site shop-site missing: in the state, but the provider no longer reports it"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
-    assert!(s.contains("running:  no"), "{}", text(&out));
+    assert!(s.contains("running:  no"), "{}", transcript(&out));
     let j = by_env(&ok(soar(d, &["status", "-e", "site", "--json"])));
     assert_eq!(j["site"]["drift"][0]["what"], "missing", "{}", j["site"]);
 
@@ -165,11 +149,11 @@ fn pages_status_reports_the_provider_and_drift_and_offline_keeps_the_state_view(
     let before = fake.seen().len();
     let out = ok(soar(d, &["status", "-e", "site", "--offline"]));
     let s = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(!s.contains("drift:"), "{}", text(&out));
+    assert!(!s.contains("drift:"), "{}", transcript(&out));
     assert!(
         s.contains("provider: not asked (--offline)"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
     assert_eq!(fake.seen().len(), before, "--offline sends no request");
     let j = by_env(&ok(soar(
@@ -182,12 +166,12 @@ fn pages_status_reports_the_provider_and_drift_and_offline_keeps_the_state_view(
     // All environments: one cannot be asked (no token), the other still shows.
     let out = ok(soar(d, &["status"]));
     let s = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(s.contains("site (cloudflare)"), "{}", text(&out));
-    assert!(s.contains("broken (cloudflare)"), "{}", text(&out));
+    assert!(s.contains("site (cloudflare)"), "{}", transcript(&out));
+    assert!(s.contains("broken (cloudflare)"), "{}", transcript(&out));
     assert!(
         s.contains("provider: could not be asked:") && s.contains("DRIFT_UNSET_TOKEN"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
     let j = by_env(&ok(soar(d, &["status", "--json"])));
     assert!(j["broken"]["provider_error"].is_string(), "{}", j["broken"]);
@@ -276,7 +260,7 @@ digitalocean = "DRIFT_DO_TOKEN"
         s.contains("droplet staging-app-3") && s.contains("not in the state"),
         "{s}"
     );
-    assert!(!text(&out).contains(DO_TOKEN));
+    assert!(!transcript(&out).contains(DO_TOKEN));
 
     // Names come from the provider: an escape sequence in one is shown as
     // text, never sent to the terminal (in text and in --json).
@@ -340,10 +324,10 @@ cloudflare = "DRIFT_CF_TOKEN"
     assert!(fake.remove_script("shop-api"));
     let out = ok(soar(d, &["status"]));
     let s = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(s.contains("running:  no"), "{}", text(&out));
+    assert!(s.contains("running:  no"), "{}", transcript(&out));
     assert!(
         s.contains("drift:    worker-script shop-api missing"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
 }
