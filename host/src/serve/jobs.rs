@@ -56,7 +56,8 @@ pub struct Job {
     pub started_at: Option<String>,
     /// When it reached a final status; none until then.
     pub finished_at: Option<String>,
-    /// The deploy process's exit code, when it exited on its own.
+    /// The deploy process's exit code; none while it runs, or if it never
+    /// started or a signal ended it.
     pub exit_code: Option<i64>,
     /// The tail of the deploy's error output, when it failed.
     pub error: Option<String>,
