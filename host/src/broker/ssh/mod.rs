@@ -63,7 +63,7 @@ pub const OUTPUT_CAP: usize = 256 << 10;
 pub struct SshSettings {
     /// The host keys trusted, and the file new ones are recorded in.
     pub known_hosts: KnownHosts,
-    /// Which key (or agent) the host authenticates with.
+    /// How Soar logs in: an identity file, the ssh-agent, or both.
     pub auth: AuthConfig,
     /// How long connecting and authenticating to a host may take.
     pub connect_timeout: Duration,
