@@ -11,12 +11,15 @@ use url::Url;
 use super::body::Prepared;
 use super::deadline::Watch;
 use super::{HttpBroker, method_name, transport_error};
-use crate::credentials::{Resolved, sign_sigv4};
 use crate::contract::soar::plugin::http::{Error, Method};
+use crate::credentials::{Resolved, sign_sigv4};
 
 /// Send with retries; returns the final response (possibly still 429/5xx
 /// when the budget ran out), the attempts made and the body bytes sent.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one request, plus the client and the deadline watch it runs under"
+)]
 pub async fn send(
     broker: &HttpBroker,
     client: &reqwest::Client,
