@@ -14,8 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["contract", "shell", "terminal", "tls", "journal", "layering"],
     // What a plugin is given and what is secret.
     &["artifact", "credentials", "progress"],
-    // The one enforcement point for HTTP and SSH.
-    &["broker"],
+    // The one enforcement point for HTTP and SSH; the one output path.
+    &["broker", "report"],
     // The user's configuration, a plugin's host-side session, state on
     // disk, and the plugins the host knows of.
     &["config", "session", "state", "catalog"],

@@ -49,7 +49,10 @@ mod tests {
         assert_eq!(quote("/opt/app/releases/1").unwrap(), "/opt/app/releases/1");
         assert_eq!(quote("a b").unwrap(), "'a b'");
         assert_eq!(quote("").unwrap(), "''");
-        assert_eq!(quote("it's").unwrap(), "'it'\"'\"'s'");
+        for tricky in ["it's", "a\"b", "$HOME", "`id`", "x\ny", "; rm -rf /"] {
+            let q = quote(tricky).unwrap();
+            assert_eq!(shlex::split(&q), Some(vec![tricky.to_string()]), "{q}");
+        }
     }
 
     #[test]

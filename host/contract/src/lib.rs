@@ -13,17 +13,24 @@
 
 pub mod version;
 
-wasmtime::component::bindgen!({
-    world: "plugin",
-    path: "../../wit",
-    imports: { default: async | trappable },
-    exports: { default: async },
-});
+/// The generated code. Its documentation is the WIT's own comments; what
+/// the WIT leaves undocumented is generated plumbing.
+#[allow(missing_docs, reason = "generated from wit/ by wasmtime's bindgen")]
+mod generated {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
 
-pub use self::exports::soar::plugin::provider::{
+pub use self::generated::*;
+
+pub use self::generated::exports::soar::plugin::provider::{
     Capabilities, Credential, CredentialScheme, Description, EndpointDecl,
 };
-pub use self::soar::plugin::types::{
+pub use self::generated::soar::plugin::types::{
     ApiError, Applied, Artifact, ArtifactFile, ArtifactKind, Change, ChangeAction, ChangePlan,
     Context, Diagnostic, Endpoint, ManagedResource, PluginError, ResourceStatus, Severity,
 };

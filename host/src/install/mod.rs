@@ -42,8 +42,8 @@ use anyhow::Context as _;
 use self::fetch::{FetchError, FetchPolicy, Fetched, Location};
 use self::manifest::{Manifest, normalize_sha256};
 use crate::catalog::{Catalog, InstallRecord, RECORD_FILE, Source, valid_name};
-use crate::runtime::Runtime;
 use crate::contract::Description;
+use crate::runtime::Runtime;
 use crate::runtime::cache::CacheOutcome;
 use crate::terminal::clip;
 
@@ -218,6 +218,10 @@ pub struct Previous {
 
 /// Install (or replace) a plugin. `previous` makes it an update: the change
 /// of capabilities is shown.
+///
+/// The steps, in order: fetch and verify the bytes; compile and check what
+/// the component says it is; show what it may reach and ask; write it with
+/// one rename; pin it in the project. Nothing is written before the answer.
 pub async fn install(
     runtime: &Runtime,
     catalog: &Catalog,
@@ -227,56 +231,9 @@ pub async fn install(
 ) -> anyhow::Result<Installed> {
     let (fetched, manifest, pinned) = obtain(opts).await?;
     let digest = fetched.sha256.clone();
-    println!("Fetched {} ({} bytes)", opts.source, fetched.bytes.len());
-    match &pinned {
-        Some(_) => println!("  sha256:{digest} (verified)"),
-        None => {
-            println!(
-                "  sha256:{digest} (not pinned: no --sha256 and no manifest; this digest will be recorded, trust on first use)"
-            );
-            if !opts.yes && !std::io::stdin().is_terminal() {
-                anyhow::bail!(
-                    "refusing to install {} unpinned without confirmation: check the digest and pass `--sha256 {digest}`, or pass --yes; nothing was installed",
-                    opts.source
-                );
-            }
-        }
-    }
-
-    // Validate (and compile into the cache) before anything is written.
-    let label = manifest
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_else(|| "(downloaded)".to_string());
-    let started = Instant::now();
-    let plugin = runtime.load(&label, &fetched.bytes).await.map_err(|e| {
-        anyhow::anyhow!(
-            "{} cannot be installed: {e:#}; nothing was installed",
-            opts.source
-        )
-    })?;
-    let validate_time = started.elapsed();
+    announce_fetch(opts, &fetched, pinned.is_some())?;
+    let (plugin, validate_time) = load_checked(runtime, opts, &fetched, manifest.as_ref()).await?;
     let d = plugin.description().clone();
-    if !valid_name(&d.name) {
-        anyhow::bail!(
-            "the plugin calls itself {:?}, which is not a valid name; nothing was installed",
-            d.name
-        );
-    }
-    if let Some(m) = &manifest
-        && m.name != d.name
-    {
-        anyhow::bail!(
-            "the manifest names the plugin '{}' but the component describes itself as '{}'; nothing was installed",
-            m.name,
-            d.name
-        );
-    }
-
-    // Everything below quotes the plugin: escaped and clipped, so no string
-    // it chose can act on the terminal or push the capability lines away.
-    let version = clip(&d.version, consent::VERSION_MAX);
-    let summary = clip(&d.summary, consent::SUMMARY_MAX);
     let bundled_name = Catalog::is_bundled(&d.name);
     if bundled_name && !opts.override_bundled {
         anyhow::bail!(
@@ -287,49 +244,179 @@ pub async fn install(
             name = d.name
         );
     }
+    let shown = Shown {
+        version: clip(&d.version, consent::VERSION_MAX),
+        summary: clip(&d.summary, consent::SUMMARY_MAX),
+        wit: plugin.wit_version().to_string(),
+        digest: digest.clone(),
+        bundled_name,
+    };
+    if show_reach(&d, &shown, previous) {
+        return Ok(Installed {
+            name: d.name,
+            version: d.version,
+            sha256: digest,
+            dir: plugins_dir.join(&plugin.description().name),
+            validate_time,
+            cache: plugin.cache_outcome(),
+            unchanged: true,
+        });
+    }
+    warn_and_confirm(runtime, catalog, &d, &shown, previous, opts).await?;
+
+    let record = InstallRecord {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        summary: d.summary.clone(),
+        wit: shown.wit.clone(),
+        sha256: digest.clone(),
+        source: opts.source.clone(),
+        component: manifest
+            .as_ref()
+            .map(|_| fetched.final_location.to_string()),
+        installed_at_ms: now_ms(),
+        overrides_bundled: bundled_name,
+    };
+    let dir = commit(plugins_dir, &d.name, &fetched.bytes, &record)?;
+    println!(
+        "Installed {} {} into {} (validated and compiled in {} ms; the first run uses the compiled form).",
+        d.name,
+        shown.version,
+        dir.display(),
+        validate_time.as_millis()
+    );
+    pin_in_project(opts, &d, &digest)?;
+    Ok(Installed {
+        name: d.name,
+        version: d.version,
+        sha256: digest,
+        dir,
+        validate_time,
+        cache: plugin.cache_outcome(),
+        unchanged: false,
+    })
+}
+
+/// What the consent screen shows of a plugin, escaped and clipped: every
+/// string the plugin chose is quoted through [`clip`], so none can act on
+/// the terminal or push the capability lines away.
+struct Shown {
+    version: String,
+    summary: String,
+    wit: String,
+    digest: String,
+    bundled_name: bool,
+}
+
+/// Say what was fetched and whether its digest was verified; refuse an
+/// unpinned install nobody can confirm.
+fn announce_fetch(opts: &InstallOptions, fetched: &Fetched, pinned: bool) -> anyhow::Result<()> {
+    let digest = &fetched.sha256;
+    println!("Fetched {} ({} bytes)", opts.source, fetched.bytes.len());
+    if pinned {
+        println!("  sha256:{digest} (verified)");
+        return Ok(());
+    }
+    println!(
+        "  sha256:{digest} (not pinned: no --sha256 and no manifest; this digest will be recorded, trust on first use)"
+    );
+    if !opts.yes && !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to install {} unpinned without confirmation: check the digest and pass `--sha256 {digest}`, or pass --yes; nothing was installed",
+            opts.source
+        );
+    }
+    Ok(())
+}
+
+/// Compile (into the cache) and describe the component before anything is
+/// written, and check that the name it gives itself is usable and agrees
+/// with its manifest. Returns the plugin and how long that took.
+async fn load_checked(
+    runtime: &Runtime,
+    opts: &InstallOptions,
+    fetched: &Fetched,
+    manifest: Option<&Manifest>,
+) -> anyhow::Result<(crate::runtime::Plugin, Duration)> {
+    let label = manifest
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| "(downloaded)".to_string());
+    let started = Instant::now();
+    let plugin = runtime.load(&label, &fetched.bytes).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{} cannot be installed: {e:#}; nothing was installed",
+            opts.source
+        )
+    })?;
+    let validate_time = started.elapsed();
+    let d = plugin.description();
+    if !valid_name(&d.name) {
+        anyhow::bail!(
+            "the plugin calls itself {:?}, which is not a valid name; nothing was installed",
+            d.name
+        );
+    }
+    if let Some(m) = manifest
+        && m.name != d.name
+    {
+        anyhow::bail!(
+            "the manifest names the plugin '{}' but the component describes itself as '{}'; nothing was installed",
+            m.name,
+            d.name
+        );
+    }
+    Ok((plugin, validate_time))
+}
+
+/// Show the plugin and what it may reach (for an update: what changes).
+/// Returns true when an update has nothing to do (same digest).
+fn show_reach(d: &Description, shown: &Shown, previous: Option<&Previous>) -> bool {
     println!();
-    println!("{} {} — {}", d.name, version, summary);
-    println!("  contract:  soar:plugin@{}", plugin.wit_version());
-    if let Some(prev) = previous {
-        if prev.sha256 == digest {
-            println!("  already installed with this digest; nothing to update");
-            return Ok(Installed {
-                name: d.name,
-                version: d.version,
-                sha256: digest,
-                dir: plugins_dir.join(&plugin.description().name),
-                validate_time,
-                cache: plugin.cache_outcome(),
-                unchanged: true,
-            });
-        }
-        println!(
-            "  update:    {} sha256:{} -> {} sha256:{}",
-            clip(&prev.description.version, consent::VERSION_MAX),
-            &prev.sha256[..12],
-            version,
-            &digest[..12]
-        );
-        let (changed, lines) = reach_diff(&prev.description, &d);
-        println!(
-            "What it may reach {}:",
-            if changed { "CHANGES" } else { "(unchanged)" }
-        );
-        for l in lines {
-            println!("{l}");
-        }
-    } else {
+    println!("{} {} — {}", d.name, shown.version, shown.summary);
+    println!("  contract:  soar:plugin@{}", shown.wit);
+    let Some(prev) = previous else {
         println!("It will be able to reach:");
-        for l in reach_lines(&d) {
+        for l in reach_lines(d) {
             println!("  {l}");
         }
+        return false;
+    };
+    if prev.sha256 == shown.digest {
+        println!("  already installed with this digest; nothing to update");
+        return true;
     }
-    // The warnings come last, right above the question, so nothing the
-    // plugin printed can scroll them away.
-    let others = consent::other_providers(runtime, catalog, &digest).await;
-    let warnings = consent::warnings(&d, &others);
+    println!(
+        "  update:    {} sha256:{} -> {} sha256:{}",
+        clip(&prev.description.version, consent::VERSION_MAX),
+        &prev.sha256[..12],
+        shown.version,
+        &shown.digest[..12]
+    );
+    let (changed, lines) = reach_diff(&prev.description, d);
+    println!(
+        "What it may reach {}:",
+        if changed { "CHANGES" } else { "(unchanged)" }
+    );
+    for l in lines {
+        println!("{l}");
+    }
+    false
+}
+
+/// Print the warnings last, right above the question, so nothing the
+/// plugin printed can scroll them away; then ask.
+async fn warn_and_confirm(
+    runtime: &Runtime,
+    catalog: &Catalog,
+    d: &Description,
+    shown: &Shown,
+    previous: Option<&Previous>,
+    opts: &InstallOptions,
+) -> anyhow::Result<()> {
+    let others = consent::other_providers(runtime, catalog, &shown.digest).await;
+    let warnings = consent::warnings(d, &others);
     match catalog.entries().iter().find(|e| e.name == d.name) {
-        Some(_) if bundled_name => println!(
+        Some(_) if shown.bundled_name => println!(
             "WARNING: this replaces the bundled plugin '{}' for every project on this machine (`soar plugin remove {}` brings the bundled one back); projects that pinned the bundled one refuse it until `soar plugin pin {}` is run in them.",
             d.name, d.name, d.name
         ),
@@ -344,12 +431,12 @@ pub async fn install(
         println!("{w}");
     }
     let question = if warnings.is_empty() {
-        format!("Install {} {}?", d.name, version)
+        format!("Install {} {}?", d.name, shown.version)
     } else {
         format!(
             "Install {} {} despite the {} WARNING(S) above?",
             d.name,
-            version,
+            shown.version,
             warnings.len()
         )
     };
@@ -357,52 +444,27 @@ pub async fn install(
         opts.yes,
         &question,
         "installing a plugin needs confirmation of what it may reach",
-    )?;
+    )
+}
 
-    let record = InstallRecord {
+/// Record the installed digest in the project's `soar.lock`, when the
+/// install was made for a project.
+fn pin_in_project(opts: &InstallOptions, d: &Description, digest: &str) -> anyhow::Result<()> {
+    let Some(config) = &opts.project else {
+        return Ok(());
+    };
+    let path = lock::path_for(config);
+    let mut l = lock::LockFile::read(&path)?;
+    if l.set(lock::Pin {
         name: d.name.clone(),
         version: d.version.clone(),
-        summary: d.summary.clone(),
-        wit: plugin.wit_version().to_string(),
-        sha256: digest.clone(),
         source: opts.source.clone(),
-        component: manifest
-            .as_ref()
-            .map(|_| fetched.final_location.to_string()),
-        installed_at_ms: now_ms(),
-        overrides_bundled: bundled_name,
-    };
-    let dir = commit(plugins_dir, &d.name, &fetched.bytes, &record)?;
-    println!(
-        "Installed {} {} into {} (validated and compiled in {} ms; the first run uses the compiled form).",
-        d.name,
-        version,
-        dir.display(),
-        validate_time.as_millis()
-    );
-
-    if let Some(config) = &opts.project {
-        let path = lock::path_for(config);
-        let mut l = lock::LockFile::read(&path)?;
-        if l.set(lock::Pin {
-            name: d.name.clone(),
-            version: d.version.clone(),
-            source: opts.source.clone(),
-            sha256: digest.clone(),
-        }) {
-            l.write(&path)?;
-            println!("Pinned {} in {}.", d.name, path.display());
-        }
+        sha256: digest.to_string(),
+    }) {
+        l.write(&path)?;
+        println!("Pinned {} in {}.", d.name, path.display());
     }
-    Ok(Installed {
-        name: d.name,
-        version: d.version,
-        sha256: digest,
-        dir,
-        validate_time,
-        cache: plugin.cache_outcome(),
-        unchanged: false,
-    })
+    Ok(())
 }
 
 /// Stage `bytes` and `record`, then switch `<plugins>/<name>` to them with

@@ -10,6 +10,7 @@
 
 pub mod cache;
 mod imports;
+pub mod precheck;
 pub mod sandbox;
 mod stdio;
 
@@ -251,6 +252,7 @@ impl Runtime {
                 "plugin '{label}' is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
             );
         }
+        precheck::check(bytes).map_err(|e| anyhow::anyhow!(e.explain(label)))?;
         let (component, cache) = self
             .cache
             .load_or_compile(&self.engine, &digest, bytes)

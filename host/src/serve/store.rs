@@ -114,7 +114,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
-    use rand::RngCore as _;
+    use rand::Rng as _;
     let mut b = vec![0u8; n];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)

@@ -1,7 +1,7 @@
 //! The project lock: one `soar deploy` (or destroy, rollback) per project at a
 //! time.
 //!
-//! An exclusive advisory lock (`flock`) on `.soar/lock`, via `fs4`. The kernel
+//! An exclusive advisory lock (`flock`) on `.soar/lock`, via `std::fs::File::try_lock`. The kernel
 //! drops it when the holding process exits *for any reason*, SIGKILL and power
 //! loss included, so a crashed `soar` never wedges the project and there is no
 //! stale-lock cleanup to get wrong. Who holds it is written next to it in
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use fs4::{FileExt, TryLockError};
+use std::fs::TryLockError;
 use serde::{Deserialize, Serialize};
 
 use super::clock::{format_utc, now_ms};
@@ -169,7 +169,7 @@ impl ProjectLock {
         let start = Instant::now();
         let mut pause = POLL_MIN;
         loop {
-            match FileExt::try_lock(&file) {
+            match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(e)) => return Err(io(e)),
@@ -208,10 +208,10 @@ impl ProjectLock {
     /// `lock.info`. Probes with a momentary shared lock, so it never waits.
     pub fn try_holder(dir: &Path) -> Option<HolderInfo> {
         let file = File::open(dir.join(LOCK_FILE)).ok()?;
-        match FileExt::try_lock_shared(&file) {
+        match file.try_lock_shared() {
             Ok(()) => {
                 // Free: whatever lock.info says is left from a dead holder.
-                let _ = FileExt::unlock(&file);
+                let _ = file.unlock();
                 None
             }
             Err(TryLockError::WouldBlock) => read_info(dir),
@@ -229,7 +229,7 @@ impl Drop for ProjectLock {
     fn drop(&mut self) {
         // Remove the description first, so nobody reads it after we let go.
         let _ = std::fs::remove_file(&self.info_path);
-        let _ = FileExt::unlock(&self.file);
+        let _ = self.file.unlock();
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::Rng as _;
+use rand::RngExt as _;
 use url::Url;
 
 use super::body::Prepared;
