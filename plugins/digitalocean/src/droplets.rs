@@ -14,7 +14,7 @@ use soar_sdk::prelude::*;
 use soar_sdk::time;
 
 use crate::api::{self, CREDENTIAL, Droplet, Region, Size, SshKey};
-use crate::settings::{self, Checked, Desired, MANAGED_TAG, diag, env_tag};
+use crate::settings::{self, Checked, Desired, MANAGED_TAG, env_tag};
 
 pub const KIND: &str = "droplet";
 
@@ -71,18 +71,21 @@ pub fn find_key(base: &str, name: &str) -> PluginResult<SshKey> {
     }
     let mut names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
     names.sort();
-    Err(PluginError::InvalidConfig(vec![diag(
-        Some("ssh_key_name"),
-        format!("digitalocean provider: SSH key '{name}' not found in DigitalOcean account"),
-        Some(if names.is_empty() {
-            "the account has no SSH keys; add one in the DigitalOcean control panel (Settings → Security), Soar does not create keys".into()
-        } else {
-            format!(
-                "keys in the account: {}; Soar does not create keys",
-                names.join(", ")
-            )
-        }),
-    )]))
+    let hint = if names.is_empty() {
+        "the account has no SSH keys; add one in the DigitalOcean control panel (Settings → Security), Soar does not create keys".into()
+    } else {
+        format!(
+            "keys in the account: {}; Soar does not create keys",
+            names.join(", ")
+        )
+    };
+    Err(PluginError::InvalidConfig(vec![
+        Diagnostic::error(format!(
+            "digitalocean provider: SSH key '{name}' not found in DigitalOcean account"
+        ))
+        .at("ssh_key_name")
+        .hint(hint),
+    ]))
 }
 
 /// Check every host's region and size against the API and the allowed lists.
@@ -119,26 +122,22 @@ pub fn check_placement(
         read_regions(&mut regions)?;
     }
     for d in &c.desired {
-        let field = |f: &str| Some(format!("hosts.{}.{f}", d.host));
+        let field = |f: &str| FieldPath::new("hosts").key(&d.host).key(f);
         if !c.allowed_sizes.is_empty() && !c.allowed_sizes.contains(&d.size) {
-            errors.push(diag(
-                field("size").as_deref(),
-                format!(
+            errors.push(Diagnostic::error(format!(
                     "digitalocean provider: invalid config: size '{}' of host '{}' is not in the allowed sizes",
                     d.size, d.host
-                ),
-                Some(format!("valid sizes: {}", c.allowed_sizes.join(", "))),
-            ));
+                ))
+                .at(field("size"))
+                .hint(format!("valid sizes: {}", c.allowed_sizes.join(", "))));
         }
         if !c.allowed_regions.is_empty() && !c.allowed_regions.contains(&d.region) {
-            errors.push(diag(
-                field("region").as_deref(),
-                format!(
+            errors.push(Diagnostic::error(format!(
                     "digitalocean provider: invalid config: region '{}' of host '{}' is not in the allowed regions",
                     d.region, d.host
-                ),
-                Some(format!("valid regions: {}", c.allowed_regions.join(", "))),
-            ));
+                ))
+                .at(field("region"))
+                .hint(format!("valid regions: {}", c.allowed_regions.join(", "))));
         }
         let region_known = match &regions {
             Some(rs) => rs.iter().any(|r| r.slug == d.region && r.available),
@@ -153,43 +152,37 @@ pub fn check_placement(
                     .map(|r| r.slug.as_str())
                     .collect();
                 valid.sort();
-                errors.push(diag(
-                    field("region").as_deref(),
-                    format!(
+                errors.push(Diagnostic::error(format!(
                         "digitalocean provider: invalid config: region '{}' of host '{}' is not an available DigitalOcean region",
                         d.region, d.host
-                    ),
-                    Some(format!("valid regions: {}", valid.join(", "))),
-                ));
+                    ))
+                    .at(field("region"))
+                    .hint(format!("valid regions: {}", valid.join(", "))));
                 continue;
             }
         }
         match available.get(d.size.as_str()) {
-            None => errors.push(diag(
-                field("size").as_deref(),
-                format!(
+            None => errors.push(Diagnostic::error(format!(
                     "digitalocean provider: invalid config: size '{}' of host '{}' is not an available DigitalOcean size",
                     d.size, d.host
-                ),
-                Some(format!(
+                ))
+                .at(field("size"))
+                .hint(format!(
                     "valid sizes: {}",
                     available.keys().copied().collect::<Vec<_>>().join(", ")
-                )),
-            )),
+                ))),
             Some(s) if !s.regions.iter().any(|r| r == &d.region) => {
                 let there: Vec<&str> = available
                     .values()
                     .filter(|s| s.regions.iter().any(|r| r == &d.region))
                     .map(|s| s.slug.as_str())
                     .collect();
-                errors.push(diag(
-                    field("size").as_deref(),
-                    format!(
+                errors.push(Diagnostic::error(format!(
                         "digitalocean provider: invalid config: size '{}' of host '{}' is not offered in region '{}'",
                         d.size, d.host, d.region
-                    ),
-                    Some(format!("valid sizes in {}: {}", d.region, there.join(", "))),
-                ))
+                    ))
+                    .at(field("size"))
+                    .hint(format!("valid sizes in {}: {}", d.region, there.join(", "))))
             }
             Some(_) => {}
         }

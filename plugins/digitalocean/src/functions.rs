@@ -21,7 +21,7 @@ use soar_sdk::http::Segment;
 use soar_sdk::prelude::*;
 
 use crate::api::{self, CREDENTIAL as API_CREDENTIAL};
-use crate::settings::{FunctionsSetting, diag};
+use crate::settings::FunctionsSetting;
 
 /// Resource kind of a deployed function.
 pub const KIND: &str = "function";
@@ -65,23 +65,17 @@ pub fn desired(
         .unwrap_or_else(|| format!("{}-{}", ctx.app, ctx.environment));
     let name = f.name.clone().unwrap_or_else(|| ctx.app.clone());
     if !action_name_ok(&name) {
-        errors.push(diag(
-            Some("functions.name"),
-            format!(
+        errors.push(Diagnostic::error(format!(
                 "digitalocean provider: invalid config: function name '{name}' is not valid (letters, digits, '-', '_', '.', '@' and spaces, starting with a letter, digit or '_')"
-            ),
-            None,
-        ));
+            ))
+            .at("functions.name"));
     }
     let memory = f.memory.unwrap_or(DEFAULT_MEMORY);
     if !(128..=1024).contains(&memory) {
-        errors.push(diag(
-            Some("functions.memory"),
-            format!(
+        errors.push(Diagnostic::error(format!(
                 "digitalocean provider: invalid config: functions.memory is {memory} MB; DigitalOcean Functions allow 128 to 1024"
-            ),
-            None,
-        ));
+            ))
+            .at("functions.memory"));
     }
     let timeout = match &f.timeout {
         Some(t) => t.get("functions.timeout").unwrap_or_else(|e| {
@@ -94,32 +88,27 @@ pub fn desired(
     };
     let timeout_ms = timeout.as_millis() as u64;
     if !(100..=900_000).contains(&timeout_ms) {
-        errors.push(diag(
-            Some("functions.timeout"),
-            format!(
+        errors.push(Diagnostic::error(format!(
                 "digitalocean provider: invalid config: functions.timeout is {timeout_ms} ms; DigitalOcean Functions allow 100 ms to 15 min"
-            ),
-            None,
-        ));
+            ))
+            .at("functions.timeout"));
     }
     if let Some(h) = &f.health
         && !h.starts_with('/')
     {
-        errors.push(diag(
-            Some("functions.health"),
-            format!(
+        errors.push(Diagnostic::error(format!(
                 "digitalocean provider: invalid config: functions.health '{h}' must be a path starting with '/'"
-            ),
-            Some("write health = \"/health\"".into()),
-        ));
+            ))
+            .at("functions.health")
+            .hint("write health = \"/health\""));
     }
     if f.health.is_some() && f.web == Some(false) {
-        errors.push(diag(
-            Some("functions.health"),
-            "digitalocean provider: invalid config: functions.health needs a web function (web = true)"
-                .into(),
-            None,
-        ));
+        errors.push(
+            Diagnostic::error(
+                "digitalocean provider: invalid config: functions.health needs a web function (web = true)",
+            )
+            .at("functions.health"),
+        );
     }
     Desired {
         name,
@@ -347,14 +336,12 @@ fn script(ctx: &Context, d: &Desired) -> PluginResult<Script> {
         )
     })?;
     if a.kind != ArtifactKind::Script {
-        return Err(PluginError::InvalidConfig(vec![diag(
-            Some("functions"),
-            format!(
+        return Err(PluginError::InvalidConfig(vec![Diagnostic::error(format!(
                 "digitalocean provider: invalid config: DigitalOcean Functions deploy a `script` artifact, not a {:?} one",
                 a.kind
-            ),
-            Some("set [artifact] kind = \"script\" with the function's source file".into()),
-        )]));
+            ))
+            .at("functions")
+            .hint("set [artifact] kind = \"script\" with the function's source file")]));
     }
     let code: Vec<&soar_sdk::ArtifactFile> = a
         .files
@@ -502,14 +489,12 @@ pub fn apply(ctx: &Context, ch: &Change) -> PluginResult<Applied> {
         Some(found) => found,
         None => {
             let region = d.region.clone().ok_or_else(|| {
-                PluginError::InvalidConfig(vec![diag(
-                    Some("functions.region"),
-                    format!(
+                PluginError::InvalidConfig(vec![Diagnostic::error(format!(
                         "digitalocean provider: invalid config: namespace '{}' does not exist and no region is set to create it in",
                         d.namespace
-                    ),
-                    Some("add region = \"nyc1\" to the functions table (or default_region)".into()),
-                )])
+                    ))
+                    .at("functions.region")
+                    .hint("add region = \"nyc1\" to the functions table (or default_region)")])
             })?;
             soar_sdk::info!("creating Functions namespace '{}' in {region}", d.namespace);
             create_namespace(&base, &d.namespace, &region)?

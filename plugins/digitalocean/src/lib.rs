@@ -173,14 +173,7 @@ impl Provider for DigitalOcean {
 
 /// A plugin error as diagnostics, for `validate`.
 fn diagnostics(e: PluginError) -> Vec<Diagnostic> {
-    let one = |message: String| {
-        vec![Diagnostic {
-            severity: Severity::Error,
-            message,
-            field: None,
-            hint: None,
-        }]
-    };
+    let one = |message: String| vec![Diagnostic::error(message)];
     match e {
         PluginError::InvalidConfig(d) => d,
         PluginError::Api(a) => one(format!(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use soar_sdk::prelude::*;
+use soar_sdk::text::parse_duration;
 
 /// The image droplets boot when `image` is not set.
 pub const DEFAULT_IMAGE: &str = "ubuntu-24-04-x64";
@@ -75,7 +76,9 @@ pub struct HostSetting {
     pub region: Option<String>,
 }
 
-/// A duration as seconds (`5`) or text (`"5s"`, `"500ms"`, `"10m"`, `"1h"`).
+/// A duration as seconds (`5`, `0.5`) or text in the host's own forms
+/// (`"5s"`, `"500ms"`, `"10m"`, `"1h"`), so `[env.<name>]` reads durations
+/// exactly as the rest of soar.toml does.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum DurationSetting {
@@ -85,32 +88,21 @@ pub enum DurationSetting {
 
 impl DurationSetting {
     pub fn get(&self, field: &str) -> PluginResult<Duration> {
-        let bad = || {
-            invalid_setting(
-                field,
-                format!("digitalocean provider: invalid config: {field} is not a duration"),
-                "write seconds (5) or a duration such as \"5s\", \"500ms\", \"10m\"",
-            )
-        };
+        let hint = "write seconds (5) or a duration such as \"5s\", \"500ms\", \"10m\"";
         match self {
             Self::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
-            Self::Seconds(_) => Err(bad()),
-            Self::Text(t) => {
-                let t = t.trim();
-                let split = t
-                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                    .unwrap_or(t.len());
-                let (n, unit) = t.split_at(split);
-                let n: f64 = n.parse().map_err(|_| bad())?;
-                let secs = match unit.trim() {
-                    "ms" => n / 1000.0,
-                    "" | "s" => n,
-                    "m" | "min" => n * 60.0,
-                    "h" => n * 3600.0,
-                    _ => return Err(bad()),
-                };
-                Ok(Duration::from_secs_f64(secs))
-            }
+            Self::Seconds(_) => Err(invalid_setting(
+                field,
+                format!("digitalocean provider: invalid config: {field} is not a duration"),
+                hint,
+            )),
+            Self::Text(t) => parse_duration(t).map_err(|e| {
+                invalid_setting(
+                    field,
+                    format!("digitalocean provider: invalid config: {field}: {e}"),
+                    hint,
+                )
+            }),
         }
     }
 }
@@ -142,15 +134,6 @@ pub struct Checked {
     pub warnings: Vec<Diagnostic>,
     /// Set when the environment deploys to Functions rather than droplets.
     pub functions: Option<crate::functions::Desired>,
-}
-
-pub fn diag(field: Option<&str>, message: String, hint: Option<String>) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Error,
-        message,
-        field: field.map(str::to_string),
-        hint,
-    }
 }
 
 /// Whether `s` may appear in a tag (`^[a-zA-Z0-9_\-:]+$`, at most 255 characters).
@@ -188,30 +171,27 @@ pub fn token_env_diagnostic(token_env: Option<&str>, env: &str) -> Option<Diagno
         && !["dop_v1_", "doo_v1_", "dor_v1_"].iter().any(|p| v.starts_with(p))
         && v.len() < 64;
     if !valid {
-        return Some(diag(
-            Some("token_env"),
-            format!(
+        return Some(Diagnostic::error(format!(
                 "digitalocean provider: invalid config: token_env must name an environment variable, not hold a token (got {} characters)",
                 v.len()
-            ),
-            Some(format!(
+            ))
+            .at("token_env")
+            .hint(format!(
                 "put the token in an environment variable and write [env.{env}.credentials] digitalocean = \"VAR\""
-            )),
-        ));
+            )));
     }
     if v == DEFAULT_TOKEN_ENV {
         return None;
     }
-    Some(Diagnostic {
-        severity: Severity::Warning,
-        message: format!(
+    Some(
+        Diagnostic::warning(format!(
             "token_env = \"{v}\" is documentation only: the host reads the token, from {DEFAULT_TOKEN_ENV} unless [env.{env}.credentials] names another variable"
-        ),
-        field: Some("token_env".into()),
-        hint: Some(format!(
+        ))
+            .at("token_env")
+            .hint(format!(
             "write [env.{env}.credentials] digitalocean = \"{v}\" so the host reads {v}"
         )),
-    })
+    )
 }
 
 /// Read and check the settings, without calling the API.
@@ -235,22 +215,20 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
         }
     }
     if !tag_safe(&format!("soar-env:{env}")) {
-        errors.push(diag(
-            None,
-            format!(
+        errors.push(Diagnostic::error(format!(
                 "digitalocean provider: invalid config: environment name '{env}' cannot be used in a DigitalOcean tag (letters, digits, '-', '_' and ':' only)"
-            ),
-            None,
-        ));
+            )));
     }
     let functions = match &s.functions {
         Some(f) => {
             if !s.hosts.is_empty() {
-                errors.push(diag(
-                    Some("functions"),
-                    "digitalocean provider: invalid config: an environment deploys either to Functions or to droplets (`hosts`), not both".into(),
-                    Some("move the Functions settings to an environment of their own".into()),
-                ));
+                errors.push(
+                    Diagnostic::error(
+                        "digitalocean provider: invalid config: an environment deploys either to Functions or to droplets (`hosts`), not both",
+                    )
+                    .at("functions")
+                    .hint("move the Functions settings to an environment of their own"),
+                );
             }
             Some(crate::functions::desired(
                 ctx,
@@ -265,68 +243,69 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
         Some(k) if !k.is_empty() => k.to_string(),
         _ if functions.is_some() => String::new(),
         _ => {
-            errors.push(diag(
-                Some("ssh_key_name"),
-                "digitalocean provider: invalid config: ssh_key_name is required".into(),
-                Some(
-                    "add ssh_key_name = \"<name of an SSH key in your DigitalOcean account>\" (Soar does not create keys)"
-                        .into(),
-                ),
-            ));
+            errors.push(
+                Diagnostic::error(
+                    "digitalocean provider: invalid config: ssh_key_name is required",
+                )
+                .at("ssh_key_name")
+                .hint("add ssh_key_name = \"<name of an SSH key in your DigitalOcean account>\" (Soar does not create keys)"),
+            );
             String::new()
         }
     };
     if s.hosts.is_empty() && functions.is_none() {
-        errors.push(diag(
-            Some("hosts"),
-            "digitalocean provider: invalid config: hosts configuration is required".into(),
-            Some("add hosts = { app-1 = { role = \"app\" } }".into()),
-        ));
+        errors.push(
+            Diagnostic::error(
+                "digitalocean provider: invalid config: hosts configuration is required",
+            )
+            .at("hosts")
+            .hint("add hosts = { app-1 = { role = \"app\" } }"),
+        );
     }
     let mut desired = Vec::new();
     for (host, h) in &s.hosts {
         let field = |f: &str| format!("hosts.{host}.{f}");
         let name = format!("{env}-{host}");
         if !droplet_name_ok(&name) {
-            errors.push(diag(
-                Some(&format!("hosts.{host}")),
-                format!(
+            errors.push(Diagnostic::error(format!(
                     "digitalocean provider: invalid config: droplet name '{name}' is not valid (letters, digits, '.' and '-', starting and ending with a letter or digit)"
-                ),
-                None,
-            ));
+                ))
+                .at(format!("hosts.{host}")));
         }
         let role = h.role.clone().unwrap_or_default();
         if role.is_empty() {
-            errors.push(diag(
-                Some(&field("role")),
-                format!("digitalocean provider: invalid config: host '{host}' has no role"),
-                Some("add role = \"app\" (or db, gateway, ...)".into()),
-            ));
+            errors.push(
+                Diagnostic::error(format!(
+                    "digitalocean provider: invalid config: host '{host}' has no role"
+                ))
+                .at(field("role"))
+                .hint("add role = \"app\" (or db, gateway, ...)"),
+            );
         } else if !tag_safe(&format!("soar-role:{role}")) {
-            errors.push(diag(
-                Some(&field("role")),
-                format!(
+            errors.push(Diagnostic::error(format!(
                     "digitalocean provider: invalid config: role '{role}' cannot be used in a DigitalOcean tag (letters, digits, '-', '_' and ':' only)"
-                ),
-                None,
-            ));
+                ))
+                .at(field("role")));
         }
         let size = h.size.clone().or(s.default_size.clone());
         let region = h.region.clone().or(s.default_region.clone());
         if size.is_none() {
-            errors.push(diag(
-                Some(&field("size")),
-                format!("digitalocean provider: invalid config: host '{host}' has no size and there is no default_size"),
-                Some("add default_size = \"s-1vcpu-1gb\" or a size to the host".into()),
-            ));
+            errors.push(
+                Diagnostic::error(format!(
+                    "digitalocean provider: invalid config: host '{host}' has no size and there is no default_size"
+                ))
+                .at(field("size"))
+                .hint("add default_size = \"s-1vcpu-1gb\" or a size to the host"),
+            );
         }
         if region.is_none() {
-            errors.push(diag(
-                Some(&field("region")),
-                format!("digitalocean provider: invalid config: host '{host}' has no region and there is no default_region"),
-                Some("add default_region = \"nyc3\" or a region to the host".into()),
-            ));
+            errors.push(
+                Diagnostic::error(format!(
+                    "digitalocean provider: invalid config: host '{host}' has no region and there is no default_region"
+                ))
+                .at(field("region"))
+                .hint("add default_region = \"nyc3\" or a region to the host"),
+            );
         }
         desired.push(Desired {
             name,
@@ -360,4 +339,38 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
         warnings,
         functions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(e: PluginError) -> String {
+        match e {
+            PluginError::InvalidConfig(d) => d[0].message.clone(),
+            other => panic!("not a config error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_read_as_the_host_reads_them() {
+        let get = |d: DurationSetting| d.get("wait_timeout");
+        assert_eq!(
+            get(DurationSetting::Seconds(1.5)).unwrap(),
+            Duration::from_millis(1500)
+        );
+        let text = |t: &str| get(DurationSetting::Text(t.into()));
+        assert_eq!(text("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(text("10m").unwrap(), Duration::from_secs(600));
+        let err = message(text("2 minutes").unwrap_err());
+        assert!(
+            err.starts_with("digitalocean provider: invalid config: wait_timeout: '2 minutes' is not a duration; write \"250ms\""),
+            "{err}"
+        );
+        assert!(message(text("5").unwrap_err()).contains("no unit"));
+        assert!(
+            message(get(DurationSetting::Seconds(-1.0)).unwrap_err())
+                .ends_with("is not a duration")
+        );
+    }
 }
