@@ -14,6 +14,7 @@ pub mod engine;
 pub mod install;
 pub mod journal;
 pub mod progress;
+pub mod report;
 pub mod rollout;
 pub mod runtime;
 pub mod serve;

@@ -1,17 +1,18 @@
-//! The `soar` binary: parse, run, print the error chain once, exit.
+//! The `soar` binary: parse, run, report the error chain once, exit.
 //!
 //! Everything printed here may carry text a plugin supplied (an error
 //! message, a log record), so it goes through [`soar::terminal`]: tracing
 //! fields are escaped as single lines by the field formatter, and the final
-//! error chain keeps only the host's own line breaks.
-
-use std::io::IsTerminal as _;
+//! error goes through the command's [`soar::report::Reporter`] (which keeps
+//! only the host's own line breaks, or prints an `error` event in `--json`).
 
 use clap::Parser;
 use tracing_subscriber::field::MakeExt as _;
 
 fn main() {
     let cli = soar::cli::Cli::parse();
+    let settings = cli.report_settings();
+    let out = soar::report::Reporter::stdio(settings);
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info,soar=info",
@@ -36,8 +37,8 @@ fn main() {
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
-        // Colours only for a terminal: pipes and logs get plain text.
-        .with_ansi(std::io::stderr().is_terminal())
+        // Colours as --color and NO_COLOR say: by default only a terminal.
+        .with_ansi(settings.color.colors_stderr())
         .fmt_fields(fields)
         .with_target(false)
         .init();
@@ -47,17 +48,14 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            out.error(&anyhow::Error::new(e).context("cannot start the async runtime"));
             std::process::exit(1);
         }
     };
-    let code = match runtime.block_on(soar::cli::run(cli)) {
+    let code = match runtime.block_on(soar::cli::run(cli, &out)) {
         Ok(code) => code,
         Err(e) => {
-            // The chain may quote a plugin (its error, its diagnostics, its
-            // stderr): escape what would act on the terminal, keep the host's
-            // own line breaks.
-            eprintln!("error: {}", soar::terminal::text(&format!("{e:#}")));
+            out.error(&e);
             1
         }
     };

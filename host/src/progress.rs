@@ -1,23 +1,40 @@
 //! Progress on a terminal: spinners for the long steps of a command
 //! (building, planning) and bars for what plugins report through the
 //! `progress` import (droplets becoming active, uploads). Quiet when stderr is
-//! not a terminal — CI logs and pipes get the plain lines only.
+//! not a terminal — CI logs and pipes get the plain lines only — and under
+//! `--json` or `--quiet` (see [`crate::report`]).
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Whether bars may draw at all. One switch for the process, because the
+/// terminal they draw on is one too: [`crate::report::Reporter::stdio`] sets
+/// it from `--json` and `--quiet`, and the plugins' bars (made deep in a
+/// session, far from any reporter) read it.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Allow (or forbid) spinners and bars from now on.
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed) && std::io::stderr().is_terminal()
+}
 
 /// A spinner for one step; cleared when dropped.
 pub struct Spinner(ProgressBar);
 
 impl Spinner {
-    /// Spin with `message` while the step runs (hidden off a terminal or
-    /// when `quiet`, e.g. in `--json` mode).
-    pub fn start(message: impl Into<String>, quiet: bool) -> Self {
-        if quiet || !std::io::stderr().is_terminal() {
+    /// Spin with `message` while the step runs (hidden unless `out` shows
+    /// progress: a terminal, not `--json`, not `--quiet`).
+    pub fn start(message: impl Into<String>, out: &crate::report::Reporter) -> Self {
+        if !out.shows_progress() {
             return Self(ProgressBar::hidden());
         }
         let bar = ProgressBar::new_spinner();
@@ -45,9 +62,8 @@ pub struct PluginProgress {
 
 impl Default for PluginProgress {
     fn default() -> Self {
-        let multi = std::io::stderr()
-            .is_terminal()
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi =
+            enabled().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Self {
             multi,
             bars: Mutex::default(),

@@ -1,11 +1,13 @@
 //! The command line: argument parsing and dispatch. Each command returns an
-//! exit code; errors bubble up as `anyhow` chains and are printed once, by
-//! `main`.
+//! exit code and writes its output through one [`Reporter`]; errors bubble
+//! up as `anyhow` chains and are reported once, by `main`, through the same
+//! reporter (an `error` event under `--json`).
 //!
 //! Exit codes: 0 success (and, with `plan --detailed-exitcode`, no changes);
 //! 1 error; 2 `plan --detailed-exitcode` found changes (clap also uses 2 for
 //! usage errors).
 
+pub mod args;
 mod plugin;
 mod project;
 mod spot_init;
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::catalog::Catalog;
+use crate::report::{Reporter, Settings};
 use crate::runtime::{Runtime, RuntimeConfig, cache::CompileCache};
 
 /// Deploy services to clouds through sandboxed WebAssembly provider plugins.
@@ -29,6 +32,9 @@ pub struct Cli {
     #[arg(short, long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub output: args::OutputArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,7 +45,7 @@ pub enum Command {
     /// Write a commented soar.toml for a new project.
     Init(project::InitArgs),
     /// Check soar.toml without touching the network.
-    Validate(project::JsonArgs),
+    Validate(args::JsonArg),
     /// Show what a deploy would change (nothing is changed).
     Plan(project::PlanArgs),
     /// Make an environment match the configuration.
@@ -51,7 +57,7 @@ pub enum Command {
     Status(project::StatusArgs),
     /// Rebuild the state's resources from what the provider reports (its
     /// `managed-by:soar` tags).
-    Refresh(project::EnvJsonArgs),
+    Refresh(project::RefreshArgs),
     /// Show the service's recent log lines.
     Logs(project::LogsArgs),
     /// Show the audit trail of deploys, destroys and rollbacks.
@@ -70,24 +76,62 @@ pub enum Command {
     },
     /// Run a local service under supervision (started by `soar deploy`).
     #[command(name = "__supervise", hide = true)]
-    Supervise { root: PathBuf },
+    Supervise {
+        /// The service's directory (its releases, spec and log).
+        root: PathBuf,
+    },
 }
 
-/// Run a parsed command line; returns the process exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+impl Command {
+    /// Whether this command was asked for `--json`.
+    fn json(&self) -> bool {
+        match self {
+            Command::Validate(a) => a.json,
+            Command::Plan(a) => a.json(),
+            Command::Deploy(a) => a.json(),
+            Command::Destroy(a) => a.json(),
+            Command::Status(a) => a.json(),
+            Command::Refresh(a) => a.json(),
+            Command::History(a) => a.json(),
+            Command::Plugin(p) => p.json(),
+            Command::Init(_)
+            | Command::Logs(_)
+            | Command::Rollback(_)
+            | Command::Serve(_)
+            | Command::Completions { .. }
+            | Command::Supervise { .. } => false,
+        }
+    }
+}
+
+impl Cli {
+    /// How this command line wants its output shown.
+    pub fn report_settings(&self) -> Settings {
+        Settings {
+            json: self.command.json(),
+            color: self.output.color,
+            quiet: self.output.quiet,
+            verbose: self.verbose,
+        }
+    }
+}
+
+/// Run a parsed command line, writing through `out`; returns the process
+/// exit code.
+pub async fn run(cli: Cli, out: &Reporter) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Init(a) => project::init(config, a),
-        Command::Validate(a) => project::validate(config, a),
-        Command::Plan(a) => project::plan(config, a).await,
-        Command::Deploy(a) => project::deploy(config, a).await,
-        Command::Destroy(a) => project::destroy(config, a).await,
-        Command::Status(a) => project::status(config, a).await,
-        Command::Refresh(a) => project::refresh(config, a).await,
-        Command::Logs(a) => project::logs(config, a).await,
-        Command::History(a) => project::history(config, a),
-        Command::Rollback(a) => project::rollback(config, a).await,
-        Command::Plugin(cmd) => plugin::run(config, cmd).await,
+        Command::Init(a) => project::init(config, a, out),
+        Command::Validate(a) => project::validate(config, a, out),
+        Command::Plan(a) => project::plan(config, a, out).await,
+        Command::Deploy(a) => project::deploy(config, a, out).await,
+        Command::Destroy(a) => project::destroy(config, a, out).await,
+        Command::Status(a) => project::status(config, a, out).await,
+        Command::Refresh(a) => project::refresh(config, a, out).await,
+        Command::Logs(a) => project::logs(config, a, out).await,
+        Command::History(a) => project::history(config, a, out),
+        Command::Rollback(a) => project::rollback(config, a, out).await,
+        Command::Plugin(cmd) => plugin::run(config, cmd, out).await,
         Command::Serve(a) => crate::serve::run(a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "soar", &mut std::io::stdout());
@@ -105,4 +149,59 @@ pub(crate) fn environment() -> anyhow::Result<(Runtime, Catalog)> {
     })?;
     let catalog = Catalog::discover(Catalog::default_dir())?;
     Ok((runtime, catalog))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory as _, Parser as _};
+
+    /// Every flag and argument of every command says what it is for:
+    /// `soar logs --help` must not show `-e, --env <ENV>` with nothing beside
+    /// it.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "soar", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// The shared flags keep their names and short forms everywhere.
+    #[test]
+    fn shared_flags_keep_their_spellings() {
+        for line in [
+            "soar deploy -e prod -y --json --lock-timeout 5s",
+            "soar destroy --env prod --yes --json --lock-timeout 1m",
+            "soar plan -e prod --json -o plan.json",
+            "soar status -e prod --json --offline",
+            "soar refresh -e prod --json",
+            "soar history -e prod --json -n 3",
+            "soar logs -e prod -n 5",
+            "soar rollback -e prod --to r1 --lock-timeout 5s",
+            "soar plugin pin local -y",
+            "soar --quiet --color never plan",
+            "soar plan -q --color=always",
+        ] {
+            let args = line.split(' ');
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("{line}: {e}");
+            }
+        }
+        let cli = Cli::try_parse_from(["soar", "status", "--json", "-q"]).unwrap();
+        let s = cli.report_settings();
+        assert!(s.json && s.quiet, "{s:?}");
+        assert!(Cli::try_parse_from(["soar", "plan", "--color", "sometimes"]).is_err());
+    }
 }

@@ -4,11 +4,15 @@
 //! the text output escapes them with [`crate::terminal`] (and clips the long
 //! ones), the JSON output goes through [`crate::terminal::json`].
 
+use std::fmt::Write as _;
+
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::catalog::Entry;
+use super::args::{JsonArg, YesArg};
+use crate::catalog::{Catalog, Entry};
 use crate::contract::{ArtifactKind, CredentialScheme, Description};
+use crate::report::{Event, Reporter};
 use crate::runtime::{Plugin, Runtime};
 use crate::terminal::{clip, line};
 
@@ -17,17 +21,15 @@ use crate::terminal::{clip, line};
 pub enum PluginCommand {
     /// List available plugins: name, version, contract version, source, digest.
     List {
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Show everything a plugin may reach: hosts, credentials, SSH, limits.
     Inspect {
         /// Plugin name, as in `soar plugin list`.
         name: String,
-        /// One JSON object.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Install a plugin from a URL or path: a `.wasm` component, or a JSON/TOML
     /// manifest naming one. Verifies its sha256, validates it, shows what it
@@ -54,28 +56,36 @@ pub enum PluginCommand {
     /// soar.lock (after an installed plugin replaced a bundled one, or the
     /// other way round): shows what it may reach and asks.
     Pin {
+        /// Plugin name, as in `soar plugin list`.
         name: String,
-        #[arg(short, long)]
-        yes: bool,
+        #[command(flatten)]
+        yes: YesArg,
     },
     /// Fetch an installed plugin again from the source it was installed from;
     /// shows how what it may reach changes before accepting.
     Update {
+        /// Plugin name, as in `soar plugin list`.
         name: String,
         /// The sha256 the new component must have (checked before it is
         /// used, as for `install`).
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
-        #[arg(short, long)]
-        yes: bool,
+        #[command(flatten)]
+        yes: YesArg,
+        /// Allow plain http:// to non-loopback hosts (and redirects to them).
         #[arg(long)]
         allow_insecure_http: bool,
     },
     /// Remove an installed plugin (a bundled one of the same name is used again).
-    Remove { name: String },
+    Remove {
+        /// Plugin name, as in `soar plugin list`.
+        name: String,
+    },
     /// Scaffold a provider project: the WIT, a skeleton, a build script, a test.
     New {
+        /// The plugin's name (also the directory's, unless --dir).
         name: String,
+        /// The language of the skeleton.
         #[arg(long, value_enum)]
         lang: crate::install::scaffold::Lang,
         /// Where to write it (default: ./NAME).
@@ -99,37 +109,25 @@ fn project(config: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
     })
 }
 
+impl PluginCommand {
+    /// Whether this subcommand was asked for `--json`.
+    pub(super) fn json(&self) -> bool {
+        match self {
+            PluginCommand::List { json } | PluginCommand::Inspect { json, .. } => json.json,
+            _ => false,
+        }
+    }
+}
+
 /// Run a `soar plugin` subcommand; `config` is the global `-c`.
-pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow::Result<i32> {
-    if let PluginCommand::New { name, lang, dir } = &cmd {
-        let (dir, files) = crate::install::scaffold::scaffold(name, *lang, dir.as_deref())?;
-        println!("Created {} ({} files):", dir.display(), files.len());
-        for f in files {
-            println!("  {f}");
-        }
-        println!(
-            "Next: cd {} && ./test.sh (builds plugin.wasm, installs it into a throwaway data dir)",
-            dir.display()
-        );
-        return Ok(0);
-    }
-    if let PluginCommand::Remove { name } = &cmd {
-        println!("{}", crate::install::remove(&plugins_dir()?, name)?);
-        // The project's pin goes too: it named bytes this machine no longer
-        // has (the next use pins what is there, a bundled plugin included).
-        if let Some(config) = project(config) {
-            let path = crate::install::lock::path_for(&config);
-            let mut lock = crate::install::lock::LockFile::read(&path)?;
-            if lock.remove(name) {
-                lock.write(&path)?;
-                println!("Unpinned {name} in {}.", path.display());
-            }
-        }
-        return Ok(0);
-    }
-    let (runtime, catalog) = super::environment()?;
+pub async fn run(
+    config: Option<&std::path::Path>,
+    cmd: PluginCommand,
+    out: &Reporter,
+) -> anyhow::Result<i32> {
     match cmd {
-        PluginCommand::New { .. } | PluginCommand::Remove { .. } => unreachable!("handled above"),
+        PluginCommand::New { name, lang, dir } => new(&name, lang, dir.as_deref(), out),
+        PluginCommand::Remove { name } => remove(config, &name, out),
         PluginCommand::Install {
             source,
             sha256,
@@ -148,6 +146,7 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                 project: project(config),
                 override_bundled,
             };
+            let (runtime, catalog) = super::environment()?;
             crate::install::install(&runtime, &catalog, &plugins_dir()?, &opts, None).await?;
             Ok(0)
         }
@@ -160,7 +159,7 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
             let opts = crate::install::InstallOptions {
                 source: String::new(),
                 sha256,
-                yes,
+                yes: yes.yes,
                 fetch: crate::install::fetch::FetchPolicy {
                     allow_insecure_http,
                     ..Default::default()
@@ -168,124 +167,194 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PluginCommand) -> anyhow
                 project: project(config),
                 override_bundled: false,
             };
+            let (runtime, catalog) = super::environment()?;
             crate::install::update(&runtime, &catalog, &plugins_dir()?, &name, opts).await?;
             Ok(0)
         }
-        PluginCommand::Pin { name, yes } => {
-            let config = project(config).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "`soar plugin pin` records the plugin in a project's soar.lock: run it in the project, or pass -c PATH"
-                )
-            })?;
-            let entry = catalog.get(&name)?;
-            let plugin = load(&runtime, entry).await?;
-            let d = plugin.description();
-            println!(
-                "{} {} ({}, sha256:{})",
-                d.name,
-                clip(&d.version, crate::install::consent::VERSION_MAX),
-                entry.source,
-                entry.digest
-            );
-            println!("It will be able to reach:");
-            for l in crate::install::reach_lines(d) {
-                println!("  {l}");
-            }
-            let warnings =
-                crate::install::consent::entry_warnings(&runtime, &catalog, entry, d).await;
-            for w in &warnings {
-                println!("{w}");
-            }
-            crate::install::confirm(
-                yes,
-                &format!(
-                    "Pin this '{name}' in {}?",
-                    crate::install::lock::path_for(&config).display()
-                ),
-                "pinning a plugin needs confirmation of what it may reach",
-            )?;
-            let (path, changed) = crate::install::lock::pin(&config, entry)?;
-            if changed {
-                println!("Pinned {name} ({}) in {}.", entry.source, path.display());
-            } else {
-                println!("{} already pins this '{name}'.", path.display());
-            }
-            Ok(0)
-        }
-        PluginCommand::List { json } => {
-            let mut rows = Vec::new();
-            for entry in catalog.entries() {
-                rows.push((entry, load(&runtime, entry).await));
-            }
-            if json {
-                for (entry, plugin) in &rows {
-                    let line = match plugin {
-                        Ok(p) => json!({
-                            "name": entry.name, "version": p.description().version,
-                            "wit": format!("{}@{}", crate::contract::version::PACKAGE, p.wit_version()),
-                            "source": entry.source.to_string(), "digest": format!("sha256:{}", entry.digest),
-                            "summary": p.description().summary,
-                        }),
-                        Err(e) => {
-                            json!({"name": entry.name, "source": entry.source.to_string(), "digest": format!("sha256:{}", entry.digest), "error": format!("{e:#}")})
-                        }
-                    };
-                    println!("{}", crate::terminal::json(&line));
-                }
-            } else {
-                println!(
-                    "{:<14} {:<9} {:<18} {:<10} DIGEST",
-                    "NAME", "VERSION", "WIT", "SOURCE"
-                );
-                for (entry, plugin) in &rows {
-                    let short = &entry.digest[..12];
-                    match plugin {
-                        Ok(p) => println!(
-                            "{:<14} {:<9} {:<18} {:<10} sha256:{short}",
-                            entry.name,
-                            clip(&p.description().version, 24),
-                            format!("soar:plugin@{}", p.wit_version()),
-                            entry.source.to_string()
-                        ),
-                        Err(e) => println!(
-                            "{:<14} {:<9} {:<18} {:<10} sha256:{short}  error: {}",
-                            entry.name,
-                            "-",
-                            "-",
-                            entry.source.to_string(),
-                            line(&format!("{e:#}"))
-                        ),
-                    }
-                }
-            }
-            Ok(if rows.iter().any(|(_, p)| p.is_err()) {
-                1
-            } else {
-                0
-            })
-        }
-        PluginCommand::Inspect { name, json } => {
-            let entry = catalog.get(&name)?;
-            let plugin = load(&runtime, entry).await?;
-            let report = inspect_json(entry, &plugin);
-            if json {
-                println!("{}", crate::terminal::json(&report));
-            } else {
-                print_inspect(entry, &plugin);
-                let warnings = crate::install::consent::entry_warnings(
-                    &runtime,
-                    &catalog,
-                    entry,
-                    plugin.description(),
-                )
-                .await;
-                for w in warnings {
-                    println!("{w}");
-                }
-            }
-            Ok(0)
+        PluginCommand::Pin { name, yes } => pin(config, &name, yes.yes, out).await,
+        PluginCommand::List { .. } => list(out).await,
+        PluginCommand::Inspect { name, .. } => inspect(&name, out).await,
+    }
+}
+
+/// `soar plugin new`: scaffold a provider project.
+fn new(
+    name: &str,
+    lang: crate::install::scaffold::Lang,
+    dir: Option<&std::path::Path>,
+    out: &Reporter,
+) -> anyhow::Result<i32> {
+    let (dir, files) = crate::install::scaffold::scaffold(name, lang, dir)?;
+    let mut text = format!("Created {} ({} files):", dir.display(), files.len());
+    for f in files {
+        text.push_str(&format!("\n  {f}"));
+    }
+    text.push_str(&format!(
+        "\nNext: cd {} && ./test.sh (builds plugin.wasm, installs it into a throwaway data dir)\n",
+        dir.display()
+    ));
+    out.print(&text);
+    Ok(0)
+}
+
+/// `soar plugin remove`: the plugin, and the project's pin of it.
+fn remove(config: Option<&std::path::Path>, name: &str, out: &Reporter) -> anyhow::Result<i32> {
+    out.print(&format!(
+        "{}\n",
+        crate::install::remove(&plugins_dir()?, name)?
+    ));
+    // The project's pin goes too: it named bytes this machine no longer
+    // has (the next use pins what is there, a bundled plugin included).
+    if let Some(config) = project(config) {
+        let path = crate::install::lock::path_for(&config);
+        let mut lock = crate::install::lock::LockFile::read(&path)?;
+        if lock.remove(name) {
+            lock.write(&path)?;
+            out.print(&format!("Unpinned {name} in {}.\n", path.display()));
         }
     }
+    Ok(0)
+}
+
+/// `soar plugin pin`: show what the plugin may reach, ask, record it in
+/// the project's soar.lock. The consent screen is printed whatever
+/// `--quiet` says: it is what the user agrees to.
+async fn pin(
+    config: Option<&std::path::Path>,
+    name: &str,
+    yes: bool,
+    out: &Reporter,
+) -> anyhow::Result<i32> {
+    let config = project(config).ok_or_else(|| {
+        anyhow::anyhow!(
+            "`soar plugin pin` records the plugin in a project's soar.lock: run it in the project, or pass -c PATH"
+        )
+    })?;
+    let (runtime, catalog) = super::environment()?;
+    let entry = catalog.get(name)?;
+    let plugin = load(&runtime, entry).await?;
+    let d = plugin.description();
+    let mut screen = format!(
+        "{} {} ({}, sha256:{})\nIt will be able to reach:\n",
+        d.name,
+        clip(&d.version, crate::install::consent::VERSION_MAX),
+        entry.source,
+        entry.digest
+    );
+    for l in crate::install::reach_lines(d) {
+        screen.push_str(&format!("  {l}\n"));
+    }
+    for w in crate::install::consent::entry_warnings(&runtime, &catalog, entry, d).await {
+        screen.push_str(&format!("{w}\n"));
+    }
+    out.print(&screen);
+    crate::install::confirm(
+        yes,
+        &format!(
+            "Pin this '{name}' in {}?",
+            crate::install::lock::path_for(&config).display()
+        ),
+        "pinning a plugin needs confirmation of what it may reach",
+    )?;
+    let (path, changed) = crate::install::lock::pin(&config, entry)?;
+    if changed {
+        out.print(&format!(
+            "Pinned {name} ({}) in {}.\n",
+            entry.source,
+            path.display()
+        ));
+    } else {
+        out.print(&format!("{} already pins this '{name}'.\n", path.display()));
+    }
+    Ok(0)
+}
+
+/// `soar plugin list`: one row (or `plugin` event) per plugin; exits 1 when
+/// one does not load.
+async fn list(out: &Reporter) -> anyhow::Result<i32> {
+    let (runtime, catalog) = super::environment()?;
+    let mut rows = Vec::new();
+    for entry in catalog.entries() {
+        rows.push((entry, load(&runtime, entry).await));
+    }
+    out.print(&format!(
+        "{:<14} {:<9} {:<18} {:<10} DIGEST\n",
+        "NAME", "VERSION", "WIT", "SOURCE"
+    ));
+    for (entry, plugin) in &rows {
+        out.result(&list_event(entry, plugin), || list_row(entry, plugin));
+    }
+    Ok(if rows.iter().any(|(_, p)| p.is_err()) {
+        1
+    } else {
+        0
+    })
+}
+
+fn list_event<'a>(entry: &'a Entry, plugin: &'a anyhow::Result<Plugin>) -> Event<'a> {
+    let (version, wit, summary, error) = match plugin {
+        Ok(p) => (
+            Some(p.description().version.as_str()),
+            Some(format!(
+                "{}@{}",
+                crate::contract::version::PACKAGE,
+                p.wit_version()
+            )),
+            Some(p.description().summary.as_str()),
+            None,
+        ),
+        Err(e) => (None, None, None, Some(format!("{e:#}"))),
+    };
+    Event::Plugin {
+        name: &entry.name,
+        version,
+        wit,
+        source: entry.source.to_string(),
+        digest: format!("sha256:{}", entry.digest),
+        summary,
+        error,
+    }
+}
+
+fn list_row(entry: &Entry, plugin: &anyhow::Result<Plugin>) -> String {
+    let short = &entry.digest[..12];
+    match plugin {
+        Ok(p) => format!(
+            "{:<14} {:<9} {:<18} {:<10} sha256:{short}",
+            entry.name,
+            clip(&p.description().version, 24),
+            format!("soar:plugin@{}", p.wit_version()),
+            entry.source.to_string()
+        ),
+        Err(e) => format!(
+            "{:<14} {:<9} {:<18} {:<10} sha256:{short}  error: {}",
+            entry.name,
+            "-",
+            "-",
+            entry.source.to_string(),
+            line(&format!("{e:#}"))
+        ),
+    }
+}
+
+/// `soar plugin inspect`: everything the plugin may reach.
+async fn inspect(name: &str, out: &Reporter) -> anyhow::Result<i32> {
+    let (runtime, catalog): (Runtime, Catalog) = super::environment()?;
+    let entry = catalog.get(name)?;
+    let plugin = load(&runtime, entry).await?;
+    if out.is_json() {
+        out.emit(&Event::PluginDetails(inspect_json(entry, &plugin)));
+        return Ok(0);
+    }
+    let mut text = inspect_text(entry, &plugin);
+    for w in
+        crate::install::consent::entry_warnings(&runtime, &catalog, entry, plugin.description())
+            .await
+    {
+        text.push_str(&format!("{w}\n"));
+    }
+    out.print(&text);
+    Ok(0)
 }
 
 async fn load(runtime: &Runtime, entry: &Entry) -> anyhow::Result<Plugin> {
@@ -340,20 +409,24 @@ fn inspect_json(entry: &Entry, plugin: &Plugin) -> serde_json::Value {
     })
 }
 
-fn print_inspect(entry: &Entry, plugin: &Plugin) {
+/// The inspect screen for people (plugin text escaped and clipped).
+fn inspect_text(entry: &Entry, plugin: &Plugin) -> String {
+    let mut text = String::new();
     let d = plugin.description();
     let caps = &d.capabilities;
     let limits = plugin.limits();
-    println!(
+    let _ = writeln!(
+        text,
         "{} {} — {}",
         d.name,
         clip(&d.version, crate::install::consent::VERSION_MAX),
         clip(&d.summary, crate::install::consent::SUMMARY_MAX)
     );
-    println!("  contract:    soar:plugin@{}", plugin.wit_version());
-    println!("  source:      {}", entry.source);
-    println!("  digest:      sha256:{}", entry.digest);
-    println!(
+    let _ = writeln!(text, "  contract:    soar:plugin@{}", plugin.wit_version());
+    let _ = writeln!(text, "  source:      {}", entry.source);
+    let _ = writeln!(text, "  digest:      sha256:{}", entry.digest);
+    let _ = writeln!(
+        text,
         "  artifacts:   {}",
         d.artifacts
             .iter()
@@ -361,12 +434,13 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("May reach:");
+    let _ = writeln!(text, "May reach:");
     if caps.endpoints.is_empty() && caps.extra_hosts.is_empty() {
-        println!("  HTTP:        nothing");
+        let _ = writeln!(text, "  HTTP:        nothing");
     }
     for e in &caps.endpoints {
-        println!(
+        let _ = writeln!(
+            text,
             "  endpoint:    {} = {} (granted by choosing this provider; override with grants.endpoints.{})",
             line(&e.name),
             line(&e.default_url),
@@ -374,14 +448,16 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
         );
     }
     for h in &caps.extra_hosts {
-        println!(
+        let _ = writeln!(
+            text,
             "  host:        {} (only when granted in soar.toml)",
             line(h)
         );
     }
     for c in &caps.credentials {
         let hosts = crate::install::consent::credential_hosts(d, &c.endpoints);
-        println!(
+        let _ = writeln!(
+            text,
             "  credential:  {} ({}) from ${}, sent only to: {} ({}) — the plugin never sees it",
             line(&c.name),
             scheme(&c.scheme),
@@ -390,7 +466,8 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
             line(&hosts.join(", "))
         );
     }
-    println!(
+    let _ = writeln!(
+        text,
         "  SSH:         {}",
         if caps.ssh {
             "hosts it creates or the config lists"
@@ -398,8 +475,9 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
             "no"
         }
     );
-    println!("Limits per call:");
-    println!(
+    let _ = writeln!(text, "Limits per call:");
+    let _ = writeln!(
+        text,
         "  memory {} MiB over all memories and tables, compute {} ms per call (host calls excluded), deadline {} s, {} log records, {} KiB stdout/stderr",
         limits.memory_bytes >> 20,
         limits.compute_budget.as_millis(),
@@ -407,4 +485,5 @@ fn print_inspect(entry: &Entry, plugin: &Plugin) {
         limits.log_records,
         limits.stdio_bytes >> 10
     );
+    text
 }

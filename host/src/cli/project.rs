@@ -6,29 +6,27 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::args::{EnvArg, EnvFilterArg, JsonArg, LockArgs, YesArg};
 use crate::catalog::Catalog;
 use crate::engine::Workspace;
 use crate::engine::deploy::{DeployOptions, PlanOptions, deploy_command, plan_command};
 use crate::engine::destroy::{DestroyOptions, destroy_command};
 use crate::engine::releases;
+use crate::report::{Event, Reporter};
 
-/// `--json` alone.
+/// `soar refresh`.
 #[derive(Debug, Args)]
-pub struct JsonArgs {
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
+pub struct RefreshArgs {
+    #[command(flatten)]
+    env: EnvArg,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
-/// `--env` and `--json`.
-#[derive(Debug, Args)]
-pub struct EnvJsonArgs {
-    /// Environment (default: the only one).
-    #[arg(short, long)]
-    env: Option<String>,
-    /// One JSON object per line.
-    #[arg(long)]
-    json: bool,
+impl RefreshArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
 }
 
 /// `soar init`.
@@ -46,11 +44,10 @@ pub struct InitArgs {
 /// `soar plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    #[arg(short, long)]
-    env: Option<String>,
-    /// One JSON object per line.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    env: EnvArg,
+    #[command(flatten)]
+    json: JsonArg,
     /// Save the plan, to apply exactly it with `soar deploy FILE`.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -59,48 +56,63 @@ pub struct PlanArgs {
     detailed_exitcode: bool,
 }
 
+impl PlanArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
+}
+
 /// `soar deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// A plan saved by `soar plan -o FILE`, applied exactly (refused when stale).
     plan: Option<PathBuf>,
-    #[arg(short, long)]
-    env: Option<String>,
-    /// Do not ask for confirmation.
-    #[arg(short, long)]
-    yes: bool,
-    /// One JSON object per line.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    env: EnvArg,
+    #[command(flatten)]
+    yes: YesArg,
+    #[command(flatten)]
+    json: JsonArg,
     /// Most provider changes applied at once.
     #[arg(long, default_value_t = 10)]
     parallelism: usize,
-    /// How long to wait for another soar holding the project lock.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    lock_timeout: Duration,
+    #[command(flatten)]
+    lock: LockArgs,
     /// Break a stale deploy lock left on SSH hosts by a deploy that died.
     #[arg(long)]
     force_unlock: bool,
 }
 
+impl DeployArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
+}
+
 /// `soar destroy`.
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    #[arg(short, long)]
-    env: Option<String>,
-    #[arg(short, long)]
-    yes: bool,
-    #[arg(long)]
-    json: bool,
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    lock_timeout: Duration,
+    #[command(flatten)]
+    env: EnvArg,
+    #[command(flatten)]
+    yes: YesArg,
+    #[command(flatten)]
+    json: JsonArg,
+    #[command(flatten)]
+    lock: LockArgs,
+}
+
+impl DestroyArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
 }
 
 /// `soar logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[arg(short, long)]
-    env: Option<String>,
+    #[command(flatten)]
+    env: EnvArg,
     /// How many lines.
     #[arg(short = 'n', long, default_value_t = 100)]
     lines: usize,
@@ -109,32 +121,52 @@ pub struct LogsArgs {
 /// `soar history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    #[arg(short, long)]
-    env: Option<String>,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    env: EnvFilterArg,
+    #[command(flatten)]
+    json: JsonArg,
     /// How many entries.
     #[arg(short = 'n', long, default_value_t = 20)]
     limit: usize,
 }
 
+impl HistoryArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
+}
+
 /// `soar rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    #[arg(short, long)]
-    env: Option<String>,
+    #[command(flatten)]
+    env: EnvArg,
     /// The release to switch to (default: the one before the active one).
     #[arg(long, value_name = "RELEASE")]
     to: Option<String>,
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    lock_timeout: Duration,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(s)
+/// `soar status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    env: EnvFilterArg,
+    #[command(flatten)]
+    json: JsonArg,
+    /// Show the state only: do not ask the providers what is deployed.
+    #[arg(long)]
+    offline: bool,
 }
 
-pub fn init(config: Option<&Path>, args: InitArgs) -> anyhow::Result<i32> {
+impl StatusArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
+}
+
+pub fn init(config: Option<&Path>, args: InitArgs, out: &Reporter) -> anyhow::Result<i32> {
     let path = config
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(crate::config::FILE_NAME));
@@ -150,7 +182,7 @@ pub fn init(config: Option<&Path>, args: InitArgs) -> anyhow::Result<i32> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            return super::spot_init::write(&std::path::absolute(dir)?);
+            return super::spot_init::write(&std::path::absolute(dir)?, out);
         }
         other => anyhow::bail!(
             "soar init --provider {other}: init writes projects for `local` (soar.toml) and `aws-spot` (.spot/ and deployment/); for other providers, start from `soar init` and edit [env.<name>]"
@@ -177,14 +209,16 @@ pub fn init(config: Option<&Path>, args: InitArgs) -> anyhow::Result<i32> {
     crate::config::check_name(&name)
         .map_err(|e| anyhow::anyhow!("application name '{name}': {e}; pass --name"))?;
     std::fs::write(&path, crate::config::init_template(&name))?;
-    println!(
-        "Wrote {}. Next: edit [artifact], then `soar plan`.",
-        path.display()
-    );
+    out.message(|| {
+        format!(
+            "Wrote {}. Next: edit [artifact], then `soar plan`.",
+            path.display()
+        )
+    });
     Ok(0)
 }
 
-pub fn validate(config: Option<&Path>, args: JsonArgs) -> anyhow::Result<i32> {
+pub fn validate(config: Option<&Path>, _args: JsonArg, out: &Reporter) -> anyhow::Result<i32> {
     use crate::config::spot::Located;
     let located = match config {
         Some(p) => Located::File(p.to_path_buf()),
@@ -199,63 +233,59 @@ pub fn validate(config: Option<&Path>, args: JsonArgs) -> anyhow::Result<i32> {
         Located::ZeroConfig(dir) => dir.join(crate::config::spot::CONFIG_PATH),
     };
     match located.load(&known) {
-        Ok(project) if matches!(located, Located::ZeroConfig(_)) => {
-            let envs: Vec<&String> = project.environments.keys().collect();
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "valid": true, "file": path, "zero_config": true, "app": project.app.name, "environments": envs })
-                );
-            } else {
-                println!(
-                    "{} is a zero-config {} project (no soar.toml): app '{}', environment '{}'. \
-                     Its settings and deployment/ are checked by the plugin at `soar plan`.",
-                    path.display(),
-                    crate::config::spot::PROVIDER,
-                    project.app.name,
-                    crate::config::spot::ENVIRONMENT,
-                );
-            }
-            Ok(0)
-        }
         Ok(project) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "valid": true, "file": path, "environments": project.environments.keys().collect::<Vec<_>>() })
-                );
-            } else {
-                println!(
-                    "{} is valid ({} environment(s)).",
-                    path.display(),
-                    project.environments.len()
-                );
-            }
+            let zero_config = matches!(located, Located::ZeroConfig(_));
+            let event = Event::Valid {
+                valid: true,
+                file: &path,
+                zero_config: zero_config.then_some(true),
+                app: zero_config.then_some(project.app.name.as_str()),
+                environments: project.environments.keys().map(String::as_str).collect(),
+            };
+            out.result(&event, || {
+                if zero_config {
+                    format!(
+                        "{} is a zero-config {} project (no soar.toml): app '{}', environment '{}'. \
+                         Its settings and deployment/ are checked by the plugin at `soar plan`.",
+                        path.display(),
+                        crate::config::spot::PROVIDER,
+                        project.app.name,
+                        crate::config::spot::ENVIRONMENT,
+                    )
+                } else {
+                    format!(
+                        "{} is valid ({} environment(s)).",
+                        path.display(),
+                        project.environments.len()
+                    )
+                }
+            });
             Ok(0)
         }
-        Err(e) => {
-            if args.json {
-                for d in &e.0 {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "file": d.file, "line": d.line, "col": d.col, "message": d.message, "hint": d.hint })
-                    );
-                }
-                Ok(1)
-            } else {
-                Err(e.into())
+        // In --json, each problem is an event and the exit code says it
+        // failed; for people, the diagnostics are the error.
+        Err(e) if out.is_json() => {
+            for d in &e.0 {
+                out.emit(&Event::Diagnostic {
+                    file: &d.file,
+                    line: d.line,
+                    col: d.col,
+                    message: &d.message,
+                    hint: d.hint.as_deref(),
+                });
             }
+            Ok(1)
         }
+        Err(e) => Err(e.into()),
     }
 }
 
-pub async fn plan(config: Option<&Path>, a: PlanArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
+pub async fn plan(config: Option<&Path>, a: PlanArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
     plan_command(
         &ws,
         &PlanOptions {
-            env: a.env,
-            json: a.json,
+            env: a.env.env,
             out: a.out,
             detailed_exitcode: a.detailed_exitcode,
         },
@@ -263,70 +293,64 @@ pub async fn plan(config: Option<&Path>, a: PlanArgs) -> anyhow::Result<i32> {
     .await
 }
 
-pub async fn deploy(config: Option<&Path>, a: DeployArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
+pub async fn deploy(config: Option<&Path>, a: DeployArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
     let opts = DeployOptions {
-        env: a.env,
-        yes: a.yes,
-        json: a.json,
+        env: a.env.env,
+        yes: a.yes.yes,
         parallelism: a.parallelism,
-        lock_timeout: a.lock_timeout,
+        lock_timeout: a.lock.lock_timeout,
         plan_file: a.plan,
         force_unlock: a.force_unlock,
     };
     deploy_command(&ws, &opts).await
 }
 
-pub async fn destroy(config: Option<&Path>, a: DestroyArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
+pub async fn destroy(config: Option<&Path>, a: DestroyArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
     destroy_command(
         &ws,
         &DestroyOptions {
-            env: a.env,
-            yes: a.yes,
-            json: a.json,
-            lock_timeout: a.lock_timeout,
+            env: a.env.env,
+            yes: a.yes.yes,
+            lock_timeout: a.lock.lock_timeout,
         },
     )
     .await
 }
 
-/// `soar status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Environment (default: every one).
-    #[arg(short, long)]
-    env: Option<String>,
-    /// One JSON object per line.
-    #[arg(long)]
-    json: bool,
-    /// Show the state only: do not ask the providers what is deployed.
-    #[arg(long)]
-    offline: bool,
+pub async fn status(config: Option<&Path>, a: StatusArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
+    releases::status_command(&ws, a.env.env.as_deref(), a.offline).await
 }
 
-pub async fn status(config: Option<&Path>, a: StatusArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
-    releases::status_command(&ws, a.env.as_deref(), a.json, a.offline).await
-}
-
-pub async fn refresh(config: Option<&Path>, a: EnvJsonArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
-    crate::engine::refresh::refresh_command(&ws, a.env.as_deref(), a.json, Duration::from_secs(30))
+pub async fn refresh(config: Option<&Path>, a: RefreshArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
+    crate::engine::refresh::refresh_command(&ws, a.env.env.as_deref(), Duration::from_secs(30))
         .await
 }
 
-pub async fn logs(config: Option<&Path>, a: LogsArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
-    releases::logs_command(&ws, a.env.as_deref(), a.lines).await
+pub async fn logs(config: Option<&Path>, a: LogsArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
+    releases::logs_command(&ws, a.env.env.as_deref(), a.lines).await
 }
 
-pub fn history(config: Option<&Path>, a: HistoryArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
-    releases::history_command(&ws, a.env.as_deref(), a.limit, a.json)
+pub fn history(config: Option<&Path>, a: HistoryArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
+    releases::history_command(&ws, a.env.env.as_deref(), a.limit)
 }
 
-pub async fn rollback(config: Option<&Path>, a: RollbackArgs) -> anyhow::Result<i32> {
-    let ws = Workspace::open(config)?;
-    releases::rollback_command(&ws, a.env.as_deref(), a.to.as_deref(), a.lock_timeout).await
+pub async fn rollback(
+    config: Option<&Path>,
+    a: RollbackArgs,
+    out: &Reporter,
+) -> anyhow::Result<i32> {
+    let ws = Workspace::open(config, out.clone())?;
+    releases::rollback_command(
+        &ws,
+        a.env.env.as_deref(),
+        a.to.as_deref(),
+        a.lock.lock_timeout,
+    )
+    .await
 }

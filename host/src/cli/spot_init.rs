@@ -100,7 +100,7 @@ const FILES: &[(&str, &str, bool)] = &[
 
 /// Write the skeleton into `dir`; refused (nothing written) when any of its
 /// files exists.
-pub fn write(dir: &Path) -> anyhow::Result<i32> {
+pub fn write(dir: &Path, out: &crate::report::Reporter) -> anyhow::Result<i32> {
     let existing: Vec<&str> = FILES
         .iter()
         .map(|(p, _, _)| *p)
@@ -160,22 +160,25 @@ pub fn write(dir: &Path) -> anyhow::Result<i32> {
         std::io::Write::write_all(&mut f, add.as_bytes())?;
     }
     for (rel, _, _) in FILES {
-        println!("Wrote {rel}");
+        out.message(|| format!("Wrote {rel}"));
     }
     let name = crate::config::suggest_name(
         &dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "app".into()),
     );
-    println!(
-        "Zero-config aws-spot project '{name}' (no soar.toml). Next: edit .spot/config.yaml and deployment/, \
-         export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), then `soar plan`."
-    );
+    out.message(|| {
+        format!(
+            "Zero-config aws-spot project '{name}' (no soar.toml). Next: edit .spot/config.yaml and deployment/, \
+             export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), then `soar plan`."
+        )
+    });
     if dir.join(crate::config::FILE_NAME).is_file() {
-        println!(
-            "Note: {} exists here and wins over .spot/: give it an environment with provider = \"aws-spot\" and [artifact] kind = \"script\", path = \".\" to use this skeleton.",
+        // Not dropped by --quiet: it says the skeleton is not in use yet.
+        out.print(&format!(
+            "Note: {} exists here and wins over .spot/: give it an environment with provider = \"aws-spot\" and [artifact] kind = \"script\", path = \".\" to use this skeleton.\n",
             crate::config::FILE_NAME
-        );
+        ));
     }
     Ok(0)
 }
@@ -186,16 +189,23 @@ mod tests {
 
     #[test]
     fn writes_the_skeleton_and_never_overwrites() {
+        let (out, said) = crate::report::Reporter::buffered(Default::default());
+        let out = &out;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("shop");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join(".gitignore"), "target/").unwrap();
-        assert_eq!(write(&dir).unwrap(), 0);
+        assert_eq!(write(&dir, out).unwrap(), 0);
         for (rel, text, _) in FILES {
             assert_eq!(std::fs::read_to_string(dir.join(rel)).unwrap(), *text);
         }
         let ignore = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
         assert!(ignore.starts_with("target/\n# soar:"), "{ignore}");
+        assert!(
+            said.stdout().contains("Wrote .spot/config.yaml\n"),
+            "{}",
+            said.stdout()
+        );
         assert!(ignore.contains("\ndeployment/secrets/*\n!deployment/secrets/.gitkeep\n"));
         // Zero-config: it is a project now.
         let p = crate::config::spot::synthesize(&dir, &["aws-spot"])
@@ -205,7 +215,7 @@ mod tests {
 
         std::fs::write(dir.join("deployment/setup.sh"), "mine").unwrap();
         std::fs::remove_file(dir.join(".spot/config.yaml")).unwrap();
-        let err = write(&dir).unwrap_err().to_string();
+        let err = write(&dir, out).unwrap_err().to_string();
         assert!(err.contains("deployment/setup.sh"), "{err}");
         assert!(!dir.join(".spot/config.yaml").exists(), "nothing written");
         assert_eq!(
@@ -214,7 +224,7 @@ mod tests {
         );
         // .gitignore is not appended twice.
         std::fs::remove_dir_all(dir.join("deployment")).unwrap();
-        write(&dir).unwrap();
+        write(&dir, out).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
             ignore

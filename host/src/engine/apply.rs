@@ -9,8 +9,9 @@ use tokio::task::JoinSet;
 
 use super::plan::{Action, Executor, Plan, PlannedChange};
 use super::prepare::Prepared;
-use super::trail::{Trail, mark, progress, record_of};
+use super::trail::{Trail, mark, record_of};
 use crate::config::Environment;
+use crate::report::{Event, Reporter, value};
 use crate::runtime::render_plugin_error;
 use crate::state::{Outcome, Phase, StateStore};
 
@@ -25,7 +26,7 @@ pub(crate) async fn apply_provider_changes(
     p: &Prepared<'_>,
     plan: &Plan,
     parallelism: usize,
-    json_mode: bool,
+    out: &Reporter,
 ) -> Vec<ApplyOutcome> {
     let provider: Vec<&PlannedChange> = plan
         .effective()
@@ -66,7 +67,7 @@ pub(crate) async fn apply_provider_changes(
             let Ok((change, r, took)) = joined else {
                 continue;
             };
-            let line = match &r {
+            let line = || match &r {
                 Ok(_) => format!(
                     "  ✓ {} {} {} ({:.1} s)",
                     change.action.verb(),
@@ -82,11 +83,14 @@ pub(crate) async fn apply_provider_changes(
                     crate::terminal::line(&e.to_string())
                 ),
             };
-            progress(
-                json_mode,
-                json!({ "type": "apply_result", "kind": change.kind, "name": change.name, "action": change.action, "ok": r.is_ok(), "error": r.as_ref().err() }),
-                line,
-            );
+            let event = Event::ApplyResult {
+                kind: &change.kind,
+                name: &change.name,
+                action: value(&change.action),
+                ok: r.is_ok(),
+                error: r.as_ref().err().map(String::as_str),
+            };
+            out.status(&event, line);
             outcomes.push((change, r));
         }
     }
@@ -117,10 +121,10 @@ pub(crate) async fn apply_and_record(
     plan: &Plan,
     trail: &Trail<'_>,
     parallelism: usize,
-    json_mode: bool,
+    out: &Reporter,
 ) -> anyhow::Result<Vec<ApplyOutcome>> {
     let started = mark();
-    let outcomes = apply_provider_changes(p, plan, parallelism, json_mode).await;
+    let outcomes = apply_provider_changes(p, plan, parallelism, out).await;
     let mut failed = Vec::new();
     for (change, result) in &outcomes {
         match result {

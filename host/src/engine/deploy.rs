@@ -1,5 +1,11 @@
 //! `soar plan` and `soar deploy`: the deploy pipeline, phase by phase, each
 //! phase timed into the audit trail.
+//!
+//! [`run_deploy`] reads as the list of its steps — hooks, build, validate,
+//! plan, confirm, apply, roll out, record, register, report — each a
+//! function of its own below, and the pure decisions among them (which plan
+//! to apply, which hosts are new, what the service's environment is, what a
+//! failed rollout leaves in the state) are plain functions with unit tests.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,18 +13,19 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::apply::apply_and_record;
+use super::apply::{ApplyOutcome, apply_and_record};
 use super::fanout::{self, RolloutJob, batches, per_host_report};
 use super::hooks::HookContext;
 use super::plan::{Action, Executor, FORMAT, Plan, PlannedChange, RELEASE_KIND};
 use super::prepare::{Prepared, validate_env};
 use super::targets::{self, Target};
-use super::trail::{Trail, actor, confirm, mark, progress};
+use super::trail::{Trail, actor, confirm, mark};
 use super::{Workspace, register, render};
 use crate::artifact::ArtifactSource;
 use crate::config::Environment;
+use crate::report::Event;
 use crate::rollout::service::{ServiceManager, Supervisor};
-use crate::rollout::{self, Health, Release};
+use crate::rollout::{self, Health};
 use crate::state::{
     HolderInfo, Outcome, Phase, ProjectLock, ReleaseRecord, ReleaseStatus, StateStore,
     new_release_id, now_ms,
@@ -28,7 +35,6 @@ use crate::state::{
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub env: Option<String>,
-    pub json: bool,
     pub out: Option<PathBuf>,
     pub detailed_exitcode: bool,
 }
@@ -38,7 +44,6 @@ pub struct PlanOptions {
 pub struct DeployOptions {
     pub env: Option<String>,
     pub yes: bool,
-    pub json: bool,
     pub parallelism: usize,
     pub lock_timeout: Duration,
     /// Apply exactly this saved plan.
@@ -202,28 +207,25 @@ fn release_step(
 
 /// `soar plan`.
 pub async fn plan_command(ws: &Workspace, opts: &PlanOptions) -> anyhow::Result<i32> {
+    let out = &ws.out;
     let env = ws.environment(opts.env.as_deref())?;
-    let building = crate::progress::Spinner::start("building the artifact", opts.json);
+    let building = crate::progress::Spinner::start("building the artifact", out);
     let artifact = ws.build_artifact().await;
     drop(building);
     let p = ws.prepare(&env.name, Some(artifact?)).await?;
     validate_env(ws, &p).await?;
     let store = ws.state()?;
     let (plan, _) = make_plan(ws, &p, &store).await?;
-    if opts.json {
-        print!("{}", render::plan_json(&plan));
-    } else {
-        print!("{}", render::plan_text(&plan));
-    }
-    if let Some(out) = &opts.out {
-        plan.save(out)?;
-        if !opts.json {
-            println!(
+    render::show_plan(out, &plan);
+    if let Some(file) = &opts.out {
+        plan.save(file)?;
+        out.message(|| {
+            format!(
                 "\nSaved the plan to {}. Apply exactly it with: soar deploy {}",
-                out.display(),
-                out.display()
-            );
-        }
+                file.display(),
+                file.display()
+            )
+        });
     }
     Ok(if opts.detailed_exitcode && plan.has_changes() {
         2
@@ -275,6 +277,7 @@ pub async fn deploy_command(ws: &Workspace, opts: &DeployOptions) -> anyhow::Res
     result.map(|_| 0)
 }
 
+/// The deploy, step by step; returns the audit trail's one-line summary.
 async fn run_deploy(
     ws: &Workspace,
     opts: &DeployOptions,
@@ -282,41 +285,107 @@ async fn run_deploy(
     trail: &Trail<'_>,
     mut hook_ctx: HookContext,
 ) -> anyhow::Result<String> {
-    let env_name = hook_ctx.env.clone();
-    let env = ws.environment(Some(&env_name))?;
-    let json_mode = opts.json;
-
+    let out = &ws.out;
+    let env = ws.environment(Some(&hook_ctx.env))?;
+    pre_deploy_hook(ws, trail, &hook_ctx).await?;
+    let artifact = build(ws, trail).await?;
+    let secrets = ws.resolve_secrets(env)?;
+    let p = validate(ws, trail, env, artifact).await?;
+    let (plan, targets) = plan(ws, trail, &p, saved).await?;
+    render::show_plan(out, &plan);
+    if !plan.has_changes() {
+        if let Some(url) = targets.first().map(Target::url) {
+            report_deployed(out, env, &url, None, false);
+        }
+        return Ok("no changes".into());
+    }
+    if !opts.yes && !confirm(out, "perform these actions")? {
+        anyhow::bail!("deploy cancelled; nothing was changed");
+    }
+    // Provider changes, in parallel within a bound.
+    let outcomes = apply_and_record(&p, &plan, trail, opts.parallelism, out).await?;
+    let Some(step) = plan
+        .changes
+        .iter()
+        .find(|c| c.executor == Executor::Rollout && c.action != Action::NoOp)
+    else {
+        // The provider deployed the artifact itself: report where it answers.
+        let urls = provider_urls(&outcomes);
+        for url in &urls {
+            report_deployed(out, env, url, None, true);
+        }
+        return Ok(format!("provider changes applied {}", urls.join(" ")));
+    };
+    drop(targets);
+    let rollout = Rollout::prepare(ws, &p, trail.store, &outcomes, secrets, opts).await?;
+    let deployed = rollout.run(step, trail, &p).await;
+    p.session.ssh.close().await;
+    let (release_id, url) = deployed?;
+    hook_ctx.release = Some(release_id.clone());
+    hook_ctx.url = Some(url.clone());
+    announce(ws, trail, env, &url, &release_id).await;
     if let Err(why) = trail
         .hook(
             ws,
-            "pre_deploy",
-            ws.project.hooks.pre_deploy.as_ref(),
+            "post_deploy",
+            ws.project.hooks.post_deploy.as_ref(),
             &hook_ctx,
         )
         .await
     {
-        anyhow::bail!("{why}; nothing was deployed");
+        out.warn(&why);
     }
+    record_plugin_events(trail, &p);
+    report_deployed(out, env, &url, Some(&release_id), true);
+    Ok(format!("release {release_id} at {url}"))
+}
 
+/// Step: the `pre_deploy` hook; its failure stops the deploy before
+/// anything changed.
+async fn pre_deploy_hook(
+    ws: &Workspace,
+    trail: &Trail<'_>,
+    hook_ctx: &HookContext,
+) -> anyhow::Result<()> {
+    trail
+        .hook(
+            ws,
+            "pre_deploy",
+            ws.project.hooks.pre_deploy.as_ref(),
+            hook_ctx,
+        )
+        .await
+        .map_err(|why| anyhow::anyhow!("{why}; nothing was deployed"))
+}
+
+/// Step: build the artifact, timed into the trail.
+async fn build(ws: &Workspace, trail: &Trail<'_>) -> anyhow::Result<ArtifactSource> {
     let started = mark();
-    let building = crate::progress::Spinner::start("building the artifact", json_mode);
+    let building = crate::progress::Spinner::start("building the artifact", &ws.out);
     let built = ws.build_artifact().await;
     drop(building);
-    let artifact = match built {
+    match built {
         Ok(a) => {
             trail.phase(Phase::Build, started, Outcome::Ok, a.digest());
-            a
+            Ok(a)
         }
         Err(e) => {
             trail.phase(Phase::Build, started, Outcome::Failed, &format!("{e:#}"));
-            return Err(e);
+            Err(e)
         }
-    };
-    let secrets = ws.resolve_secrets(env)?;
+    }
+}
 
+/// Step: load the plugin with the artifact and let the provider validate
+/// the environment, timed into the trail.
+async fn validate<'w>(
+    ws: &'w Workspace,
+    trail: &Trail<'_>,
+    env: &Environment,
+    artifact: ArtifactSource,
+) -> anyhow::Result<Prepared<'w>> {
     let started = mark();
-    let p = ws.prepare(&env_name, Some(artifact)).await?;
-    let store = trail.store;
+    let p = ws.prepare(&env.name, Some(artifact)).await?;
     if let Err(e) = validate_env(ws, &p).await {
         trail.phase(Phase::Validate, started, Outcome::Failed, &format!("{e:#}"));
         return Err(e);
@@ -327,31 +396,33 @@ async fn run_deploy(
         Outcome::Ok,
         &format!("provider {}", env.provider),
     );
+    Ok(p)
+}
+
+/// Step: plan, or check that a saved plan still applies; timed into the
+/// trail, with the changes recorded.
+async fn plan(
+    ws: &Workspace,
+    trail: &Trail<'_>,
+    p: &Prepared<'_>,
+    saved: Option<Plan>,
+) -> anyhow::Result<(Plan, Vec<Target>)> {
+    let store = trail.store;
     let started = mark();
-    let planning = crate::progress::Spinner::start(format!("planning {env_name}"), json_mode);
-    let planned = make_plan(ws, &p, store).await;
+    let planning = crate::progress::Spinner::start(format!("planning {}", p.env.name), &ws.out);
+    let planned = make_plan(ws, p, store).await;
     drop(planning);
-    let (plan, targets) = match planned {
+    let (fresh, targets) = match planned {
         Ok(v) => v,
         Err(e) => {
             trail.phase(Phase::Plan, started, Outcome::Failed, &format!("{e:#}"));
             return Err(e);
         }
     };
-    let plan = match saved {
-        Some(saved) => {
-            store.check_serial(&env_name, saved.serial)?;
-            if saved.artifact != plan.artifact {
-                anyhow::bail!(
-                    "the saved plan deploys artifact {}, but the build now produces {}: run `soar plan -o` again",
-                    saved.artifact.as_deref().unwrap_or("(none)"),
-                    plan.artifact.as_deref().unwrap_or("(none)")
-                );
-            }
-            saved
-        }
-        None => plan,
-    };
+    if let Some(saved) = &saved {
+        store.check_serial(&p.env.name, saved.serial)?;
+    }
+    let plan = plan_to_apply(saved, fresh)?;
     let s = plan.summary();
     trail.phase(
         Phase::Plan,
@@ -363,82 +434,56 @@ async fn run_deploy(
         ),
     );
     trail.event(json!({ "plan": plan.changes }));
-    if json_mode {
-        print!("{}", render::plan_json(&plan));
-    } else {
-        print!("{}", render::plan_text(&plan));
-    }
-    if !plan.has_changes() {
-        let url = targets.first().map(Target::url);
-        if let Some(url) = &url {
-            progress(
-                json_mode,
-                json!({ "type": "deployed", "env": env_name, "url": url, "changed": false }),
-                format!("\n{} is up to date at {url}", env.deploy.service),
-            );
-        }
-        return Ok("no changes".into());
-    }
-    if !opts.yes && !confirm("perform these actions")? {
-        anyhow::bail!("deploy cancelled; nothing was changed");
-    }
+    Ok((plan, targets))
+}
 
-    // Provider changes, in parallel within a bound.
-    let outcomes = apply_and_record(&p, &plan, trail, opts.parallelism, json_mode).await?;
+/// The plan a deploy applies: the saved one, when it still deploys what
+/// the build produces now, else the fresh one.
+fn plan_to_apply(saved: Option<Plan>, fresh: Plan) -> anyhow::Result<Plan> {
+    match saved {
+        Some(saved) if saved.artifact != fresh.artifact => anyhow::bail!(
+            "the saved plan deploys artifact {}, but the build now produces {}: run `soar plan -o` again",
+            saved.artifact.as_deref().unwrap_or("(none)"),
+            fresh.artifact.as_deref().unwrap_or("(none)")
+        ),
+        Some(saved) => Ok(saved),
+        None => Ok(fresh),
+    }
+}
 
-    // The release onto the hosts.
-    let Some(step) = plan
-        .changes
+/// The URLs a provider that deploys the artifact itself reported.
+fn provider_urls(outcomes: &[ApplyOutcome]) -> Vec<String> {
+    applied_endpoints(outcomes.iter(), "url")
+}
+
+/// The SSH hosts a provider created (or replaced) in this deploy: their new
+/// host keys are trusted.
+fn fresh_ssh_hosts(outcomes: &[ApplyOutcome]) -> Vec<String> {
+    let created = outcomes
         .iter()
-        .find(|c| c.executor == Executor::Rollout && c.action != Action::NoOp)
-    else {
-        // The provider deployed the artifact itself: report where it answers.
-        let urls: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
-            .flat_map(|a| a.endpoints)
-            .filter(|e| e.kind == "url")
-            .map(|e| e.address)
-            .collect();
-        for url in &urls {
-            progress(
-                json_mode,
-                json!({ "type": "deployed", "env": env_name, "url": url, "changed": true }),
-                format!("\nDeployed to {env_name}: {url}"),
-            );
-        }
-        return Ok(format!("provider changes applied {}", urls.join(" ")));
-    };
-    let artifact = p.artifact.as_ref().expect("deploys have an artifact");
-    let (command, health) = release_settings(ws, env, artifact)?;
-    let port = targets::service_port(store, env)?;
-    drop(targets);
-    // Hosts a provider created in this deploy: their new host keys are trusted.
-    let fresh: Vec<String> = outcomes
-        .iter()
-        .filter(|(c, _)| c.action == Action::Create || c.action == Action::Replace)
+        .filter(|(c, _)| c.action == Action::Create || c.action == Action::Replace);
+    applied_endpoints(created, "ssh")
+}
+
+fn applied_endpoints<'a>(
+    outcomes: impl Iterator<Item = &'a ApplyOutcome>,
+    kind: &str,
+) -> Vec<String> {
+    outcomes
         .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
         .flat_map(|a| a.endpoints)
-        .filter(|e| e.kind == "ssh")
+        .filter(|e| e.kind == kind)
         .map(|e| e.address)
-        .collect();
-    let targets = targets::resolve_fresh(
-        ws,
-        env,
-        &p.plugin,
-        p.session.clone(),
-        &p.ctx,
-        port,
-        &command,
-        &fresh,
-    )
-    .await?;
-    if targets.is_empty() {
-        anyhow::bail!(
-            "provider '{}' reports no host to roll the release out to",
-            env.provider
-        );
-    }
+        .collect()
+}
+
+/// The service's environment: the configured variables, the secrets, and
+/// `PORT` last (it wins).
+fn service_vars(
+    env: &Environment,
+    secrets: impl IntoIterator<Item = (String, String)>,
+    port: u16,
+) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = env
         .deploy
         .env
@@ -447,173 +492,355 @@ async fn run_deploy(
         .collect();
     vars.extend(secrets);
     vars.push(("PORT".into(), port.to_string()));
-    let existing = store
-        .releases(&env_name)?
-        .into_iter()
-        .find(|r| r.artifact_digest == artifact.digest());
-    let release_id = existing
-        .map(|r| r.id)
-        .unwrap_or_else(|| new_release_id(now_ms(), artifact.digest()));
-    let release = Release {
-        id: release_id.clone(),
-        artifact,
-        kind: ws.project.artifact.kind,
-        env: vars,
-        health,
-        keep: env.deploy.keep_releases,
-        setup: ws.project.artifact.setup.clone(),
-    };
-    progress(
-        json_mode,
-        json!({ "type": "rollout_start", "release": release_id, "targets": targets.len() }),
-        format!(
-            "\n{} {}: rolling out release {release_id} to {} host(s)",
-            step.action.symbol(),
-            step.name,
-            targets.len()
-        ),
-    );
-    let job = Arc::new(RolloutJob {
-        id: release_id.clone(),
-        artifact: p.artifact.clone().expect("deploys have an artifact"),
-        kind: release.kind,
-        env: release.env.clone(),
-        health: release.health.clone(),
-        keep: release.keep,
-        setup: release.setup.clone(),
-        who: format!(
-            "{} pid {} at {}",
-            actor(),
-            std::process::id(),
-            crate::state::format_utc(now_ms())
-        ),
-        force_unlock: opts.force_unlock,
-    });
-    drop(release);
-    let parallelism = env
-        .deploy
-        .rollout
-        .parallelism
-        .unwrap_or(opts.parallelism)
-        .max(1);
-    let plan_batches = batches(targets.len(), env.deploy.rollout.batch);
-    let (results, stopped_after) =
-        fanout::run(&targets, &job, parallelism, &plan_batches, trail, json_mode).await?;
-    let url;
-    if stopped_after.is_none() {
+    vars
+}
+
+/// The release going out: its hosts and what each of them gets.
+struct Rollout<'e> {
+    out: crate::report::Reporter,
+    env: &'e Environment,
+    targets: Vec<Target>,
+    job: Arc<RolloutJob>,
+    parallelism: usize,
+}
+
+impl<'e> Rollout<'e> {
+    /// Step: resolve the hosts (new ones included) and make the job: the
+    /// release id (the existing one for an artifact deployed before), the
+    /// service's command, environment and health check.
+    async fn prepare(
+        ws: &Workspace,
+        p: &Prepared<'e>,
+        store: &StateStore,
+        outcomes: &[ApplyOutcome],
+        secrets: impl IntoIterator<Item = (String, String)>,
+        opts: &DeployOptions,
+    ) -> anyhow::Result<Self> {
+        let env = p.env;
+        let artifact = p.artifact.clone().expect("deploys have an artifact");
+        let (command, health) = release_settings(ws, env, &artifact)?;
+        let port = targets::service_port(store, env)?;
+        let targets = targets::resolve_fresh(
+            ws,
+            env,
+            &p.plugin,
+            p.session.clone(),
+            &p.ctx,
+            port,
+            &command,
+            &fresh_ssh_hosts(outcomes),
+        )
+        .await?;
+        if targets.is_empty() {
+            anyhow::bail!(
+                "provider '{}' reports no host to roll the release out to",
+                env.provider
+            );
+        }
+        let existing = store
+            .releases(&env.name)?
+            .into_iter()
+            .find(|r| r.artifact_digest == artifact.digest());
+        let id = existing
+            .map(|r| r.id)
+            .unwrap_or_else(|| new_release_id(now_ms(), artifact.digest()));
+        let job = Arc::new(RolloutJob {
+            id,
+            kind: ws.project.artifact.kind,
+            env: service_vars(env, secrets, port),
+            health,
+            keep: env.deploy.keep_releases,
+            setup: ws.project.artifact.setup.clone(),
+            who: format!(
+                "{} pid {} at {}",
+                actor(),
+                std::process::id(),
+                crate::state::format_utc(now_ms())
+            ),
+            force_unlock: opts.force_unlock,
+            artifact,
+        });
+        let parallelism = env
+            .deploy
+            .rollout
+            .parallelism
+            .unwrap_or(opts.parallelism)
+            .max(1);
+        Ok(Self {
+            out: ws.out.clone(),
+            env,
+            targets,
+            job,
+            parallelism,
+        })
+    }
+
+    /// Steps: roll out in batches, then record the outcome in the state —
+    /// the release active, or failed / rolled back with why. Returns the
+    /// release and the URL it answers at.
+    async fn run(
+        &self,
+        step: &PlannedChange,
+        trail: &Trail<'_>,
+        p: &Prepared<'_>,
+    ) -> anyhow::Result<(String, String)> {
+        let out = &self.out;
+        let release_id = &self.job.id;
+        out.status(
+            &Event::RolloutStart {
+                release: release_id,
+                targets: self.targets.len(),
+            },
+            || {
+                format!(
+                    "\n{} {}: rolling out release {release_id} to {} host(s)",
+                    step.action.symbol(),
+                    step.name,
+                    self.targets.len()
+                )
+            },
+        );
+        let plan_batches = batches(self.targets.len(), self.env.deploy.rollout.batch);
+        let (results, stopped_after) = fanout::run(
+            &self.targets,
+            &self.job,
+            self.parallelism,
+            &plan_batches,
+            trail,
+            out,
+        )
+        .await?;
+        if stopped_after.is_some() {
+            let message = self.record_failure(trail.store, &results)?;
+            record_plugin_events(trail, p);
+            anyhow::bail!("{message}");
+        }
         let first = results
             .iter()
             .find_map(|(_, r)| r.as_ref().ok())
             .expect("every host succeeded");
-        if store.release(&env_name, &first.release)?.is_none() {
+        self.record_success(trail.store, &first.release)?;
+        let url = self.targets.first().map(Target::url).unwrap_or_default();
+        Ok((release_id.clone(), url))
+    }
+
+    /// Step: the release every host now runs becomes the active one.
+    fn record_success(&self, store: &StateStore, release: &str) -> anyhow::Result<()> {
+        let env = &self.env.name;
+        if store.release(env, release)?.is_none() {
             store.insert_release(&ReleaseRecord {
-                env: env_name.clone(),
-                id: first.release.clone(),
-                artifact_digest: artifact.digest().to_string(),
+                env: env.clone(),
+                id: release.to_string(),
+                artifact_digest: self.job.artifact.digest().to_string(),
                 status: ReleaseStatus::Pending,
                 created_at: now_ms(),
                 activated_at: None,
                 detail: None,
             })?;
         }
-        store.activate_release(&env_name, &first.release)?;
-        hook_ctx.release = Some(first.release.clone());
-        url = targets.first().map(Target::url);
-    } else {
+        store.activate_release(env, release)
+    }
+
+    /// Step: a failed rollout is recorded (rolled back when every failed
+    /// host was switched back); returns the error message, per host when
+    /// there are several.
+    fn record_failure(
+        &self,
+        store: &StateStore,
+        results: &[(usize, Result<rollout::Report, rollout::Failure>)],
+    ) -> anyhow::Result<String> {
+        let (env, release_id) = (&self.env.name, &self.job.id);
         let failures: Vec<&rollout::Failure> = results
             .iter()
             .filter_map(|(_, r)| r.as_ref().err())
             .collect();
-        let rolled_back = failures.iter().all(|f| f.rolled_back);
-        let message = if targets.len() == 1 {
+        let message = if self.targets.len() == 1 {
             failures[0].message.clone()
         } else {
-            per_host_report(&targets, &results)
+            per_host_report(&self.targets, results)
         };
-        let status = if rolled_back {
-            ReleaseStatus::RolledBack
-        } else {
-            ReleaseStatus::Failed
-        };
-        if store.release(&env_name, &release_id)?.is_none() {
+        let status = failed_status(&failures);
+        if store.release(env, release_id)?.is_none() {
             store.insert_release(&ReleaseRecord {
-                env: env_name.clone(),
+                env: env.clone(),
                 id: release_id.clone(),
-                artifact_digest: artifact.digest().to_string(),
+                artifact_digest: self.job.artifact.digest().to_string(),
                 status,
                 created_at: now_ms(),
                 activated_at: None,
                 detail: Some(message.clone()),
             })?;
         } else if store
-            .active_release(&env_name)?
-            .is_none_or(|a| a.id != release_id)
+            .active_release(env)?
+            .is_none_or(|a| &a.id != release_id)
         {
-            store.set_release_status(&env_name, &release_id, status, Some(&message))?;
+            store.set_release_status(env, release_id, status, Some(&message))?;
         }
-        for event in p.journal.events() {
-            trail.event(json!({ "plugin": event }));
-        }
-        p.session.ssh.close().await;
-        anyhow::bail!("{message}");
+        Ok(message)
     }
-    p.session.ssh.close().await;
-    let url = url.unwrap_or_default();
-    hook_ctx.url = Some(url.clone());
+}
 
-    if let Some(reg) = &ws.project.register {
-        let started = mark();
-        match register::announce(
-            &reg.url,
-            &ws.project.app.name,
-            &env_name,
-            &env.deploy.service,
-            &url,
-            &release_id,
-        )
-        .await
-        {
-            Ok(status) => trail.phase(
-                Phase::Register,
-                started,
-                Outcome::Ok,
-                &format!("{} answered {status}", reg.url),
-            ),
-            Err(e) => {
-                trail.phase(Phase::Register, started, Outcome::Failed, &format!("{e:#}"));
-                progress(
-                    json_mode,
-                    json!({ "type": "warning", "message": format!("registration failed: {e:#}") }),
-                    format!("warning: registration failed: {e:#}"),
-                );
-            }
+/// A failed release's status: rolled back when every failed host was
+/// switched back to the previous release.
+fn failed_status(failures: &[&rollout::Failure]) -> ReleaseStatus {
+    if failures.iter().all(|f| f.rolled_back) {
+        ReleaseStatus::RolledBack
+    } else {
+        ReleaseStatus::Failed
+    }
+}
+
+/// Step: announce the release to the registry, when one is configured; a
+/// failure is a warning (the service runs).
+async fn announce(ws: &Workspace, trail: &Trail<'_>, env: &Environment, url: &str, release: &str) {
+    let Some(reg) = &ws.project.register else {
+        return;
+    };
+    let started = mark();
+    let announced = register::announce(
+        &reg.url,
+        &ws.project.app.name,
+        &env.name,
+        &env.deploy.service,
+        url,
+        release,
+    )
+    .await;
+    match announced {
+        Ok(status) => trail.phase(
+            Phase::Register,
+            started,
+            Outcome::Ok,
+            &format!("{} answered {status}", reg.url),
+        ),
+        Err(e) => {
+            trail.phase(Phase::Register, started, Outcome::Failed, &format!("{e:#}"));
+            ws.out.warn(&format!("registration failed: {e:#}"));
         }
     }
-    if let Err(why) = trail
-        .hook(
-            ws,
-            "post_deploy",
-            ws.project.hooks.post_deploy.as_ref(),
-            &hook_ctx,
-        )
-        .await
-    {
-        progress(
-            json_mode,
-            json!({ "type": "warning", "message": why }),
-            format!("warning: {why}"),
-        );
-    }
+}
+
+/// Step: what the plugin logged, into the audit trail.
+fn record_plugin_events(trail: &Trail<'_>, p: &Prepared<'_>) {
     for event in p.journal.events() {
         trail.event(json!({ "plugin": event }));
     }
-    progress(
-        json_mode,
-        json!({ "type": "deployed", "env": env_name, "url": url, "release": release_id, "changed": true }),
-        format!("\nDeployed {} to {env_name}: {url}", env.deploy.service),
-    );
-    if !json_mode {
-        println!("{url}");
+}
+
+/// Step: where the service answers. With a release (`release`): a line for
+/// people on stderr and the URL alone on stdout; without (nothing changed,
+/// or the provider deployed the artifact itself), the line only.
+fn report_deployed(
+    out: &crate::report::Reporter,
+    env: &Environment,
+    url: &str,
+    release: Option<&str>,
+    changed: bool,
+) {
+    let event = Event::Deployed {
+        env: &env.name,
+        url,
+        release,
+        changed,
+    };
+    let service = &env.deploy.service;
+    let name = &env.name;
+    match (release, changed) {
+        (Some(_), _) => {
+            out.note(|| format!("\nDeployed {service} to {name}: {url}"));
+            out.result(&event, || url.to_string());
+        }
+        (None, false) => out.status(&event, || format!("\n{service} is up to date at {url}")),
+        (None, true) => out.status(&event, || format!("\nDeployed to {name}: {url}")),
     }
-    Ok(format!("release {release_id} at {url}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{Applied, Endpoint};
+
+    fn plan_of(artifact: &str) -> Plan {
+        Plan {
+            format: FORMAT,
+            command: "deploy".into(),
+            app: "hello".into(),
+            env: "prod".into(),
+            provider: "local".into(),
+            serial: 1,
+            artifact: Some(artifact.into()),
+            changes: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn change(action: Action) -> PlannedChange {
+        PlannedChange {
+            action,
+            kind: "droplet".into(),
+            name: "web".into(),
+            reason: String::new(),
+            before: None,
+            after: None,
+            payload: String::new(),
+            executor: Executor::Provider,
+        }
+    }
+
+    fn applied(endpoints: &[(&str, &str)]) -> Result<Option<Applied>, String> {
+        Ok(Some(Applied {
+            resource: None,
+            endpoints: endpoints
+                .iter()
+                .map(|(kind, address)| Endpoint {
+                    kind: kind.to_string(),
+                    address: address.to_string(),
+                    port: None,
+                    user: None,
+                })
+                .collect(),
+            messages: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn a_saved_plan_applies_only_to_the_artifact_it_was_made_for() {
+        let chosen = plan_to_apply(Some(plan_of("aaa")), plan_of("aaa")).unwrap();
+        assert_eq!(chosen.artifact.as_deref(), Some("aaa"));
+        let err = plan_to_apply(Some(plan_of("aaa")), plan_of("bbb")).unwrap_err();
+        assert!(
+            err.to_string().contains("run `soar plan -o` again"),
+            "{err}"
+        );
+        let mut fresh = plan_of("ccc");
+        fresh.serial = 7;
+        assert_eq!(plan_to_apply(None, fresh).unwrap().serial, 7);
+    }
+
+    #[test]
+    fn only_created_hosts_have_their_keys_trusted() {
+        let outcomes: Vec<ApplyOutcome> = vec![
+            (
+                change(Action::Create),
+                applied(&[("ssh", "10.0.0.1"), ("url", "http://a")]),
+            ),
+            (change(Action::Update), applied(&[("ssh", "10.0.0.2")])),
+            (change(Action::Replace), applied(&[("ssh", "10.0.0.3")])),
+            (change(Action::Create), Err("quota".into())),
+        ];
+        assert_eq!(fresh_ssh_hosts(&outcomes), ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(provider_urls(&outcomes), ["http://a"]);
+    }
+
+    #[test]
+    fn a_rollout_is_rolled_back_only_when_every_failed_host_was() {
+        let f = |rolled_back| rollout::Failure {
+            message: "health".into(),
+            rolled_back,
+            phases: Vec::new(),
+        };
+        let (yes, no) = (f(true), f(false));
+        assert_eq!(failed_status(&[&yes, &yes]), ReleaseStatus::RolledBack);
+        assert_eq!(failed_status(&[&yes, &no]), ReleaseStatus::Failed);
+    }
 }

@@ -7,8 +7,9 @@ use serde_json::json;
 
 use super::plan::{Action, Executor, FORMAT, Plan, PlannedChange, RELEASE_KIND};
 use super::targets::{self, Target};
-use super::trail::{Trail, confirm, mark, progress};
+use super::trail::{Trail, confirm, mark};
 use super::{Workspace, render};
+use crate::report::{Event, Reporter};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceSpec, Supervisor};
 use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus};
@@ -18,7 +19,6 @@ use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus};
 pub struct DestroyOptions {
     pub env: Option<String>,
     pub yes: bool,
-    pub json: bool,
     pub lock_timeout: Duration,
 }
 
@@ -65,15 +65,12 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     // Stop the service before deleting the hosts it runs on.
     plan.changes
         .sort_by_key(|c| c.executor != Executor::Rollout);
-    if opts.json {
-        print!("{}", render::plan_json(&plan));
-    } else {
-        print!("{}", render::plan_text(&plan));
-    }
+    let out = &ws.out;
+    render::show_plan(out, &plan);
     if !plan.has_changes() {
         return Ok(0);
     }
-    if !opts.yes && !confirm("destroy these resources")? {
+    if !opts.yes && !confirm(out, "destroy these resources")? {
         anyhow::bail!("destroy cancelled; nothing was changed");
     }
     let id = store.begin_deploy(&env.name, "destroy", &super::trail::actor())?;
@@ -86,7 +83,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
     // gone), so they must not run one after the other.
     for change in plan.effective().filter(|c| c.executor == Executor::Rollout) {
         let result = remove_service(ws, env, &root).await;
-        report(opts.json, change, &result);
+        report(out, change, &result);
         match result {
             Ok(()) => {
                 if let Some(a) = &active {
@@ -102,7 +99,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
             Err(e) => failed.push(format!("{} {}: {e}", change.kind, change.name)),
         }
     }
-    for (change, result) in super::apply::apply_provider_changes(&p, &plan, 10, opts.json).await {
+    for (change, result) in super::apply::apply_provider_changes(&p, &plan, 10, out).await {
         match result {
             Ok(_) => {
                 store.remove_resource(&env.name, &change.kind, &change.name)?;
@@ -130,11 +127,9 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
             failed.join("\n  ")
         );
     }
-    progress(
-        opts.json,
-        json!({ "type": "destroyed", "env": env.name }),
-        format!("\nDestroyed environment {}.", env.name),
-    );
+    out.status(&Event::Destroyed { env: &env.name }, || {
+        format!("\nDestroyed environment {}.", env.name)
+    });
     Ok(0)
 }
 
@@ -181,8 +176,8 @@ async fn remove_service(
 }
 
 /// One line (or JSON object) per removal.
-fn report(json_mode: bool, change: &PlannedChange, result: &Result<(), String>) {
-    let line = match result {
+fn report(out: &Reporter, change: &PlannedChange, result: &Result<(), String>) {
+    let line = || match result {
         Ok(()) => format!(
             "  ✓ destroy {} {}",
             crate::terminal::line(&change.kind),
@@ -195,9 +190,12 @@ fn report(json_mode: bool, change: &PlannedChange, result: &Result<(), String>) 
             crate::terminal::line(&e.to_string())
         ),
     };
-    progress(
-        json_mode,
-        json!({ "type": "apply_result", "kind": change.kind, "name": change.name, "action": "delete", "ok": result.is_ok(), "error": result.as_ref().err() }),
-        line,
-    );
+    let event = Event::ApplyResult {
+        kind: &change.kind,
+        name: &change.name,
+        action: "delete".into(),
+        ok: result.is_ok(),
+        error: result.as_ref().err().map(String::as_str),
+    };
+    out.status(&event, line);
 }

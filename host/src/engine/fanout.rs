@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::targets::Target;
-use super::trail::{Trail, mark, progress};
+use super::trail::{Trail, mark};
 use crate::artifact::ArtifactSource;
+use crate::report::Event;
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::Supervisor;
 use crate::rollout::{self, Health, Release};
@@ -152,7 +152,7 @@ pub(crate) async fn run(
     parallelism: usize,
     plan_batches: &[std::ops::Range<usize>],
     trail: &Trail<'_>,
-    json_mode: bool,
+    out: &crate::report::Reporter,
 ) -> anyhow::Result<Results> {
     let mut results: Vec<(usize, Result<rollout::Report, rollout::Failure>)> = Vec::new();
     let mut stopped_after = None;
@@ -196,18 +196,25 @@ pub(crate) async fn run(
                 );
             }
             match &result {
-                Ok(report) => progress(
-                    json_mode,
-                    json!({ "type": "rollout_done", "target": target.url(), "host": target.host(), "release": report.release, "bytes_sent": report.bytes_sent, "health": report.health }),
-                    format!(
-                        "  ✓ {} healthy ({}; {} bytes sent)",
-                        match target {
-                            Target::Local(_) => target.url(),
-                            Target::Ssh(_) => target.host(),
-                        },
-                        report.health,
-                        report.bytes_sent
-                    ),
+                Ok(report) => out.status(
+                    &Event::RolloutDone {
+                        target: target.url(),
+                        host: target.host(),
+                        release: &report.release,
+                        bytes_sent: report.bytes_sent,
+                        health: &report.health,
+                    },
+                    || {
+                        format!(
+                            "  ✓ {} healthy ({}; {} bytes sent)",
+                            match target {
+                                Target::Local(_) => target.url(),
+                                Target::Ssh(_) => target.host(),
+                            },
+                            report.health,
+                            report.bytes_sent
+                        )
+                    },
                 ),
                 Err(f) => {
                     failed = true;
@@ -235,10 +242,14 @@ pub(crate) async fn run(
                             &format!("{}: switched back to the previous release", target.host()),
                         );
                     }
-                    progress(
-                        json_mode,
-                        json!({ "type": "rollout_failed", "target": target.url(), "host": target.host(), "rolled_back": f.rolled_back, "error": f.message }),
-                        format!("  ✗ {}: {}", target.host(), first_line(&f.message)),
+                    out.status(
+                        &Event::RolloutFailed {
+                            target: target.url(),
+                            host: target.host(),
+                            rolled_back: f.rolled_back,
+                            error: &f.message,
+                        },
+                        || format!("  ✗ {}: {}", target.host(), first_line(&f.message)),
                     );
                 }
             }

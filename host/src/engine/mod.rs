@@ -34,9 +34,10 @@ use crate::artifact::ArtifactSource;
 use crate::broker::http::HttpLimits;
 use crate::catalog::Catalog;
 use crate::config::{self, Environment, Project};
+use crate::contract::Context;
 use crate::credentials::ProcessEnv;
 use crate::journal::Journal;
-use crate::contract::Context;
+use crate::report::Reporter;
 use crate::runtime::{Plugin, Runtime, RuntimeConfig, cache::CompileCache};
 use crate::session::{Session, SessionConfig};
 use crate::state::StateStore;
@@ -49,13 +50,15 @@ pub struct Workspace {
     pub project: Project,
     pub catalog: Catalog,
     pub runtime: Runtime,
+    /// Where the command's output goes (text or `--json` events).
+    pub out: Reporter,
 }
 
 impl Workspace {
     /// Load `soar.toml` (given, or found from the current directory up), or
     /// synthesize a zero-config aws-spot project from `.spot/config.yaml`
     /// (see [`config::spot`]).
-    pub fn open(config_path: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn open(config_path: Option<&Path>, out: Reporter) -> anyhow::Result<Self> {
         let located = match config_path {
             Some(p) => config::spot::Located::File(p.to_path_buf()),
             None => {
@@ -79,6 +82,7 @@ impl Workspace {
             project,
             catalog,
             runtime,
+            out,
         })
     }
 
@@ -119,7 +123,7 @@ impl Workspace {
     /// installed plugin not pinned yet is pinned now: trust on first use).
     pub async fn plugin(&self, env: &Environment) -> anyhow::Result<Arc<Plugin>> {
         let entry = self.catalog.get(&env.provider)?;
-        crate::install::lock::check(&self.project.file, entry)?;
+        crate::install::lock::check(&self.project.file, entry, &self.out)?;
         Ok(Arc::new(
             self.runtime
                 .load_digested(&entry.name, &entry.bytes, entry.digest.clone())

@@ -8,9 +8,9 @@ use super::Workspace;
 use super::targets;
 use crate::artifact::ArtifactSource;
 use crate::config::Environment;
+use crate::contract::{Context, Severity};
 use crate::journal::Journal;
 use crate::runtime::Plugin;
-use crate::contract::{Context, Severity};
 use crate::session::Session;
 
 /// Everything prepared for planning one environment.

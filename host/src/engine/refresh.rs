@@ -9,13 +9,13 @@ use serde_json::json;
 
 use super::Workspace;
 use super::targets::SERVICE_KIND;
+use crate::report::Event;
 use crate::state::{HolderInfo, ProjectLock};
 
 /// `soar refresh [--env]`.
 pub async fn refresh_command(
     ws: &Workspace,
     env: Option<&str>,
-    json_mode: bool,
     lock_timeout: Duration,
 ) -> anyhow::Result<i32> {
     let env = ws.environment(env)?;
@@ -38,33 +38,36 @@ pub async fn refresh_command(
             removed.push(format!("{} {}", r.kind, r.name));
         }
     }
-    if json_mode {
-        println!(
-            "{}",
-            crate::terminal::json(
-                &json!({ "env": env.name, "resources": kept.iter().map(|(k, n)| json!({"kind": k, "name": n})).collect::<Vec<_>>(), "removed": removed })
-            )
-        );
-    } else {
-        println!(
+    let resources: Vec<serde_json::Value> = kept
+        .iter()
+        .map(|(k, n)| json!({"kind": k, "name": n}))
+        .collect();
+    let event = Event::Refreshed {
+        env: &env.name,
+        resources: resources.into(),
+        removed: &removed,
+    };
+    ws.out.result(&event, || {
+        let mut text = format!(
             "Refreshed {} from provider {}: {} resource(s) reported.",
             env.name,
             env.provider,
             kept.len()
         );
         for (k, n) in &kept {
-            println!(
-                "  = {} {}",
+            text.push_str(&format!(
+                "\n  = {} {}",
                 crate::terminal::line(k),
                 crate::terminal::line(n)
-            );
+            ));
         }
         for r in &removed {
-            println!(
-                "  - {} (no longer reported; removed from state)",
+            text.push_str(&format!(
+                "\n  - {} (no longer reported; removed from state)",
                 crate::terminal::line(r)
-            );
+            ));
         }
-    }
+        text
+    });
     Ok(0)
 }

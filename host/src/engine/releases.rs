@@ -11,10 +11,11 @@ use super::deploy::DEPLOYS_ARTIFACT;
 use super::targets::{SshTarget, Target};
 use super::trail::{Trail, mark};
 use super::{Workspace, targets};
+use crate::contract::ResourceStatus;
+use crate::report::{Event, value};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
 use crate::rollout::{self, Health};
-use crate::contract::ResourceStatus;
 use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus, format_utc};
 
 /// The local service of `env` as recorded, for reading commands.
@@ -63,7 +64,6 @@ fn shown(s: &str) -> String {
 pub async fn status_command(
     ws: &Workspace,
     env: Option<&str>,
-    json_mode: bool,
     offline: bool,
 ) -> anyhow::Result<i32> {
     let store = ws.state()?;
@@ -72,6 +72,36 @@ pub async fn status_command(
         None => ws.project.environments.values().collect(),
     };
     for env in envs {
+        let status = EnvStatus::gather(ws, &store, env, offline).await?;
+        ws.out
+            .result(&Event::Status(status.to_json()), || status.to_text(offline));
+    }
+    Ok(0)
+}
+
+/// What `soar status` knows about one environment.
+struct EnvStatus<'e> {
+    env: &'e crate::config::Environment,
+    active: Option<crate::state::ReleaseRecord>,
+    resources: Vec<crate::state::ResourceRecord>,
+    /// `{host, running, url}` per SSH host.
+    hosts: Vec<serde_json::Value>,
+    asked: Asked,
+    drift: Vec<drift::Drift>,
+    running: bool,
+    url: Option<String>,
+    deployed_by_provider: bool,
+}
+
+impl<'e> EnvStatus<'e> {
+    /// Read the state, ask the service managers and (unless `offline`) the
+    /// provider.
+    async fn gather(
+        ws: &Workspace,
+        store: &crate::state::StateStore,
+        env: &'e crate::config::Environment,
+        offline: bool,
+    ) -> anyhow::Result<Self> {
         let active = store.active_release(&env.name)?;
         let resources = store.resources(&env.name)?;
         let port = resources
@@ -80,7 +110,7 @@ pub async fn status_command(
             .and_then(|r| r.attributes.get("port").and_then(|p| p.as_u64()))
             .map(|p| p as u16)
             .or(env.deploy.port);
-        let running = match port {
+        let running_here = match port {
             Some(p) if env.provider == "local" => {
                 Supervisor::current()?
                     .is_running(&local_spec(ws, env, p))
@@ -88,49 +118,73 @@ pub async fn status_command(
             }
             _ => false,
         };
-        let mut url = port
-            .filter(|_| running)
+        let url_here = port
+            .filter(|_| running_here)
             .map(|p| format!("http://127.0.0.1:{p}"));
-        // Remote hosts: ask each one's service manager.
-        let mut hosts = Vec::new();
-        if active.is_some()
-            && let Some(targets) = ssh_targets(ws, env).await.unwrap_or_else(|e| {
-                eprintln!("warning: cannot reach the hosts of {}: {e:#}", env.name);
-                None
-            })
-        {
-            for h in targets {
-                let up = h.systemd.is_running(&h.spec).await.unwrap_or(false);
-                let host_url = format!("http://{}:{}", h.public, h.spec.port);
-                if up && url.is_none() {
-                    url = Some(host_url.clone());
-                }
-                hosts.push(json!({ "host": h.public, "running": up, "url": host_url }));
-            }
-        }
+        let hosts = if active.is_some() {
+            host_statuses(ws, env).await
+        } else {
+            Vec::new()
+        };
         let asked = ask_provider(ws, env, offline).await;
-        let in_state: Vec<&crate::state::ResourceRecord> = resources
+        let mut status = Self {
+            env,
+            active,
+            resources,
+            hosts,
+            asked,
+            drift: Vec::new(),
+            running: running_here,
+            url: url_here,
+            deployed_by_provider: false,
+        };
+        status.conclude();
+        Ok(status)
+    }
+
+    /// The resources the state records for the provider (the service record
+    /// is Soar's own).
+    fn in_state(&self) -> Vec<&crate::state::ResourceRecord> {
+        self.resources
             .iter()
             .filter(|r| r.kind != targets::SERVICE_KIND)
-            .collect();
-        let (reported, drift, provider_error) = match &asked {
-            Asked::Not => (None, Vec::new(), None),
-            Asked::Reported(r) => (Some(r.as_slice()), drift::compare(&in_state, r), None),
-            Asked::Failed(e) => (None, Vec::new(), Some(e.clone())),
-        };
+            .collect()
+    }
+
+    fn reported(&self) -> Option<&[ResourceStatus]> {
+        match &self.asked {
+            Asked::Reported(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// From what was gathered: the drift, whether the service runs, where
+    /// it answers, and whether the provider deploys the artifact itself.
+    fn conclude(&mut self) {
+        if let Asked::Reported(r) = &self.asked {
+            self.drift = drift::compare(&self.in_state(), r);
+        }
+        let reported = self.reported();
+        let host_url = self
+            .hosts
+            .iter()
+            .find(|h| h["running"] == true)
+            .and_then(|h| h["url"].as_str().map(String::from));
         // Without hosts to ask, a resource the provider reports running is
         // the service (a Worker, a Function, a third party's own artifact).
-        let provider_running =
-            hosts.is_empty() && reported.is_some_and(|r| r.iter().any(|s| s.state == "running"));
-        if url.is_none() && hosts.is_empty() {
-            url = reported.and_then(|r| {
+        let provider_running = self.hosts.is_empty()
+            && reported.is_some_and(|r| r.iter().any(|s| s.state == "running"));
+        let provider_url = if self.hosts.is_empty() {
+            reported.and_then(|r| {
                 r.iter()
                     .filter(|s| s.state == "running")
                     .flat_map(|s| &s.endpoints)
                     .find(|e| e.kind == "url" || e.address.starts_with("http"))
                     .map(|e| e.address.clone())
-            });
-        }
+            })
+        } else {
+            None
+        };
         let deployed_by_provider = reported.is_some_and(|r| {
             r.iter().any(|s| {
                 serde_json::from_str::<serde_json::Value>(&s.resource.attributes)
@@ -139,43 +193,55 @@ pub async fn status_command(
                     .unwrap_or(false)
             })
         });
-        let running = running || provider_running || hosts.iter().any(|h| h["running"] == true);
-        if json_mode {
-            println!(
-                "{}",
-                crate::terminal::json(
-                    &json!({ "env": env.name, "provider": env.provider, "service": env.deploy.service, "release": active, "running": running,
-                    "url": url, "hosts": hosts, "resources": resources,
-                    "checked": if matches!(asked, Asked::Not) { "state" } else { "provider" },
-                    "provider_resources": reported.map(drift::reported_json),
-                    "provider_error": provider_error,
-                    "drift": drift.iter().map(drift::Drift::to_json).collect::<Vec<_>>() })
-                )
-            );
-            continue;
-        }
-        println!(
+        let any_host_running = self.hosts.iter().any(|h| h["running"] == true);
+        self.url = self.url.take().or(host_url).or(provider_url);
+        self.running = self.running || provider_running || any_host_running;
+        self.deployed_by_provider = deployed_by_provider;
+    }
+
+    /// The `status` event's fields.
+    fn to_json(&self) -> serde_json::Value {
+        let provider_error = match &self.asked {
+            Asked::Failed(e) => Some(e.clone()),
+            _ => None,
+        };
+        json!({ "env": self.env.name, "provider": self.env.provider, "service": self.env.deploy.service,
+            "release": self.active, "running": self.running,
+            "url": self.url, "hosts": self.hosts, "resources": self.resources,
+            "checked": if matches!(self.asked, Asked::Not) { "state" } else { "provider" },
+            "provider_resources": self.reported().map(drift::reported_json),
+            "provider_error": provider_error,
+            "drift": self.drift.iter().map(drift::Drift::to_json).collect::<Vec<_>>() })
+    }
+
+    /// The environment for people, one fact per line.
+    fn to_text(&self, offline: bool) -> String {
+        let env = self.env;
+        let mut lines = vec![format!(
             "{} ({}): service {}",
             env.name, env.provider, env.deploy.service
-        );
-        match &active {
-            Some(r) => println!(
+        )];
+        lines.push(match &self.active {
+            Some(r) => format!(
                 "  release:  {} (artifact {}…, active since {})",
                 r.id,
                 &r.artifact_digest[..12.min(r.artifact_digest.len())],
                 r.activated_at.map(format_utc).unwrap_or_default()
             ),
-            None if deployed_by_provider => {
-                println!("  release:  none on hosts (the provider deploys the artifact itself)")
+            None if self.deployed_by_provider => {
+                "  release:  none on hosts (the provider deploys the artifact itself)".into()
             }
-            None => println!("  release:  none deployed"),
+            None => "  release:  none deployed".into(),
+        });
+        lines.push(format!(
+            "  running:  {}",
+            if self.running { "yes" } else { "no" }
+        ));
+        if let Some(u) = &self.url {
+            lines.push(format!("  url:      {}", shown(u)));
         }
-        println!("  running:  {}", if running { "yes" } else { "no" });
-        if let Some(u) = &url {
-            println!("  url:      {}", shown(u));
-        }
-        for h in &hosts {
-            println!(
+        for h in &self.hosts {
+            lines.push(format!(
                 "  host:     {} {}",
                 shown(h["url"].as_str().unwrap_or_default()),
                 if h["running"] == true {
@@ -183,8 +249,44 @@ pub async fn status_command(
                 } else {
                     "not running"
                 }
-            );
+            ));
         }
+        lines.extend(self.resource_lines());
+        for d in &self.drift {
+            lines.push(format!(
+                "  drift:    {} {} {}: {}",
+                shown(&d.kind),
+                shown(&d.name),
+                d.what,
+                shown(&d.detail)
+            ));
+        }
+        match &self.asked {
+            Asked::Not if !offline => {}
+            Asked::Not => {
+                lines.push("  provider: not asked (--offline); showing the state only".into())
+            }
+            Asked::Reported(_) if self.drift.is_empty() => {
+                lines.push("  provider: matches the state".into())
+            }
+            Asked::Reported(_) => lines.push(format!(
+                "  provider: {} difference(s) from the state (drift)",
+                self.drift.len()
+            )),
+            Asked::Failed(e) => lines.push(format!(
+                "  provider: could not be asked: {}; showing the state only (check the credentials and network, or pass --offline)",
+                shown(e)
+            )),
+        }
+        lines.join("\n")
+    }
+
+    /// One line per resource: those in the state (with what the provider
+    /// says of each), then those only the provider reports.
+    fn resource_lines(&self) -> Vec<String> {
+        let in_state = self.in_state();
+        let reported = self.reported();
+        let mut lines = Vec::new();
         for r in &in_state {
             let at_provider = reported.map(|rep| {
                 rep.iter()
@@ -192,7 +294,7 @@ pub async fn status_command(
                     .map(|s| shown(&s.state))
                     .unwrap_or_else(|| "missing".into())
             });
-            println!(
+            lines.push(format!(
                 "  resource: {} {}{}{}",
                 shown(&r.kind),
                 shown(&r.name),
@@ -202,7 +304,7 @@ pub async fn status_command(
                 at_provider
                     .map(|s| format!(" — provider: {s}"))
                     .unwrap_or_default()
-            );
+            ));
         }
         for s in reported.unwrap_or_default().iter().filter(|s| {
             s.state != "missing"
@@ -210,7 +312,7 @@ pub async fn status_command(
                     .iter()
                     .any(|r| r.kind == s.resource.kind && r.name == s.resource.name)
         }) {
-            println!(
+            lines.push(format!(
                 "  resource: {} {}{} — provider: {}, not in the state",
                 shown(&s.resource.kind),
                 shown(&s.resource.name),
@@ -220,81 +322,75 @@ pub async fn status_command(
                     .map(|i| format!(" ({})", shown(i)))
                     .unwrap_or_default(),
                 shown(&s.state)
-            );
+            ));
         }
-        for d in &drift {
-            println!(
-                "  drift:    {} {} {}: {}",
-                shown(&d.kind),
-                shown(&d.name),
-                d.what,
-                shown(&d.detail)
-            );
+        lines
+    }
+}
+
+/// Ask each SSH host's service manager whether the service runs; a host
+/// list that cannot be had is a warning, not an error (the state is still
+/// worth showing).
+async fn host_statuses(ws: &Workspace, env: &crate::config::Environment) -> Vec<serde_json::Value> {
+    let targets = match ssh_targets(ws, env).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            ws.out
+                .warn(&format!("cannot reach the hosts of {}: {e:#}", env.name));
+            return Vec::new();
         }
-        match &asked {
-            Asked::Not if !offline => {}
-            Asked::Not => println!("  provider: not asked (--offline); showing the state only"),
-            Asked::Reported(_) if drift.is_empty() => {
-                println!("  provider: matches the state")
-            }
-            Asked::Reported(_) => println!(
-                "  provider: {} difference(s) from the state (drift)",
-                drift.len()
-            ),
-            Asked::Failed(e) => println!(
-                "  provider: could not be asked: {}; showing the state only (check the credentials and network, or pass --offline)",
-                shown(e)
-            ),
-        }
+    };
+    let mut hosts = Vec::new();
+    for h in targets {
+        let up = h.systemd.is_running(&h.spec).await.unwrap_or(false);
+        let host_url = format!("http://{}:{}", h.public, h.spec.port);
+        hosts.push(json!({ "host": h.public, "running": up, "url": host_url }));
+    }
+    hosts
+}
+
+/// `soar history`: the audit trail, newest first.
+pub fn history_command(ws: &Workspace, env: Option<&str>, limit: usize) -> anyhow::Result<i32> {
+    let store = ws.state()?;
+    let records = store.history(env, limit)?;
+    if records.is_empty() {
+        ws.out.message(|| "No deploys recorded yet.".into());
+    }
+    for r in &records {
+        ws.out
+            .result(&Event::HistoryRecord(value(r)), || history_text(r));
     }
     Ok(0)
 }
 
-/// `soar history`: the audit trail, newest first.
-pub fn history_command(
-    ws: &Workspace,
-    env: Option<&str>,
-    limit: usize,
-    json_mode: bool,
-) -> anyhow::Result<i32> {
-    let store = ws.state()?;
-    let records = store.history(env, limit)?;
-    if json_mode {
-        for r in &records {
-            println!("{}", serde_json::to_string(r)?);
-        }
-        return Ok(0);
+/// One audit record for people: the command, its phases, its summary.
+fn history_text(r: &crate::state::DeployRecord) -> String {
+    let mut text = format!(
+        "#{} {} {} {} by {} — {}{}",
+        r.id,
+        format_utc(r.started_at),
+        r.command,
+        r.env,
+        r.actor,
+        r.status,
+        r.duration_ms
+            .map(|d| format!(" in {:.1} s", d as f64 / 1000.0))
+            .unwrap_or_default()
+    );
+    for ph in &r.phases {
+        text.push_str(&format!(
+            "\n    {:<14} {:<8} {:>7} ms  {}",
+            ph.phase.to_string(),
+            ph.outcome.to_string(),
+            ph.duration_ms,
+            ph.detail
+        ));
     }
-    if records.is_empty() {
-        println!("No deploys recorded yet.");
+    if let Some(s) = r.summary.as_deref().filter(|s| !s.is_empty()) {
+        text.push_str(&format!("\n    {s}"));
     }
-    for r in &records {
-        println!(
-            "#{} {} {} {} by {} — {}{}",
-            r.id,
-            format_utc(r.started_at),
-            r.command,
-            r.env,
-            r.actor,
-            r.status,
-            r.duration_ms
-                .map(|d| format!(" in {:.1} s", d as f64 / 1000.0))
-                .unwrap_or_default()
-        );
-        for ph in &r.phases {
-            println!(
-                "    {:<14} {:<8} {:>7} ms  {}",
-                ph.phase.to_string(),
-                ph.outcome.to_string(),
-                ph.duration_ms,
-                ph.detail
-            );
-        }
-        if let Some(s) = r.summary.as_deref().filter(|s| !s.is_empty()) {
-            println!("    {s}");
-        }
-    }
-    Ok(0)
+    text
 }
 
 /// `soar logs`: the service's last lines.
@@ -303,9 +399,10 @@ pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> an
     if let Some(hosts) = ssh_targets(ws, env).await? {
         for t in &hosts {
             if hosts.len() > 1 {
-                println!("==> {} <==", t.transport.host.describe());
+                ws.out
+                    .print(&format!("==> {} <==\n", t.transport.host.describe()));
             }
-            print!("{}", t.systemd.logs(&t.spec, lines).await?);
+            ws.out.print_raw(&t.systemd.logs(&t.spec, lines).await?);
         }
         return Ok(0);
     }
@@ -316,7 +413,8 @@ pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> an
             .logs(p.session.clone(), &p.ctx, &env.deploy.service, lines as u32)
             .await?
         {
-            println!("{line}");
+            // The plugin's words: one line each (see crate::terminal).
+            ws.out.print(&format!("{}\n", crate::terminal::line(&line)));
         }
         return Ok(0);
     }
@@ -329,10 +427,8 @@ pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> an
             env.name
         );
     }
-    print!(
-        "{}",
-        rollout::tail(&LocalTransport, &path.to_string_lossy(), lines).await?
-    );
+    ws.out
+        .print_raw(&rollout::tail(&LocalTransport, &path.to_string_lossy(), lines).await?);
     Ok(0)
 }
 
@@ -407,13 +503,13 @@ pub async fn rollback_command(
             store.rollback_release(&env.name, &target.id, Some("rolled back by hand"))?;
             trail.phase(Phase::Rollback, started, Outcome::Ok, &answers.join("; "));
             store.finish_deploy(id, Outcome::Ok, &format!("rolled back to {}", target.id))?;
-            println!(
-                "Rolled {} in {} back to release {} on {} host(s).",
+            ws.out.print(&format!(
+                "Rolled {} in {} back to release {} on {} host(s).\n",
                 env.deploy.service,
                 env.name,
                 target.id,
                 hosts.len()
-            );
+            ));
             return Ok(0);
         }
         let msg = failed.join("\n  ");
@@ -457,10 +553,10 @@ pub async fn rollback_command(
             store.rollback_release(&env.name, &target.id, Some("rolled back by hand"))?;
             trail.phase(Phase::Rollback, started, Outcome::Ok, &answer);
             store.finish_deploy(id, Outcome::Ok, &format!("rolled back to {}", target.id))?;
-            println!(
-                "Rolled {} in {} back to release {} ({answer}).",
+            ws.out.print(&format!(
+                "Rolled {} in {} back to release {} ({answer}).\n",
                 env.deploy.service, env.name, target.id
-            );
+            ));
             Ok(0)
         }
         Err(e) => {

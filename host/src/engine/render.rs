@@ -8,8 +8,9 @@
 //! sequence cannot redraw `- destroy` as `+ create`). The plan itself keeps
 //! the raw values: they name resources in the state and in saved plans.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::report::{Event, Reporter, value};
 use crate::terminal::{self, line};
 
 use super::plan::{Action, Plan, PlannedChange};
@@ -114,32 +115,51 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// The plan as JSON lines: each change, the notes, then the summary (with
-/// the characters a terminal would act on escaped, see [`terminal::json`]).
+/// Show `plan`: drawn as text for people, as events in `--json`.
+pub fn show_plan(out: &Reporter, plan: &Plan) {
+    if out.is_json() {
+        for event in plan_events(plan) {
+            out.emit(&event);
+        }
+    } else {
+        out.print(&plan_text(plan));
+    }
+}
+
+/// The plan as events: each change, the notes, then the summary.
+pub fn plan_events(plan: &Plan) -> Vec<Event<'_>> {
+    let mut events: Vec<Event<'_>> = plan
+        .changes
+        .iter()
+        .map(|c| Event::PlannedChange {
+            env: &plan.env,
+            change: value(c),
+        })
+        .collect();
+    events.extend(plan.notes.iter().map(|n| Event::Note { message: n }));
+    events.push(Event::ChangeSummary {
+        command: &plan.command,
+        env: &plan.env,
+        changes: value(&plan.summary()),
+        no_changes: !plan.has_changes(),
+    });
+    events
+}
+
+/// [`plan_events`] as JSON lines (with the characters a terminal would act
+/// on escaped, see [`terminal::json`]).
 pub fn plan_json(plan: &Plan) -> String {
-    let mut out = String::new();
-    for c in &plan.changes {
-        out.push_str(&terminal::json(
-            &json!({ "type": "planned_change", "env": plan.env, "change": c }),
-        ));
-        out.push('\n');
-    }
-    for n in &plan.notes {
-        out.push_str(&terminal::json(&json!({ "type": "note", "message": n })));
-        out.push('\n');
-    }
-    let s = plan.summary();
-    out.push_str(&terminal::json(
-        &json!({ "type": "change_summary", "command": plan.command, "env": plan.env, "changes": s, "no_changes": !plan.has_changes() }),
-    ));
-    out.push('\n');
-    out
+    plan_events(plan)
+        .iter()
+        .map(|e| terminal::json(e) + "\n")
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::plan::{Executor, FORMAT};
+    use serde_json::json;
 
     #[test]
     fn renders_terraform_style() {

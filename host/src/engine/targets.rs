@@ -11,13 +11,13 @@ use super::Workspace;
 use crate::artifact::Kind;
 use crate::broker::ssh::{AuthConfig, HostSpec, KnownHosts, NamedBy, SshBroker, SshSettings};
 use crate::config::Environment;
+use crate::contract::Context;
 use crate::rollout::Manager;
 use crate::rollout::docker::Docker;
 use crate::rollout::service::ServiceSpec;
 use crate::rollout::ssh::SshTransport;
 use crate::rollout::systemd::Systemd;
 use crate::runtime::Plugin;
-use crate::contract::Context;
 use crate::session::Session;
 use crate::state::{ResourceRecord, StateStore, now_ms};
 

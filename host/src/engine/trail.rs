@@ -1,8 +1,7 @@
 //! What every mutating command shares: confirmation on a terminal, phases
-//! timed into the audit trail, progress lines (text or JSON), and the
-//! records that go into state.
+//! timed into the audit trail, and the records that go into state.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::time::Instant;
 
 use serde_json::json;
@@ -13,14 +12,15 @@ use crate::config::Environment;
 use crate::state::{DeployId, Outcome, Phase, ResourceRecord, StateStore, now_ms};
 
 /// Ask for confirmation on a terminal; refuse when there is none.
-pub(crate) fn confirm(what: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(out: &crate::report::Reporter, what: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "refusing to {what} without confirmation: standard input is not a terminal. Pass --yes to proceed"
         );
     }
-    print!("\nDo you want to {what}? Only 'yes' will be accepted: ");
-    std::io::stdout().flush()?;
+    out.prompt(&format!(
+        "\nDo you want to {what}? Only 'yes' will be accepted: "
+    ))?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")
@@ -90,22 +90,8 @@ pub(crate) fn mark() -> (i64, Instant) {
     (now_ms(), Instant::now())
 }
 
-/// Print a progress line (stderr for people; a JSON line on stdout in --json).
-/// Lines carry plugin text (kinds, names, errors): escaped here, the one
-/// place every progress line passes, whatever its caller did.
-pub(crate) fn progress(json_mode: bool, value: serde_json::Value, text: String) {
-    if json_mode {
-        println!("{}", crate::terminal::json(&value));
-    } else {
-        eprintln!("{}", crate::terminal::text(&text));
-    }
-}
-
 /// The state record of a resource a provider reported.
-pub(crate) fn record_of(
-    env: &Environment,
-    r: &crate::contract::ManagedResource,
-) -> ResourceRecord {
+pub(crate) fn record_of(env: &Environment, r: &crate::contract::ManagedResource) -> ResourceRecord {
     ResourceRecord {
         env: env.name.clone(),
         provider: env.provider.clone(),

@@ -154,7 +154,11 @@ pub fn pin(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Result<
 /// `bundled` whose digest changed while it is still the bundled one. It
 /// comes with the soar binary itself (an upgrade of soar), which is the
 /// trust root of every other check; the new digest is recorded and said.
-pub fn check(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Result<()> {
+pub fn check(
+    config_file: &Path,
+    entry: &crate::catalog::Entry,
+    out: &crate::report::Reporter,
+) -> anyhow::Result<()> {
     use crate::catalog::Source;
     let path = path_for(config_file);
     let mut lock = LockFile::read(&path)?;
@@ -171,13 +175,13 @@ pub fn check(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Resul
             let old = pin.sha256.clone();
             lock.set(pin_of(entry));
             write_bundled_pin(&lock, &path);
-            eprintln!(
+            out.notice(&format!(
                 "{}: the bundled plugin '{}' changed with this soar (sha256:{} -> sha256:{}); pinned the new one",
                 path.display(),
                 entry.name,
                 &old[..old.len().min(12)],
                 &entry.digest[..12]
-            );
+            ));
             Ok(())
         }
         Some(pin) if pin.source == BUNDLED_SOURCE => anyhow::bail!(
@@ -218,21 +222,21 @@ pub fn check(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Resul
                 lock.write(&path)?;
             }
             if !bundled && crate::catalog::Catalog::is_bundled(&entry.name) {
-                eprintln!(
-                    "warning: this project now uses the installed '{name}' ({installed_at}), which replaces the \
+                out.warn(&format!(
+                    "this project now uses the installed '{name}' ({installed_at}), which replaces the \
                      bundled '{name}' on this machine; {lock} pins it at sha256:{digest}",
                     name = entry.name,
                     lock = path.display(),
                     digest = &entry.digest[..12],
-                );
+                ));
             } else {
-                eprintln!(
+                out.notice(&format!(
                     "{}: pinned plugin '{}' ({}) at sha256:{}",
                     path.display(),
                     entry.name,
                     entry.source,
                     &entry.digest[..12]
-                );
+                ));
             }
             Ok(())
         }

@@ -128,11 +128,50 @@ pub(crate) async fn soar(
         }
     };
     let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_OUTPUT)]).into_owned();
-    Ok((
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    ))
+    let (stdout, mut stderr) = (text(&out.stdout), text(&out.stderr));
+    // Under --json the command's error is an event on stdout: the caller
+    // reports it from stderr, as without --json.
+    for line in stdout.lines() {
+        if let Some(error) = serde_json::from_str(line)
+            .ok()
+            .as_ref()
+            .and_then(error_event)
+        {
+            stderr.push_str(&error);
+            stderr.push('\n');
+        }
+    }
+    Ok((out.status.code().unwrap_or(-1), stdout, stderr))
+}
+
+/// `error: message: cause: ...` (the line `soar` prints without `--json`)
+/// when `event` is a `--json` error event.
+pub(crate) fn error_event(event: &serde_json::Value) -> Option<String> {
+    if event["type"] != "error" {
+        return None;
+    }
+    let mut text = format!("error: {}", event["message"].as_str().unwrap_or_default());
+    for cause in event["causes"].as_array().into_iter().flatten() {
+        text.push_str(": ");
+        text.push_str(cause.as_str().unwrap_or_default());
+    }
+    Some(text)
+}
+
+/// The `--json` events of `kind` that `stdout` holds, without their `type`
+/// (the API's bodies keep the shape they had before events were typed).
+fn events_of(stdout: &str, kind: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == kind)
+        .map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("type");
+            }
+            v
+        })
+        .collect()
 }
 
 /// A failed command as a 502 with the tail of what it said.
@@ -191,9 +230,9 @@ pub async fn status(
     if code != 0 {
         return Err(failed("status", &err));
     }
-    let value: serde_json::Value = out
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
+    let value = events_of(&out, "status")
+        .into_iter()
+        .next()
         .ok_or_else(|| failed("status", "printed no JSON"))?;
     Ok(Json(value).into_response())
 }
@@ -224,10 +263,7 @@ pub async fn history(
     if code != 0 {
         return Err(failed("history", &err));
     }
-    let records: Vec<serde_json::Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let records = events_of(&out, "history_record");
     Ok(Json(records).into_response())
 }
 

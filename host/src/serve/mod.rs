@@ -64,6 +64,7 @@ enum ServeCommand {
 enum TokenCommand {
     /// Create a token; it is printed once, alone on the last line.
     Create {
+        /// What the token may do: read, deploy or admin.
         #[arg(long, value_enum)]
         scope: Scope,
         /// Limit the token to one project of the server config.
@@ -75,11 +76,15 @@ enum TokenCommand {
     },
     /// List tokens (never their values).
     List {
+        /// One JSON object per token per line.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by id.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `soar serve token list` shows it.
+        id: String,
+    },
 }
 
 /// Run `soar serve ...`; returns the exit code.

@@ -284,6 +284,8 @@ impl Queue {
         });
         let mut lines = BufReader::new(stdout);
         let mut line = Vec::new();
+        // The deploy's own error, from its `error` event.
+        let mut reported = None;
         loop {
             line.clear();
             match lines.read_until(b'\n', &mut line).await {
@@ -298,6 +300,9 @@ impl Queue {
             }
             let data = serde_json::from_str(text)
                 .unwrap_or_else(|_| serde_json::json!({ "type": "output", "line": text }));
+            if let Some(error) = super::inspect::error_event(&data) {
+                reported = Some(error);
+            }
             if let Err(e) = jobs::add_event(&self.db, &job.id, &data) {
                 tracing::warn!("recording an event of job {}: {e:#}", job.id);
             }
@@ -319,7 +324,16 @@ impl Queue {
         }
         let cancelled = self.running().get(&job.id).is_some_and(|r| r.cancel);
         let code = status.as_ref().ok().and_then(|s| s.code());
-        let error = String::from_utf8_lossy(&tail).trim().to_string();
+        // What it said on stderr (its warnings, or a rollback's error), then
+        // the error event of a --json deploy: the text `soar` prints without
+        // --json.
+        let mut error = String::from_utf8_lossy(&tail).trim().to_string();
+        if let Some(reported) = reported {
+            if !error.is_empty() {
+                error.push('\n');
+            }
+            error.push_str(&reported);
+        }
         let error = (!error.is_empty()).then_some(error);
         match status {
             _ if cancelled => (
