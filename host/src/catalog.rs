@@ -9,7 +9,6 @@
 mod record;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -51,8 +50,10 @@ pub struct Entry {
     pub name: String,
     /// Bundled or installed; it decides how `soar.lock` pins it.
     pub source: Source,
-    /// The component, read once and shared with every load.
-    pub bytes: Arc<[u8]>,
+    /// The component, read once and shared with every load. A bundled
+    /// one's are the binary's own, not a copy: a command needs one plugin,
+    /// and the catalog lists all of them.
+    pub bytes: bytes::Bytes,
     /// sha256 of `bytes`, lowercase hex.
     pub digest: String,
 }
@@ -85,8 +86,7 @@ impl Catalog {
                     continue;
                 }
                 if Self::is_bundled(&name)
-                    && !InstallRecord::read(&d.path())
-                        .is_some_and(|r| r.overrides_bundled)
+                    && !InstallRecord::read(&d.path()).is_some_and(|r| r.overrides_bundled)
                 {
                     tracing::warn!(
                         "ignoring {}: it would replace the bundled plugin '{name}' but was not installed with `soar plugin install --override-bundled`",
@@ -167,7 +167,7 @@ fn bundled_entries() -> impl Iterator<Item = Entry> {
         .map(|((name, bytes), (_, digest))| Entry {
             name: name.to_string(),
             source: Source::Bundled,
-            bytes: Arc::from(*bytes),
+            bytes: bytes::Bytes::from_static(bytes),
             digest: digest.to_string(),
         })
 }

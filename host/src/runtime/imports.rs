@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use crate::contract::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
 use super::sandbox::{HostState, clip, cut};
+use crate::contract::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
 use crate::journal::Event;
 
 type HostResult<T> = wasmtime::Result<T>;

@@ -23,13 +23,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{CallHook, Config, Engine, Store, Trap, UpdateDeadline};
 
+use self::cache::{CacheOutcome, CompileCache};
+use self::sandbox::HostState;
+pub use self::sandbox::{Caps, Limits, PluginIdent, TABLE_ELEMENT_BYTES};
 use crate::contract::{
     Applied, Change, ChangePlan, Context, Description, Diagnostic, PluginError, PluginPre,
     ResourceStatus,
 };
-use self::cache::{CacheOutcome, CompileCache};
-use self::sandbox::HostState;
-pub use self::sandbox::{Caps, Limits, PluginIdent, TABLE_ELEMENT_BYTES};
 use crate::journal::Event;
 use crate::session::Session;
 
