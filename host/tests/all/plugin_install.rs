@@ -509,3 +509,44 @@ fn fetch(url: &str) -> String {
     );
     body.to_string()
 }
+
+/// A component that imports `wasi:http` (what jco builds without
+/// `--disable http`) is refused by name before it is compiled, with the
+/// flags that fix it, and leaves nothing behind. The time is printed, not
+/// asserted: the point is that no compile happened.
+#[test]
+fn an_unlinkable_import_is_refused_before_compiling() {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut c = Component::new();
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    c.section(&types);
+    let mut imports = ComponentImportSection::new();
+    for name in [
+        "wasi:io/streams@0.2.3",
+        "wasi:http/outgoing-handler@0.2.3",
+        "soar:plugin/http@0.1.0",
+    ] {
+        imports.import(name, ComponentTypeRef::Instance(0));
+    }
+    c.section(&imports);
+    let home = home();
+    let wasm = home.write("js-provider.wasm", &c.finish());
+    let started = std::time::Instant::now();
+    let run = home
+        .soar(&["plugin", "install", wasm.to_str().unwrap(), "--yes"])
+        .fails_with("imports `wasi:http/outgoing-handler@0.2.3`, which this host does not provide");
+    eprintln!(
+        "refused in {} ms (the whole `soar plugin install` run)",
+        started.elapsed().as_millis()
+    );
+    assert!(run.stderr.contains("refused before compiling"), "{run:#?}");
+    assert!(
+        run.stderr.contains("--disable http --disable fetch-event"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("nothing was installed"), "{run:#?}");
+    assert!(home.leftovers().is_empty(), "{:?}", home.leftovers());
+}
