@@ -357,15 +357,7 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
     let name = change.name.clone();
     let project_url = project_url(ctx, s)?;
     if change.action == ChangeAction::Delete {
-        let resp = Request::delete(&project_url).credential(TOKEN).send()?;
-        if resp.status != 404 {
-            api::result(resp)?;
-        }
-        return Ok(Applied {
-            resource: None,
-            endpoints: vec![],
-            messages: vec![format!("deleted Pages project {name}")],
-        });
+        return delete_project(&project_url, &name);
     }
     let artifact = ctx
         .artifact
@@ -383,22 +375,7 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
 
     // 1. The project.
     let branch = s.production_branch.clone().unwrap_or_else(|| "main".into());
-    // Its id is the resource's id, in apply as in status, so `soar status`
-    // can tell a project deleted and re-created outside Soar.
-    let project_id = match api::get_optional(&project_url)? {
-        Some(p) => p["id"].as_str().map(str::to_string),
-        None => {
-            let url = format!("{}/pages/projects", api::account_url(ctx, s.account_id()?)?);
-            let created = api::result(
-                Request::post(&url)
-                    .credential(TOKEN)
-                    .json(&json!({"name": name, "production_branch": branch}))
-                    .send()?,
-            )?;
-            messages.push(format!("created Pages project {name}"));
-            created["id"].as_str().map(str::to_string)
-        }
-    };
+    let project_id = ensure_project(ctx, s, &project_url, &name, &branch, &mut messages)?;
 
     // 2. Token and limits.
     let mut up = Uploader::new(ctx, s)?;
@@ -411,90 +388,13 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
         )));
     }
 
-    // 3. What is missing.
-    let sizes: BTreeMap<&str, u64> = artifact
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.size))
-        .collect();
-    let mut by_hash: BTreeMap<&String, &str> = BTreeMap::new();
-    for (path, hash) in &manifest {
-        by_hash.entry(hash).or_insert(&path[1..]);
-    }
-    let all: Vec<&String> = by_hash.keys().copied().collect();
-    let check_url = up.assets_url("check-missing")?;
-    let missing = up.send(|| Request::post(&check_url).json(&hashes_body(&all)))?;
-    let missing: Vec<(String, String, u64)> = missing
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h.as_str())
-        .filter_map(|h| {
-            let path = by_hash.get(&h.to_string())?;
-            Some((
-                h.to_string(),
-                path.to_string(),
-                *sizes.get(path).unwrap_or(&0),
-            ))
-        })
-        .collect();
-
-    // 4. Upload them.
-    let upload_url = up.assets_url("upload")?;
-    let total = missing.len() as u64;
-    let bytes: u64 = missing.iter().map(|m| m.2).sum();
-    let mut done = 0u64;
-    for bucket in buckets(missing) {
-        let body = bucket_body(&bucket);
-        up.send(|| {
-            Request::post(&upload_url)
-                .header("content-type", "application/json")
-                .segments(body.clone())
-                .timeout_ms(10 * 60 * 1000)
-        })?;
-        done += bucket.len() as u64;
-        time::progress("uploading files", done, Some(total));
-    }
+    // 3.-5. The files Cloudflare lacks.
+    let (total, bytes) = upload_missing(&mut up, artifact, &manifest)?;
     messages.push(format!("uploaded {total} of {files} files ({bytes} bytes)"));
 
-    // 5. Tell Cloudflare every hash is in use.
-    let upsert_url = up.assets_url("upsert-hashes")?;
-    up.send(|| Request::post(&upsert_url).json(&hashes_body(&all)))?;
-
     // 6. The deployment.
-    let text = |name: &str, value: String| Part {
-        name: name.into(),
-        filename: None,
-        content_type: None,
-        content: vec![Segment::Bytes(value.into_bytes())],
-    };
-    let mut parts = vec![
-        text(
-            "manifest",
-            serde_json::to_string(&manifest).unwrap_or_default(),
-        ),
-        text("branch", branch),
-        text("commit_message", format!("{MARK}{digest} files:{files}")),
-        text("commit_dirty", "true".into()),
-    ];
-    // wrangler appends each as `new File([text], name)`, a blob without a
-    // type, which fetch's FormData labels `application/octet-stream`; the
-    // API's own client is the reference for what its parser expects.
-    for sp in &specials {
-        parts.push(Part {
-            name: sp.clone(),
-            filename: Some(sp.clone()),
-            content_type: Some(SPECIAL_CONTENT_TYPE.into()),
-            content: vec![Segment::File(sp.clone())],
-        });
-    }
-    let dep = api::result(
-        Request::post(format!("{project_url}/deployments"))
-            .credential(TOKEN)
-            .multipart(parts)
-            .timeout_ms(5 * 60 * 1000)
-            .send()?,
-    )?;
+    let commit_message = format!("{MARK}{digest} files:{files}");
+    let dep = create_deployment(&project_url, &manifest, branch, commit_message, &specials)?;
     let url = dep["url"].as_str().unwrap_or_default().to_string();
     messages.push(format!(
         "deployment {} of {name} at {url}",
@@ -533,6 +433,148 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
         },
         messages,
     })
+}
+
+/// Delete the project; one already gone is deleted.
+fn delete_project(project_url: &str, name: &str) -> PluginResult<Applied> {
+    let resp = Request::delete(project_url).credential(TOKEN).send()?;
+    if resp.status != 404 {
+        api::result(resp)?;
+    }
+    Ok(Applied {
+        resource: None,
+        endpoints: vec![],
+        messages: vec![format!("deleted Pages project {name}")],
+    })
+}
+
+/// The project's id, creating the project when it does not exist. Its id
+/// is the resource's id, in apply as in status, so `soar status` can tell
+/// a project deleted and re-created outside Soar.
+fn ensure_project(
+    ctx: &Context,
+    s: &Settings,
+    project_url: &str,
+    name: &str,
+    branch: &str,
+    messages: &mut Vec<String>,
+) -> PluginResult<Option<String>> {
+    if let Some(p) = api::get_optional(project_url)? {
+        return Ok(p["id"].as_str().map(str::to_string));
+    }
+    let url = format!("{}/pages/projects", api::account_url(ctx, s.account_id()?)?);
+    let created = api::result(
+        Request::post(&url)
+            .credential(TOKEN)
+            .json(&json!({"name": name, "production_branch": branch}))
+            .send()?,
+    )?;
+    messages.push(format!("created Pages project {name}"));
+    Ok(created["id"].as_str().map(str::to_string))
+}
+
+/// Ask which of the site's hashes Cloudflare lacks, upload those files in
+/// buckets, then mark every hash as in use. Returns the number of files
+/// uploaded and their bytes.
+fn upload_missing(
+    up: &mut Uploader,
+    artifact: &Artifact,
+    manifest: &BTreeMap<String, String>,
+) -> PluginResult<(u64, u64)> {
+    // 3. What is missing.
+    let sizes: BTreeMap<&str, u64> = artifact
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.size))
+        .collect();
+    let mut by_hash: BTreeMap<&String, &str> = BTreeMap::new();
+    for (path, hash) in manifest {
+        by_hash.entry(hash).or_insert(&path[1..]);
+    }
+    let all: Vec<&String> = by_hash.keys().copied().collect();
+    let check_url = up.assets_url("check-missing")?;
+    let missing = up.send(|| Request::post(&check_url).json(&hashes_body(&all)))?;
+    let missing: Vec<(String, String, u64)> = missing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str())
+        .filter_map(|h| {
+            let path = by_hash.get(&h.to_string())?;
+            Some((
+                h.to_string(),
+                path.to_string(),
+                *sizes.get(path).unwrap_or(&0),
+            ))
+        })
+        .collect();
+
+    // 4. Upload them.
+    let upload_url = up.assets_url("upload")?;
+    let total = missing.len() as u64;
+    let bytes: u64 = missing.iter().map(|m| m.2).sum();
+    let mut done = 0u64;
+    for bucket in buckets(missing) {
+        let body = bucket_body(&bucket);
+        up.send(|| {
+            Request::post(&upload_url)
+                .header("content-type", "application/json")
+                .segments(body.clone())
+                .timeout_ms(10 * 60 * 1000)
+        })?;
+        done += bucket.len() as u64;
+        time::progress("uploading files", done, Some(total));
+    }
+
+    // 5. Tell Cloudflare every hash is in use.
+    let upsert_url = up.assets_url("upsert-hashes")?;
+    up.send(|| Request::post(&upsert_url).json(&hashes_body(&all)))?;
+    Ok((total, bytes))
+}
+
+/// Create the deployment: the manifest (path to hash) and the special
+/// files (`_headers`, `_redirects`...) as a multipart form, the way
+/// wrangler sends it.
+fn create_deployment(
+    project_url: &str,
+    manifest: &BTreeMap<String, String>,
+    branch: String,
+    commit_message: String,
+    specials: &[String],
+) -> PluginResult<Value> {
+    let text = |name: &str, value: String| Part {
+        name: name.into(),
+        filename: None,
+        content_type: None,
+        content: vec![Segment::Bytes(value.into_bytes())],
+    };
+    let mut parts = vec![
+        text(
+            "manifest",
+            serde_json::to_string(manifest).unwrap_or_default(),
+        ),
+        text("branch", branch),
+        text("commit_message", commit_message),
+        text("commit_dirty", "true".into()),
+    ];
+    // wrangler appends each as `new File([text], name)`, a blob without a
+    // type, which fetch's FormData labels `application/octet-stream`; the
+    // API's own client is the reference for what its parser expects.
+    for sp in specials {
+        parts.push(Part {
+            name: sp.clone(),
+            filename: Some(sp.clone()),
+            content_type: Some(SPECIAL_CONTENT_TYPE.into()),
+            content: vec![Segment::File(sp.clone())],
+        });
+    }
+    api::result(
+        Request::post(format!("{project_url}/deployments"))
+            .credential(TOKEN)
+            .multipart(parts)
+            .timeout_ms(5 * 60 * 1000)
+            .send()?,
+    )
 }
 
 pub fn status(ctx: &Context, s: &Settings) -> PluginResult<Vec<ResourceStatus>> {
