@@ -19,6 +19,7 @@ mod grants;
 mod identity;
 mod schema;
 mod secrets;
+pub mod settings;
 mod spans;
 mod spelling;
 pub mod spot;
