@@ -32,9 +32,11 @@ pub struct Cli {
     #[arg(short, long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// `--color`, `--quiet`.
     #[command(flatten)]
     pub output: args::OutputArgs,
 
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }

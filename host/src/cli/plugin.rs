@@ -145,6 +145,7 @@ pub async fn run(
                 },
                 project: project(config),
                 override_bundled,
+                out: out.clone(),
             };
             let (runtime, catalog) = super::environment()?;
             crate::install::install(&runtime, &catalog, &plugins_dir()?, &opts, None).await?;
@@ -166,6 +167,7 @@ pub async fn run(
                 },
                 project: project(config),
                 override_bundled: false,
+                out: out.clone(),
             };
             let (runtime, catalog) = super::environment()?;
             crate::install::update(&runtime, &catalog, &plugins_dir()?, &name, opts).await?;
@@ -249,6 +251,7 @@ async fn pin(
     }
     out.print(&screen);
     crate::install::confirm(
+        out,
         yes,
         &format!(
             "Pin this '{name}' in {}?",

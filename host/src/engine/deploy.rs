@@ -34,17 +34,25 @@ use crate::state::{
 /// Options of `soar plan`.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
+    /// The environment (`None`: the only one).
     pub env: Option<String>,
+    /// Save the plan here, for `soar deploy FILE`.
     pub out: Option<PathBuf>,
+    /// Exit 2 when the plan has changes.
     pub detailed_exitcode: bool,
 }
 
 /// Options of `soar deploy`.
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
+    /// The environment (`None`: the only one, or the saved plan's).
     pub env: Option<String>,
+    /// Do not ask before changing anything.
     pub yes: bool,
+    /// Most provider changes applied at once (and hosts rolled at once,
+    /// unless the environment says otherwise).
     pub parallelism: usize,
+    /// How long to wait for the project lock.
     pub lock_timeout: Duration,
     /// Apply exactly this saved plan.
     pub plan_file: Option<PathBuf>,

@@ -17,8 +17,11 @@ use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus};
 /// Options of `soar destroy`.
 #[derive(Debug, Clone)]
 pub struct DestroyOptions {
+    /// The environment (`None`: the only one).
     pub env: Option<String>,
+    /// Do not ask before removing anything.
     pub yes: bool,
+    /// How long to wait for the project lock.
     pub lock_timeout: Duration,
 }
 

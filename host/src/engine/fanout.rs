@@ -78,7 +78,10 @@ pub(crate) async fn roll_one(
     }
 }
 
-#[allow(clippy::single_range_in_vec_init)]
+#[allow(
+    clippy::single_range_in_vec_init,
+    reason = "one batch of every host is a vector holding one range, as meant"
+)]
 /// Index ranges of the rollout's batches: everything at once, or (with
 /// `rollout.batch`) the first host alone as a canary, then batches.
 pub(crate) fn batches(

@@ -47,8 +47,11 @@ pub const STATE_DIR: &str = ".soar";
 
 /// Everything one command works with.
 pub struct Workspace {
+    /// The loaded configuration.
     pub project: Project,
+    /// The plugins this machine has.
     pub catalog: Catalog,
+    /// What runs them.
     pub runtime: Runtime,
     /// Where the command's output goes (text or `--json` events).
     pub out: Reporter,

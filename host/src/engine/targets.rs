@@ -207,7 +207,10 @@ fn host_spec(
 }
 
 /// A remote target for `address:port`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each argument is one independent fact about the host; a struct would only rename them"
+)]
 fn ssh_target(
     ws: &Workspace,
     session: &Session,
@@ -319,7 +322,10 @@ pub async fn resolve(
 /// `[env.<name>.ssh] hosts` come after the provider's; when the config lists
 /// hosts, a `local` endpoint (the `local` provider's) is not a target: the
 /// listed machines replace this one.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "resolve's arguments plus the fresh hosts; callers pass them from one Prepared"
+)]
 pub async fn resolve_fresh(
     ws: &Workspace,
     env: &Environment,

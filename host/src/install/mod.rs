@@ -43,6 +43,7 @@ use self::fetch::{FetchError, FetchPolicy, Fetched, Location};
 use self::manifest::{Manifest, normalize_sha256};
 use crate::catalog::{Catalog, InstallRecord, RECORD_FILE, Source, valid_name};
 use crate::contract::Description;
+use crate::report::Reporter;
 use crate::runtime::Runtime;
 use crate::runtime::cache::CacheOutcome;
 use crate::terminal::clip;
@@ -53,7 +54,7 @@ const STORE_DIR: &str = ".store";
 const STAGING_PREFIX: &str = ".staging-";
 
 /// Options of one install.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InstallOptions {
     /// URL or path of a component or manifest.
     pub source: String,
@@ -68,6 +69,8 @@ pub struct InstallOptions {
     /// project on this machine; projects that pinned the bundled one refuse
     /// the replacement until re-pinned with `soar plugin pin`).
     pub override_bundled: bool,
+    /// Where the consent screen, the question and what was done are shown.
+    pub out: Reporter,
 }
 
 /// What an install did.
@@ -101,15 +104,14 @@ fn fetch_error(e: FetchError) -> anyhow::Error {
 
 /// Ask `question` on the terminal; `--yes` answers for the user. Without a
 /// terminal and without `--yes`, refuse with `why`.
-pub fn confirm(yes: bool, question: &str, why: &str) -> anyhow::Result<()> {
+pub fn confirm(out: &Reporter, yes: bool, question: &str, why: &str) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("{why}: run it in a terminal to answer, or pass --yes");
     }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
+    out.prompt_stderr(&format!("{question} [y/N] "))?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     if matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
@@ -251,7 +253,7 @@ pub async fn install(
         digest: digest.clone(),
         bundled_name,
     };
-    if show_reach(&d, &shown, previous) {
+    if show_reach(&opts.out, &d, &shown, previous) {
         return Ok(Installed {
             name: d.name,
             version: d.version,
@@ -278,13 +280,13 @@ pub async fn install(
         overrides_bundled: bundled_name,
     };
     let dir = commit(plugins_dir, &d.name, &fetched.bytes, &record)?;
-    println!(
-        "Installed {} {} into {} (validated and compiled in {} ms; the first run uses the compiled form).",
+    opts.out.print(&format!(
+        "Installed {} {} into {} (validated and compiled in {} ms; the first run uses the compiled form).\n",
         d.name,
         shown.version,
         dir.display(),
         validate_time.as_millis()
-    );
+    ));
     pin_in_project(opts, &d, &digest)?;
     Ok(Installed {
         name: d.name,
@@ -312,14 +314,19 @@ struct Shown {
 /// unpinned install nobody can confirm.
 fn announce_fetch(opts: &InstallOptions, fetched: &Fetched, pinned: bool) -> anyhow::Result<()> {
     let digest = &fetched.sha256;
-    println!("Fetched {} ({} bytes)", opts.source, fetched.bytes.len());
+    let out = &opts.out;
+    out.print(&format!(
+        "Fetched {} ({} bytes)\n",
+        opts.source,
+        fetched.bytes.len()
+    ));
     if pinned {
-        println!("  sha256:{digest} (verified)");
+        out.print(&format!("  sha256:{digest} (verified)\n"));
         return Ok(());
     }
-    println!(
-        "  sha256:{digest} (not pinned: no --sha256 and no manifest; this digest will be recorded, trust on first use)"
-    );
+    out.print(&format!(
+        "  sha256:{digest} (not pinned: no --sha256 and no manifest; this digest will be recorded, trust on first use)\n"
+    ));
     if !opts.yes && !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "refusing to install {} unpinned without confirmation: check the digest and pass `--sha256 {digest}`, or pass --yes; nothing was installed",
@@ -370,36 +377,42 @@ async fn load_checked(
 
 /// Show the plugin and what it may reach (for an update: what changes).
 /// Returns true when an update has nothing to do (same digest).
-fn show_reach(d: &Description, shown: &Shown, previous: Option<&Previous>) -> bool {
-    println!();
-    println!("{} {} — {}", d.name, shown.version, shown.summary);
-    println!("  contract:  soar:plugin@{}", shown.wit);
+/// The consent screen is printed whatever `--quiet` says: it is what the
+/// user agrees to.
+fn show_reach(out: &Reporter, d: &Description, shown: &Shown, previous: Option<&Previous>) -> bool {
+    let mut screen = format!(
+        "\n{} {} — {}\n  contract:  soar:plugin@{}\n",
+        d.name, shown.version, shown.summary, shown.wit
+    );
     let Some(prev) = previous else {
-        println!("It will be able to reach:");
+        screen.push_str("It will be able to reach:\n");
         for l in reach_lines(d) {
-            println!("  {l}");
+            screen.push_str(&format!("  {l}\n"));
         }
+        out.print(&screen);
         return false;
     };
     if prev.sha256 == shown.digest {
-        println!("  already installed with this digest; nothing to update");
+        screen.push_str("  already installed with this digest; nothing to update\n");
+        out.print(&screen);
         return true;
     }
-    println!(
-        "  update:    {} sha256:{} -> {} sha256:{}",
+    screen.push_str(&format!(
+        "  update:    {} sha256:{} -> {} sha256:{}\n",
         clip(&prev.description.version, consent::VERSION_MAX),
         &prev.sha256[..12],
         shown.version,
         &shown.digest[..12]
-    );
+    ));
     let (changed, lines) = reach_diff(&prev.description, d);
-    println!(
-        "What it may reach {}:",
+    screen.push_str(&format!(
+        "What it may reach {}:\n",
         if changed { "CHANGES" } else { "(unchanged)" }
-    );
+    ));
     for l in lines {
-        println!("{l}");
+        screen.push_str(&format!("{l}\n"));
     }
+    out.print(&screen);
     false
 }
 
@@ -415,20 +428,21 @@ async fn warn_and_confirm(
 ) -> anyhow::Result<()> {
     let others = consent::other_providers(runtime, catalog, &shown.digest).await;
     let warnings = consent::warnings(d, &others);
+    let out = &opts.out;
     match catalog.entries().iter().find(|e| e.name == d.name) {
-        Some(_) if shown.bundled_name => println!(
-            "WARNING: this replaces the bundled plugin '{}' for every project on this machine (`soar plugin remove {}` brings the bundled one back); projects that pinned the bundled one refuse it until `soar plugin pin {}` is run in them.",
+        Some(_) if shown.bundled_name => out.print(&format!(
+            "WARNING: this replaces the bundled plugin '{}' for every project on this machine (`soar plugin remove {}` brings the bundled one back); projects that pinned the bundled one refuse it until `soar plugin pin {}` is run in them.\n",
             d.name, d.name, d.name
-        ),
-        Some(e) if previous.is_none() => println!(
-            "This replaces the installed '{}' (sha256:{}).",
+        )),
+        Some(e) if previous.is_none() => out.print(&format!(
+            "This replaces the installed '{}' (sha256:{}).\n",
             d.name,
             &e.digest[..12]
-        ),
+        )),
         _ => {}
     }
     for w in &warnings {
-        println!("{w}");
+        out.print(&format!("{w}\n"));
     }
     let question = if warnings.is_empty() {
         format!("Install {} {}?", d.name, shown.version)
@@ -441,6 +455,7 @@ async fn warn_and_confirm(
         )
     };
     confirm(
+        out,
         opts.yes,
         &question,
         "installing a plugin needs confirmation of what it may reach",
@@ -462,7 +477,8 @@ fn pin_in_project(opts: &InstallOptions, d: &Description, digest: &str) -> anyho
         sha256: digest.to_string(),
     }) {
         l.write(&path)?;
-        println!("Pinned {} in {}.", d.name, path.display());
+        opts.out
+            .print(&format!("Pinned {} in {}.\n", d.name, path.display()));
     }
     Ok(())
 }
@@ -648,7 +664,8 @@ pub async fn update(
         description: current.description().clone(),
         sha256: entry.digest.clone(),
     };
-    println!("Updating {name} from {source}");
+    opts.out
+        .message(|| format!("Updating {name} from {source}"));
     // It already replaces the bundled plugin (it could not otherwise be
     // installed under that name): updating it keeps doing so.
     opts.override_bundled |= matches!(entry.source, Source::Installed { .. });
@@ -673,7 +690,8 @@ pub async fn update(
             sha256: installed.sha256.clone(),
         }) {
             l.write(&path)?;
-            println!("Pinned {name} in {}.", path.display());
+            opts.out
+                .print(&format!("Pinned {name} in {}.\n", path.display()));
         }
     }
     Ok(installed)

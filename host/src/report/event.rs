@@ -15,6 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One line of `--json` output.
+#[allow(
+    missing_docs,
+    reason = "the fields are the JSON schema, documented once: README.md's \"JSON output\" table"
+)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event<'a> {

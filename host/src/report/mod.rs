@@ -91,6 +91,7 @@ impl ColorChoice {
 pub struct Settings {
     /// `--json`: events on stdout.
     pub json: bool,
+    /// `--color`.
     pub color: ColorChoice,
     /// `--quiet`: no progress, no notes.
     pub quiet: bool,
@@ -130,10 +131,12 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// Everything written to stdout so far.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stdout)).into_owned()
     }
 
+    /// Everything written to stderr so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
     }
@@ -194,6 +197,7 @@ impl Reporter {
         self.0.settings.json
     }
 
+    /// Whether progress and notes for people are dropped (`--quiet`).
     pub fn is_quiet(&self) -> bool {
         self.0.settings.quiet
     }
