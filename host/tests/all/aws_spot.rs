@@ -13,6 +13,7 @@ use soar::journal::Journal;
 use soar::runtime::CallError;
 use soar_tests::ec2_proxy::{Ec2Proxy, Fault};
 
+use crate::support;
 use crate::support::aws::{SignedMoto, SpotConfig, SpotSession, signed, xml_text};
 
 const SECRET_VALUE: &str = "hunter2-do-not-print-me";
@@ -166,9 +167,7 @@ async fn harness(
 fn project(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
+        support::write(dir.path(), path, content);
     }
     dir
 }

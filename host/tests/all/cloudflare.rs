@@ -179,7 +179,7 @@ fn site(n: usize) -> tempfile::TempDir {
     write(
         dir.path(),
         "img/logo.png",
-        &[0x89, b'P', b'N', b'G', 0, 1, 2, 3],
+        [0x89, b'P', b'N', b'G', 0, 1, 2, 3],
     );
     dir
 }
@@ -442,7 +442,7 @@ async fn pages_upload_jwt_expiring_mid_upload_is_renewed() {
 async fn pages_refuses_a_file_over_25_mib_before_any_upload() {
     let f = Fixture::new().await;
     let dir = site(3);
-    write(dir.path(), "video/big.mp4", &vec![7u8; (25 << 20) + 1]);
+    write(dir.path(), "video/big.mp4", vec![7u8; (25 << 20) + 1]);
     let err = f
         .deploy(dir.path(), ArtifactKind::Static, &pages_settings())
         .await

@@ -72,6 +72,10 @@ fn base_with(extra: &str) -> String {
 
 const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table of cases, one per broken config"
+)]
 fn cases() -> Vec<Case> {
     vec![
         case(

@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
 use soar_tests::files::walk;
 
-use crate::support::text;
+use crate::support::{soar_guarded, text};
 
 const TOKEN: &str = "dop_v1_fake_token_for_functions_0123456789";
 const TOKEN_VAR: &str = "SOAR_DO_FUNCTIONS_TEST_TOKEN";
@@ -79,24 +79,13 @@ digitalocean = "{TOKEN_VAR}"
     }
 
     fn soar(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_soar"))
-            .arg("-c")
-            .arg(self.path().join("soar.toml"))
-            .args(args)
-            .env(TOKEN_VAR, TOKEN)
-            .env(SECRET_VAR, SECRET)
-            .env_remove("DIGITALOCEAN_TOKEN")
-            .output()
-            .unwrap();
-        let (o, e) = (text(&out.stdout), text(&out.stderr));
-        eprintln!("$ soar {}\n{o}\n{e}", args.join(" "));
-        for secret in [TOKEN, SECRET] {
-            assert!(
-                !o.contains(secret) && !e.contains(secret),
-                "a secret leaked into soar's output"
-            );
-        }
-        out
+        soar_guarded(
+            &self.path().join("soar.toml"),
+            args,
+            &[(TOKEN_VAR, TOKEN), (SECRET_VAR, SECRET)],
+            &["DIGITALOCEAN_TOKEN"],
+            &[TOKEN, SECRET],
+        )
     }
 
     fn soar_ok(&self, args: &[&str]) -> String {

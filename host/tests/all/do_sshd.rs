@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
 use soar_tests::sshd::{ClientKey, SshHost, free_port, python, require_peers, systemctl_py, user};
 
-use crate::support::text;
+use crate::support::{soar_guarded, text};
 
 const TOKEN: &str = "dop_v1_fake_token_for_do_sshd_0123456789";
 const TOKEN_VAR: &str = "SOAR_DO_SSHD_TEST_TOKEN";
@@ -128,22 +128,13 @@ address_map = {{ {map} }}
     }
 
     fn soar(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_soar"))
-            .arg("-c")
-            .arg(self.dir.path().join("soar.toml"))
-            .args(args)
-            .env(TOKEN_VAR, TOKEN)
-            .env_remove("DIGITALOCEAN_TOKEN")
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .unwrap();
-        let (o, e) = (text(&out.stdout), text(&out.stderr));
-        assert!(
-            !o.contains(TOKEN) && !e.contains(TOKEN),
-            "the API token leaked into soar's output:\n{o}\n{e}"
-        );
-        eprintln!("$ soar {}\n{o}\n{e}", args.join(" "));
-        out
+        soar_guarded(
+            &self.dir.path().join("soar.toml"),
+            args,
+            &[(TOKEN_VAR, TOKEN)],
+            &["DIGITALOCEAN_TOKEN", "SSH_AUTH_SOCK"],
+            &[TOKEN],
+        )
     }
 
     /// Directories that answered `GET /` on the shared port (hello's

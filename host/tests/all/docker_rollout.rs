@@ -18,7 +18,7 @@ use std::time::Instant;
 use soar_tests::dockerd::{Engine, require_engine, static_hello};
 use soar_tests::sshd::{ClientKey, SshHost, available, free_port, user};
 
-use crate::support::text;
+use crate::support::{soar_guarded, text};
 
 const SECRET: &str = "d0cker-s3cret-that-must-not-leak";
 
@@ -149,26 +149,13 @@ connect_timeout = "5s"
     }
 
     fn soar(&self, args: &[&str]) -> Output {
-        let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_soar"))
-            .arg("-c")
-            .arg(self.dir.path().join("soar.toml"))
-            .args(args)
-            .env("SOAR_DOCKER_TEST_TOKEN", SECRET)
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .unwrap();
-        let (o, e) = (text(&out.stdout), text(&out.stderr));
-        assert!(
-            !o.contains(SECRET) && !e.contains(SECRET),
-            "the secret leaked into soar's output:\n{o}\n{e}"
-        );
-        eprintln!(
-            "$ soar {} ({:.1} s)\n{o}\n{e}",
-            args.join(" "),
-            started.elapsed().as_secs_f64()
-        );
-        out
+        soar_guarded(
+            &self.dir.path().join("soar.toml"),
+            args,
+            &[("SOAR_DOCKER_TEST_TOKEN", SECRET)],
+            &["SSH_AUTH_SOCK"],
+            &[SECRET],
+        )
     }
 
     fn deploy(&self) -> Output {
@@ -243,6 +230,7 @@ fn require_sshd() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, told step by step")]
 fn image_archive_deploy_redeploy_update_fail_rollback_logs_destroy() {
     let Some(engine) = require_engine() else {
         return;

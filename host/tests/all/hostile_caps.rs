@@ -203,6 +203,10 @@ const STRINGS_AT: u32 = 2048;
 const HEAP_AT: i32 = 64 << 10;
 
 /// A `soar:plugin@0.1.0` component named `name`.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one component, section by section, in the order the binary format wants"
+)]
 fn component(name: &str, describe: Describe, bomb: Bomb) -> Vec<u8> {
     use wasm_encoder::{
         CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
@@ -1088,7 +1092,10 @@ fn peak_rss_kib(case: &str, lifted: bool) -> i64 {
         cmd.env_remove("SOAR_CAPS_RSS_BEFORE");
     }
     // Reaped by the wait4 below, which also reports its peak RSS.
-    #[allow(clippy::zombie_processes)]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4, which clippy does not see"
+    )]
     let child = cmd.spawn().expect("spawn the child");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;

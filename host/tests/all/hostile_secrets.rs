@@ -162,8 +162,10 @@ secrets = {{ API_KEY = "LEAKY_SERVICE_SECRET" }}
 }
 
 /// Spawn, wait with `wait4` for the child's peak RSS, collect output.
-// The child is reaped by `wait4`, which clippy does not see.
-#[allow(clippy::zombie_processes)]
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which clippy does not see"
+)]
 fn run_measured(mut cmd: Command) -> Run {
     let mut child = cmd.spawn().expect("running soar");
     let mut out = child.stdout.take().unwrap();

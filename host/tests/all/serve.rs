@@ -317,6 +317,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, told step by step")]
 fn deploy_over_http_follow_events_and_the_service_answers() {
     let (web, _gated, config) = setup();
     let home = web.tmp();
@@ -525,6 +526,7 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, told step by step")]
 fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
     let broken = Project::new("[app]\nname = \"x\"\nbogus = 1\n", "v1");
     let (web, _gated, config) = setup_with(2, &[("broken", &broken)]);

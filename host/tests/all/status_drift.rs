@@ -58,7 +58,7 @@ fn pages_project(fake: &Cloudflare) -> tempfile::TempDir {
     write(
         d,
         "soar.toml",
-        &format!(
+        format!(
             r#"[app]
 name = "shop"
 
@@ -191,7 +191,7 @@ fn droplets_deleted_or_created_outside_soar_show_as_drift() {
     write(
         d,
         "soar.toml",
-        &format!(
+        format!(
             r#"[app]
 name = "shop"
 
@@ -286,7 +286,7 @@ fn a_worker_deleted_in_the_dashboard_shows_as_drift() {
     write(
         d,
         "soar.toml",
-        &format!(
+        format!(
             r#"[app]
 name = "shop"
 

@@ -88,7 +88,7 @@ fn site(dir: &Path) {
     write(dir, "index.html", b"<h1>shop</h1>\n");
     write(dir, "about/index.html", b"<p>about</p>\n");
     write(dir, "css/site.css", b"body{margin:0}\n");
-    write(dir, "img/logo.png", &[0x89, b'P', b'N', b'G', 0, 1, 2, 3]);
+    write(dir, "img/logo.png", [0x89, b'P', b'N', b'G', 0, 1, 2, 3]);
     write(dir, "data/prices.json", br#"{"tea":3}"#);
     write(dir, "_headers", b"/*\n  X-Frame-Options: DENY\n");
     write(dir, "_redirects", b"/old /new 301\n");

@@ -16,6 +16,7 @@ pub mod leak_scan;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Instant;
 
 use soar::broker::http::policy::Grants;
 use soar::catalog::Catalog;
@@ -48,6 +49,43 @@ pub fn soar(sandbox: &Path, cwd: &Path) -> Command {
         .env_remove("SOAR_LOG")
         .stdin(Stdio::null());
     cmd
+}
+
+/// `soar -c <config> <args>` with `vars` set and `unset` removed from the
+/// environment, run to completion and echoed to stderr with its wall time.
+/// Panics when any of `secrets` is in what it printed: a project's
+/// credentials and secrets must never reach the output.
+pub fn soar_guarded(
+    config: &Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+    unset: &[&str],
+    secrets: &[&str],
+) -> Output {
+    let started = Instant::now();
+    let mut cmd = Command::new(SOAR);
+    cmd.arg("-c")
+        .arg(config)
+        .args(args)
+        .envs(vars.iter().copied());
+    for name in unset {
+        cmd.env_remove(name);
+    }
+    let out = cmd.output().expect("running soar");
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    eprintln!(
+        "$ soar {} ({:.1} s)\n{o}\n{e}",
+        args.join(" "),
+        started.elapsed().as_secs_f64()
+    );
+    for (i, secret) in secrets.iter().enumerate() {
+        assert!(
+            !o.contains(secret) && !e.contains(secret),
+            "secret #{i} leaked into the output of soar {}",
+            args.join(" ")
+        );
+    }
+    out
 }
 
 /// The exit code, stdout and stderr of a finished command, labelled, for
