@@ -124,7 +124,7 @@ pub async fn run(cli: Cli, out: &Reporter) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Init(a) => project::init(config, a, out),
-        Command::Validate(a) => project::validate(config, a, out),
+        Command::Validate(a) => project::validate(config, a, out).await,
         Command::Plan(a) => project::plan(config, a, out).await,
         Command::Deploy(a) => project::deploy(config, a, out).await,
         Command::Destroy(a) => project::destroy(config, a, out).await,

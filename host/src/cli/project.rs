@@ -218,7 +218,11 @@ pub fn init(config: Option<&Path>, args: InitArgs, out: &Reporter) -> anyhow::Re
     Ok(0)
 }
 
-pub fn validate(config: Option<&Path>, _args: JsonArg, out: &Reporter) -> anyhow::Result<i32> {
+pub async fn validate(
+    config: Option<&Path>,
+    _args: JsonArg,
+    out: &Reporter,
+) -> anyhow::Result<i32> {
     use crate::config::spot::Located;
     let located = match config {
         Some(p) => Located::File(p.to_path_buf()),
@@ -232,9 +236,23 @@ pub fn validate(config: Option<&Path>, _args: JsonArg, out: &Reporter) -> anyhow
         Located::File(p) => p.clone(),
         Located::ZeroConfig(dir) => dir.join(crate::config::spot::CONFIG_PATH),
     };
-    match located.load(&known) {
+    let zero_config = matches!(located, Located::ZeroConfig(_));
+    // The file parses: now each environment's provider settings against the
+    // schema its plugin declares (a zero-config project's settings are the
+    // plugin's own files, checked at `soar plan`).
+    let loaded = match located.load(&known) {
+        Ok(project) if !zero_config => {
+            let problems = settings_problems(&path, &project, &catalog).await?;
+            if problems.is_empty() {
+                Ok(project)
+            } else {
+                Err(crate::config::ConfigError(problems))
+            }
+        }
+        other => other,
+    };
+    match loaded {
         Ok(project) => {
-            let zero_config = matches!(located, Located::ZeroConfig(_));
             let event = Event::Valid {
                 valid: true,
                 file: &path,
@@ -278,6 +296,35 @@ pub fn validate(config: Option<&Path>, _args: JsonArg, out: &Reporter) -> anyhow
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Every environment's provider settings checked against the JSON Schema its
+/// plugin declares, offline: each plugin is loaded only to be described.
+async fn settings_problems(
+    path: &Path,
+    project: &crate::config::Project,
+    catalog: &Catalog,
+) -> anyhow::Result<Vec<crate::config::Diagnostic>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let (runtime, _) = super::environment()?;
+    let mut schemas: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut problems = Vec::new();
+    for env in project.environments.values() {
+        if !schemas.contains_key(env.provider.as_str()) {
+            let entry = catalog.get(&env.provider)?;
+            let plugin = runtime
+                .load_digested(&entry.name, &entry.bytes, entry.digest.clone())
+                .await?;
+            let schema = plugin.description().settings_schema.clone();
+            schemas.insert(env.provider.as_str(), schema);
+        }
+        let schema = &schemas[env.provider.as_str()];
+        problems.extend(crate::config::settings::check(&text, path, env, schema));
+    }
+    // In file order, like every other configuration problem.
+    problems.sort_by_key(|d| (d.line, d.col));
+    Ok(problems)
 }
 
 pub async fn plan(config: Option<&Path>, a: PlanArgs, out: &Reporter) -> anyhow::Result<i32> {

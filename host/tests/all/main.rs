@@ -46,4 +46,5 @@ mod ssh_faults;
 mod ssh_rollout;
 mod state_lock;
 mod status_drift;
+mod validate_settings;
 mod wrangler_fake;
