@@ -86,6 +86,7 @@ impl FieldPath {
         Self(format!("{}[{index}]", self.0))
     }
 
+    /// The path as written in messages (`deployment.files[2].mode`).
     pub fn as_str(&self) -> &str {
         &self.0
     }

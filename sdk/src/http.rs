@@ -179,9 +179,11 @@ impl Request {
 /// A complete response.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code of the final answer (after redirects).
     pub status: u16,
     /// Lowercase header names.
     pub headers: Vec<(String, String)>,
+    /// The body as received, already scrubbed of secrets by the host.
     pub body: Vec<u8>,
     /// The URL requested, for error messages.
     pub url: String,

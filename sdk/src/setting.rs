@@ -69,7 +69,9 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Setting<T> {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Item<T> {
+    /// The item had the expected shape.
     Valid(T),
+    /// The item as written, for a diagnostic that quotes it.
     Invalid(Value),
 }
 
