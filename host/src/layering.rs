@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     // Leaves: the contract's types, and small helpers with no domain.
     &["contract", "shell", "terminal", "tls", "journal", "layering"],
     // What a plugin is given and what is secret.
-    &["artifact", "credentials", "progress"],
+    &["artifact", "credentials"],
     // The one enforcement point for HTTP and SSH; the one output path.
     &["broker", "report"],
     // The user's configuration, a plugin's host-side session, state on

@@ -13,7 +13,6 @@ pub mod credentials;
 pub mod engine;
 pub mod install;
 pub mod journal;
-pub mod progress;
 pub mod report;
 pub mod rollout;
 pub mod runtime;

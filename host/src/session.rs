@@ -27,7 +27,7 @@ pub struct Session {
     /// Where every brokered call is recorded, redacted.
     pub journal: Arc<Journal>,
     /// Bars for the long tasks plugins report (drawn only on a terminal).
-    pub progress: crate::progress::PluginProgress,
+    pub progress: crate::report::progress::PluginProgress,
 }
 
 /// Inputs to a [`Session`] besides the plugin itself.

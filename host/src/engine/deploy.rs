@@ -217,7 +217,7 @@ fn release_step(
 pub async fn plan_command(ws: &Workspace, opts: &PlanOptions) -> anyhow::Result<i32> {
     let out = &ws.out;
     let env = ws.environment(opts.env.as_deref())?;
-    let building = crate::progress::Spinner::start("building the artifact", out);
+    let building = crate::report::progress::Spinner::start("building the artifact", out);
     let artifact = ws.build_artifact().await;
     drop(building);
     let p = ws.prepare(&env.name, Some(artifact?)).await?;
@@ -369,7 +369,7 @@ async fn pre_deploy_hook(
 /// Step: build the artifact, timed into the trail.
 async fn build(ws: &Workspace, trail: &Trail<'_>) -> anyhow::Result<ArtifactSource> {
     let started = mark();
-    let building = crate::progress::Spinner::start("building the artifact", &ws.out);
+    let building = crate::report::progress::Spinner::start("building the artifact", &ws.out);
     let built = ws.build_artifact().await;
     drop(building);
     match built {
@@ -417,7 +417,7 @@ async fn plan(
 ) -> anyhow::Result<(Plan, Vec<Target>)> {
     let store = trail.store;
     let started = mark();
-    let planning = crate::progress::Spinner::start(format!("planning {}", p.env.name), &ws.out);
+    let planning = crate::report::progress::Spinner::start(format!("planning {}", p.env.name), &ws.out);
     let planned = make_plan(ws, p, store).await;
     drop(planning);
     let (fresh, targets) = match planned {

@@ -40,6 +40,7 @@
 //! [`error`]: Reporter::error
 
 mod event;
+pub mod progress;
 
 use std::ffi::OsStr;
 use std::io::{IsTerminal as _, Write};
@@ -168,7 +169,7 @@ impl Reporter {
     /// The process's stdout and stderr.
     pub fn stdio(settings: Settings) -> Self {
         let progress = !settings.json && !settings.quiet && std::io::stderr().is_terminal();
-        crate::progress::set_enabled(progress);
+        crate::report::progress::set_enabled(progress);
         Self(Arc::new(Inner {
             settings,
             color: settings.color.colors_stderr(),
