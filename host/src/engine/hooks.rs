@@ -12,20 +12,33 @@ use crate::shell::quote;
 /// What a hook is told about the deploy.
 #[derive(Debug, Clone, Default)]
 pub struct HookContext {
+    /// The project's app name (`[app] name` in soar.toml), as `SOAR_APP`.
     pub app: String,
+    /// The environment being deployed, as `SOAR_ENV`.
     pub env: String,
+    /// The environment's service name, as `SOAR_SERVICE`.
     pub service: String,
+    /// The release id, as `SOAR_RELEASE`; set once the rollout has made one,
+    /// so `pre_deploy` never sees it and `post_deploy` always does.
     pub release: Option<String>,
+    /// The URL the service answers at, as `SOAR_URL`; set with `release`.
     pub url: Option<String>,
+    /// Why the deploy failed, as `SOAR_ERROR`; only `on_failure` gets it.
     pub error: Option<String>,
 }
 
 /// The outcome of one hook, for the audit trail.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HookRun {
+    /// Which hook ran: `pre_deploy`, `post_deploy` or `on_failure`.
     pub hook: String,
+    /// The shell command as configured, without the `cd`/`export` prelude.
     pub command: String,
+    /// The command's exit status; -1 when it could not be started, was
+    /// refused (a NUL byte in a variable) or timed out.
     pub status: i32,
+    /// Its stdout then stderr, keeping only the last 8000 characters so a
+    /// chatty hook cannot bloat the audit trail.
     pub output: String,
 }
 

@@ -17,10 +17,16 @@ pub const RELEASE_KIND: &str = "release";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
+    /// A new resource; counts toward "to add".
     Create,
+    /// Changed in place; counts toward "to change".
     Update,
+    /// Destroyed and created anew (the change cannot be made in place);
+    /// counts toward both "to add" and "to destroy".
     Replace,
+    /// Removed; counts toward "to destroy".
     Delete,
+    /// Already as wanted; shown for completeness, counted nowhere.
     NoOp,
 }
 
@@ -85,17 +91,25 @@ pub enum Executor {
 /// One change of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedChange {
+    /// What the change does to the resource.
     pub action: Action,
+    /// The resource kind as the provider names it (`droplet`, `dns-record`),
+    /// or [`RELEASE_KIND`] for the host's rollout.
     pub kind: String,
+    /// The resource's name, unique within its kind.
     pub name: String,
+    /// Why the change is needed, in words shown to the user.
     pub reason: String,
+    /// The resource's current attributes (a JSON object); absent for a create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
+    /// The attributes it will have (a JSON object); absent for a delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
     /// The provider's private data for `apply` (opaque here).
     #[serde(default)]
     pub payload: String,
+    /// Who applies the change: the provider plugin or the host's rollout.
     pub executor: Executor,
 }
 
@@ -143,26 +157,36 @@ impl PlannedChange {
 /// Counts for the summary line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// Creates plus replaces.
     pub add: usize,
+    /// In-place updates.
     pub change: usize,
+    /// Deletes plus replaces.
     pub destroy: usize,
 }
 
 /// A whole plan, as shown and as saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The file format version, [`FORMAT`] when written; a saved plan of
+    /// another version is refused rather than misread.
     pub format: u32,
     /// `deploy` or `destroy`.
     pub command: String,
+    /// The app (`[app] name`) the plan was made for, for display and audit.
     pub app: String,
+    /// The environment the plan was made for.
     pub env: String,
+    /// The provider plugin that planned the changes.
     pub provider: String,
     /// State serial the plan was made at; applying refuses a different one.
     pub serial: u64,
     /// Digest of the artifact the plan deploys, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<String>,
+    /// The changes in apply order (see [`Plan::normalize`]).
     pub changes: Vec<PlannedChange>,
+    /// The provider's notes and diagnostics, shown under the plan.
     #[serde(default)]
     pub notes: Vec<String>,
 }

@@ -39,7 +39,9 @@ pub struct SshTarget {
     /// The address people reach the service at (as the provider or config
     /// named it, before any `address_map`).
     pub public: String,
+    /// The service as it runs on this host: unit name, root, command, port.
     pub spec: ServiceSpec,
+    /// The SSH connection commands and uploads go through.
     pub transport: SshTransport,
     /// The host's service manager: systemd, or the Docker engine for a
     /// `docker` artifact. (The field keeps its name from when it could only

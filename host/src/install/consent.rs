@@ -67,7 +67,10 @@ pub fn well_known(var: &str) -> Option<&'static str> {
 /// them.
 #[derive(Debug, Clone)]
 pub struct OtherProvider {
+    /// The provider's declared name.
     pub name: String,
+    /// Whether it ships inside soar (rather than being installed), which
+    /// changes how a clash with it is worded.
     pub bundled: bool,
     /// `(variable, hosts the credential reading it is sent to)`.
     pub vars: Vec<(String, Vec<String>)>,

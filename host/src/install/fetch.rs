@@ -24,11 +24,19 @@ use url::Url;
 /// Limits and rules of one download.
 #[derive(Debug, Clone)]
 pub struct FetchPolicy {
+    /// Permit plain `http://` to non-loopback hosts, redirects included
+    /// (`--allow-insecure-http`); loopback is always allowed, for tests.
     pub allow_insecure_http: bool,
+    /// Largest download accepted, in bytes; checked against the declared
+    /// length up front and against the bytes as they arrive.
     pub max_bytes: u64,
+    /// Limit on establishing the TCP/TLS connection.
     pub connect_timeout: Duration,
+    /// Limit on waiting for each read, so a stalled server fails fast.
     pub read_timeout: Duration,
+    /// Limit on the whole request, body included.
     pub total_timeout: Duration,
+    /// Redirects followed before giving up; each hop obeys the scheme rule.
     pub max_redirects: usize,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
@@ -52,7 +60,9 @@ impl Default for FetchPolicy {
 /// Where bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// Fetched over `https://`, `http://` or `file://`.
     Url(Url),
+    /// Read from the local file system.
     Path(PathBuf),
 }
 
@@ -104,6 +114,7 @@ impl std::fmt::Display for Location {
 /// What was fetched.
 #[derive(Debug)]
 pub struct Fetched {
+    /// The whole body, at most [`FetchPolicy::max_bytes`] long.
     pub bytes: Vec<u8>,
     /// Lowercase hex sha256 of `bytes`.
     pub sha256: String,

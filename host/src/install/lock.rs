@@ -17,18 +17,26 @@ const HEADER: &str = "# soar.lock: the provider plugins this project uses, pinne
 /// One pinned plugin.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct Pin {
+    /// The plugin's declared name; at most one pin per name.
     pub name: String,
+    /// Its version when pinned (soar's own version for a bundled plugin);
+    /// informational, used in messages — the digest is what is enforced.
     pub version: String,
     /// Where it was installed from (URL or path; `bundled` for first-party).
     pub source: String,
+    /// Lowercase hex sha256 of the component; the project refuses to run other
+    /// bytes under this name (except a bundled plugin that changed with soar,
+    /// which is re-pinned with a note).
     pub sha256: String,
 }
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct LockFile {
+    /// The file format version; always written as 1.
     #[serde(default = "one")]
     pub version: u32,
+    /// The pins, one `[[plugin]]` table each, written sorted by name.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<Pin>,
 }

@@ -17,8 +17,11 @@ use crate::contract::version as contract;
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The plugin's name; must match the name the component describes.
     pub name: String,
+    /// The plugin's version, as shown and recorded in `soar.lock`.
     pub version: String,
+    /// One line for humans; optional.
     #[serde(default)]
     pub description: String,
     /// The component's URL (or a path relative to the manifest).

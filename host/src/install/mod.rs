@@ -62,6 +62,7 @@ pub struct InstallOptions {
     pub sha256: Option<String>,
     /// Do not ask.
     pub yes: bool,
+    /// How the component (and manifest) may be downloaded.
     pub fetch: FetchPolicy,
     /// The project's `soar.toml`, whose `soar.lock` records the plugin.
     pub project: Option<PathBuf>,
@@ -76,12 +77,17 @@ pub struct InstallOptions {
 /// What an install did.
 #[derive(Debug, Clone)]
 pub struct Installed {
+    /// The plugin's declared name.
     pub name: String,
+    /// Its version, as the component describes itself.
     pub version: String,
+    /// Lowercase hex sha256 of the installed component.
     pub sha256: String,
+    /// Where it now lives: `<plugins dir>/<name>`.
     pub dir: PathBuf,
     /// Time to validate (compile + describe).
     pub validate_time: Duration,
+    /// Whether validation found the component already compiled in the cache.
     pub cache: CacheOutcome,
     /// Whether nothing changed (same digest already installed).
     pub unchanged: bool,
@@ -214,7 +220,9 @@ async fn obtain(
 /// The previous installed version, for `update`.
 #[derive(Debug, Clone)]
 pub struct Previous {
+    /// What it declared, so the consent screen can show the capability diff.
     pub description: Description,
+    /// Its digest; an update to the same digest changes nothing.
     pub sha256: String,
 }
 

@@ -18,7 +18,9 @@ const WIT: &[(&str, &str)] = &[
 /// Languages a new provider can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
+    /// A cargo project built for `wasm32-wasip2`.
     Rust,
+    /// A componentize-py project, built in its own `.venv`.
     Python,
 }
 
