@@ -28,6 +28,8 @@ pub struct Fault {
     pub status: u16,
     /// EC2 error code.
     pub code: String,
+    /// The error's `<Message>`; [`Fault::new`] says it was injected, so a
+    /// test failure shows where the error came from.
     pub message: String,
     /// Answer this many matching requests, then let them through; `None` = always.
     pub times: Option<u32>,
@@ -57,8 +59,13 @@ impl Fault {
 /// One request the proxy saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The EC2 `Action` parameter (`DescribeInstances`).
     pub action: String,
+    /// The signing region from the credential scope, when the request was
+    /// signed.
     pub region: Option<String>,
+    /// The form parameters as sent, in order, for asserting what the
+    /// provider asked for.
     pub params: Vec<(String, String)>,
     /// The injected error code, when the proxy answered itself.
     pub injected: Option<String>,

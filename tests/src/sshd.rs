@@ -67,11 +67,17 @@ pub fn available() -> bool {
 /// A client key pair for tests (ed25519, no passphrase).
 pub struct ClientKey {
     _dir: tempfile::TempDir,
+    /// The private key file, for `ssh -i` or a project's `identity`; deleted
+    /// with the key.
     pub path: PathBuf,
+    /// The `.pub` line (`ssh-ed25519 AAAA... soar-test`), for an
+    /// `authorized_keys` file.
     pub public: String,
 }
 
 impl ClientKey {
+    /// Make a fresh pair with `ssh-keygen` in a temporary directory that
+    /// lives as long as the key.
     pub fn generate() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("id_ed25519");
@@ -87,7 +93,9 @@ impl ClientKey {
 
 /// One running sshd.
 pub struct SshHost {
+    /// The address sshd listens on: always `127.0.0.1`.
     pub addr: String,
+    /// Its port, picked free at start.
     pub port: u16,
     /// The client key it accepts.
     pub key_path: PathBuf,
@@ -238,7 +246,9 @@ impl Drop for SshHost {
 /// One process on this machine, as `/proc` describes it.
 #[derive(Debug, Clone)]
 pub struct Proc {
+    /// Process id.
     pub pid: u32,
+    /// Parent process id, to find a service's children.
     pub ppid: u32,
     /// The executable's short name (`/proc/<pid>/comm`).
     pub comm: String,
@@ -343,6 +353,8 @@ impl SshHost {
 /// The remote service manager is [`systemctl_py`]. Dropping it stops the
 /// service on every host.
 pub struct SshProject {
+    /// The project directory, holding `soar.toml`, `known_hosts` and the
+    /// artifact files; removed on drop.
     pub dir: tempfile::TempDir,
     /// The service's port (`[deploy] port`).
     pub port: u16,

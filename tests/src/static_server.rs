@@ -18,7 +18,12 @@ pub enum Route {
     Redirect(String),
     /// `200` announcing `declared` bytes in `Content-Length`, then only
     /// `bytes` are written before the connection is closed.
-    Truncated { bytes: Vec<u8>, declared: u64 },
+    Truncated {
+        /// The body actually sent, shorter than `declared`.
+        bytes: Vec<u8>,
+        /// The length claimed in `Content-Length`.
+        declared: u64,
+    },
 }
 
 #[derive(Default)]

@@ -42,28 +42,46 @@ use crate::axum_thread::{Bound, ServerThread};
 /// A Worker script as uploaded.
 #[derive(Debug, Clone)]
 pub struct Script {
+    /// The upload's `metadata` part (`main_module`, `bindings`,
+    /// `compatibility_date`…), with bindings named in `keep_bindings`
+    /// carried over from the previous version as the API does.
     pub metadata: Value,
     /// Part name → (content type, bytes).
     pub modules: BTreeMap<String, (String, Vec<u8>)>,
+    /// A digest of modules and metadata, so an identical re-upload keeps
+    /// its etag as with the real API.
     pub etag: String,
+    /// RFC 3339 time of the first upload; kept across re-uploads.
     pub created_on: String,
+    /// RFC 3339 time of the latest upload.
     pub modified_on: String,
 }
 
 /// One Pages deployment.
 #[derive(Debug, Clone)]
 pub struct Deployment {
+    /// The deployment's UUID-shaped id, as in `/deployments/{id}`.
     pub id: String,
+    /// Its first eight hex digits: the API's `short_id`, also the preview
+    /// subdomain.
     pub short_id: String,
+    /// `https://<short_id>.<project>.pages.dev`, as the API reports it (never
+    /// fetched: nothing serves it).
     pub url: String,
+    /// The `branch` field of the upload, or the project's production branch
+    /// when it was absent or empty.
     pub branch: String,
+    /// The `commit_message` field of the upload (empty when absent).
     pub commit_message: String,
     /// `/path` → hash.
     pub manifest: BTreeMap<String, String>,
+    /// The `_headers` file part, when sent.
     pub headers: Option<Vec<u8>>,
+    /// The `_redirects` file part, when sent.
     pub redirects: Option<Vec<u8>>,
     /// Part name → its Content-Type as sent (`None` for a text field).
     pub part_types: BTreeMap<String, Option<String>>,
+    /// RFC 3339 creation time.
     pub created_on: String,
 }
 
@@ -109,9 +127,15 @@ pub struct Counters {
 /// A request as it arrived (bodies are not kept: uploads are large).
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The HTTP method.
     pub method: String,
+    /// The request path, without the query string.
     pub path: String,
+    /// The `Authorization` header as sent, to assert which credential (API
+    /// token or upload JWT) went where.
     pub authorization: Option<String>,
+    /// Body length in bytes; 0 for multipart uploads, which are parsed as a
+    /// stream and not buffered.
     pub body_len: usize,
 }
 
@@ -213,10 +237,13 @@ impl Cloudflare {
         &self.url
     }
 
+    /// What has reached the fake since start or the last
+    /// [`Cloudflare::reset_counters`].
     pub fn counters(&self) -> Counters {
         lock(&self.inner).counters.clone()
     }
 
+    /// Zero the counters, to measure one step of a test on its own.
     pub fn reset_counters(&self) {
         lock(&self.inner).counters = Counters::default();
     }
@@ -226,6 +253,7 @@ impl Cloudflare {
         lock(&self.inner).seen.clone()
     }
 
+    /// The Worker script `name` as last uploaded, if it exists.
     pub fn script(&self, name: &str) -> Option<Script> {
         lock(&self.inner).scripts.get(name).cloned()
     }
@@ -241,6 +269,8 @@ impl Cloudflare {
             .collect()
     }
 
+    /// Whether Pages project `name` exists (it is created by a POST or
+    /// [`Cloudflare::add_project`], and gone after a DELETE).
     pub fn project_exists(&self, name: &str) -> bool {
         lock(&self.inner).projects.contains_key(name)
     }
@@ -522,6 +552,10 @@ fn script_not_found() -> Response {
     )
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "GET, PUT and DELETE of one script resource side by side, as the API documents them; the PUT validates a multipart upload step by step"
+)]
 async fn script(
     inner: &Shared,
     method: &Method,

@@ -41,36 +41,62 @@ use crate::axum_thread::{Bound, ServerThread};
 /// A size the fake offers.
 #[derive(Debug, Clone)]
 pub struct FakeSize {
+    /// The size's identifier in `size` of a droplet create (`s-1vcpu-1gb`).
     pub slug: String,
+    /// RAM in MiB, as the API's `memory`.
     pub memory: u64,
+    /// Virtual CPU count, as the API's `vcpus`.
     pub vcpus: u64,
+    /// Local disk in GiB, as the API's `disk` (and `disk_info`).
     pub disk: u64,
+    /// US dollars per month; `price_hourly` is derived from it as the API
+    /// does (672 hours a month).
     pub price_monthly: f64,
+    /// Region slugs the size can be created in; a create elsewhere gets the
+    /// API's 422 "Size is not available in this region".
     pub regions: Vec<String>,
+    /// The API's `available`; an unavailable size is listed but refused.
     pub available: bool,
 }
 
 /// A region the fake offers.
 #[derive(Debug, Clone)]
 pub struct FakeRegion {
+    /// The region's identifier in `region` of a droplet create (`nyc3`).
     pub slug: String,
+    /// Its display name (`New York 3`).
     pub name: String,
+    /// The API's `available`; creating in an unavailable region gets a 422.
     pub available: bool,
 }
 
 /// A droplet as the fake keeps it.
 #[derive(Debug, Clone)]
 pub struct FakeDroplet {
+    /// The droplet id the API assigns, sequential here.
     pub id: u64,
+    /// The name given at create (not unique, as in the API).
     pub name: String,
+    /// Its size slug.
     pub size: String,
+    /// Its region slug.
     pub region: String,
+    /// The image slug it was created from.
     pub image: String,
+    /// Its tags, matched by `GET /v2/droplets?tag_name=`.
     pub tags: Vec<String>,
+    /// The `ssh_keys` of the create request as sent: key ids (which must be
+    /// in the account) or fingerprints.
     pub ssh_keys: Vec<Value>,
+    /// The create request's cloud-init `user_data`, kept for assertions.
     pub user_data: Option<String>,
+    /// When it was created, on the fake's clock; the droplet is `new` until
+    /// the provision delay has passed since then.
     pub created: Instant,
+    /// The same moment as the API's RFC 3339 `created_at`.
     pub created_at: String,
+    /// The id of its create action (`GET /v2/actions/{id}`); 0 for droplets
+    /// seeded with [`DigitalOceanFake::add_droplet`], which have none.
     pub action_id: u64,
     /// Set by a DELETE; the droplet answers until `delete_delay` has passed.
     pub deleted_at: Option<Instant>,
@@ -749,7 +775,14 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
     response
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, decoded once by the handler; a struct for them would be used only here"
+)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one match arm per API endpoint, read as a table; splitting it would scatter the routes"
+)]
 fn route(
     s: &mut Inner,
     method: &str,

@@ -27,11 +27,20 @@ use crate::axum_thread::{Bound, ServerThread};
 /// One VM as the fake keeps it.
 #[derive(Debug, Clone)]
 pub struct Vm {
+    /// Assigned by the fake on create, counting up.
     pub id: u64,
+    /// Unique among live VMs: a second create with it gets 409.
     pub name: String,
+    /// `small`, `medium` or `large` (the create default is `small`); any
+    /// other size gets 422.
     pub size: String,
+    /// `new` until a release is posted, then `running`; only a running VM
+    /// serves its files under `/vm/{id}/`.
     pub status: String,
+    /// The `artifact_digest` of the latest release, so tests can check what
+    /// the provider says it deployed.
     pub artifact_digest: Option<String>,
+    /// The tags sent at create.
     pub tags: Vec<String>,
     /// Uploaded files by path.
     pub files: BTreeMap<String, Vec<u8>>,
