@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// modules in earlier rows.
 const LAYERS: &[&[&str]] = &[
     // Leaves: the contract's types, and small helpers with no domain.
-    &["contract", "shell", "terminal", "tls", "journal", "layering"],
+    &[
+        "contract", "shell", "terminal", "tls", "journal", "layering",
+    ],
     // What a plugin is given and what is secret.
     &["artifact", "credentials"],
     // The one enforcement point for HTTP and SSH; the one output path.

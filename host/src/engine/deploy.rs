@@ -417,7 +417,8 @@ async fn plan(
 ) -> anyhow::Result<(Plan, Vec<Target>)> {
     let store = trail.store;
     let started = mark();
-    let planning = crate::report::progress::Spinner::start(format!("planning {}", p.env.name), &ws.out);
+    let planning =
+        crate::report::progress::Spinner::start(format!("planning {}", p.env.name), &ws.out);
     let planned = make_plan(ws, p, store).await;
     drop(planning);
     let (fresh, targets) = match planned {

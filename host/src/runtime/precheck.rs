@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(err.imports, vec!["wasi:http/outgoing-handler@0.2.3"]);
         let msg = err.explain("js-provider");
         assert!(msg.contains("`wasi:http/outgoing-handler@0.2.3`"), "{msg}");
-        assert!(msg.contains("--disable http --disable fetch-event"), "{msg}");
+        assert!(
+            msg.contains("--disable http --disable fetch-event"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use std::fs::TryLockError;
 use serde::{Deserialize, Serialize};
+use std::fs::TryLockError;
 
 use super::clock::{format_utc, now_ms};
 

@@ -33,7 +33,10 @@ pub struct Cloudflare;
 pub(crate) struct Settings {
     pub account_id: Option<String>,
     /// Used by the host to pick the token's environment variable.
-    #[allow(dead_code, reason = "read by the host from the settings JSON, never by the plugin")]
+    #[allow(
+        dead_code,
+        reason = "read by the host from the settings JSON, never by the plugin"
+    )]
     pub token_env: Option<String>,
     pub script_name: Option<String>,
     pub project_name: Option<String>,

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 
 use crate::artifact::ArtifactSource;
-use crate::credentials::Secret;
 use crate::contract::soar::plugin::http::{Body, Error, Segment};
+use crate::credentials::Secret;
 
 /// Where body pieces that are not the plugin's own bytes come from.
 #[derive(Clone, Copy)]

@@ -35,14 +35,14 @@ use url::Url;
 use self::body::Prepared;
 use self::deadline::{Expired, Timers, Watch};
 use self::policy::Policy;
-use crate::credentials::Origin;
 use super::addresses::SeenAddresses;
 use crate::artifact::ArtifactSource;
-use crate::credentials::{CredentialStore, Provenance, Redactor, Resolved, Secret, scrub_str};
-use crate::journal::{Event, Journal, millis};
 use crate::contract::soar::plugin::http::{
     BasicPointers, Error, IssuedCredential, IssuedScheme, Method, Request, Response,
 };
+use crate::credentials::Origin;
+use crate::credentials::{CredentialStore, Provenance, Redactor, Resolved, Secret, scrub_str};
+use crate::journal::{Event, Journal, millis};
 
 /// Bounds on brokered HTTP.
 #[derive(Debug, Clone)]
@@ -984,9 +984,9 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
-    use crate::credentials::ProcessEnv;
     use crate::contract::soar::plugin::http::Body;
     use crate::contract::{Capabilities, EndpointDecl};
+    use crate::credentials::ProcessEnv;
 
     /// A loopback server that answers each request with `script` (bytes to
     /// write, each after a pause), except those for `/stall`, which it never
@@ -1046,8 +1046,7 @@ mod tests {
             max_attempts: 1,
             ..HttpLimits::default()
         };
-        let broker =
-            HttpBroker::new("test", policy, credentials, None, journal.clone(), limits);
+        let broker = HttpBroker::new("test", policy, credentials, None, journal.clone(), limits);
         (broker, journal)
     }
 

@@ -2,7 +2,10 @@
 //! future. The host must refuse it at load with a message naming the
 //! version, instead of failing later with a link error.
 
-#![allow(missing_docs, reason = "a test fixture: the generated bindings of a contract version from the future")]
+#![allow(
+    missing_docs,
+    reason = "a test fixture: the generated bindings of a contract version from the future"
+)]
 
 wit_bindgen::generate!({
     world: "plugin",
