@@ -55,13 +55,17 @@ pub fn scaffold(
             files.push(("Cargo.toml".into(), rust_cargo(name), false));
             files.push(("src/lib.rs".into(), rust_lib(name), false));
             files.push(("build.sh".into(), rust_build(&snake), true));
+            files.push(("rust-toolchain.toml".into(), rust_toolchain(), false));
         }
         Lang::Python => {
             files.push(("app.py".into(), python_app(name), false));
             files.push(("build.sh".into(), PYTHON_BUILD.to_string(), true));
         }
     }
-    files.push(("test.sh".into(), test_sh(name), true));
+    let this_soar = std::env::current_exe()
+        .ok()
+        .and_then(|p| crate::shell::quote(&p.to_string_lossy()).ok());
+    files.push(("test.sh".into(), test_sh(name, this_soar.as_deref()), true));
     files.push(("README.md".into(), readme(name, lang), false));
     files.push((
         ".gitignore".into(),
@@ -195,14 +199,30 @@ export!(Provider);
     )
 }
 
+/// The toolchain this soar itself is built and tested with, and the wasm
+/// target: rustup installs both on the first `cargo build`, so a new
+/// project builds with a toolchain known to work.
+fn rust_toolchain() -> String {
+    let pinned = include_str!("../../../rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "stable".into());
+    format!(
+        "# The toolchain the soar that made this project is built with; rustup\n\
+         # installs it and the wasm32-wasip2 target on the first build.\n\
+         [toolchain]\nchannel = \"{pinned}\"\ntargets = [\"wasm32-wasip2\"]\nprofile = \"minimal\"\n"
+    )
+}
+
 fn rust_build(snake: &str) -> String {
     format!(
         r#"#!/usr/bin/env bash
-# Builds plugin.wasm (needs `rustup target add wasm32-wasip2`).
+# Builds plugin.wasm (rust-toolchain.toml brings the wasm32-wasip2 target).
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build --release --target wasm32-wasip2
-cp target/wasm32-wasip2/release/{snake}.wasm plugin.wasm
+cp "${{CARGO_TARGET_DIR:-target}}/wasm32-wasip2/release/{snake}.wasm" plugin.wasm
 echo "built $PWD/plugin.wasm"
 "#
     )
@@ -285,7 +305,11 @@ cp app.py "$work/"
 echo "built $here/plugin.wasm"
 "#;
 
-fn test_sh(name: &str) -> String {
+/// `test.sh`: runs the soar that made the project (already quoted for
+/// `sh`), unless `$SOAR` names another, and only then one on `PATH`; so it
+/// works straight after `soar plugin new`, with no PATH set-up.
+fn test_sh(name: &str, this_soar: Option<&str>) -> String {
+    let default = this_soar.unwrap_or("''");
     format!(
         r#"#!/usr/bin/env bash
 # Builds the component, installs it into a throwaway soar data dir (which
@@ -293,12 +317,22 @@ fn test_sh(name: &str) -> String {
 # shows what it may reach.
 set -euo pipefail
 cd "$(dirname "$0")"
+# The soar that made this project, unless $SOAR names another; else PATH.
+SOAR="${{SOAR:-{default}}}"
+if [ -z "$SOAR" ] || [ ! -x "$SOAR" ]; then
+    SOAR="$(command -v soar || true)"
+fi
+if [ -z "$SOAR" ]; then
+    echo "test.sh: no soar found: set SOAR=/path/to/soar, or install it with" >&2
+    echo "  cargo install --locked --path <the soar checkout>/host" >&2
+    exit 127
+fi
 ./build.sh
 data="$(mktemp -d)"
 trap 'rm -rf "$data"' EXIT
 export SOAR_DATA_DIR="$data" SOAR_CACHE_DIR="$data/cache"
-soar plugin install ./plugin.wasm --yes
-soar plugin inspect {name}
+"$SOAR" plugin install ./plugin.wasm --yes
+"$SOAR" plugin inspect {name}
 echo "ok: {name} builds, installs and describes itself"
 "#
     )

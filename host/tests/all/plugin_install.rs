@@ -550,3 +550,49 @@ fn an_unlinkable_import_is_refused_before_compiling() {
     assert!(run.stderr.contains("nothing was installed"), "{run:#?}");
     assert!(home.leftovers().is_empty(), "{:?}", home.leftovers());
 }
+
+/// The Rust scaffold builds and passes its own `test.sh` as generated: its
+/// `rust-toolchain.toml` brings the wasm target, and `test.sh` finds the
+/// soar that made it although no `soar` is on `PATH`.
+#[test]
+fn the_rust_scaffold_builds_and_passes_its_test_script() {
+    let home = home();
+    home.soar(&["plugin", "new", "demo-rs", "--lang", "rust"])
+        .ok();
+    let dir = home.path().join("demo-rs");
+    let toolchain = std::fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap();
+    assert!(
+        toolchain.contains("targets = [\"wasm32-wasip2\"]"),
+        "{toolchain}"
+    );
+    // PATH without any `soar`; rustup and cargo from this machine, and one
+    // target dir shared by every run of this test.
+    let path: Vec<std::path::PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .filter(|d| !d.join("soar").exists())
+        .collect();
+    let real_home = std::env::var_os("HOME").unwrap();
+    let var = |name: &str, fallback: &str| {
+        std::env::var_os(name).unwrap_or_else(|| Path::new(&real_home).join(fallback).into())
+    };
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
+    let run = Command::new("bash")
+        .arg(dir.join("test.sh"))
+        .env_clear()
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .env("HOME", home.path())
+        .env("RUSTUP_HOME", var("RUSTUP_HOME", ".rustup"))
+        .env("CARGO_HOME", var("CARGO_HOME", ".cargo"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("running test.sh");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "test.sh failed:\n{out}");
+    assert!(
+        out.contains("ok: demo-rs builds, installs and describes itself"),
+        "{out}"
+    );
+}
