@@ -1,4 +1,4 @@
-//! `soar plugin new NAME --lang rust|python`: a provider project with the
+//! `soar plugin new NAME --lang rust|python|js`: a provider project with the
 //! contract's WIT, a build script, a provider skeleton and a test that
 //! builds the component and installs it into a throwaway soar data dir.
 
@@ -22,6 +22,10 @@ pub enum Lang {
     Rust,
     /// A componentize-py project, built in its own `.venv`.
     Python,
+    /// A JavaScript project componentized by jco (componentize-js), with
+    /// TypeScript declarations of the contract.
+    #[value(alias = "javascript")]
+    Js,
 }
 
 /// Write a new provider project `name` into `dir` (default `./<name>`).
@@ -61,6 +65,11 @@ pub fn scaffold(
             files.push(("app.py".into(), python_app(name), false));
             files.push(("build.sh".into(), PYTHON_BUILD.to_string(), true));
         }
+        Lang::Js => {
+            files.push(("package.json".into(), js_package(name), false));
+            files.push(("provider.js".into(), js_provider(name), false));
+            files.push(("build.sh".into(), JS_BUILD.to_string(), true));
+        }
     }
     let this_soar = std::env::current_exe()
         .ok()
@@ -69,7 +78,7 @@ pub fn scaffold(
     files.push(("README.md".into(), readme(name, lang), false));
     files.push((
         ".gitignore".into(),
-        "target/\nplugin.wasm\n__pycache__/\n.venv/\n".into(),
+        "target/\nplugin.wasm\n__pycache__/\n.venv/\nnode_modules/\ntypes/\n".into(),
         false,
     ));
     let mut written = Vec::new();
@@ -342,7 +351,12 @@ fn readme(name: &str, lang: Lang) -> String {
     let (lang_name, build) = match lang {
         Lang::Rust => ("Rust", "`./build.sh` (cargo, target wasm32-wasip2)"),
         Lang::Python => ("Python", "`./build.sh` (componentize-py 0.25.1 in `.venv`)"),
+        Lang::Js => (
+            "JavaScript",
+            "`./build.sh` (jco 1.16.1 and componentize-js 0.19.3 from npm; Node >= 18)",
+        ),
     };
+    let notes = if lang == Lang::Js { JS_NOTES } else { "" };
     format!(
         r#"# {name}: a Soar provider in {lang_name}
 
@@ -362,6 +376,117 @@ url = "https://example.com/{name}-0.1.0.wasm"
 sha256 = "<sha256sum plugin.wasm>"
 wit = "^0.1"
 ```
+{notes}"#
+    )
+}
+
+/// The versions this soar was verified with: `jco componentize` of a
+/// provider against `wit/`, installed and described by soar. Newer jco
+/// releases (1.35 at the time) fail on this contract out of the box.
+const JCO: &str = "1.16.1";
+const COMPONENTIZE_JS: &str = "0.19.3";
+
+fn js_package(name: &str) -> String {
+    format!(
+        r#"{{
+  "name": "{name}",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "scripts": {{
+    "build": "./build.sh"
+  }},
+  "devDependencies": {{
+    "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS}",
+    "@bytecodealliance/jco": "{JCO}"
+  }}
+}}
 "#
     )
 }
+
+fn js_provider(name: &str) -> String {
+    format!(
+        r#"// The `{name}` Soar provider, in JavaScript (componentized by jco).
+//
+// How the contract looks from here (types/ has the TypeScript declarations
+// that ./build.sh generates from wit/):
+// - an error is thrown as a `{{ tag, val }}` payload, e.g.
+//   `throw {{ tag: "other", val: "what went wrong" }}`; a plain
+//   `throw new Error()` shows up as "wasm `unreachable` executed";
+// - u64 values (sizes, times) are BigInt: `JSON.stringify(ctx)` throws, use
+//   a replacer such as `(k, v) => typeof v === "bigint" ? v.toString() : v`;
+// - enums are strings ("binary"), options are `undefined` when absent,
+//   variants are `{{ tag, val }}`;
+// - the network is reached only through the host: import `send` from
+//   "soar:plugin/http@0.1.0" (jco's `fetch` is disabled by ./build.sh).
+
+export const provider = {{
+  describe() {{
+    return {{
+      name: "{name}",
+      version: "0.1.0",
+      summary: "TODO: what this provider deploys to",
+      artifacts: ["script"],
+      settingsSchema: JSON.stringify({{ type: "object", properties: {{}} }}),
+      capabilities: {{
+        endpoints: [{{ name: "api", defaultUrl: "https://api.example.com" }}],
+        extraHosts: [],
+        credentials: [],
+        ssh: false,
+      }},
+    }};
+  }},
+  validate(ctx) {{
+    return [];
+  }},
+  plan(ctx) {{
+    return {{ changes: [], diagnostics: [], notes: ["TODO: compare the desired state with the API"] }};
+  }},
+  apply(ctx, change) {{
+    throw {{ tag: "other", val: `TODO: apply ${{change.kind}} ${{change.name}}` }};
+  }},
+  planDestroy(ctx) {{
+    return {{ changes: [], diagnostics: [], notes: [] }};
+  }},
+  status(ctx) {{
+    return [];
+  }},
+  logs(ctx, resource, lines) {{
+    return [];
+  }},
+}};
+"#
+    )
+}
+
+const JS_BUILD: &str = r#"#!/usr/bin/env bash
+# Builds plugin.wasm with jco (componentize-js), installed from npm into
+# node_modules on first use, and regenerates the contract's TypeScript
+# declarations into types/. `--disable http --disable fetch-event` keeps the
+# component from importing wasi:http, which soar does not link (the network
+# is reached through soar:plugin/http).
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -x node_modules/.bin/jco ] || npm install --no-audit --no-fund
+node_modules/.bin/jco types wit --world-name plugin -o types >/dev/null
+node_modules/.bin/jco componentize provider.js --wit wit --world-name plugin \
+    --disable http --disable fetch-event -o plugin.wasm
+echo "built $PWD/plugin.wasm"
+"#;
+
+/// What a JavaScript author needs to know that the WIT does not say.
+const JS_NOTES: &str = r#"
+## JavaScript and the contract
+
+- Errors: `throw { tag: "invalid-config", val: [diagnostics] }`, `{ tag: "api", val: {...} }`,
+  `{ tag: "transport", val: "..." }` or `{ tag: "other", val: "..." }`. Anything else
+  (`throw new Error()`) traps, and soar reports "wasm `unreachable` executed".
+- `u64` values are `BigInt`: convert before `JSON.stringify`.
+- Enums are strings, `option<T>` is `T | undefined`, variants are `{ tag, val }`,
+  records are objects with camelCase fields (`settingsSchema`, `defaultUrl`).
+- `console.log` goes to the plugin's captured stdout, recorded after the call
+  (shown with `soar -v`); use the `log` import for levelled records.
+- The first install compiles the component (a JavaScript engine is inside it):
+  expect tens of seconds once; later runs use the compiled form.
+"#;

@@ -596,3 +596,67 @@ fn the_rust_scaffold_builds_and_passes_its_test_script() {
         "{out}"
     );
 }
+
+/// The JavaScript scaffold builds with the pinned jco and componentize-js
+/// (from npm) and passes its own `test.sh`: the component installs, compiles
+/// and describes itself in soar. Node comes from `target/test-peers/npm`
+/// (installed by `tests/run`); without it the test is skipped loudly, or
+/// fails under `CI=true`.
+#[test]
+fn the_js_scaffold_builds_and_passes_its_test_script() {
+    let node_bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-peers/npm/node_modules/node/bin");
+    if !node_bin.join("node").exists() || Command::new("npm").arg("--version").output().is_err() {
+        let why = format!("no Node in {} or no npm on PATH", node_bin.display());
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "the JS scaffold test needs Node and npm (CI=true, so this is not skipped): {why}"
+        );
+        eprintln!("\n!!! SKIPPED (JS scaffold): {why}; ./tests/run installs Node\n");
+        return;
+    }
+    let home = home();
+    home.soar(&["plugin", "new", "demo-js", "--lang", "js"])
+        .ok();
+    let dir = home.path().join("demo-js");
+    let package = std::fs::read_to_string(dir.join("package.json")).unwrap();
+    assert!(
+        package.contains("\"@bytecodealliance/jco\": \"1.16.1\""),
+        "{package}"
+    );
+    let mut path = vec![node_bin];
+    path.extend(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .filter(|d| !d.join("soar").exists()),
+    );
+    let started = std::time::Instant::now();
+    // The caller's environment (npm's registry, proxy and CA settings),
+    // with PATH holding Node 22 and no `soar`; test.sh sets soar's own
+    // data and cache dirs.
+    let run = Command::new("bash")
+        .arg(dir.join("test.sh"))
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .env_remove("SOAR")
+        .env_remove("SOAR_DATA_DIR")
+        .env_remove("SOAR_CACHE_DIR")
+        .output()
+        .expect("running test.sh");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!(
+        "JS scaffold: npm install, componentize, soar install in {} s",
+        started.elapsed().as_secs()
+    );
+    assert!(run.status.success(), "test.sh failed:\n{out}");
+    assert!(
+        out.contains("ok: demo-js builds, installs and describes itself"),
+        "{out}"
+    );
+    assert!(
+        dir.join("types/plugin.d.ts").is_file(),
+        "TypeScript declarations:\n{out}"
+    );
+}
