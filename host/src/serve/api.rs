@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/capabilities", get(capabilities))
-        .route("/v1/deploys", post(submit))
+        .route("/v1/deploys", post(submit).get(list))
         .route("/v1/deploys/{id}", get(show))
         .route("/v1/deploys/{id}/events", get(events::stream))
         .route("/v1/deploys/{id}/cancel", post(cancel))
@@ -535,6 +535,102 @@ async fn show(
     Ok(Json(JobDetail { job, url, events }))
 }
 
+/// The query of `GET /v1/deploys` (percent-decoded; the last of a
+/// repeated parameter wins).
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this project's jobs (a token limited to a project sees only
+    /// that one's, whatever this says).
+    pub project: Option<String>,
+    /// Only jobs of this environment.
+    pub environment: Option<String>,
+    /// Only jobs in this status (`queued`, `running`, `succeeded`,
+    /// `failed`, `cancelled`, `interrupted`).
+    pub status: Option<String>,
+    /// At most this many, newest first: 1-500, default 50.
+    pub limit: Option<u32>,
+}
+
+impl ListQuery {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "project" => q.project = Some(v.into_owned()),
+                "environment" => q.environment = Some(v.into_owned()),
+                "status" => q.status = Some(v.into_owned()),
+                "limit" => {
+                    q.limit = Some(v.parse().map_err(|_| {
+                        ApiError::bad_request(
+                            format!("limit={:?} is not a number", crate::terminal::clip(&v, 40)),
+                            "ask for 1 to 500 jobs (default 50)",
+                        )
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// `GET /v1/deploys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<jobs::Job>,
+}
+
+/// The jobs this token may see, newest first, optionally filtered.
+#[utoipa::path(get, path = "/v1/deploys", tag = "deploys", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs, newest first", body = JobList),
+        (status = 400, description = "A filter or the limit is out of range", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Json<JobList>, ApiError> {
+    let who = authorize(&state, &headers, Scope::Read)?;
+    let q = ListQuery::parse(raw.as_deref())?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            format!("limit {limit} is out of range"),
+            "ask for 1 to 500 jobs (default 50)",
+        ));
+    }
+    if let Some(s) = q.status.as_deref()
+        && !jobs::STATUSES.contains(&s)
+    {
+        return Err(ApiError::bad_request(
+            format!("no job status {:?}", crate::terminal::clip(s, 40)),
+            format!("use one of: {}", jobs::STATUSES.join(", ")),
+        ));
+    }
+    // A token limited to one project lists that project only; asking for
+    // another one lists nothing rather than saying the project exists.
+    let project = match (&who.project, &q.project) {
+        (Some(mine), Some(asked)) if mine != asked => return Ok(Json(JobList { jobs: vec![] })),
+        (Some(mine), _) => Some(mine.as_str()),
+        (None, asked) => asked.as_deref(),
+    };
+    let jobs = jobs::list(
+        &state.queue.db,
+        &jobs::Listing {
+            project,
+            environment: q.environment.as_deref(),
+            status: q.status.as_deref(),
+            limit,
+        },
+    )?;
+    Ok(Json(JobList { jobs }))
+}
+
 /// Cancel a queued job, or SIGTERM a running one's deploy.
 #[utoipa::path(post, path = "/v1/deploys/{id}/cancel", tag = "deploys", security(("bearer" = [])),
     params(("id" = String, Path, description = "The job")),
@@ -581,6 +677,7 @@ async fn cancel(
         health,
         capabilities,
         submit,
+        list,
         show,
         events::stream,
         cancel,

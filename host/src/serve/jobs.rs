@@ -22,6 +22,9 @@ pub const CANCELLED: &str = "cancelled";
 /// The server stopped while it ran (see [`interrupt_running`]).
 pub const INTERRUPTED: &str = "interrupted";
 
+/// Every status a job can have.
+pub const STATUSES: &[&str] = &[QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED];
+
 /// Whether a job in `status` will never change again.
 pub fn is_final(status: &str) -> bool {
     matches!(status, SUCCEEDED | FAILED | CANCELLED | INTERRUPTED)
@@ -142,6 +145,32 @@ pub fn queued(db: &Db) -> anyhow::Result<Vec<Job>> {
         "SELECT {COLUMNS} FROM jobs WHERE status = ?1 ORDER BY priority DESC, created_at, rowid"
     ))?;
     let rows = stmt.query_map(params![QUEUED], job_of)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What `GET /v1/deploys` asks for: every filter optional, newest first.
+#[derive(Debug, Default, Clone)]
+pub struct Listing<'a> {
+    /// Only jobs of this project.
+    pub project: Option<&'a str>,
+    /// Only jobs of this environment.
+    pub environment: Option<&'a str>,
+    /// Only jobs in this status.
+    pub status: Option<&'a str>,
+    /// At most this many jobs.
+    pub limit: u32,
+}
+
+/// Jobs matching `l`, newest first (by acceptance).
+pub fn list(db: &Db, l: &Listing<'_>) -> anyhow::Result<Vec<Job>> {
+    let conn = db.conn();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM jobs \
+         WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR environment = ?2) \
+         AND (?3 IS NULL OR status = ?3) \
+         ORDER BY created_at DESC, rowid DESC LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(params![l.project, l.environment, l.status, l.limit], job_of)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

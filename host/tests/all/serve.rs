@@ -943,6 +943,7 @@ fn priority_orders_the_queue_within_the_per_provider_limit() {
     let (web, gated, config) = setup_with(1, &[("low", &low), ("high", &high)]);
     let home = web.tmp();
     let token = create_token(home, &config, &["--scope", "deploy"]);
+    let gated_reader = create_token(home, &config, &["--scope", "read", "--project", "gated"]);
     let server = Server::start(home, &config);
 
     // The one `local` slot is held by a gated deploy...
@@ -985,6 +986,44 @@ fn priority_orders_the_queue_within_the_per_provider_limit() {
     assert!(at(&c, "finished_at") <= at(&b, "started_at"), "{c}\n{b}");
     assert_eq!(version_at(&high.url()), "high");
     assert_eq!(version_at(&low.url()), "low");
+
+    // GET /v1/deploys lists them newest first, filtered, and only what the
+    // token may see.
+    let ids = |path: &str, token: &str| -> Vec<String> {
+        let (code, body) = server.get(path, token);
+        assert_eq!(code, 200, "{path}: {body}");
+        body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (gate_id, b_id, c_id) = (at(&g, "id"), at(&b, "id"), at(&c, "id"));
+    let (gate_id, b_id, c_id) = (gate_id.as_str(), b_id.as_str(), c_id.as_str());
+    assert_eq!(ids("/v1/deploys", &token), [c_id, b_id, gate_id]);
+    assert_eq!(ids("/v1/deploys?project=low", &token), [b_id]);
+    assert_eq!(
+        ids("/v1/deploys?status=succeeded&limit=2", &token),
+        [c_id, b_id]
+    );
+    assert_eq!(
+        ids("/v1/deploys?environment=nowhere", &token),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids("/v1/deploys", &gated_reader), [gate_id]);
+    assert_eq!(
+        ids("/v1/deploys?project=low", &gated_reader),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "/v1/deploys?status=done",
+        "/v1/deploys?limit=0",
+        "/v1/deploys?limit=x",
+    ] {
+        let (code, body) = server.get(bad, &token);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
 }
 
 #[test]
