@@ -26,7 +26,7 @@ pub const MAX_READ: u32 = 1 << 20;
 /// provider may deploy itself. `docker` is deliberately not in it and must
 /// not be added: a new case in a WIT enum breaks every plugin built against
 /// the published contract. A docker image is something only the host rolls
-/// out (onto SSH hosts, see [`crate::rollout::docker`]), so providers are
+/// out (onto SSH hosts, by the rollout's docker manager), so providers are
 /// never shown it: a command deploying a docker artifact hands plugins no
 /// artifact at all (`context.artifact` is `none`, the `artifacts` import
 /// answers `none`), exactly as for `soar destroy`. Whether a provider suits

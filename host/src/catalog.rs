@@ -3,7 +3,7 @@
 //! the same name only when it was installed with `--override-bundled` (its
 //! `install.json` says so); a directory that merely has the name is ignored,
 //! with a warning. Projects pin bundled plugins in `soar.lock` like installed
-//! ones (see [`crate::install::lock::check`]), so such a replacement is
+//! ones (checked by `soar.lock`'s pins at load), so such a replacement is
 //! refused by every project that used the bundled one until it is re-pinned.
 
 mod record;

@@ -84,7 +84,8 @@ fn top_module(rel: &Path) -> String {
     first.trim_end_matches(".rs").to_string()
 }
 
-/// Every `crate::name` in code (not in comments), with its line, including
+/// Every `crate::name` in code and doc comments (not in plain comments),
+/// with its line, including
 /// the names inside a `use crate::{a::x, b::{y, z}}` group.
 fn crate_refs(text: &str) -> Vec<(usize, String)> {
     let code = strip_comments(text);
@@ -147,15 +148,21 @@ fn group_heads(group: &str) -> Vec<String> {
     heads
 }
 
-/// The text with `//` and `/* */` comments blanked (line breaks kept, so
-/// line numbers still hold). String literals are left as they are: a
-/// `crate::` inside one would be a false edge, and none exists.
+/// The text with plain `//` and `/* */` comments blanked (line breaks
+/// kept, so line numbers still hold). Doc comments (`///`, `//!`) are kept:
+/// an intra-doc link to `crate::<module>` is a dependency rustdoc
+/// resolves, and one pointing up a layer draws the same cycle in the docs.
+/// String literals are left as they are: a `crate::` inside one would be a
+/// false edge, and none exists.
 fn strip_comments(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
     let mut in_block = 0usize;
     let mut in_line = false;
-    while let Some(c) = chars.next() {
+    let mut i = 0;
+    while i < chars.len() {
+        let (c, next) = (chars[i], chars.get(i + 1).copied());
+        i += 1;
         if in_line {
             if c == '\n' {
                 in_line = false;
@@ -164,21 +171,32 @@ fn strip_comments(text: &str) -> String {
             continue;
         }
         if in_block > 0 {
-            if c == '*' && chars.peek() == Some(&'/') {
-                chars.next();
-                in_block -= 1;
-            } else if c == '/' && chars.peek() == Some(&'*') {
-                chars.next();
-                in_block += 1;
-            } else if c == '\n' {
-                out.push('\n');
+            match (c, next) {
+                ('*', Some('/')) => {
+                    i += 1;
+                    in_block -= 1;
+                }
+                ('/', Some('*')) => {
+                    i += 1;
+                    in_block += 1;
+                }
+                ('\n', _) => out.push('\n'),
+                _ => {}
             }
             continue;
         }
-        match (c, chars.peek()) {
+        match (c, next) {
+            // `///` and `//!`: documentation, kept.
+            ('/', Some('/')) if matches!(chars.get(i + 1), Some('/' | '!')) => {
+                out.push(c);
+                while i < chars.len() && chars[i] != '\n' {
+                    out.push(chars[i]);
+                    i += 1;
+                }
+            }
             ('/', Some('/')) => in_line = true,
             ('/', Some('*')) => {
-                chars.next();
+                i += 1;
                 in_block += 1;
             }
             _ => out.push(c),
@@ -235,9 +253,12 @@ fn every_dependency_points_down_a_layer() {
 }
 
 #[test]
-fn references_are_found_in_groups_and_not_in_comments() {
-    let text = "use crate::{a::x, b::{y, z},\n    c};\n// crate::d\n/* crate::e */ let f = crate::f::g();\nmacro_rules! m { () => { $crate::h } }";
+fn references_are_found_in_groups_and_doc_links_not_in_comments() {
+    let text = "use crate::{a::x, b::{y, z},\n    c};\n// crate::d\n/* crate::e */ let f = crate::f::g();\nmacro_rules! m { () => { $crate::h } }\n/// see [`crate::i`]\n//! and [`crate::j`]";
     let names: Vec<(usize, String)> = crate_refs(text);
     let names: Vec<(usize, &str)> = names.iter().map(|(l, n)| (*l, n.as_str())).collect();
-    assert_eq!(names, vec![(1, "a"), (1, "b"), (1, "c"), (4, "f")]);
+    assert_eq!(
+        names,
+        vec![(1, "a"), (1, "b"), (1, "c"), (4, "f"), (6, "i"), (7, "j")]
+    );
 }
