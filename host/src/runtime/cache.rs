@@ -48,6 +48,16 @@ impl CompileCache {
             })
     }
 
+    /// Whether a compiled entry for `digest` is on disk (not yet verified:
+    /// [`CompileCache::load_or_compile`] still checks it), so a caller can
+    /// skip work that only matters before a compile.
+    pub fn holds(&self, engine: &Engine, digest: &str) -> bool {
+        self.dir.as_ref().is_some_and(|dir| {
+            let (artifact, sidecar) = entry_paths(dir, engine, digest);
+            artifact.is_file() && sidecar.is_file()
+        })
+    }
+
     /// The compiled component for `bytes` whose sha256 is `digest`.
     pub fn load_or_compile(
         &self,
@@ -58,9 +68,7 @@ impl CompileCache {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, bytes)?, CacheOutcome::Disabled));
         };
-        let key = format!("{digest}-{:016x}", engine_hash(engine));
-        let artifact = dir.join(format!("{key}.cwasm"));
-        let sidecar = dir.join(format!("{key}.sha256"));
+        let (artifact, sidecar) = entry_paths(dir, engine, digest);
         if let Some(component) = read_verified(engine, &artifact, &sidecar) {
             return Ok((component, CacheOutcome::Hit));
         }
@@ -73,6 +81,15 @@ impl CompileCache {
         }
         Ok((component, CacheOutcome::Compiled))
     }
+}
+
+/// The compiled form of `digest` for this engine, and its checksum file.
+fn entry_paths(dir: &Path, engine: &Engine, digest: &str) -> (PathBuf, PathBuf) {
+    let key = format!("{digest}-{:016x}", engine_hash(engine));
+    (
+        dir.join(format!("{key}.cwasm")),
+        dir.join(format!("{key}.sha256")),
+    )
 }
 
 fn engine_hash(engine: &Engine) -> u64 {

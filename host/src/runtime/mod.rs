@@ -252,7 +252,13 @@ impl Runtime {
                 "plugin '{label}' is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
             );
         }
-        precheck::check(bytes).map_err(|e| anyhow::anyhow!(e.explain(label)))?;
+        // The import check exists to spare a compile: a component already in
+        // the compile cache skips it (every command loads the bundled ones),
+        // and a link failure below is explained by it instead.
+        let explain = |e: precheck::Unsupported| anyhow::anyhow!(e.explain(label));
+        if !self.cache.holds(&self.engine, &digest) {
+            precheck::check(bytes).map_err(explain)?;
+        }
         let (component, cache) = self
             .cache
             .load_or_compile(&self.engine, &digest, bytes)
@@ -260,6 +266,9 @@ impl Runtime {
         let wit_version = crate::contract::version::version_of(&self.engine, &component)
             .map_err(|e| anyhow::anyhow!("plugin '{label}': {e}"))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            if let Err(unsupported) = precheck::check(bytes) {
+                return explain(unsupported);
+            }
             anyhow::anyhow!(
                 "plugin '{label}' needs imports this host does not provide: {e:#}. Plugins reach the world only through the soar:plugin interfaces"
             )
@@ -320,14 +329,7 @@ fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
 }
 
 fn validate_description(label: &str, d: &Description) -> anyhow::Result<()> {
-    let ok_name = !d.name.is_empty()
-        && d.name.len() <= 63
-        && d.name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !d.name.starts_with('-')
-        && !d.name.ends_with('-');
-    if !ok_name {
+    if !crate::catalog::valid_name(&d.name) {
         anyhow::bail!(
             "plugin '{label}' describes itself with an invalid name {:?}: use 1-63 lowercase letters, digits and inner hyphens",
             d.name
