@@ -145,12 +145,16 @@ pub async fn run(cli: Cli, out: &Reporter) -> anyhow::Result<i32> {
 
 /// The runtime and catalog commands without a project start from.
 pub(crate) fn environment() -> anyhow::Result<(Runtime, Catalog)> {
-    let runtime = Runtime::new(RuntimeConfig {
+    let catalog = Catalog::discover(Catalog::default_dir())?;
+    Ok((runtime()?, catalog))
+}
+
+/// The runtime with the user's compile cache.
+pub(crate) fn runtime() -> anyhow::Result<Runtime> {
+    Runtime::new(RuntimeConfig {
         cache_dir: CompileCache::default_dir(),
         ..Default::default()
-    })?;
-    let catalog = Catalog::discover(Catalog::default_dir())?;
-    Ok((runtime, catalog))
+    })
 }
 
 #[cfg(test)]

@@ -307,7 +307,7 @@ async fn settings_problems(
 ) -> anyhow::Result<Vec<crate::config::Diagnostic>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    let (runtime, _) = super::environment()?;
+    let runtime = super::runtime()?;
     let mut schemas: std::collections::BTreeMap<&str, String> = Default::default();
     let mut problems = Vec::new();
     for env in project.environments.values() {

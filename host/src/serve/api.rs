@@ -554,20 +554,15 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        let mut q = Self::default();
+        let mut q = Self {
+            limit: Some(inspect::number(raw, "limit", 50, 500)? as u32),
+            ..Self::default()
+        };
         for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             match k.as_ref() {
                 "project" => q.project = Some(v.into_owned()),
                 "environment" => q.environment = Some(v.into_owned()),
                 "status" => q.status = Some(v.into_owned()),
-                "limit" => {
-                    q.limit = Some(v.parse().map_err(|_| {
-                        ApiError::bad_request(
-                            format!("limit={:?} is not a number", crate::terminal::clip(&v, 40)),
-                            "ask for 1 to 500 jobs (default 50)",
-                        )
-                    })?)
-                }
                 _ => {}
             }
         }
@@ -598,12 +593,6 @@ async fn list(
     let who = authorize(&state, &headers, Scope::Read)?;
     let q = ListQuery::parse(raw.as_deref())?;
     let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            format!("limit {limit} is out of range"),
-            "ask for 1 to 500 jobs (default 50)",
-        ));
-    }
     if let Some(s) = q.status.as_deref()
         && !jobs::STATUSES.contains(&s)
     {

@@ -193,7 +193,12 @@ pub(crate) fn failed(what: &str, stderr: &str) -> ApiError {
 }
 
 /// `name=N` from a query string, within 1..=max.
-fn number(query: Option<&str>, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(super) fn number(
+    query: Option<&str>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     let Some(v) = query
         .unwrap_or("")
         .split('&')

@@ -565,24 +565,33 @@ fn the_rust_scaffold_builds_and_passes_its_test_script() {
         toolchain.contains("targets = [\"wasm32-wasip2\"]"),
         "{toolchain}"
     );
-    // PATH without any `soar`; rustup and cargo from this machine, and one
-    // target dir shared by every run of this test.
-    let path: Vec<std::path::PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .filter(|d| !d.join("soar").exists())
-        .collect();
-    let real_home = std::env::var_os("HOME").unwrap();
-    let var = |name: &str, fallback: &str| {
-        std::env::var_os(name).unwrap_or_else(|| Path::new(&real_home).join(fallback).into())
-    };
+    // One target dir shared by every run of this test.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
+    let out = run_test_script(&dir, &[], &[("CARGO_TARGET_DIR", target.as_os_str())]);
+    assert!(
+        out.contains("ok: demo-rs builds, installs and describes itself"),
+        "{out}"
+    );
+}
+
+/// Run a scaffold's `test.sh` as its author would: in the caller's
+/// environment (rustup, cargo, npm's registry, proxy and CA settings), with
+/// `front` put first on PATH and no `soar` anywhere on it, and no soar
+/// variables (test.sh sets its own data and cache dirs). Fails the test
+/// unless the script succeeds; returns what it printed.
+fn run_test_script(dir: &Path, front: &[PathBuf], vars: &[(&str, &std::ffi::OsStr)]) -> String {
+    let mut path = front.to_vec();
+    path.extend(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .filter(|d| !d.join("soar").exists()),
+    );
     let run = Command::new("bash")
         .arg(dir.join("test.sh"))
-        .env_clear()
         .env("PATH", std::env::join_paths(path).unwrap())
-        .env("HOME", home.path())
-        .env("RUSTUP_HOME", var("RUSTUP_HOME", ".rustup"))
-        .env("CARGO_HOME", var("CARGO_HOME", ".cargo"))
-        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("SOAR")
+        .env_remove("SOAR_DATA_DIR")
+        .env_remove("SOAR_CACHE_DIR")
+        .envs(vars.iter().copied())
         .output()
         .expect("running test.sh");
     let out = format!(
@@ -591,10 +600,7 @@ fn the_rust_scaffold_builds_and_passes_its_test_script() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(run.status.success(), "test.sh failed:\n{out}");
-    assert!(
-        out.contains("ok: demo-rs builds, installs and describes itself"),
-        "{out}"
-    );
+    out
 }
 
 /// The JavaScript scaffold builds with the pinned jco and componentize-js
@@ -624,33 +630,12 @@ fn the_js_scaffold_builds_and_passes_its_test_script() {
         package.contains("\"@bytecodealliance/jco\": \"1.16.1\""),
         "{package}"
     );
-    let mut path = vec![node_bin];
-    path.extend(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap())
-            .filter(|d| !d.join("soar").exists()),
-    );
     let started = std::time::Instant::now();
-    // The caller's environment (npm's registry, proxy and CA settings),
-    // with PATH holding Node 22 and no `soar`; test.sh sets soar's own
-    // data and cache dirs.
-    let run = Command::new("bash")
-        .arg(dir.join("test.sh"))
-        .env("PATH", std::env::join_paths(path).unwrap())
-        .env_remove("SOAR")
-        .env_remove("SOAR_DATA_DIR")
-        .env_remove("SOAR_CACHE_DIR")
-        .output()
-        .expect("running test.sh");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let out = run_test_script(&dir, &[node_bin], &[]);
     eprintln!(
         "JS scaffold: npm install, componentize, soar install in {} s",
         started.elapsed().as_secs()
     );
-    assert!(run.status.success(), "test.sh failed:\n{out}");
     assert!(
         out.contains("ok: demo-js builds, installs and describes itself"),
         "{out}"
