@@ -31,6 +31,6 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp "$here/app.py" "$work/"
 cd "$work"
-"$cpy" -d "$repo/wit" -w plugin componentize --stub-wasi app -o "$out.tmp"
+"$cpy" -d "$repo/wit/since_v0.1.0" -w plugin componentize --stub-wasi app -o "$out.tmp"
 mv "$out.tmp" "$out"
 echo "built $out ($(wc -c <"$out") bytes)" >&2

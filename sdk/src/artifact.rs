@@ -7,7 +7,7 @@ use crate::{Artifact, PluginError};
 
 /// The artifact of the current command, if it deploys one.
 pub fn current() -> Option<Artifact> {
-    crate::bindings::soar::plugin::artifacts::current()
+    crate::host::artifacts::current()
 }
 
 /// Read a whole (small) artifact file; the host serves at most 1 MiB a call.
@@ -15,7 +15,7 @@ pub fn read_to_end(path: &str) -> Result<Vec<u8>, PluginError> {
     const CHUNK: u32 = 1 << 20;
     let mut out = Vec::new();
     loop {
-        let chunk = crate::bindings::soar::plugin::artifacts::read(path, out.len() as u64, CHUNK)
+        let chunk = crate::host::artifacts::read(path, out.len() as u64, CHUNK)
             .map_err(PluginError::Other)?;
         let done = chunk.len() < CHUNK as usize;
         out.extend_from_slice(&chunk);
@@ -31,6 +31,5 @@ pub fn digest(
     algorithm: DigestAlgorithm,
     input: DigestInput,
 ) -> Result<String, PluginError> {
-    crate::bindings::soar::plugin::artifacts::digest(path, algorithm, &input)
-        .map_err(PluginError::Other)
+    crate::host::artifacts::digest(path, algorithm, &input).map_err(PluginError::Other)
 }

@@ -19,15 +19,11 @@ pub fn invalid_setting(
     }])
 }
 
-impl From<crate::bindings::soar::plugin::http::Error> for PluginError {
-    fn from(e: crate::bindings::soar::plugin::http::Error) -> Self {
-        use crate::bindings::soar::plugin::http::Error as E;
-        PluginError::Transport(match e {
-            E::Denied(m) => format!("denied by the host: {m}"),
-            E::Timeout(m) => format!("timed out: {m}"),
-            E::TooLarge(n) => format!("response larger than the host's cap of {n} bytes"),
-            E::Failed(m) => format!("request failed: {m}"),
-            E::Invalid(m) => format!("invalid request: {m}"),
-        })
+/// A broker's refusal or failure passes on unchanged: the host words it for
+/// the user from its reason, and a plugin that wants to branch does so on
+/// [`TransportError::reason`](crate::TransportError), never on the text.
+impl From<crate::TransportError> for PluginError {
+    fn from(e: crate::TransportError) -> Self {
+        PluginError::Transport(e)
     }
 }

@@ -5,10 +5,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::soar::plugin::http as wit;
 pub use crate::bindings::soar::plugin::http::{
     BasicPointers, Body, Capture, IssuedCredential, IssuedScheme, Method, Part, Segment,
 };
+use crate::host::http as wit;
 use crate::{ApiError, PluginError};
 
 /// Names of the service secrets the user configured for this environment.
@@ -19,12 +19,16 @@ pub fn secret_names() -> Vec<String> {
     wit::secret_names()
 }
 
+/// The claims (a JSON object) of a credential the host captured from an
+/// answer (`Request::capture`), e.g. a JWT's expiry; never its value.
+pub fn credential_claims(credential: &str) -> Option<String> {
+    wit::credential_claims(credential)
+}
+
 /// A request under construction.
 #[derive(Debug)]
 pub struct Request {
     inner: wit::Request,
-    /// Credentials the answer hands out (`send-issuing`).
-    issued: Vec<IssuedCredential>,
 }
 
 impl Request {
@@ -38,10 +42,10 @@ impl Request {
                 body: Body::Empty,
                 credential: None,
                 capture: None,
+                issued: Vec::new(),
                 timeout_ms: None,
                 region: None,
             },
-            issued: Vec::new(),
         }
     }
 
@@ -93,10 +97,10 @@ impl Request {
     /// The answer hands out a user/password pair for the service at the base
     /// URL found at `origin`: the host keeps it as Basic credential `name`,
     /// bound to that origin, and the plugin only ever sees the user name
-    /// (see `send-issuing` in the WIT). DigitalOcean Functions namespaces
+    /// (see `request.issued` in the WIT). DigitalOcean Functions namespaces
     /// work this way.
     pub fn issues_basic(mut self, name: &str, origin: &str, user: &str, password: &str) -> Self {
-        self.issued.push(IssuedCredential {
+        self.inner.issued.push(IssuedCredential {
             credential: name.into(),
             scheme: IssuedScheme::Basic(BasicPointers {
                 user: user.into(),
@@ -110,7 +114,7 @@ impl Request {
     /// The answer hands out a bearer token (at `token`) for the service at
     /// the base URL found at `origin`; kept on the host as credential `name`.
     pub fn issues_bearer(mut self, name: &str, origin: &str, token: &str) -> Self {
-        self.issued.push(IssuedCredential {
+        self.inner.issued.push(IssuedCredential {
             credential: name.into(),
             scheme: IssuedScheme::Bearer(token.into()),
             origin: origin.into(),
@@ -157,11 +161,7 @@ impl Request {
 
     /// Send through the host and return whatever status came back.
     pub fn send(self) -> Result<Response, PluginError> {
-        let r = if self.issued.is_empty() {
-            wit::send(&self.inner)?
-        } else {
-            wit::send_issuing(&self.inner, &self.issued)?
-        };
+        let r = wit::send(&self.inner)?;
         Ok(Response {
             status: r.status,
             headers: r.headers,

@@ -30,9 +30,11 @@ pub mod artifact;
 pub mod context;
 pub mod diagnostic;
 pub mod error;
+mod host;
 pub mod http;
 pub mod log;
 pub mod setting;
+pub mod testing;
 pub mod time;
 
 /// How Soar reads what people type, shared with the host so a plugin's
@@ -61,19 +63,13 @@ pub use bindings::exports::soar::plugin::provider::{
 };
 pub use bindings::soar::plugin::types::{
     ApiError, Applied, Artifact, ArtifactFile, ArtifactKind, Change, ChangeAction, ChangePlan,
-    Context, Diagnostic, Endpoint, ManagedResource, PluginError, ResourceStatus, Severity,
+    Context, Diagnostic, Endpoint, EndpointKind, ManagedResource, PluginError, ResourceState,
+    ResourceStatus, Severity, TransportError, TransportReason,
 };
 pub use serde_json::{Value, json};
 
 /// The contract version this SDK implements (`soar:plugin@...`).
-pub const WIT_VERSION: &str = "0.1.0";
-
-/// Put `DEPLOYS_ARTIFACT: true` in a change's `after` attributes when the
-/// provider puts the artifact in place itself (a DigitalOcean Function):
-/// when every change of a plan says so, the host plans no release onto
-/// hosts, even for a provider that declares `ssh` (see `managed-resource` in
-/// wit/types.wit).
-pub const DEPLOYS_ARTIFACT: &str = "soar:deploys-artifact";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// What a provider plugin implements. Each method is one export of the
 /// `soar:plugin/provider` interface; the host calls it in a fresh sandbox, so
@@ -156,6 +152,11 @@ macro_rules! export_provider {
             }
         }
 
+        // Only a component exports the world: a native build (the plugin's
+        // unit tests, against `soar_sdk::testing`) has no host to call it,
+        // and the export names (`soar:plugin/provider@...#plan`) are not
+        // symbols a native linker takes.
+        #[cfg(target_family = "wasm")]
         $crate::bindings::__export_plugin_world!(__SoarProviderExport with_types_in $crate::bindings);
     };
 }
@@ -169,7 +170,8 @@ pub mod prelude {
     pub use crate::{
         Applied, Artifact, ArtifactKind, Capabilities, Change, ChangeAction, ChangePlan, Context,
         Credential, CredentialScheme, Description, Diagnostic, Endpoint, EndpointDecl,
-        ManagedResource, PluginError, Provider, ResourceStatus, Severity, Value, json,
+        EndpointKind, ManagedResource, PluginError, Provider, ResourceState, ResourceStatus,
+        Severity, TransportReason, Value, json,
     };
     pub use crate::{debug, error, info, warn};
 }

@@ -8,7 +8,7 @@ pub fn write(level: Level, message: &str, fields: &[(&str, &str)]) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    crate::bindings::soar::plugin::log::log(level, message, &fields);
+    crate::host::log::log(level, message, &fields);
 }
 
 /// Log at info level: `info!("created {}", name)`.

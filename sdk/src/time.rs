@@ -5,17 +5,17 @@ use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, from the host.
 pub fn now_ms() -> u64 {
-    crate::bindings::soar::plugin::clock::now_ms()
+    crate::host::clock::now_ms()
 }
 
 /// Sleep on the host.
 pub fn sleep(duration: Duration) {
-    crate::bindings::soar::plugin::clock::sleep(duration.as_millis() as u64)
+    crate::host::clock::sleep(duration.as_millis() as u64)
 }
 
 /// Report progress of a long step (`waiting for droplet`, 3 of 10).
 pub fn progress(task: &str, done: u64, total: Option<u64>) {
-    crate::bindings::soar::plugin::progress::report(task, done, total)
+    crate::host::progress::report(task, done, total)
 }
 
 /// Poll `check` every `every` until it returns `Some`, or give up after

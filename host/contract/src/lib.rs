@@ -11,7 +11,9 @@
 //! executor) and `trappable` (the host can end a misbehaving plugin from
 //! inside a host call, e.g. when its log flood passes the bound).
 
+pub mod v0_1;
 pub mod version;
+mod words;
 
 /// The generated code. Its documentation is the WIT's own comments; what
 /// the WIT leaves undocumented is generated plumbing.
@@ -22,6 +24,10 @@ mod generated {
         path: "../../wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        // The describe cache (host/src/runtime/described.rs) stores a
+        // plugin's `description` as JSON; no WIT type is a resource.
+        // `PartialEq` lets the host compare states and kinds.
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }
 
@@ -32,5 +38,6 @@ pub use self::generated::exports::soar::plugin::provider::{
 };
 pub use self::generated::soar::plugin::types::{
     ApiError, Applied, Artifact, ArtifactFile, ArtifactKind, Change, ChangeAction, ChangePlan,
-    Context, Diagnostic, Endpoint, ManagedResource, PluginError, ResourceStatus, Severity,
+    Context, Diagnostic, Endpoint, EndpointKind, ManagedResource, PluginError, ResourceState,
+    ResourceStatus, Severity, TransportError, TransportReason,
 };

@@ -11,10 +11,11 @@ use wasmtime::component::Component;
 /// The contract package.
 pub const PACKAGE: &str = "soar:plugin";
 /// The contract version this host implements (`wit/package.wit`).
-pub const CURRENT: &str = "0.1.0";
-/// Versions this host can load. For 0.x a minor bump is breaking, so a
+pub const CURRENT: &str = "0.2.0";
+/// Versions this host can load: the current one, and 0.1.0 through the
+/// adapter in [`crate::v0_1`]. For 0.x a minor bump is breaking, so a
 /// version is compatible when its major and minor match one listed here.
-pub const SUPPORTED: &[&str] = &[CURRENT];
+pub const SUPPORTED: &[&str] = &[CURRENT, crate::v0_1::VERSION];
 
 /// The `soar:plugin` version `component` implements, or why it cannot load.
 pub fn version_of(engine: &Engine, component: &Component) -> Result<String, String> {
@@ -76,6 +77,7 @@ mod tests {
     #[test]
     fn semver_rules_for_zero_versions() {
         assert!(compatible("0.1.0", "0.1.3"));
+        assert!(compatible("0.2.0", "0.2.1"));
         assert!(!compatible("0.1.0", "0.2.0"));
         assert!(!compatible("0.1.0", "9.0.0"));
         assert!(compatible("1.2.0", "1.0.0"));

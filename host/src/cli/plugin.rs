@@ -13,7 +13,8 @@ use super::args::{JsonArg, YesArg};
 use crate::catalog::{Catalog, Entry};
 use crate::contract::{ArtifactKind, CredentialScheme, Description};
 use crate::report::{Event, Reporter};
-use crate::runtime::{Plugin, Runtime};
+use crate::runtime::described::{Described, Describer};
+use crate::runtime::{Limits, Plugin, Runtime};
 use crate::terminal::{clip, line};
 
 /// Plugin subcommands.
@@ -92,6 +93,9 @@ pub enum PluginCommand {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Check that a provider keeps the contract, against your fake API: describe,
+    /// read-only plans, determinism, idempotent apply, destroy, typed errors.
+    Test(super::plugin_test::TestArgs),
 }
 
 fn plugins_dir() -> anyhow::Result<std::path::PathBuf> {
@@ -114,6 +118,7 @@ impl PluginCommand {
     pub(super) fn json(&self) -> bool {
         match self {
             PluginCommand::List { json } | PluginCommand::Inspect { json, .. } => json.json,
+            PluginCommand::Test(args) => args.json.json,
             _ => false,
         }
     }
@@ -127,6 +132,7 @@ pub async fn run(
 ) -> anyhow::Result<i32> {
     match cmd {
         PluginCommand::New { name, lang, dir } => new(&name, lang, dir.as_deref(), out),
+        PluginCommand::Test(args) => super::plugin_test::run(args, out).await,
         PluginCommand::Remove { name } => remove(config, &name, out),
         PluginCommand::Install {
             source,
@@ -275,10 +281,14 @@ async fn pin(
 /// `soar plugin list`: one row (or `plugin` event) per plugin; exits 1 when
 /// one does not load.
 async fn list(out: &Reporter) -> anyhow::Result<i32> {
-    let (runtime, catalog) = super::environment()?;
+    let catalog = Catalog::discover(Catalog::default_dir())?;
+    let describer = describer();
     let mut rows = Vec::new();
     for entry in catalog.entries() {
-        rows.push((entry, load(&runtime, entry).await));
+        let described = describer
+            .describe(&entry.name, &entry.bytes, &entry.digest)
+            .await;
+        rows.push((entry, described));
     }
     out.print(&format!(
         "{:<14} {:<9} {:<18} {:<10} DIGEST\n",
@@ -294,16 +304,16 @@ async fn list(out: &Reporter) -> anyhow::Result<i32> {
     })
 }
 
-fn list_event<'a>(entry: &'a Entry, plugin: &'a anyhow::Result<Plugin>) -> Event<'a> {
+fn list_event<'a>(entry: &'a Entry, plugin: &'a anyhow::Result<Described>) -> Event<'a> {
     let (version, wit, summary, error) = match plugin {
         Ok(p) => (
-            Some(p.description().version.as_str()),
+            Some(p.description.version.as_str()),
             Some(format!(
                 "{}@{}",
                 crate::contract::version::PACKAGE,
-                p.wit_version()
+                p.wit_version
             )),
-            Some(p.description().summary.as_str()),
+            Some(p.description.summary.as_str()),
             None,
         ),
         Err(e) => (None, None, None, Some(format!("{e:#}"))),
@@ -319,14 +329,14 @@ fn list_event<'a>(entry: &'a Entry, plugin: &'a anyhow::Result<Plugin>) -> Event
     }
 }
 
-fn list_row(entry: &Entry, plugin: &anyhow::Result<Plugin>) -> String {
+fn list_row(entry: &Entry, plugin: &anyhow::Result<Described>) -> String {
     let short = &entry.digest[..12];
     match plugin {
         Ok(p) => format!(
             "{:<14} {:<9} {:<18} {:<10} sha256:{short}",
             entry.name,
-            clip(&p.description().version, 24),
-            format!("soar:plugin@{}", p.wit_version()),
+            clip(&p.description.version, 24),
+            format!("soar:plugin@{}", p.wit_version),
             entry.source.to_string()
         ),
         Err(e) => format!(
@@ -342,22 +352,35 @@ fn list_row(entry: &Entry, plugin: &anyhow::Result<Plugin>) -> String {
 
 /// `soar plugin inspect`: everything the plugin may reach.
 async fn inspect(name: &str, out: &Reporter) -> anyhow::Result<i32> {
-    let (runtime, catalog): (Runtime, Catalog) = super::environment()?;
+    let catalog = Catalog::discover(Catalog::default_dir())?;
     let entry = catalog.get(name)?;
-    let plugin = load(&runtime, entry).await?;
+    let describer = describer();
+    let plugin = describer
+        .describe(&entry.name, &entry.bytes, &entry.digest)
+        .await?;
+    let limits = describer.limits();
     if out.is_json() {
-        out.emit(&Event::PluginDetails(inspect_json(entry, &plugin)));
+        out.emit(&Event::PluginDetails(inspect_json(entry, &plugin, limits)));
         return Ok(0);
     }
-    let mut text = inspect_text(entry, &plugin);
-    for w in
-        crate::install::consent::entry_warnings(&runtime, &catalog, entry, plugin.description())
-            .await
-    {
-        text.push_str(&format!("{w}\n"));
+    let mut text = inspect_text(entry, &plugin, limits);
+    if entry.source != crate::catalog::Source::Bundled {
+        let runtime = describer.runtime()?;
+        for w in
+            crate::install::consent::entry_warnings(runtime, &catalog, entry, &plugin.description)
+                .await
+        {
+            text.push_str(&format!("{w}\n"));
+        }
     }
     out.print(&text);
     Ok(0)
+}
+
+/// Descriptions for display, from the user's describe cache (beside the
+/// compile cache) when it has them.
+fn describer() -> Describer {
+    Describer::new(super::runtime_config())
 }
 
 async fn load(runtime: &Runtime, entry: &Entry) -> anyhow::Result<Plugin> {
@@ -383,15 +406,14 @@ fn scheme(s: &CredentialScheme) -> String {
     }
 }
 
-fn inspect_json(entry: &Entry, plugin: &Plugin) -> serde_json::Value {
-    let d: &Description = plugin.description();
+fn inspect_json(entry: &Entry, plugin: &Described, limits: &Limits) -> serde_json::Value {
+    let d: &Description = &plugin.description;
     let caps = &d.capabilities;
-    let limits = plugin.limits();
     json!({
         "name": d.name,
         "version": d.version,
         "summary": d.summary,
-        "wit": format!("{}@{}", crate::contract::version::PACKAGE, plugin.wit_version()),
+        "wit": format!("{}@{}", crate::contract::version::PACKAGE, plugin.wit_version),
         "source": entry.source,
         "digest": format!("sha256:{}", entry.digest),
         "artifacts": d.artifacts.iter().map(|k| artifact_kind_name(*k)).collect::<Vec<_>>(),
@@ -413,11 +435,10 @@ fn inspect_json(entry: &Entry, plugin: &Plugin) -> serde_json::Value {
 }
 
 /// The inspect screen for people (plugin text escaped and clipped).
-fn inspect_text(entry: &Entry, plugin: &Plugin) -> String {
+fn inspect_text(entry: &Entry, plugin: &Described, limits: &Limits) -> String {
     let mut text = String::new();
-    let d = plugin.description();
+    let d = &plugin.description;
     let caps = &d.capabilities;
-    let limits = plugin.limits();
     let _ = writeln!(
         text,
         "{} {} — {}",
@@ -425,7 +446,7 @@ fn inspect_text(entry: &Entry, plugin: &Plugin) -> String {
         clip(&d.version, crate::install::consent::VERSION_MAX),
         clip(&d.summary, crate::install::consent::SUMMARY_MAX)
     );
-    let _ = writeln!(text, "  contract:    soar:plugin@{}", plugin.wit_version());
+    let _ = writeln!(text, "  contract:    soar:plugin@{}", plugin.wit_version);
     let _ = writeln!(text, "  source:      {}", entry.source);
     let _ = writeln!(text, "  digest:      sha256:{}", entry.digest);
     let _ = writeln!(

@@ -271,10 +271,10 @@ pub async fn other_providers(
         }
         let bundled = entry.source == crate::catalog::Source::Bundled;
         if let Ok(p) = runtime
-            .load_digested(&entry.name, &entry.bytes, entry.digest.clone())
+            .describe(&entry.name, &entry.bytes, &entry.digest)
             .await
         {
-            out.push(OtherProvider::of(p.description(), bundled));
+            out.push(OtherProvider::of(&p.description, bundled));
         }
     }
     out

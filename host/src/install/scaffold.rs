@@ -374,7 +374,7 @@ version = "0.1.0"
 description = "..."
 url = "https://example.com/{name}-0.1.0.wasm"
 sha256 = "<sha256sum plugin.wasm>"
-wit = "^0.1"
+wit = "^0.2"
 ```
 {notes}"#
     )
@@ -419,7 +419,7 @@ fn js_provider(name: &str) -> String {
 // - enums are strings ("binary"), options are `undefined` when absent,
 //   variants are `{{ tag, val }}`;
 // - the network is reached only through the host: import `send` from
-//   "soar:plugin/http@0.1.0" (jco's `fetch` is disabled by ./build.sh).
+//   "soar:plugin/http@0.2.0" (jco's `fetch` is disabled by ./build.sh).
 
 export const provider = {{
   describe() {{
@@ -480,13 +480,17 @@ const JS_NOTES: &str = r#"
 ## JavaScript and the contract
 
 - Errors: `throw { tag: "invalid-config", val: [diagnostics] }`, `{ tag: "api", val: {...} }`,
-  `{ tag: "transport", val: "..." }` or `{ tag: "other", val: "..." }`. Anything else
-  (`throw new Error()`) traps, and soar reports "wasm `unreachable` executed".
+  `{ tag: "transport", val: e }` (pass on what `send` threw: `{ reason, message, sizeCap }`,
+  with `reason` a string such as `"not-granted"` or `"timeout"`) or
+  `{ tag: "other", val: "..." }`. Anything else (`throw new Error()`) traps, and soar
+  reports "wasm `unreachable` executed".
+- `send` throws its transport error as the value itself (not `{ tag, val }`):
+  branch on `e.reason`, never on the words of `e.message`.
 - `u64` values are `BigInt`: convert before `JSON.stringify`.
 - Enums are strings, `option<T>` is `T | undefined`, variants are `{ tag, val }`,
   records are objects with camelCase fields (`settingsSchema`, `defaultUrl`).
-- `console.log` goes to the plugin's captured stdout, recorded after the call
-  (shown with `soar -v`); use the `log` import for levelled records.
+- `console.log` goes to the plugin's captured stdout, recorded line by line as
+  it is written (shown with `soar -v`); use the `log` import for levelled records.
 - The first install compiles the component (a JavaScript engine is inside it):
   expect tens of seconds once; later runs use the compiled form.
 "#;

@@ -48,6 +48,11 @@ impl CompileCache {
             })
     }
 
+    /// The cache's directory, if there is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     /// Whether a compiled entry for `digest` is on disk (not yet verified:
     /// [`CompileCache::load_or_compile`] still checks it), so a caller can
     /// skip work that only matters before a compile.

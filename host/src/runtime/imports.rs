@@ -10,6 +10,7 @@ use sha2::Digest as _;
 
 use super::sandbox::{HostState, clip, cut};
 use crate::contract::soar::plugin::{artifacts, clock, http, log, progress, ssh, types};
+use crate::contract::{TransportError, TransportReason};
 use crate::journal::Event;
 
 type HostResult<T> = wasmtime::Result<T>;
@@ -20,20 +21,9 @@ impl http::Host for HostState {
     async fn send(
         &mut self,
         req: http::Request,
-    ) -> HostResult<Result<http::Response, http::Error>> {
+    ) -> HostResult<Result<http::Response, TransportError>> {
         let session = self.session.clone();
         let result = session.http.send(req).await;
-        self.resume();
-        Ok(result)
-    }
-
-    async fn send_issuing(
-        &mut self,
-        req: http::Request,
-        issued: Vec<http::IssuedCredential>,
-    ) -> HostResult<Result<http::Response, http::Error>> {
-        let session = self.session.clone();
-        let result = session.http.send_issuing(req, &issued).await;
         self.resume();
         Ok(result)
     }
@@ -78,7 +68,7 @@ impl ssh::Host for HostState {
         target: ssh::Target,
         command: String,
         timeout_ms: Option<u32>,
-    ) -> HostResult<Result<ssh::Output, ssh::Error>> {
+    ) -> HostResult<Result<ssh::Output, TransportError>> {
         let broker = self.session.ssh.clone();
         let plugin = self.plugin.name.clone();
         let host =
@@ -114,7 +104,7 @@ impl ssh::Host for HostState {
         file: String,
         remote_path: String,
         mode: u32,
-    ) -> HostResult<Result<u64, ssh::Error>> {
+    ) -> HostResult<Result<u64, TransportError>> {
         let broker = self.session.ssh.clone();
         let plugin = self.plugin.name.clone();
         let host =
@@ -126,13 +116,14 @@ impl ssh::Host for HostState {
                 }
             };
         let Some(artifact) = self.session.artifact.clone() else {
-            return Ok(Err(ssh::Error::Failed(
+            return Ok(Err(transport(
+                TransportReason::Invalid,
                 "this command deploys no artifact".into(),
             )));
         };
         let local = match artifact.path_of(&file) {
             Ok(p) => p,
-            Err(e) => return Ok(Err(ssh::Error::Failed(e.to_string()))),
+            Err(e) => return Ok(Err(transport(TransportReason::Invalid, e.to_string()))),
         };
         let r = broker
             .upload(&plugin, &host, &local, &remote_path, mode & 0o7777)
@@ -142,13 +133,21 @@ impl ssh::Host for HostState {
     }
 }
 
-fn ssh_error(e: crate::broker::ssh::SshError) -> ssh::Error {
+fn ssh_error(e: crate::broker::ssh::SshError) -> TransportError {
     use crate::broker::ssh::SshError as E;
     match e {
-        E::Denied(m) => ssh::Error::Denied(m),
-        E::Timeout(m) => ssh::Error::Timeout(m),
-        E::HostKey(m) => ssh::Error::HostKey(m),
-        E::Failed(m) => ssh::Error::Failed(m),
+        E::Denied(m) => transport(TransportReason::Denied, m),
+        E::Timeout(m) => transport(TransportReason::Timeout, m),
+        E::HostKey(m) => transport(TransportReason::HostKey, m),
+        E::Failed(m) => transport(TransportReason::Connection, m),
+    }
+}
+
+fn transport(reason: TransportReason, message: String) -> TransportError {
+    TransportError {
+        reason,
+        message,
+        size_cap: None,
     }
 }
 

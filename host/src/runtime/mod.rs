@@ -9,10 +9,12 @@
 //! is one export call in its own `Store`, so no state leaks between calls.
 
 pub mod cache;
+pub mod described;
 mod imports;
 pub mod precheck;
 pub mod sandbox;
 mod stdio;
+mod v0_1;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use wasmtime::{CallHook, Config, Engine, Store, Trap, UpdateDeadline};
 use self::cache::{CacheOutcome, CompileCache};
 use self::sandbox::HostState;
 pub use self::sandbox::{Caps, Limits, PluginIdent, TABLE_ELEMENT_BYTES};
+use crate::contract::v0_1::convert;
 use crate::contract::{
     Applied, Change, ChangePlan, Context, Description, Diagnostic, PluginError, PluginPre,
     ResourceStatus,
@@ -123,7 +126,25 @@ pub fn render_plugin_error(e: &PluginError) -> String {
             }
             s
         }
-        PluginError::Transport(m) | PluginError::Other(m) => line(m).into_owned(),
+        PluginError::Transport(t) => transport_error_text(t),
+        PluginError::Other(m) => line(m).into_owned(),
+    }
+}
+
+/// A transport error a plugin passed on, worded from its reason: the same
+/// words for every plugin, whatever its language. A missing credential is
+/// the user's to fix and says so itself.
+fn transport_error_text(t: &crate::contract::TransportError) -> String {
+    use crate::contract::TransportReason as R;
+    let m = crate::terminal::line(&t.message);
+    match t.reason {
+        R::CredentialMissing | R::TooLarge => m.into_owned(),
+        R::Undeclared | R::NotGranted | R::Denied => format!("denied by the host: {m}"),
+        R::Timeout => format!("timed out: {m}"),
+        R::Invalid => format!("invalid request: {m}"),
+        R::Dns | R::Tls | R::Connection | R::HostKey => {
+            format!("request failed ({}): {m}", t.reason.as_str())
+        }
     }
 }
 
@@ -163,9 +184,18 @@ fn count_limit(err: &str) -> Option<&'static str> {
     }
 }
 
+/// A component pre-instantiated with the bindings of the contract version
+/// it was built for.
+enum Pre {
+    /// The current contract.
+    Current(PluginPre<HostState>),
+    /// `soar:plugin@0.1.0`, called through [`convert`].
+    V0_1(crate::contract::v0_1::PluginPre<HostState>),
+}
+
 /// A compiled, checked, described plugin, ready to be called.
 pub struct Plugin {
-    pre: PluginPre<HostState>,
+    pre: Pre,
     engine: Engine,
     ident: PluginIdent,
     description: Description,
@@ -189,6 +219,9 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::contract::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // 0.1.0 components import the same interfaces at their own version;
+        // runtime/v0_1.rs implements them by converting to the current ones.
+        crate::contract::v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());
@@ -273,9 +306,16 @@ impl Runtime {
                 "plugin '{label}' needs imports this host does not provide: {e:#}. Plugins reach the world only through the soar:plugin interfaces"
             )
         })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| {
-            anyhow::anyhow!("plugin '{label}' does not match the soar:plugin world: {e:#}")
-        })?;
+        let mismatch = |e: wasmtime::Error| {
+            anyhow::anyhow!(
+                "plugin '{label}' does not match the soar:plugin@{wit_version} world: {e:#}"
+            )
+        };
+        let pre = if wit_version.starts_with("0.1.") {
+            Pre::V0_1(crate::contract::v0_1::PluginPre::new(instance_pre).map_err(mismatch)?)
+        } else {
+            Pre::Current(PluginPre::new(instance_pre).map_err(mismatch)?)
+        };
         let mut plugin = Plugin {
             pre,
             engine: self.engine.clone(),
@@ -365,14 +405,14 @@ fn validate_description(label: &str, d: &Description) -> anyhow::Result<()> {
 
 /// Run one export call in a fresh store and explain any failure.
 macro_rules! invoke {
-    ($self:ident, $session:expr, $call:literal, |$inst:ident, $store:ident| $body:expr) => {{
+    ($self:ident, $pre:expr, $session:expr, $call:literal, |$inst:ident, $store:ident| $body:expr) => {{
         let deadline = $self.deadline_of($call);
         let mut $store = $self.new_store($session, deadline);
         // The store's own check ends a guest that computes; this ends one
         // waiting in a host call, shortly after the deadline.
         let limit = deadline + (deadline / 10).min(Duration::from_secs(5));
         let result = tokio::time::timeout(limit, async {
-            let $inst = $self.pre.instantiate_async(&mut $store).await?;
+            let $inst = $pre.instantiate_async(&mut $store).await?;
             $body.await
         })
         .await;
@@ -495,21 +535,9 @@ impl Plugin {
         let state = store.data();
         let secrets = state.session.http.known_secrets();
         let stderr = crate::credentials::scrub_str(&state.stderr.contents(), &secrets);
-        let stdout = crate::credentials::scrub_str(&state.stdout.contents(), &secrets);
-        for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
-            if !text.is_empty() {
-                state.session.journal.record(Event::Log {
-                    plugin: self.ident.name.clone(),
-                    level: if stream == "stderr" {
-                        "warn".into()
-                    } else {
-                        "info".into()
-                    },
-                    message: format!("[{stream}] {text}"),
-                    fields: vec![],
-                });
-            }
-        }
+        // Whole lines went to the log as they were written.
+        state.stdout.finish_lines();
+        state.stderr.finish_lines();
         if state.log_dropped > 0 {
             let message = if state.log_records >= state.limits.log_records {
                 format!(
@@ -617,9 +645,15 @@ impl Plugin {
 
     /// `describe`, run offline.
     pub async fn describe(&self, session: Arc<Session>) -> Result<Description, CallError> {
-        invoke!(self, session, "describe", |inst, store| inst
-            .soar_plugin_provider()
-            .call_describe(&mut store))
+        match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "describe", |inst, store| inst
+                .soar_plugin_provider()
+                .call_describe(&mut store)),
+            Pre::V0_1(pre) => invoke!(self, pre, session, "describe", |inst, store| inst
+                .soar_plugin_provider()
+                .call_describe(&mut store))
+            .map(convert::description),
+        }
     }
 
     /// `validate`.
@@ -628,9 +662,18 @@ impl Plugin {
         session: Arc<Session>,
         ctx: &Context,
     ) -> Result<Vec<Diagnostic>, CallError> {
-        invoke!(self, session, "validate", |inst, store| inst
-            .soar_plugin_provider()
-            .call_validate(&mut store, ctx))
+        match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "validate", |inst, store| inst
+                .soar_plugin_provider()
+                .call_validate(&mut store, ctx)),
+            Pre::V0_1(pre) => {
+                let ctx = convert::context(ctx);
+                invoke!(self, pre, session, "validate", |inst, store| inst
+                    .soar_plugin_provider()
+                    .call_validate(&mut store, &ctx))
+                .map(convert::diagnostics)
+            }
+        }
     }
 
     /// `plan`.
@@ -639,9 +682,19 @@ impl Plugin {
         session: Arc<Session>,
         ctx: &Context,
     ) -> Result<ChangePlan, CallError> {
-        let r = invoke!(self, session, "plan", |inst, store| inst
-            .soar_plugin_provider()
-            .call_plan(&mut store, ctx))?;
+        let r = match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "plan", |inst, store| inst
+                .soar_plugin_provider()
+                .call_plan(&mut store, ctx))?,
+            Pre::V0_1(pre) => {
+                let ctx = convert::context(ctx);
+                invoke!(self, pre, session, "plan", |inst, store| inst
+                    .soar_plugin_provider()
+                    .call_plan(&mut store, &ctx))?
+                .map(convert::change_plan)
+                .map_err(convert::plugin_error)
+            }
+        };
         self.plugin_error(r)
     }
 
@@ -652,9 +705,19 @@ impl Plugin {
         ctx: &Context,
         change: &Change,
     ) -> Result<Applied, CallError> {
-        let r = invoke!(self, session, "apply", |inst, store| inst
-            .soar_plugin_provider()
-            .call_apply(&mut store, ctx, change))?;
+        let r = match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "apply", |inst, store| inst
+                .soar_plugin_provider()
+                .call_apply(&mut store, ctx, change))?,
+            Pre::V0_1(pre) => {
+                let (ctx, change) = (convert::context(ctx), convert::change(change));
+                invoke!(self, pre, session, "apply", |inst, store| inst
+                    .soar_plugin_provider()
+                    .call_apply(&mut store, &ctx, &change))?
+                .map(convert::applied)
+                .map_err(convert::plugin_error)
+            }
+        };
         self.plugin_error(r)
     }
 
@@ -664,9 +727,19 @@ impl Plugin {
         session: Arc<Session>,
         ctx: &Context,
     ) -> Result<ChangePlan, CallError> {
-        let r = invoke!(self, session, "plan-destroy", |inst, store| inst
-            .soar_plugin_provider()
-            .call_plan_destroy(&mut store, ctx))?;
+        let r = match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "plan-destroy", |inst, store| inst
+                .soar_plugin_provider()
+                .call_plan_destroy(&mut store, ctx))?,
+            Pre::V0_1(pre) => {
+                let ctx = convert::context(ctx);
+                invoke!(self, pre, session, "plan-destroy", |inst, store| inst
+                    .soar_plugin_provider()
+                    .call_plan_destroy(&mut store, &ctx))?
+                .map(convert::change_plan)
+                .map_err(convert::plugin_error)
+            }
+        };
         self.plugin_error(r)
     }
 
@@ -676,9 +749,19 @@ impl Plugin {
         session: Arc<Session>,
         ctx: &Context,
     ) -> Result<Vec<ResourceStatus>, CallError> {
-        let r = invoke!(self, session, "status", |inst, store| inst
-            .soar_plugin_provider()
-            .call_status(&mut store, ctx))?;
+        let r = match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "status", |inst, store| inst
+                .soar_plugin_provider()
+                .call_status(&mut store, ctx))?,
+            Pre::V0_1(pre) => {
+                let ctx = convert::context(ctx);
+                invoke!(self, pre, session, "status", |inst, store| inst
+                    .soar_plugin_provider()
+                    .call_status(&mut store, &ctx))?
+                .map(convert::resource_statuses)
+                .map_err(convert::plugin_error)
+            }
+        };
         self.plugin_error(r)
     }
 
@@ -690,9 +773,18 @@ impl Plugin {
         resource: &str,
         lines: u32,
     ) -> Result<Vec<String>, CallError> {
-        let r = invoke!(self, session, "logs", |inst, store| inst
-            .soar_plugin_provider()
-            .call_logs(&mut store, ctx, resource, lines))?;
+        let r = match &self.pre {
+            Pre::Current(pre) => invoke!(self, pre, session, "logs", |inst, store| inst
+                .soar_plugin_provider()
+                .call_logs(&mut store, ctx, resource, lines))?,
+            Pre::V0_1(pre) => {
+                let ctx = convert::context(ctx);
+                invoke!(self, pre, session, "logs", |inst, store| inst
+                    .soar_plugin_provider()
+                    .call_logs(&mut store, &ctx, resource, lines))?
+                .map_err(convert::plugin_error)
+            }
+        };
         self.plugin_error(r)
     }
 }

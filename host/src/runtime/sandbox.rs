@@ -342,6 +342,29 @@ pub struct HostState {
     pub(crate) stopped: Option<String>,
 }
 
+/// Each line of a guest stream, as the plugin's log record (`[stdout] ...`
+/// at `level`), with any secret the brokers know scrubbed.
+fn log_lines(
+    plugin: &PluginIdent,
+    session: &Arc<Session>,
+    stream: &'static str,
+    level: &'static str,
+) -> super::stdio::LineSink {
+    let (name, session) = (plugin.name.clone(), session.clone());
+    Arc::new(move |line: &str| {
+        let secrets = session.http.known_secrets();
+        session.journal.record(crate::journal::Event::Log {
+            plugin: name.clone(),
+            level: level.into(),
+            message: format!(
+                "[{stream}] {}",
+                crate::credentials::scrub_str(line, &secrets)
+            ),
+            fields: vec![],
+        });
+    })
+}
+
 impl HostState {
     pub(crate) fn new(
         plugin: PluginIdent,
@@ -350,8 +373,14 @@ impl HostState {
         caps: Caps,
         deadline: Duration,
     ) -> Self {
-        let stdout = CappedPipe::new(limits.stdio_bytes);
-        let stderr = CappedPipe::new(limits.stdio_bytes);
+        let stdout = CappedPipe::new(limits.stdio_bytes).with_lines(
+            log_lines(&plugin, &session, "stdout", "info"),
+            limits.log_records,
+        );
+        let stderr = CappedPipe::new(limits.stdio_bytes).with_lines(
+            log_lines(&plugin, &session, "stderr", "warn"),
+            limits.log_records,
+        );
         // Nothing is inherited: no preopened directories, no environment,
         // no arguments, no network (TCP, UDP and name lookup stay off and
         // every socket address is refused).

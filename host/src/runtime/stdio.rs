@@ -1,9 +1,11 @@
 //! Guest stdout/stderr, captured into a bounded buffer.
 //!
-//! A plugin's prints are diagnostics, not output: they go to the plugin's log
-//! (and into error messages when the plugin traps). The buffer keeps the first
-//! bytes up to its cap and counts the rest, so a print loop can neither fill
-//! the host's memory nor make the guest fail on a closed stream.
+//! A plugin's prints are diagnostics, not output: each line goes to the
+//! plugin's log as it is written (a long call's progress shows while it
+//! runs, not as one block after it), and stderr's tail goes into the error
+//! message when the plugin traps. The buffer keeps the first bytes up to its
+//! cap and counts the rest, so a print loop can neither fill the host's
+//! memory nor make the guest fail on a closed stream.
 
 use std::io;
 use std::pin::Pin;
@@ -18,13 +20,29 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 struct Captured {
     bytes: Vec<u8>,
     dropped: u64,
+    /// How much of `bytes` has gone to the line sink, in how many lines.
+    emitted: usize,
+    lines: usize,
 }
 
+/// Receives each line a guest writes (without its line end), as it is
+/// written. Called outside the pipe's lock.
+pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A bounded in-memory sink for one guest stream.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CappedPipe {
     cap: usize,
     inner: Arc<Mutex<Captured>>,
+    lines: Option<(LineSink, usize)>,
+}
+
+impl std::fmt::Debug for CappedPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CappedPipe")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CappedPipe {
@@ -33,7 +51,17 @@ impl CappedPipe {
         Self {
             cap,
             inner: Arc::default(),
+            lines: None,
         }
+    }
+
+    /// The same pipe, also handing the first `max_lines` complete lines to
+    /// `sink` as they are written, and the rest of the kept bytes as one
+    /// text at [`CappedPipe::finish_lines`]: the byte cap and the line count
+    /// bound what a print loop can send to the log.
+    pub fn with_lines(mut self, sink: LineSink, max_lines: usize) -> Self {
+        self.lines = Some((sink, max_lines));
+        self
     }
 
     fn push(&self, data: &[u8]) {
@@ -42,6 +70,47 @@ impl CappedPipe {
         let keep = room.min(data.len());
         c.bytes.extend_from_slice(&data[..keep]);
         c.dropped += (data.len() - keep) as u64;
+        let Some((sink, max_lines)) = &self.lines else {
+            return;
+        };
+        let mut lines = Vec::new();
+        while c.lines < *max_lines {
+            let Some(n) = c.bytes[c.emitted..].iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            let end = c.emitted + n;
+            lines.push(line_text(&c.bytes[c.emitted..end]));
+            c.emitted = end + 1;
+            c.lines += 1;
+        }
+        drop(c);
+        for line in lines {
+            sink(&line);
+        }
+    }
+
+    /// Hand the sink what is left at the end of a call, as one text: the
+    /// last line without its line end (or every line past `max_lines`), and
+    /// a note of the bytes dropped past the cap.
+    pub fn finish_lines(&self) {
+        let Some((sink, _)) = &self.lines else { return };
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rest = line_text(&c.bytes[c.emitted..]);
+        c.emitted = c.bytes.len();
+        let dropped = std::mem::take(&mut c.dropped);
+        drop(c);
+        if dropped > 0 {
+            if !rest.is_empty() {
+                rest.push('\n');
+            }
+            rest.push_str(&format!(
+                "[{dropped} more bytes dropped: output is capped at {} bytes]",
+                self.cap
+            ));
+        }
+        if !rest.is_empty() {
+            sink(&rest);
+        }
     }
 
     /// What was kept, lossily decoded, with a note of what was dropped.
@@ -56,6 +125,12 @@ impl CappedPipe {
         }
         text
     }
+}
+
+/// A line's text: lossily decoded, without a `\r` before its `\n`.
+fn line_text(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 impl IsTerminal for CappedPipe {
@@ -122,5 +197,31 @@ mod tests {
             p.contents(),
             "abcd\n[4 more bytes dropped: output is capped at 4 bytes]"
         );
+    }
+
+    #[test]
+    fn lines_go_to_the_sink_as_they_are_written() {
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink: LineSink = {
+            let seen = seen.clone();
+            Arc::new(move |l: &str| seen.lock().unwrap().push(l.to_string()))
+        };
+        let p = CappedPipe::new(20).with_lines(sink, 2);
+        p.push(b"one\r\ntw");
+        assert_eq!(*seen.lock().unwrap(), ["one"], "a whole line, at once");
+        p.push(b"o\nthree\nfour and more");
+        assert_eq!(*seen.lock().unwrap(), ["one", "two"], "two lines at most");
+        p.finish_lines();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "one",
+                "two",
+                "three\nfour \n[8 more bytes dropped: output is capped at 20 bytes]"
+            ],
+            "the rest of what was kept, then what was dropped, as one text"
+        );
+        p.finish_lines();
+        assert_eq!(seen.lock().unwrap().len(), 3, "nothing twice");
     }
 }

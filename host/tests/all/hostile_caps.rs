@@ -16,7 +16,8 @@
 //!
 //! The peak RSS of the host is measured for the memory, table, log and URL
 //! cases in child processes (this test binary re-run on one case, its peak
-//! read from `wait4`): it must stay below a bound. With
+//! read from its own `VmHWM`, see `support::rss`): it must stay below a
+//! bound. With
 //! `SOAR_CAPS_MEASURE_BEFORE=1` each case also runs with the caps lifted to
 //! what they were before (per-memory cap, tables free, counts not bytes) and
 //! both figures are printed.
@@ -1091,24 +1092,11 @@ fn peak_rss_kib(case: &str, lifted: bool) -> i64 {
     } else {
         cmd.env_remove("SOAR_CAPS_RSS_BEFORE");
     }
-    // Reaped by the wait4 below, which also reports its peak RSS.
-    #[allow(
-        clippy::zombie_processes,
-        reason = "reaped by wait4, which clippy does not see"
-    )]
-    let child = cmd.spawn().expect("spawn the child");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid to write into.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid out-pointers.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the {case} child failed ({status})"
-    );
-    usage.ru_maxrss
+    let mut child = cmd.spawn().expect("spawn the child");
+    let peak = crate::support::rss::watch(child.id());
+    let status = child.wait().expect("waiting for the child");
+    assert!(status.success(), "the {case} child failed ({status})");
+    peak.finish() as i64
 }
 
 #[test]

@@ -161,11 +161,7 @@ secrets = {{ API_KEY = "LEAKY_SERVICE_SECRET" }}
     }
 }
 
-/// Spawn, wait with `wait4` for the child's peak RSS, collect output.
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4, which clippy does not see"
-)]
+/// Spawn, watch the child's peak RSS (`support::rss`), collect output.
 fn run_measured(mut cmd: Command) -> Run {
     let mut child = cmd.spawn().expect("running soar");
     let mut out = child.stdout.take().unwrap();
@@ -180,18 +176,13 @@ fn run_measured(mut cmd: Command) -> Run {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let peak = crate::support::rss::watch(child.id());
+    let status = child.wait().expect("waiting for soar");
     Run {
-        code,
+        code: status.code(),
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib: peak.finish() as i64,
     }
 }
 

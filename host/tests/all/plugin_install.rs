@@ -222,7 +222,7 @@ fn manifest_for_another_contract_is_refused_before_download() {
         Route::File(manifest.to_string().into_bytes()),
     );
     home.soar(&["plugin", "install", &url, "--yes"])
-        .fails_with("this soar supports soar:plugin@0.1.x");
+        .fails_with("this soar supports soar:plugin@0.2.x, soar:plugin@0.1.x");
     assert_eq!(server.hits(), vec!["/future.json"]);
     assert!(home.leftovers().is_empty());
 }
@@ -366,39 +366,42 @@ fn new_scaffolds_rust_and_python_projects() {
         .fails_with("not a valid plugin name");
 }
 
-/// Build `examples/python-provider` with componentize-py (via its build
-/// script); fails, with what to do, when componentize-py is not installed.
-fn build_python_provider(out: &Path) -> Vec<u8> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-provider/build.sh");
-    let run = Command::new("bash")
-        .arg(&script)
-        .arg(out)
-        .env("SOAR_NO_PEER_INSTALL", "1")
-        .output()
-        .expect("running examples/python-provider/build.sh");
-    assert!(
-        run.status.success(),
-        "building the Python provider failed (componentize-py 0.25.1 comes with ./tests/run, which installs the test peers):\n{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    std::fs::read(out).expect("the built component")
-}
-
 #[test]
 fn python_provider_full_lifecycle() {
     let home = home();
-    let wasm = build_python_provider(&home.path().join("build/vmapi.wasm"));
+    let wasm = crate::support::examples::python(&home.path().join("build/vmapi.wasm"));
+    vmapi_provider_lifecycle(&home, &wasm, "vmapi", "0.1.0", "^0.1");
+}
+
+/// The JavaScript example (contract 0.2.0) goes through the same lifecycle.
+#[test]
+fn javascript_provider_full_lifecycle() {
+    let home = home();
+    let Some(wasm) = crate::support::examples::javascript(&home.path().join("build/vmapi-js.wasm"))
+    else {
+        return;
+    };
+    vmapi_provider_lifecycle(&home, &wasm, "vmapi-js", "0.2.0", "^0.2");
+}
+
+/// A VM API provider named `name` published by URL with a manifest
+/// (`version`, `wit`), installed, then plan, deploy, a no-op plan, an
+/// update, destroy and remove, leaving nothing behind.
+fn vmapi_provider_lifecycle(home: &Home, wasm: &[u8], name: &str, version: &str, wit: &str) {
     let api = VmApi::start(TOKEN);
 
     // Published as a manifest next to the component, on a loopback server.
     let server = StaticServer::start();
-    server.add("/vmapi/vmapi-0.1.0.wasm", Route::File(wasm.clone()));
+    let file = format!("{name}-{version}.wasm");
+    server.add(&format!("/{name}/{file}"), Route::File(wasm.to_vec()));
     let manifest = format!(
-        "name = \"vmapi\"\nversion = \"0.1.0\"\ndescription = \"VMs on the VM API\"\nurl = \"vmapi-0.1.0.wasm\"\nsha256 = \"{}\"\nwit = \"^0.1\"\n",
-        sha256(&wasm)
+        "name = \"{name}\"\nversion = \"{version}\"\ndescription = \"VMs on the VM API\"\nurl = \"{file}\"\nsha256 = \"{}\"\nwit = \"{wit}\"\n",
+        sha256(wasm)
     );
-    let manifest_url = server.add("/vmapi/vmapi.toml", Route::File(manifest.into_bytes()));
+    let manifest_url = server.add(
+        &format!("/{name}/{name}.toml"),
+        Route::File(manifest.into_bytes()),
+    );
 
     let project = home.path().join("pyproj");
     std::fs::create_dir_all(&project).unwrap();
@@ -418,7 +421,7 @@ command = "python3 app.py"
 service = "web"
 
 [env.dev]
-provider = "vmapi"
+provider = "{name}"
 size = "small"
 
 [env.dev.grants]
@@ -442,7 +445,7 @@ endpoints = {{ api = "{}" }}
     assert!(
         std::fs::read_to_string(project.join("soar.lock"))
             .unwrap()
-            .contains(&sha256(&wasm))
+            .contains(&sha256(wasm))
     );
 
     // The first plan after the install loads the compiled form.
@@ -451,7 +454,7 @@ endpoints = {{ api = "{}" }}
     let first_plan = started.elapsed();
     assert!(plan.stdout.contains("pyapp-dev"), "{plan:#?}");
     eprintln!(
-        "python provider: install {} ms, first plan {} ms",
+        "{name} provider: install {} ms, first plan {} ms",
         install_time.as_millis(),
         first_plan.as_millis()
     );
@@ -489,7 +492,7 @@ endpoints = {{ api = "{}" }}
     home.soar_in(&project, &["destroy", "--yes"]).ok();
     assert!(api.vms().is_empty(), "destroy deleted the VM");
 
-    home.soar_in(&project, &["plugin", "remove", "vmapi"]).ok();
+    home.soar_in(&project, &["plugin", "remove", name]).ok();
     assert!(home.leftovers().is_empty(), "{:?}", home.leftovers());
 }
 

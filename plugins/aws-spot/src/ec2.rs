@@ -127,7 +127,8 @@ pub fn parse_error(status: u16, xml: &str) -> soar_sdk::ApiError {
 pub fn render(e: &PluginError) -> String {
     match e {
         PluginError::Api(a) => format!("{}: {}", a.code, a.message),
-        PluginError::Transport(m) | PluginError::Other(m) => m.clone(),
+        PluginError::Transport(t) => t.message.clone(),
+        PluginError::Other(m) => m.clone(),
         PluginError::InvalidConfig(d) => d
             .iter()
             .map(|d| d.message.clone())

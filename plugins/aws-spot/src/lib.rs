@@ -202,7 +202,7 @@ fn endpoints_of(i: &ec2::Instance, user: &str) -> Vec<Endpoint> {
     i.public_ip
         .iter()
         .map(|ip| Endpoint {
-            kind: "ssh".into(),
+            kind: soar_sdk::EndpointKind::Ssh,
             address: ip.clone(),
             port: Some(22),
             user: Some(user.to_string()),
@@ -391,6 +391,7 @@ impl Provider for AwsSpot {
                     after: Some(desired_after(region)),
                     payload: json!({ "slot": slot, "region": region, "config": l.config })
                         .to_string(),
+                    deploys_artifact: false,
                 }),
                 Some(i) if i.tag("soar-config") == Some(l.config.as_str()) => {
                     changes.push(Change {
@@ -402,6 +403,7 @@ impl Provider for AwsSpot {
                         after: Some(i.attributes().to_string()),
                         payload: json!({ "slot": slot, "id": i.id, "region": i.region })
                             .to_string(),
+                        deploys_artifact: false,
                     })
                 }
                 Some(i) => changes.push(Change {
@@ -416,6 +418,7 @@ impl Provider for AwsSpot {
                     payload: json!({ "slot": slot, "region": region, "config": l.config,
                         "old": { "id": i.id, "region": i.region } })
                     .to_string(),
+                    deploys_artifact: false,
                 }),
             }
         }
@@ -431,6 +434,7 @@ impl Provider for AwsSpot {
                 before: Some(i.attributes().to_string()),
                 after: None,
                 payload: json!({ "id": i.id, "region": i.region }).to_string(),
+                deploys_artifact: false,
             });
         }
 
@@ -542,6 +546,7 @@ impl Provider for AwsSpot {
                 before: Some(i.attributes().to_string()),
                 after: None,
                 payload: json!({ "id": i.id, "region": i.region }).to_string(),
+                deploys_artifact: false,
             })
             .collect();
         let key = format!("soar-{}-{}", ctx.app, ctx.environment);
@@ -556,6 +561,7 @@ impl Provider for AwsSpot {
                     before: Some(json!({ "group_id": id, "region": region, "key_pair": imported.then_some(&key) }).to_string()),
                     after: None,
                     payload: json!({ "group_id": id, "region": region, "key_pair": imported.then_some(&key) }).to_string(),
+                    deploys_artifact: false,
                 });
             }
         }
@@ -580,7 +586,13 @@ impl Provider for AwsSpot {
             .iter()
             .map(|i| ResourceStatus {
                 resource: resource_of(i),
-                state: i.state.clone(),
+                state: match i.state.as_str() {
+                    "running" => soar_sdk::ResourceState::Running,
+                    "pending" => soar_sdk::ResourceState::Pending,
+                    "stopping" | "stopped" => soar_sdk::ResourceState::Stopped,
+                    // `shutting-down`, `terminated`: EC2's own words.
+                    other => soar_sdk::ResourceState::Other(other.to_string()),
+                },
                 endpoints: endpoints_of(i, &user),
             })
             .collect();

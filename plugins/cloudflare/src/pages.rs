@@ -175,7 +175,7 @@ impl<'a> Uploader<'a> {
                 .capture(UPLOAD, "/result/jwt")
                 .send()?,
         )?;
-        let claims: Value = soar_sdk::bindings::soar::plugin::http::credential_claims(UPLOAD)
+        let claims: Value = soar_sdk::http::credential_claims(UPLOAD)
             .and_then(|c| serde_json::from_str(&c).ok())
             .unwrap_or(Value::Null);
         self.token = Token {
@@ -332,6 +332,7 @@ pub fn plan(ctx: &Context, s: &Settings) -> PluginResult<ChangePlan> {
             before: before.map(|b| b.to_string()),
             after: Some(after.to_string()),
             payload: payload.to_string(),
+            deploys_artifact: true,
         }],
         diagnostics: vec![],
         notes,
@@ -350,6 +351,7 @@ pub fn plan_destroy(ctx: &Context, s: &Settings) -> PluginResult<Vec<Change>> {
         before: None,
         after: None,
         payload: "{}".into(),
+        deploys_artifact: true,
     }])
 }
 
@@ -425,7 +427,7 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
             vec![]
         } else {
             vec![Endpoint {
-                kind: "url".into(),
+                kind: soar_sdk::EndpointKind::Url,
                 address: url,
                 port: None,
                 user: None,
@@ -603,14 +605,13 @@ pub fn status(ctx: &Context, s: &Settings) -> PluginResult<Vec<ResourceStatus>> 
             .to_string(),
         },
         state: if latest.is_some() {
-            "running"
+            soar_sdk::ResourceState::Running
         } else {
-            "pending"
-        }
-        .into(),
+            soar_sdk::ResourceState::Pending
+        },
         endpoints: url
             .map(|u| Endpoint {
-                kind: "url".into(),
+                kind: soar_sdk::EndpointKind::Url,
                 address: u,
                 port: None,
                 user: None,

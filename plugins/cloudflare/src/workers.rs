@@ -225,6 +225,7 @@ pub fn plan(ctx: &Context, s: &Settings) -> PluginResult<ChangePlan> {
             before: before.map(|b| b.to_string()),
             after: Some(after.to_string()),
             payload: payload.to_string(),
+            deploys_artifact: true,
         }],
         diagnostics: vec![],
         notes,
@@ -243,6 +244,7 @@ pub fn plan_destroy(ctx: &Context, s: &Settings) -> PluginResult<Vec<Change>> {
         before: Some(attributes(&cur).to_string()),
         after: None,
         payload: "{}".into(),
+        deploys_artifact: true,
     }])
 }
 
@@ -349,7 +351,7 @@ pub fn apply(ctx: &Context, s: &Settings, change: &Change) -> PluginResult<Appli
     let mut endpoints = Vec::new();
     if let Some(u) = workers_dev_url(ctx, s)? {
         endpoints.push(Endpoint {
-            kind: "url".into(),
+            kind: soar_sdk::EndpointKind::Url,
             address: u,
             port: None,
             user: None,
@@ -375,7 +377,7 @@ pub fn status(ctx: &Context, s: &Settings) -> PluginResult<Vec<ResourceStatus>> 
     };
     let endpoints = workers_dev_url(ctx, s)?
         .map(|u| Endpoint {
-            kind: "url".into(),
+            kind: soar_sdk::EndpointKind::Url,
             address: u,
             port: None,
             user: None,
@@ -389,7 +391,7 @@ pub fn status(ctx: &Context, s: &Settings) -> PluginResult<Vec<ResourceStatus>> 
             id: Some(name),
             attributes: attributes(&cur).to_string(),
         },
-        state: "running".into(),
+        state: soar_sdk::ResourceState::Running,
         endpoints,
     }])
 }

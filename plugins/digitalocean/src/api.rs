@@ -97,24 +97,11 @@ fn yes() -> bool {
     true
 }
 
-/// Turn a broker refusal about the token into the plain message the host wrote.
-pub fn plain(e: PluginError) -> PluginError {
-    match e {
-        PluginError::Transport(m) if m.contains("API token missing") => PluginError::Other(
-            m.strip_prefix("denied by the host: ")
-                .unwrap_or(&m)
-                .to_string(),
-        ),
-        other => other,
-    }
-}
-
 /// `GET url` with the credential; 2xx or an API error.
 pub fn get(url: &str) -> PluginResult<Response> {
     Request::get(url)
         .credential(CREDENTIAL)
-        .send()
-        .map_err(plain)?
+        .send()?
         .error_for_status()
 }
 
@@ -235,8 +222,7 @@ pub fn droplets_named(base: &str, env: &str, name: &str) -> PluginResult<Vec<Dro
 pub fn droplet(base: &str, id: u64) -> PluginResult<Option<Droplet>> {
     let resp = Request::get(format!("{base}/v2/droplets/{id}"))
         .credential(CREDENTIAL)
-        .send()
-        .map_err(plain)?;
+        .send()?;
     if resp.status == 404 {
         return Ok(None);
     }

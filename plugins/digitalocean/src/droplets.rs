@@ -251,6 +251,7 @@ fn change(
         before: before.map(|v| v.to_string()),
         after: after.map(|v| v.to_string()),
         payload: serde_json::to_string(payload).expect("payload serializes"),
+        deploys_artifact: false,
     }
 }
 
@@ -478,12 +479,11 @@ fn resource_status(name: String, d: &Droplet) -> ResourceStatus {
     ResourceStatus {
         resource: managed(name, d),
         state: match d.status.as_str() {
-            "active" => "running",
-            "new" => "pending",
-            "off" => "stopped",
-            other => other,
-        }
-        .to_string(),
+            "active" => soar_sdk::ResourceState::Running,
+            "new" => soar_sdk::ResourceState::Pending,
+            "off" => soar_sdk::ResourceState::Stopped,
+            other => soar_sdk::ResourceState::Other(other.to_string()),
+        },
         endpoints: endpoints(d),
     }
 }
@@ -500,7 +500,7 @@ fn managed(name: String, d: &Droplet) -> ManagedResource {
 fn endpoints(d: &Droplet) -> Vec<Endpoint> {
     d.public_ipv4()
         .map(|ip| Endpoint {
-            kind: "ssh".into(),
+            kind: soar_sdk::EndpointKind::Ssh,
             address: ip.to_string(),
             port: Some(22),
             user: Some("root".into()),
@@ -576,8 +576,7 @@ fn retag_droplet(base: &str, env: &str, r: &Retag) -> PluginResult<Applied> {
     let created = Request::post(format!("{base}/v2/tags"))
         .credential(api::CREDENTIAL)
         .json(&json!({ "name": r.add }))
-        .send()
-        .map_err(api::plain)?;
+        .send()?;
     // 422: the tag exists already.
     if created.status != 422 {
         created.error_for_status()?;
@@ -585,15 +584,13 @@ fn retag_droplet(base: &str, env: &str, r: &Retag) -> PluginResult<Applied> {
     Request::post(format!("{base}/v2/tags/{}/resources", api::q(&r.add)))
         .credential(api::CREDENTIAL)
         .json(&resources)
-        .send()
-        .map_err(api::plain)?
+        .send()?
         .error_for_status()?;
     for old in r.remove.iter().filter(|t| **t != r.add) {
         let resp = Request::delete(format!("{base}/v2/tags/{}/resources", api::q(old)))
             .credential(api::CREDENTIAL)
             .json(&resources)
-            .send()
-            .map_err(api::plain)?;
+            .send()?;
         if resp.status != 404 {
             resp.error_for_status()?;
         }
@@ -625,8 +622,7 @@ fn delete_and_wait(base: &str, env: &str, del: &DeleteRef, w: &Waits) -> PluginR
     }
     let resp = Request::delete(format!("{base}/v2/droplets/{}", del.id))
         .credential(CREDENTIAL)
-        .send()
-        .map_err(api::plain)?;
+        .send()?;
     if resp.status != 404 {
         resp.error_for_status()?;
     }
@@ -719,8 +715,7 @@ fn post_droplet(base: &str, env: &str, body: &CreateBody) -> PluginResult<Drople
     let sent = Request::post(format!("{base}/v2/droplets"))
         .credential(CREDENTIAL)
         .json(body)
-        .send()
-        .map_err(api::plain);
+        .send();
     let failure = match sent {
         Ok(resp) if resp.is_success() => {
             #[derive(Deserialize)]

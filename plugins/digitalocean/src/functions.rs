@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use soar_sdk::DEPLOYS_ARTIFACT;
 use soar_sdk::http::Segment;
 use soar_sdk::prelude::*;
 
@@ -189,8 +188,7 @@ fn find_namespace(base: &str, label: &str) -> PluginResult<Option<Namespace>> {
             "/namespaces/*/uuid",
             "/namespaces/*/key",
         )
-        .send()
-        .map_err(api::plain)?
+        .send()?
         .error_for_status()?
         .json()?;
     let mut found: Vec<Namespace> = list
@@ -223,8 +221,7 @@ fn create_namespace(base: &str, label: &str, region: &str) -> PluginResult<Names
             "/namespace/uuid",
             "/namespace/key",
         )
-        .send()
-        .map_err(api::plain)?
+        .send()?
         .error_for_status()?
         .json::<OneNamespace>()?
         .namespace;
@@ -289,7 +286,6 @@ impl Action {
             "digest": self.annotation("soar-digest").and_then(Value::as_str).unwrap_or(""),
             "environment": self.annotation("soar-environment").cloned().unwrap_or(json!({})),
             "name": d.name,
-            DEPLOYS_ARTIFACT: true,
         })
     }
 }
@@ -306,7 +302,6 @@ fn attrs(d: &Desired, runtime: &str, digest: &str) -> Value {
         "digest": digest,
         "environment": d.environment,
         "name": d.name,
-        DEPLOYS_ARTIFACT: true,
     })
 }
 
@@ -407,6 +402,7 @@ pub fn plan(ctx: &Context, d: &Desired) -> PluginResult<ChangePlan> {
         before: before.map(|b| b.to_string()),
         after: Some(want.to_string()),
         payload: payload.clone(),
+        deploys_artifact: true,
     };
     let Some(found) = find_namespace(&base, &d.namespace)? else {
         let region = d.region.clone().unwrap_or_default();
@@ -645,8 +641,7 @@ fn delete(base: &str, d: &Desired) -> PluginResult<Applied> {
                 api::q(&ns.namespace)
             ))
             .credential(API_CREDENTIAL)
-            .send()
-            .map_err(api::plain)?;
+            .send()?;
             if r.status != 404 {
                 r.error_for_status()?;
             }
@@ -687,6 +682,7 @@ pub fn plan_destroy(ctx: &Context, d: &Desired) -> PluginResult<ChangePlan> {
             before: Some(current.attrs(d, &d.namespace).to_string()),
             after: None,
             payload: json!({ "desired": d }).to_string(),
+            deploys_artifact: true,
         });
     }
     Ok(plan)
@@ -702,7 +698,7 @@ pub fn status(ctx: &Context, d: &Desired) -> PluginResult<Vec<ResourceStatus>> {
             id: None,
             attributes: "{}".into(),
         },
-        state: "missing".into(),
+        state: soar_sdk::ResourceState::Missing,
         endpoints: Vec::new(),
     };
     let Some(found) = find_namespace(&base, &d.namespace)? else {
@@ -718,7 +714,7 @@ pub fn status(ctx: &Context, d: &Desired) -> PluginResult<Vec<ResourceStatus>> {
         .unwrap_or(false);
     Ok(vec![ResourceStatus {
         resource: deployed(&ns, &d.name, &current.attrs(d, &d.namespace)),
-        state: "running".into(),
+        state: soar_sdk::ResourceState::Running,
         endpoints: web_endpoints(&ns, &d.name, web),
     }])
 }
@@ -739,7 +735,7 @@ fn web_endpoints(ns: &Namespace, name: &str, web: bool) -> Vec<Endpoint> {
         return Vec::new();
     }
     vec![Endpoint {
-        kind: "url".into(),
+        kind: soar_sdk::EndpointKind::Url,
         address: ns.web_url(name),
         port: None,
         user: None,

@@ -20,6 +20,8 @@ mod droplets;
 mod functions;
 mod paging;
 mod settings;
+#[cfg(test)]
+mod tests;
 
 use soar_sdk::prelude::*;
 
@@ -185,7 +187,8 @@ fn diagnostics(e: PluginError) -> Vec<Diagnostic> {
                 .map(|r| format!(" (request id {r})"))
                 .unwrap_or_default()
         )),
-        PluginError::Transport(m) | PluginError::Other(m) => one(m),
+        PluginError::Transport(t) => one(t.message),
+        PluginError::Other(m) => one(m),
     }
 }
 

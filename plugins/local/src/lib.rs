@@ -69,9 +69,9 @@ impl Provider for Local {
                 id: None,
                 attributes: json!({ "environment": ctx.environment }).to_string(),
             },
-            state: "running".into(),
+            state: soar_sdk::ResourceState::Running,
             endpoints: vec![Endpoint {
-                kind: "local".into(),
+                kind: soar_sdk::EndpointKind::Local,
                 address: "127.0.0.1".into(),
                 port: None,
                 user: None,

@@ -6,8 +6,9 @@ use bytes::Bytes;
 
 use std::collections::BTreeMap;
 
+use super::error::{self, Error};
 use crate::artifact::ArtifactSource;
-use crate::contract::soar::plugin::http::{Body, Error, Segment};
+use crate::contract::soar::plugin::http::{Body, Segment};
 use crate::credentials::Secret;
 
 /// Where body pieces that are not the plugin's own bytes come from.
@@ -171,7 +172,7 @@ impl Prepared {
                     }
                     if let Some(ct) = &p.content_type {
                         part = part.mime_str(ct).map_err(|_| {
-                            Error::Invalid(format!(
+                            error::invalid(format!(
                                 "part '{}' has an invalid content type '{ct}'",
                                 p.name
                             ))
@@ -188,18 +189,18 @@ impl Prepared {
 fn concat(segments: &[Segment], sources: Sources<'_>) -> Result<Bytes, Error> {
     let file = |path: &str| -> Result<Vec<u8>, Error> {
         let artifact = sources.artifact.ok_or_else(|| {
-            Error::Invalid(format!(
+            error::invalid(format!(
                 "body references artifact file '{path}' but this command deploys no artifact"
             ))
         })?;
         artifact
             .read_all(path)
-            .map_err(|e| Error::Invalid(format!("body references '{path}': {e}")))
+            .map_err(|e| error::invalid(format!("body references '{path}': {e}")))
     };
     let secret = |name: &str| -> Result<&Secret, Error> {
         sources.secrets.get(name).ok_or_else(|| {
             let known: Vec<&str> = sources.secrets.keys().map(String::as_str).collect();
-            Error::Invalid(format!(
+            error::invalid(format!(
                 "body references secret '{name}', which this environment does not configure (it has: {}); add it to [deploy] secrets in soar.toml",
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             ))
@@ -221,7 +222,7 @@ fn concat(segments: &[Segment], sources: Sources<'_>) -> Result<Bytes, Error> {
             Segment::Secret(name) => out.extend_from_slice(secret(name)?.expose().as_bytes()),
             Segment::SecretJson(name) => {
                 let literal = serde_json::to_string(secret(name)?.expose())
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                    .map_err(|e| error::invalid(e.to_string()))?;
                 out.extend_from_slice(literal.as_bytes())
             }
         }

@@ -22,6 +22,7 @@
 
 mod body;
 mod deadline;
+pub mod error;
 pub mod policy;
 mod resolve;
 mod retry;
@@ -34,11 +35,13 @@ use url::Url;
 
 use self::body::Prepared;
 use self::deadline::{Expired, Timers, Watch};
+use self::error::Error;
 use self::policy::Policy;
 use super::addresses::SeenAddresses;
 use crate::artifact::ArtifactSource;
+use crate::contract::TransportReason;
 use crate::contract::soar::plugin::http::{
-    BasicPointers, Error, IssuedCredential, IssuedScheme, Method, Request, Response,
+    BasicPointers, IssuedCredential, IssuedScheme, Method, Request, Response,
 };
 use crate::credentials::Origin;
 use crate::credentials::{CredentialStore, Provenance, Redactor, Resolved, Secret, scrub_str};
@@ -179,7 +182,7 @@ impl LazyClient {
                     .map_err(|e| format!("{e:#}"))
             })
             .as_ref()
-            .map_err(|e| Error::Failed(format!("setting up the host's HTTP client failed: {e}")))
+            .map_err(|e| error::failed(format!("setting up the host's HTTP client failed: {e}")))
     }
 }
 
@@ -267,17 +270,11 @@ impl HttpBroker {
     }
 
     /// Broker one request for the plugin.
-    pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        self.send_issuing(req, &[]).await
-    }
-
-    /// Broker one request, then keep the credentials its answer issues
-    /// (`http.send-issuing`).
-    pub async fn send_issuing(
-        &self,
-        req: Request,
-        issued: &[IssuedCredential],
-    ) -> Result<Response, Error> {
+    /// When the request lists `issued` credentials, its answer's are kept
+    /// on the host, each bound to the origin it names.
+    pub async fn send(&self, mut req: Request) -> Result<Response, Error> {
+        let issued = std::mem::take(&mut req.issued);
+        let issued = &issued[..];
         let started = Instant::now();
         let method = method_name(req.method);
         // Parsed once, for the journal and the request.
@@ -296,7 +293,7 @@ impl HttpBroker {
         let result = match url {
             Ok(url) => self.send_inner(req, url, issued).await,
             // The URL is not quoted back: it is the plugin's own text.
-            Err(e) => Err(Error::Invalid(format!(
+            Err(e) => Err(error::invalid(format!(
                 "the request URL is not a valid URL: {e}"
             ))),
         };
@@ -342,11 +339,11 @@ impl HttpBroker {
         let follow = std::pin::pin!(self.follow(req, url, issued, &watch));
         match self.timers.run(&watch, follow).await {
             Ok(r) => r,
-            Err(Expired::Total) => Err(Error::Timeout(format!(
+            Err(Expired::Total) => Err(error::timeout(format!(
                 "no complete response within {} ms",
                 timeout.as_millis()
             ))),
-            Err(Expired::Silence) => Err(Error::Timeout(format!(
+            Err(Expired::Silence) => Err(error::timeout(format!(
                 "the server sent nothing for {} ms (read timeout)",
                 self.limits.read_timeout.as_millis()
             ))),
@@ -366,27 +363,27 @@ impl HttpBroker {
             && !self.credentials.is_declared(name)
             && self.credentials.captured(name).is_none()
         {
-            return Err(Error::Denied(format!(
+            return Err(error::denied(format!(
                 "plugin '{}' asked for credential '{name}', which it neither declared nor captured",
                 self.plugin
             )));
         }
         // Where the request may go, before anything is assembled: a refused
         // request costs no memory, whatever its body references.
-        self.policy.check(&url).map_err(Error::Denied)?;
+        self.policy.check(&url)?;
         let sources = body::Sources {
             artifact: self.artifact.as_deref(),
             secrets: &self.service_secrets,
         };
         let planned = body::planned_size(&req.body, sources);
         if planned > self.limits.max_request_bytes {
-            return Err(Error::Invalid(format!(
+            return Err(error::invalid(format!(
                 "the request body would be {planned} bytes, over the host's cap of {} bytes",
                 self.limits.max_request_bytes
             )));
         }
         let carries_secret = body::carries_secret(&req.body);
-        let first = Origin::of(&url).ok_or_else(|| Error::Invalid("the URL has no host".into()))?;
+        let first = Origin::of(&url).ok_or_else(|| error::invalid("the URL has no host".into()))?;
         if carries_secret {
             self.check_secret_destination(&first)?;
         }
@@ -395,9 +392,9 @@ impl HttpBroker {
         let mut visited = HashSet::new();
         let mut attempts_total = 0;
         for hop in 0..=self.limits.max_redirects {
-            let allowed = self.policy.check(&url).map_err(Error::Denied)?;
+            let allowed = self.policy.check(&url)?;
             let origin =
-                Origin::of(&url).ok_or_else(|| Error::Invalid("the URL has no host".into()))?;
+                Origin::of(&url).ok_or_else(|| error::invalid("the URL has no host".into()))?;
             if carries_secret && !matches!(body, Prepared::Empty) {
                 self.check_secret_destination(&origin)?;
                 lock(&self.secrets_sent_to).insert(origin.clone());
@@ -409,7 +406,7 @@ impl HttpBroker {
                     .iter()
                     .find(|(n, _)| AUTH_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
             {
-                return Err(Error::Denied(format!(
+                return Err(error::denied(format!(
                     "plugin '{}' set its own '{}' header toward {origin}, a host bound to a credential; name the credential instead and the host injects it",
                     self.plugin,
                     name.to_ascii_lowercase(),
@@ -439,12 +436,12 @@ impl HttpBroker {
             {
                 let location = location
                     .to_str()
-                    .map_err(|_| Error::Failed("redirect with a non-text Location".into()))?;
+                    .map_err(|_| error::failed("redirect with a non-text Location".into()))?;
                 let next = url
                     .join(location)
-                    .map_err(|e| Error::Failed(format!("redirect to an invalid URL: {e}")))?;
+                    .map_err(|e| error::failed(format!("redirect to an invalid URL: {e}")))?;
                 if !visited.insert(next.clone()) || next == url {
-                    return Err(Error::Failed(format!(
+                    return Err(error::failed(format!(
                         "redirect loop at {origin}{}",
                         next.path()
                     )));
@@ -464,7 +461,7 @@ impl HttpBroker {
                 sent,
             });
         }
-        Err(Error::Failed(format!(
+        Err(error::failed(format!(
             "more than {} redirects",
             self.limits.max_redirects
         )))
@@ -488,13 +485,13 @@ impl HttpBroker {
         let ok = (200..300).contains(&response.status);
         if ok && (!issued.is_empty() || req.capture.is_some()) {
             if !trusted {
-                return Err(Error::Denied(format!(
+                return Err(error::denied(format!(
                     "plugin '{}' may capture or keep issued credentials only from its provider's API (a host bound to a declared credential), not from {origin}",
                     self.plugin
                 )));
             }
             let mut json: serde_json::Value = serde_json::from_slice(&response.body)
-                .map_err(|_| Error::Invalid("the response to capture from is not JSON".into()))?;
+                .map_err(|_| error::invalid("the response to capture from is not JSON".into()))?;
             let mut kept = self.keep_issued(&mut json, issued)?;
             if let Some(capture) = &req.capture {
                 kept.push(take_capture(
@@ -510,7 +507,7 @@ impl HttpBroker {
             let known = Redactor::cached(&self.secrets_not_from(origin));
             for k in &kept {
                 if k.values().iter().any(|v| known.finds(v.as_bytes())) {
-                    return Err(Error::Denied(format!(
+                    return Err(error::denied(format!(
                         "credential '{}' from {origin} holds a secret the host already has; an echoed value is not a credential",
                         k.name
                     )));
@@ -523,9 +520,9 @@ impl HttpBroker {
                 };
                 self.credentials
                     .capture(&k.name, k.credential, bound, origin.clone(), provenance)
-                    .map_err(Error::Invalid)?;
+                    .map_err(error::invalid)?;
             }
-            response.body = serde_json::to_vec(&json).map_err(|e| Error::Failed(e.to_string()))?;
+            response.body = serde_json::to_vec(&json).map_err(|e| error::failed(e.to_string()))?;
         }
         let redactor = Redactor::cached(&self.secrets_seen_by(origin));
         redactor.scrub(&mut response.body);
@@ -592,7 +589,7 @@ impl HttpBroker {
         if self.is_trusted(origin) || self.credentials.issued_origins().contains(origin) {
             return Ok(());
         }
-        Err(Error::Denied(format!(
+        Err(error::denied(format!(
             "plugin '{}' may send service secrets only to its provider's API (a host bound to a declared credential), not to {origin}",
             self.plugin
         )))
@@ -621,10 +618,10 @@ impl HttpBroker {
                 .credentials
                 .resolve(name)
                 .map(Some)
-                .map_err(Error::Denied);
+                .map_err(error::credential_missing);
         }
         if first_hop {
-            return Err(Error::Denied(format!(
+            return Err(error::denied(format!(
                 "credential '{name}' of plugin '{}' is not bound to {origin}; it is only sent to the endpoints it was declared for",
                 self.plugin
             )));
@@ -643,7 +640,7 @@ impl HttpBroker {
         if let Some(len) = response.content_length()
             && len > cap
         {
-            return Err(Error::TooLarge(cap));
+            return Err(error::too_large(cap));
         }
         let status = response.status().as_u16();
         let headers = response
@@ -664,7 +661,7 @@ impl HttpBroker {
         while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
             watch.waiting();
             if body.len() as u64 + chunk.len() as u64 > cap {
-                return Err(Error::TooLarge(cap));
+                return Err(error::too_large(cap));
             }
             body.extend_from_slice(&chunk);
         }
@@ -692,19 +689,19 @@ impl HttpBroker {
             let name = &want.credential;
             let base = text_at(json, &want.origin, name)?;
             let url = Url::parse(&base).map_err(|_| {
-                Error::Invalid(format!(
+                error::invalid(format!(
                     "issued credential '{name}': the value at {} is not a URL",
                     want.origin
                 ))
             })?;
             self.policy.check(&url).map_err(|e| {
-                Error::Denied(format!(
+                error::denied(format!(
                     "issued credential '{name}' is for a URL (at {}) that plugin '{}' may not reach: {e}",
                     want.origin, self.plugin
                 ))
             })?;
             let origin = Origin::of(&url).ok_or_else(|| {
-                Error::Invalid(format!(
+                error::invalid(format!(
                     "issued credential '{name}': the URL at {} has no host",
                     want.origin
                 ))
@@ -758,10 +755,10 @@ impl Kept {
 fn text_at(json: &serde_json::Value, pointer: &str, name: &str) -> Result<String, Error> {
     match json.pointer(pointer) {
         Some(serde_json::Value::String(v)) if !v.is_empty() => Ok(v.clone()),
-        Some(_) => Err(Error::Invalid(format!(
+        Some(_) => Err(error::invalid(format!(
             "credential '{name}': the value at {pointer} is not a non-empty string"
         ))),
-        None => Err(Error::Invalid(format!(
+        None => Err(error::invalid(format!(
             "credential '{name}': nothing at {pointer} in the response"
         ))),
     }
@@ -770,7 +767,7 @@ fn text_at(json: &serde_json::Value, pointer: &str, name: &str) -> Result<String
 /// Move the token at `pointer` out of `json`, leaving the marker.
 fn take_capture(json: &mut serde_json::Value, name: &str, pointer: &str) -> Result<Kept, Error> {
     let slot = json.pointer_mut(pointer).ok_or_else(|| {
-        Error::Invalid(format!(
+        error::invalid(format!(
             "capture '{name}': nothing at {pointer} in the response"
         ))
     })?;
@@ -778,12 +775,12 @@ fn take_capture(json: &mut serde_json::Value, name: &str, pointer: &str) -> Resu
         slot,
         serde_json::Value::String(format!("[captured:{name}]")),
     ) else {
-        return Err(Error::Invalid(format!(
+        return Err(error::invalid(format!(
             "capture '{name}': the value at {pointer} is not a string"
         )));
     };
     if token.is_empty() {
-        return Err(Error::Invalid(format!(
+        return Err(error::invalid(format!(
             "capture '{name}': the value at {pointer} is empty"
         )));
     }
@@ -800,18 +797,18 @@ fn check_headers(headers: &[(String, String)]) -> Result<(), Error> {
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
         if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-            return Err(Error::Denied(format!(
+            return Err(error::denied(format!(
                 "the host sets the '{lower}' header itself; plugins may not"
             )));
         }
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(Error::Invalid(format!(
+            return Err(error::invalid(format!(
                 "header name {:?} is not a valid HTTP header name",
                 name.chars().take(64).collect::<String>()
             )));
         }
         if reqwest::header::HeaderValue::from_str(value).is_err() {
-            return Err(Error::Invalid(format!(
+            return Err(error::invalid(format!(
                 "the value of header '{lower}' is not valid in HTTP (control characters or line breaks)"
             )));
         }
@@ -895,7 +892,7 @@ fn expand_issued(
             continue;
         };
         if !want.credential.contains('*') {
-            return Err(Error::Invalid(format!(
+            return Err(error::invalid(format!(
                 "issued credential '{}': pointers with `*` need a name with `*` too (one credential per entry)",
                 want.credential
             )));
@@ -905,7 +902,7 @@ fn expand_issued(
             .and_then(serde_json::Value::as_array)
             .map(Vec::len)
             .ok_or_else(|| {
-                Error::Invalid(format!(
+                error::invalid(format!(
                     "issued credential '{}': nothing to expand at {prefix}",
                     want.credential
                 ))
@@ -939,13 +936,18 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
+/// The journal's outcome of a failed request: the reason's word, then the
+/// message.
 fn describe_error(e: &Error) -> String {
-    match e {
-        Error::Denied(m) => format!("denied: {m}"),
-        Error::Timeout(m) => format!("timeout: {m}"),
-        Error::TooLarge(n) => format!("too large: over {n} bytes"),
-        Error::Failed(m) => format!("failed: {m}"),
-        Error::Invalid(m) => format!("invalid: {m}"),
+    let m = &e.message;
+    match e.reason {
+        _ if error::is_refusal(e) => format!("denied: {m}"),
+        TransportReason::Timeout => format!("timeout: {m}"),
+        TransportReason::TooLarge => {
+            format!("too large: over {} bytes", e.size_cap.unwrap_or_default())
+        }
+        TransportReason::Invalid => format!("invalid: {m}"),
+        reason => format!("failed ({}): {m}", reason.as_str()),
     }
 }
 
@@ -955,14 +957,35 @@ fn transport_error(e: &reqwest::Error) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(denied) = s.downcast_ref::<resolve::PrivateAddress>() {
-            return Error::Denied(denied.to_string());
+            return error::denied(denied.to_string());
         }
         source = s.source();
     }
     if e.is_timeout() {
-        return Error::Timeout(without_url(e));
+        return error::timeout(without_url(e));
     }
-    Error::Failed(without_url(e))
+    error::of(failure_reason(e), without_url(e))
+}
+
+/// Whether a failed connection failed at DNS, at TLS, or otherwise. The
+/// resolver's and rustls' errors are found in the source chain (rustls'
+/// inside the `io::Error` hyper wraps it in, which `source()` skips).
+fn failure_reason(e: &reqwest::Error) -> TransportReason {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if s.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return TransportReason::Tls;
+        }
+        if s.to_string().starts_with("dns error") {
+            return TransportReason::Dns;
+        }
+        source = s.source();
+    }
+    TransportReason::Connection
 }
 
 /// reqwest's message, with the error chain but without the URL (which the
@@ -1058,6 +1081,7 @@ mod tests {
             body: Body::Empty,
             credential: None,
             capture: None,
+            issued: vec![],
             timeout_ms,
             region: None,
         }
@@ -1073,7 +1097,7 @@ mod tests {
         let r = broker.send(get(&url, None)).await;
         let took = started.elapsed();
         assert!(
-            matches!(&r, Err(Error::Timeout(m)) if m.contains("read timeout")),
+            matches!(&r, Err(e) if e.reason == TransportReason::Timeout && e.message.contains("read timeout")),
             "{r:?}"
         );
         assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3));
@@ -1091,7 +1115,7 @@ mod tests {
         let (broker, _) = broker(&url, Duration::from_millis(300));
         let r = broker.send(get(&url, None)).await;
         assert!(
-            matches!(&r, Err(Error::Timeout(m)) if m.contains("read timeout")),
+            matches!(&r, Err(e) if e.reason == TransportReason::Timeout && e.message.contains("read timeout")),
             "{r:?}"
         );
     }
@@ -1137,7 +1161,7 @@ mod tests {
         let started = Instant::now();
         let r = broker.send(get(&url, Some(400))).await;
         assert!(
-            matches!(&r, Err(Error::Timeout(m)) if m.contains("within 400 ms")),
+            matches!(&r, Err(e) if e.reason == TransportReason::Timeout && e.message.contains("within 400 ms")),
             "{r:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));
@@ -1156,7 +1180,7 @@ mod tests {
         let started = Instant::now();
         let r = broker.send(get(&format!("{url}/stall"), Some(100))).await;
         assert!(
-            matches!(&r, Err(Error::Timeout(m)) if m.contains("within 100 ms")),
+            matches!(&r, Err(e) if e.reason == TransportReason::Timeout && e.message.contains("within 100 ms")),
             "{r:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use url::Url;
 
+use super::error::{self, Error};
 use crate::contract::Capabilities;
 use crate::credentials::Origin;
 
@@ -240,23 +241,23 @@ impl Policy {
     /// A URL with a user name or password is refused: credentials are the
     /// host's to inject, and `http://user:pass@api` would put a plugin's own
     /// `Authorization: Basic` next to them.
-    pub fn check(&self, url: &Url) -> Result<Allowed, String> {
+    pub fn check(&self, url: &Url) -> Result<Allowed, Error> {
         let plugin = &self.plugin;
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
+            return Err(error::denied(format!(
                 "plugin '{plugin}' put a user name or password in a URL; credentials are the host's to inject (name one in `credential`)"
-            ));
+            )));
         }
         let Some(origin) = Origin::of(url) else {
-            return Err(format!(
+            return Err(error::invalid(format!(
                 "plugin '{plugin}' asked for '{url}', which has no host"
-            ));
+            )));
         };
         if !matches!(origin.scheme.as_str(), "https" | "http") {
-            return Err(format!(
+            return Err(error::denied(format!(
                 "plugin '{plugin}' asked for a {} URL; only https is brokered",
                 origin.scheme
-            ));
+            )));
         }
         for rule in &self.rules {
             match rule {
@@ -279,35 +280,35 @@ impl Policy {
             }
         }
         if origin.host.parse::<std::net::IpAddr>().is_ok() {
-            return Err(format!(
+            return Err(error::denied(format!(
                 "plugin '{plugin}' may not reach {origin}: IP address literals are refused unless {} sets that exact base URL as an endpoint override",
                 self.section
-            ));
+            )));
         }
         if self.declared.iter().any(|p| p.matches(&origin.host)) {
             if origin.scheme != "https" || origin.port != 443 {
-                return Err(format!(
+                return Err(error::denied(format!(
                     "plugin '{plugin}' may not reach {origin}: granted hosts are reached over https on port 443 only"
-                ));
+                )));
             }
-            return Err(format!(
+            return Err(error::not_granted(format!(
                 "plugin '{plugin}' may not reach {}: it declares the host but you have not granted it. To allow it, add this line under {}:\n    hosts = [\"{}\"]",
                 origin.host, self.section, origin.host
-            ));
+            )));
         }
         if self
             .rules
             .iter()
             .any(|r| matches!(r, Rule::Endpoint { origin: o, .. } if o.host == origin.host))
         {
-            return Err(format!(
+            return Err(error::denied(format!(
                 "plugin '{plugin}' may not reach {origin}: only the declared endpoint's scheme and port are allowed"
-            ));
+            )));
         }
-        Err(format!(
+        Err(error::undeclared(format!(
             "plugin '{plugin}' may not reach {}: the plugin did not declare this host (see `soar plugin inspect {plugin}`), so no grant can allow it",
             origin.host
-        ))
+        )))
     }
 }
 
@@ -350,11 +351,11 @@ mod tests {
         let e = p
             .check(&Url::parse("https://evil.example.org/").unwrap())
             .unwrap_err();
-        assert!(e.contains("did not declare"), "{e}");
+        assert!(e.message.contains("did not declare"), "{e}");
         let e = p
             .check(&Url::parse("http://api.example.com/").unwrap())
             .unwrap_err();
-        assert!(e.contains("scheme and port"), "{e}");
+        assert!(e.message.contains("scheme and port"), "{e}");
     }
 
     #[test]
@@ -390,7 +391,8 @@ mod tests {
             .check(&Url::parse("https://a1.fn.example.com/").unwrap())
             .unwrap_err();
         assert!(
-            e.contains("hosts = [\"a1.fn.example.com\"]") && e.contains("[env.staging.grants]"),
+            e.message.contains("hosts = [\"a1.fn.example.com\"]")
+                && e.message.contains("[env.staging.grants]"),
             "{e}"
         );
         let g = Grants {
@@ -442,6 +444,7 @@ mod tests {
         assert!(
             p.check(&Url::parse("http://127.0.0.1:9001/").unwrap())
                 .unwrap_err()
+                .message
                 .contains("IP address literals")
         );
     }
@@ -473,7 +476,7 @@ mod tests {
                 };
                 let url = Url::parse(&format!("https://{auth}api.example.com{path}")).unwrap();
                 let e = p.check(&url).unwrap_err();
-                prop_assert!(e.contains("user name or password"), "{}", e);
+                prop_assert!(e.message.contains("user name or password"), "{}", e);
             }
 
             /// A named base URL authorises exactly its origin: the same

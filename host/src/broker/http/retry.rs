@@ -10,8 +10,9 @@ use url::Url;
 
 use super::body::Prepared;
 use super::deadline::Watch;
+use super::error::{self, Error};
 use super::{HttpBroker, method_name, transport_error};
-use crate::contract::soar::plugin::http::{Error, Method};
+use crate::contract::soar::plugin::http::Method;
 use crate::credentials::{Resolved, sign_sigv4};
 
 /// Send with retries; returns the final response (possibly still 429/5xx
@@ -62,7 +63,7 @@ pub async fn send(
             Err(e) => {
                 // A refused or reset connection never reached the server's
                 // logic, so even a POST is safe to resend.
-                let retryable = e.is_connect() && !matches!(transport_error(e), Error::Denied(_));
+                let retryable = e.is_connect() && !error::is_refusal(&transport_error(e));
                 if !retryable || last {
                     return Err(transport_error(e));
                 }
@@ -129,7 +130,7 @@ fn build(
         }
         Some(Resolved::Aws { service, keys }) => {
             let payload = body.signable().ok_or_else(|| {
-                Error::Invalid(
+                error::invalid(
                     "multipart bodies cannot be SigV4-signed; send a form or bytes".into(),
                 )
             })?;
@@ -137,7 +138,7 @@ fn build(
                 .map(str::to_string)
                 .or_else(|| region_from_host(url.host_str().unwrap_or_default(), service))
                 .ok_or_else(|| {
-                    Error::Invalid(format!(
+                    error::invalid(format!(
                         "SigV4 needs a region: set `region` on the request to {url}"
                     ))
                 })?;
@@ -156,7 +157,7 @@ fn build(
                 &to_sign,
                 payload,
             )
-            .map_err(Error::Invalid)?;
+            .map_err(error::invalid)?;
             all.extend(signed);
         }
     }
@@ -166,14 +167,14 @@ fn build(
         // value the host added, usually a credential read from an
         // environment variable with a trailing newline. Named, never shown.
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-            Error::Invalid(format!("header name {k:?} is not a valid HTTP header name"))
+            error::invalid(format!("header name {k:?} is not a valid HTTP header name"))
         })?;
         let secret = matches!(
             k.as_str(),
             "authorization" | "x-amz-security-token" | "x-amz-content-sha256"
         );
         let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
-            Error::Invalid(if secret {
+            error::invalid(if secret {
                 format!(
                     "the credential injected as the '{k}' header is not a valid HTTP header value (a line break or other control character): check the environment variable it is read from (a trailing newline?)"
                 )

@@ -50,7 +50,7 @@ struct Settings {
     /// `(credential name, JSON pointer)`: capture a token from the response.
     capture: Option<(String, String)>,
     /// `(credential, origin pointer, user pointer, password pointer)`: keep a
-    /// Basic credential the response issues (`send-issuing`).
+    /// Basic credential the response issues (`request.issued`).
     issue: Option<(String, String, String, String)>,
     /// Issue mode: then GET this URL with the issued credential.
     then_url: Option<String>,
@@ -85,10 +85,10 @@ struct HostClaim {
 impl HostClaim {
     fn endpoint(&self) -> Endpoint {
         Endpoint {
-            kind: if self.kind.is_empty() {
-                "ssh".into()
-            } else {
-                self.kind.clone()
+            kind: match self.kind.as_str() {
+                "local" => soar_sdk::EndpointKind::Local,
+                "url" => soar_sdk::EndpointKind::Url,
+                _ => soar_sdk::EndpointKind::Ssh,
             },
             address: self.address.clone(),
             port: self.port,
@@ -176,7 +176,7 @@ impl Provider for Hostile {
                 };
                 match ssh::exec(&target, "cat /etc/shadow", None) {
                     Ok(out) => Ok(notes(vec![format!("ssh exit {}", out.exit_code)])),
-                    Err(e) => Err(PluginError::Transport(format!("ssh: {e:?}"))),
+                    Err(e) => Err(PluginError::Transport(e)),
                 }
             }
             "loop" => {
@@ -246,7 +246,7 @@ impl Provider for Hostile {
                 id: Some("claimed".into()),
                 attributes: "{}".into(),
             },
-            state: "running".into(),
+            state: soar_sdk::ResourceState::Running,
             endpoints: s.hosts.iter().map(HostClaim::endpoint).collect(),
         }])
     }
@@ -270,6 +270,7 @@ fn ok_plan(ctx: &Context) -> ChangePlan {
             before: None,
             after: Some("{}".into()),
             payload: "{}".into(),
+            deploys_artifact: false,
         }],
         diagnostics: vec![],
         notes: vec!["ok".into()],
@@ -483,6 +484,7 @@ fn echo(s: &Settings) -> Result<ChangePlan, PluginError> {
             before: None,
             after: Some(everything.clone()),
             payload: everything.clone(),
+            deploys_artifact: false,
         }],
         diagnostics: vec![],
         notes: vec![everything],

@@ -49,6 +49,7 @@ pub fn plan(mode: &str, ctx: &Context) -> Result<ChangePlan, PluginError> {
                     before: Some("{}".into()),
                     after: None,
                     payload: "{}".into(),
+                    deploys_artifact: false,
                 },
                 Change {
                     action: ChangeAction::Create,
@@ -61,6 +62,7 @@ pub fn plan(mode: &str, ctx: &Context) -> Result<ChangePlan, PluginError> {
                             .to_string(),
                     ),
                     payload: "{}".into(),
+                    deploys_artifact: false,
                 },
             ],
             diagnostics: vec![Diagnostic {
