@@ -13,7 +13,12 @@
 //! service_user = "hello"         # User= of the unit; "" for none; default: the service name
 //! connect_timeout = "15s"
 //! address_map = { "203.0.113.10" = "127.0.0.1:2201" }  # connect elsewhere (tests, bastions)
+//! config = "~/.ssh/config"       # OpenSSH client config for Host aliases; "none" reads none
+//! bastion = "deploy@bastion.example.com"  # every host through it (ProxyJump syntax)
 //! ```
+//!
+//! Values set here win over the SSH client config's (see
+//! `crate::broker::ssh::route` for the order).
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +40,22 @@ const KEYS: &[&str] = &[
     "service_user",
     "connect_timeout",
     "address_map",
+    "config",
+    "bastion",
 ];
+
+/// Which SSH client config (`~/.ssh/config` syntax) hosts are resolved
+/// against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientConfigChoice {
+    /// `~/.ssh/config`, when it exists.
+    #[default]
+    UserDefault,
+    /// The file `config` names (it must exist).
+    File(PathBuf),
+    /// `config = "none"`: no client config at all.
+    Off,
+}
 
 /// `host` or `host:port` (IPv6 in brackets).
 pub(crate) fn parse_host(text: &str) -> Option<(String, Option<u16>)> {
@@ -152,6 +172,24 @@ pub(crate) fn read(s: &Section<'_>, root: &Path, r: &mut Report<'_>) -> SshConfi
         }
     }
     c.connect_timeout = s.duration("connect_timeout", r);
+    if let Some(v) = s.string("config", "config = \"~/.ssh/config\"", r) {
+        c.client_config = if v.get_ref() == "none" {
+            ClientConfigChoice::Off
+        } else {
+            ClientConfigChoice::File(expand_path(v.get_ref(), root))
+        };
+    }
+    if let Some(v) = s.string("bastion", "bastion = \"deploy@bastion.example.com\"", r) {
+        match crate::broker::ssh::client_config::parse_jumps(v.get_ref()) {
+            Ok(hops) if !hops.is_empty() => c.bastion = Some(v.get_ref().trim().to_string()),
+            Ok(_) => {}
+            Err(e) => r.error(
+                v.span().start,
+                format!("`{}`: {e}", s.key_path("bastion")),
+                Some("bastion = \"deploy@bastion.example.com:22\"".to_string()),
+            ),
+        }
+    }
     let map_example = "address_map = { \"203.0.113.10\" = \"127.0.0.1:2201\" }";
     for e in s.string_map("address_map", map_example, r) {
         match parse_host(&e.value) {
@@ -186,6 +224,15 @@ impl SshConfig {
             Some((h, p)) => (h.clone(), p.unwrap_or(port)),
             None => (address.to_string(), port),
         }
+    }
+
+    /// `address_map`'s target for `address:port` (or `address`), with the
+    /// port it names, if any.
+    pub fn mapped(&self, address: &str, port: u16) -> Option<(String, Option<u16>)> {
+        self.address_map
+            .get(&format!("{address}:{port}"))
+            .or_else(|| self.address_map.get(address))
+            .cloned()
     }
 
     /// `remote_prefix` for one host.

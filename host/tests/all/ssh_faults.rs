@@ -642,6 +642,7 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
                 accept_new: false,
                 sudo: false,
                 public_only: false,
+                reach: Default::default(),
             },
             NamedBy::Config,
         )
@@ -708,7 +709,7 @@ async fn plugin_ssh_import_reaches_allowed_hosts_only_and_is_journaled() {
         .await
         .expect_err("a host outside the allowed set was reached")
         .to_string();
-    assert!(err.contains("Denied"), "{err}");
+    assert!(err.contains("denied by the host"), "{err}");
     assert!(
         err.contains(&format!("may not reach 127.0.0.1:{other_port}")),
         "{err}"

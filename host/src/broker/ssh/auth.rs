@@ -1,6 +1,7 @@
 //! Client authentication: the ssh-agent (`SSH_AUTH_SOCK`) first, then key
-//! files (the configured `identity_file`, else `~/.ssh/id_ed25519`,
-//! `id_ecdsa`, `id_rsa`). Ed25519, ECDSA and RSA keys are supported (RSA
+//! files (the configured `identity_file`, else the host's `IdentityFile`s
+//! from the SSH client config, else `~/.ssh/id_ed25519`, `id_ecdsa`,
+//! `id_rsa`). Ed25519, ECDSA and RSA keys are supported (RSA
 //! signs with the best SHA-2 hash the server accepts). Encrypted key files
 //! need the agent; Soar never prompts for a passphrase.
 
@@ -21,9 +22,19 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    fn key_files(&self) -> Vec<PathBuf> {
+    /// The key files to offer: soar.toml's `identity_file` alone when set;
+    /// else the host's `IdentityFile`s from the SSH client config (those
+    /// that exist, as ssh skips missing ones); else the default files.
+    fn key_files(&self, from_client_config: &[PathBuf]) -> Vec<PathBuf> {
         if let Some(f) = &self.identity_file {
             return vec![f.clone()];
+        }
+        if !from_client_config.is_empty() {
+            return from_client_config
+                .iter()
+                .filter(|p| p.exists())
+                .cloned()
+                .collect();
         }
         let Some(home) = std::env::var_os("HOME") else {
             return Vec::new();
@@ -37,11 +48,14 @@ impl AuthConfig {
     }
 }
 
-/// Authenticate `user`; on failure, say what was tried.
+/// Authenticate `user`, offering the agent's keys, then the key files
+/// ([`AuthConfig`]; `from_client_config` are the host's `IdentityFile`s);
+/// on failure, say what was tried.
 pub async fn authenticate<H: russh::client::Handler>(
     handle: &mut Handle<H>,
     user: &str,
     cfg: &AuthConfig,
+    from_client_config: &[PathBuf],
 ) -> Result<(), String> {
     let mut tried = Vec::new();
     if cfg.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
@@ -74,7 +88,7 @@ pub async fn authenticate<H: russh::client::Handler>(
             Err(e) => tried.push(format!("ssh-agent ({e})")),
         }
     }
-    for file in cfg.key_files() {
+    for file in cfg.key_files(from_client_config) {
         let key = match load_secret_key(&file, None) {
             Ok(k) => Arc::new(k),
             Err(e) => {

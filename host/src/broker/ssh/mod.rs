@@ -17,6 +17,11 @@
 //!   ([`known_hosts`]);
 //! - one connection per host for a whole command, each command a channel
 //!   ([`pool`]), with a connect timeout and a timeout per command;
+//! - hosts behind bastions (`ProxyJump` in the SSH client config, or
+//!   `[env.<name>.ssh] bastion`) are reached through `direct-tcpip` channels
+//!   of the bastion's own pooled session, each hop's host key verified as
+//!   any host's ([`route`], [`client_config`]); only the user's
+//!   configuration names a bastion, never a plugin;
 //! - exit code, stdout and stderr returned, each bounded;
 //! - uploads stream the file from disk (never whole into memory, a few MiB
 //!   read ahead), are checked with sha256 on the host (`openssl dgst` for
@@ -36,8 +41,11 @@
 //!   stdin and never appear in a command line.
 
 pub mod auth;
+pub mod client_config;
 pub mod known_hosts;
 mod pool;
+pub mod route;
+mod stream;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +58,8 @@ use sha2::Digest as _;
 
 pub use self::auth::AuthConfig;
 pub use self::known_hosts::{KnownHosts, fingerprint};
+pub use self::route::{Given, Hop, Reach, Route, Router};
+pub use self::stream::{Exit as StreamExit, Pty, Stream};
 use crate::broker::addresses::SeenAddresses;
 use crate::broker::addresses::is_public;
 use crate::journal::{Event, Journal, millis};
@@ -74,6 +84,9 @@ pub struct SshSettings {
     pub named_hosts: std::collections::HashSet<String>,
     /// Where the config's rules live, for messages (`[env.prod.ssh]`).
     pub section: String,
+    /// The SSH client config and `bastion` that hosts' routes are resolved
+    /// against ([`SshBroker::route`]).
+    pub router: Router,
 }
 
 impl Default for SshSettings {
@@ -88,6 +101,7 @@ impl Default for SshSettings {
             command_timeout: Duration::from_secs(300),
             named_hosts: Default::default(),
             section: "[env.<name>.ssh]".into(),
+            router: Router::default(),
         }
     }
 }
@@ -110,6 +124,10 @@ pub struct HostSpec {
     /// hosts; a provider's answer may not), checked on the address actually
     /// connected to.
     pub public_only: bool,
+    /// Bastions in front of the host and its key files from the SSH client
+    /// config ([`SshBroker::route`]); part of the host's identity, so the
+    /// same address behind two bastions is two hosts.
+    pub reach: Reach,
 }
 
 impl HostSpec {
@@ -118,8 +136,13 @@ impl HostSpec {
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
+    /// `user@address:port via bastion...`, for messages about connecting.
+    pub fn describe_route(&self) -> String {
+        format!("{}{}", self.describe(), self.reach.describe())
+    }
+
     fn key(&self) -> String {
-        self.describe()
+        self.describe_route()
     }
 }
 
@@ -257,12 +280,17 @@ impl SshBroker {
                 )));
             }
             let bare = spec.address.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = bare.parse::<std::net::IpAddr>()
-                && !is_public(ip)
-            {
-                return Err(SshError::Denied(format!(
-                    "the provider reported SSH host {address}:{port}, a private, loopback or link-local address; Soar connects to such addresses only when your config names them (add it to {section} hosts or address_map)"
-                )));
+            let ip = bare.parse::<std::net::IpAddr>();
+            if spec.reach.jumps.is_empty() {
+                if let Ok(ip) = ip
+                    && !is_public(ip)
+                {
+                    return Err(SshError::Denied(format!(
+                        "the provider reported SSH host {address}:{port}, a private, loopback or link-local address; Soar connects to such addresses only when your config names them (add it to {section} hosts or address_map, or set {section} bastion to reach private hosts through it)"
+                    )));
+                }
+            } else {
+                behind_bastion(address, port, ip.ok(), section)?;
             }
         }
         let spec = HostSpec {
@@ -281,6 +309,17 @@ impl SshBroker {
                 },
             );
         Ok(spec)
+    }
+
+    /// Where and as whom to connect for `name` (a host the config lists or
+    /// a provider reported): soar.toml's values in `given` first, then the
+    /// SSH client config and `bastion` ([`route`] has the precedence).
+    pub fn route(&self, name: &str, given: &Given) -> Result<Route, SshError> {
+        let settings = self.settings();
+        settings
+            .router
+            .route(name, given)
+            .map_err(|e| SshError::Denied(format!("reaching {name} ({}): {e}", settings.section)))
     }
 
     /// The connection spec for a plugin's target, or why it is denied.
@@ -502,6 +541,17 @@ impl SshBroker {
         host: &HostSpec,
         command: &str,
     ) -> Result<(Remote, ChannelWriteHalf<Msg>), SshError> {
+        self.start_with(host, command, None).await
+    }
+
+    /// [`Self::start`], first asking for a pseudo-terminal of `pty`'s
+    /// terminal type and size (for `soar exec --interactive`).
+    async fn start_with(
+        &self,
+        host: &HostSpec,
+        command: &str,
+        pty: Option<&stream::Pty>,
+    ) -> Result<(Remote, ChannelWriteHalf<Msg>), SshError> {
         let s = self.settings();
         let conn = self
             .pool
@@ -514,6 +564,12 @@ impl SshBroker {
         };
         let fail = |e: russh::Error| SshError::Failed(format!("on {}: {e}", host.describe()));
         let channel = conn.channel_open_session().await.map_err(fail)?;
+        if let Some(p) = pty {
+            channel
+                .request_pty(true, &p.term, p.cols, p.rows, 0, 0, &[])
+                .await
+                .map_err(fail)?;
+        }
         channel.exec(true, line.as_bytes()).await.map_err(fail)?;
         let (read, write) = channel.split();
         Ok((
@@ -596,6 +652,34 @@ impl SshBroker {
             millis: millis(started.elapsed()),
         });
     }
+}
+
+/// A host only a provider named, reached through the user's bastion: it
+/// may have a private address (that is what bastions are for), but it must
+/// be an IP address (a name would be resolved by the bastion, out of
+/// Soar's sight) and not one that means the bastion itself or its cloud's
+/// metadata service (loopback, link-local, unspecified, multicast).
+fn behind_bastion(
+    address: &str,
+    port: u16,
+    ip: Option<std::net::IpAddr>,
+    section: &str,
+) -> Result<(), SshError> {
+    use std::net::IpAddr;
+    let refused = match ip {
+        None => "a host name, which the bastion would resolve out of Soar's sight",
+        Some(ip) if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() => {
+            "a loopback, unspecified or multicast address"
+        }
+        Some(IpAddr::V4(v4)) if v4.is_link_local() || v4.is_broadcast() => {
+            "a link-local or broadcast address"
+        }
+        Some(IpAddr::V6(v6)) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "a link-local address",
+        Some(_) => return Ok(()),
+    };
+    Err(SshError::Denied(format!(
+        "the provider reported SSH host {address}:{port} behind the bastion, {refused}; Soar reaches provider hosts through a bastion only by IP address (list the host in {section} hosts if it is yours)"
+    )))
 }
 
 trait Exit {
@@ -880,6 +964,61 @@ mod tests {
     fn mode(p: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn provider_hosts_behind_a_bastion_may_be_private_ips_only() {
+        let seen = Arc::new(SeenAddresses::default());
+        seen.record(b"10.0.0.5 db.internal 127.0.0.1 169.254.169.254 203.0.113.7");
+        let broker = SshBroker::new(SshSettings::default(), Arc::default())
+            .with_seen_addresses(seen)
+            .with_plugin_declared(true);
+        let spec = |address: &str, bastion: bool| HostSpec {
+            address: address.into(),
+            port: 22,
+            user: "root".into(),
+            accept_new: true,
+            sudo: false,
+            public_only: false,
+            reach: Reach {
+                jumps: if bastion {
+                    vec![Hop {
+                        address: "bastion.example".into(),
+                        port: 22,
+                        user: "ops".into(),
+                        identity_files: Vec::new(),
+                    }]
+                } else {
+                    Vec::new()
+                },
+                identity_files: Vec::new(),
+            },
+        };
+        let admit =
+            |a: &str, bastion: bool| broker.admit(a, 22, spec(a, bastion), NamedBy::Provider);
+        // Through the user's bastion: a private address is what it is for.
+        let ok = admit("10.0.0.5", true).unwrap();
+        assert_eq!(ok.reach.jumps.len(), 1);
+        assert!(ok.accept_new);
+        // The same host without one: refused, as before.
+        assert!(matches!(admit("10.0.0.5", false), Err(SshError::Denied(_))));
+        // Names (resolved by the bastion, unseen), the bastion's loopback
+        // and the metadata address: refused.
+        for a in ["db.internal", "127.0.0.1", "169.254.169.254"] {
+            let e = admit(a, true).unwrap_err();
+            assert!(
+                matches!(&e, SshError::Denied(m) if m.contains("behind the bastion")),
+                "{a}: {e}"
+            );
+        }
+        // Public addresses are fine either way; unseen ones never.
+        assert!(admit("203.0.113.7", true).is_ok());
+        assert!(
+            matches!(admit("198.51.100.1", true), Err(SshError::Denied(m)) if m.contains("no answer"))
+        );
+        // The plugin's target keeps the bastion: it cannot go around it.
+        let t = broker.check_plugin_target("p", "10.0.0.5", 22, "").unwrap();
+        assert_eq!(t.reach.jumps[0].address, "bastion.example");
     }
 
     #[test]

@@ -1,5 +1,13 @@
 //! One SSH connection per host for a whole command, shared by every step
 //! (each command or upload is a channel on it), reconnected if it drops.
+//!
+//! A host behind bastions (`ProxyJump`, `[env.<name>.ssh] bastion`) is
+//! reached through them: the last bastion's pooled connection opens a
+//! `direct-tcpip` channel to the host, and the host's SSH session runs over
+//! that channel's stream. Each hop is an SSH session of its own, with its
+//! own host-key check against known_hosts (a bastion's unknown key is never
+//! trusted automatically), so twenty hosts behind one bastion share one
+//! connection to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +18,7 @@ use russh::keys::PublicKeyOrCertificate;
 
 use super::auth::{AuthConfig, authenticate};
 use super::known_hosts::KnownHosts;
+use super::route::Reach;
 use super::{HostSpec, SshError};
 
 /// russh's client callbacks: only host key verification matters here.
@@ -80,7 +89,30 @@ impl Pool {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let conn = Arc::new(connect(host, known, auth, connect_timeout).await?);
+        let conn = match host.reach.jumps.split_last() {
+            None => connect(host, known, auth, connect_timeout).await?,
+            Some((last, before)) => {
+                let bastion = HostSpec {
+                    address: last.address.clone(),
+                    port: last.port,
+                    user: last.user.clone(),
+                    // A bastion is the user's own machine: its key must be
+                    // known already, and its address may be private.
+                    accept_new: false,
+                    sudo: false,
+                    public_only: false,
+                    reach: Reach {
+                        jumps: before.to_vec(),
+                        identity_files: last.identity_files.clone(),
+                    },
+                };
+                let through = Box::pin(self.get(&bastion, known, auth, connect_timeout))
+                    .await
+                    .map_err(|e| via_bastion(&bastion, e))?;
+                connect_through(&through, &bastion, host, known, auth, connect_timeout).await?
+            }
+        };
+        let conn = Arc::new(conn);
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -104,50 +136,121 @@ impl Pool {
     }
 }
 
-async fn connect(
-    host: &HostSpec,
-    known: &KnownHosts,
-    auth: &AuthConfig,
-    connect_timeout: Duration,
-) -> Result<Conn, SshError> {
-    let config = Arc::new(client::Config {
+/// A failure to reach a bastion, said as one: the host behind it was never
+/// contacted.
+fn via_bastion(bastion: &HostSpec, e: SshError) -> SshError {
+    let say = |m: String| format!("bastion {}: {m}", bastion.describe_route());
+    match e {
+        SshError::Denied(m) => SshError::Denied(say(m)),
+        SshError::Timeout(m) => SshError::Timeout(say(m)),
+        SshError::HostKey(m) => SshError::HostKey(say(m)),
+        SshError::Failed(m) => SshError::Failed(say(m)),
+    }
+}
+
+/// The SSH client settings every connection uses.
+fn client_config() -> Arc<client::Config> {
+    Arc::new(client::Config {
         nodelay: true,
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 4,
         window_size: 8 << 20,
         preferred: preferred(),
         ..Default::default()
-    });
-    let handler = Client {
+    })
+}
+
+/// A direct TCP connection to `host`.
+async fn connect(
+    host: &HostSpec,
+    known: &KnownHosts,
+    auth: &AuthConfig,
+    connect_timeout: Duration,
+) -> Result<Conn, SshError> {
+    let addr = address_of(host).await?;
+    let shown = host.describe();
+    let attempt = async {
+        let handle = client::connect(client_config(), addr, handler_for(host, known)).await;
+        let mut handle = handle.map_err(|e| connect_error(e, &shown))?;
+        log_in(&mut handle, host, auth).await?;
+        Ok(handle)
+    };
+    within(connect_timeout, &shown, attempt).await
+}
+
+/// `host`'s SSH session over a `direct-tcpip` channel that `bastion`'s
+/// connection opens to it; `host`'s key is checked as for a direct
+/// connection (known_hosts under the host's own name and port).
+async fn connect_through(
+    through: &Conn,
+    bastion: &HostSpec,
+    host: &HostSpec,
+    known: &KnownHosts,
+    auth: &AuthConfig,
+    connect_timeout: Duration,
+) -> Result<Conn, SshError> {
+    let shown = host.describe_route();
+    let attempt = async {
+        let channel = through
+            .channel_open_direct_tcpip(host.address.clone(), host.port.into(), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                SshError::Failed(format!(
+                    "the bastion {} could not open a connection to {}:{} ({e}); check that the host is up and that the bastion's sshd allows forwarding there (AllowTcpForwarding, PermitOpen)",
+                    bastion.describe(),
+                    host.address,
+                    host.port
+                ))
+            })?;
+        let stream = channel.into_stream();
+        let handle =
+            client::connect_stream(client_config(), stream, handler_for(host, known)).await;
+        let mut handle = handle.map_err(|e| connect_error(e, &shown))?;
+        log_in(&mut handle, host, auth).await?;
+        Ok(handle)
+    };
+    within(connect_timeout, &shown, attempt).await
+}
+
+/// The client handler that checks `host`'s key against `known`.
+fn handler_for(host: &HostSpec, known: &KnownHosts) -> Client {
+    Client {
         known: known.clone(),
         host: host.address.clone(),
         port: host.port,
         accept_new: host.accept_new,
-    };
-    let addr = address_of(host).await?;
-    let attempt = async {
-        let mut handle = client::connect(config, addr, handler)
-            .await
-            .map_err(|e| match e {
-                ConnectError::HostKey(m) => SshError::HostKey(m),
-                ConnectError::Ssh(e) => {
-                    SshError::Failed(format!("connecting to {}: {e}", host.describe()))
-                }
-            })?;
-        authenticate(&mut handle, &host.user, auth)
-            .await
-            .map_err(|m| SshError::Failed(format!("logging in to {}: {m}", host.describe())))?;
-        Ok(handle)
-    };
+    }
+}
+
+/// A failed SSH handshake with `shown`; a host key refusal stays one.
+fn connect_error(e: ConnectError, shown: &str) -> SshError {
+    match e {
+        ConnectError::HostKey(m) => SshError::HostKey(m),
+        ConnectError::Ssh(e) => SshError::Failed(format!("connecting to {shown}: {e}")),
+    }
+}
+
+/// `attempt` (connecting to `shown` and logging in), or a timeout error
+/// after `connect_timeout`.
+async fn within(
+    connect_timeout: Duration,
+    shown: &str,
+    attempt: impl std::future::Future<Output = Result<Conn, SshError>>,
+) -> Result<Conn, SshError> {
     tokio::time::timeout(connect_timeout, attempt)
         .await
         .map_err(|_| {
             SshError::Timeout(format!(
-                "connecting to {} took longer than {} s",
-                host.describe(),
+                "connecting to {shown} took longer than {} s",
                 connect_timeout.as_secs()
             ))
         })?
+}
+
+async fn log_in(handle: &mut Conn, host: &HostSpec, auth: &AuthConfig) -> Result<(), SshError> {
+    authenticate(handle, &host.user, auth, &host.reach.identity_files)
+        .await
+        .map_err(|m| SshError::Failed(format!("logging in to {}: {m}", host.describe_route())))
 }
 
 /// Where to connect: the host's address resolved here, so that a host
@@ -232,6 +335,7 @@ mod tests {
             accept_new: false,
             sudo: false,
             public_only,
+            reach: Reach::default(),
         }
     }
 
