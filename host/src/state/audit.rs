@@ -17,11 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::now_ms;
 use super::lock::{HolderInfo, ProjectLock, hostname};
-use super::store::StateStore;
+use super::sqlite::Sqlite;
 use super::text::bounded;
 
-/// Longest phase detail or deploy summary kept.
-const MAX_DETAIL: usize = 4096;
 /// Longest single event kept (serialized JSON); larger ones are cut.
 pub const MAX_EVENT_BYTES: usize = 8192;
 /// Most events kept per deploy; the rest are only counted.
@@ -93,6 +91,11 @@ text_enum! {
         Start => "start",
         /// Waiting for the new release to pass its health check.
         VerifyHealth => "verify-health",
+        /// Moving traffic to the new release through the proxy
+        /// (`switch = "proxy"`).
+        Switch => "switch",
+        /// Letting the old release finish its requests, then stopping it.
+        Drain => "drain",
         /// Routing traffic to it / recording it as active.
         Register => "register",
         /// Returning to the previous release after a failure.
@@ -202,7 +205,7 @@ pub struct EventRecord {
 /// Identifies this process's deploy rows, so `history` run from the process
 /// that is deploying reports its own deploy as running, not interrupted.
 /// The pid alone is not enough: pids are reused after a crash.
-fn process_token() -> &'static str {
+pub(crate) fn process_token() -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();
     TOKEN.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
@@ -246,7 +249,7 @@ fn deploy_row(row: &Row<'_>) -> rusqlite::Result<Row0> {
     })
 }
 
-impl StateStore {
+impl Sqlite {
     /// Open an audit record for a `command` (`deploy`, `destroy`, `rollback`)
     /// on `env` by `actor`; committed at once, so even a deploy killed in
     /// its first phase leaves a trace.
@@ -262,8 +265,8 @@ impl StateStore {
                      RETURNING id",
                     rusqlite::params![
                         env,
-                        bounded(command, 64),
-                        bounded(actor, 256),
+                        command,
+                        actor,
                         std::process::id(),
                         hostname().unwrap_or_default(),
                         process_token(),
@@ -287,7 +290,6 @@ impl StateStore {
         outcome: Outcome,
         detail: &str,
     ) -> anyhow::Result<()> {
-        let detail = bounded(detail, MAX_DETAIL);
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO phases (deploy_id, seq, phase, started_at, duration_ms, outcome, detail)
@@ -316,15 +318,7 @@ impl StateStore {
         deploy: DeployId,
         event: &T,
     ) -> anyhow::Result<()> {
-        let mut body = serde_json::to_string(event).context("serializing an audit event")?;
-        if body.len() > MAX_EVENT_BYTES {
-            body = serde_json::json!({
-                "truncated": true,
-                "bytes": body.len(),
-                "head": bounded(&body, MAX_EVENT_BYTES - 256),
-            })
-            .to_string();
-        }
+        let body = event_body(event)?;
         self.write(|tx| {
             let count: i64 = tx.query_row(
                 "SELECT coalesce(max(seq), 0) FROM events WHERE deploy_id = ?1",
@@ -358,7 +352,6 @@ impl StateStore {
         outcome: Outcome,
         summary: &str,
     ) -> anyhow::Result<()> {
-        let summary = bounded(summary, MAX_DETAIL);
         self.write(|tx| {
             let updated = tx.execute(
                 "UPDATE deploys SET finished_at = ?2, status = ?3, summary = ?4
@@ -467,8 +460,7 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Derive the reported status. `holder` caches the lock probe (done at
-    /// most once per call, and only if some deploy is unfinished).
+    /// Derive the reported status; `holder` caches the lock probe.
     fn resolve(
         &self,
         row: Row0,
@@ -479,25 +471,59 @@ impl StateStore {
             stored_status,
             proc_token,
         } = row;
-        record.status = if record.finished_at.is_some() {
-            stored_status.parse()?
-        } else if proc_token == process_token() {
-            DeployStatus::Running
-        } else {
-            let holder = holder.get_or_insert_with(|| ProjectLock::try_holder(self.dir()));
-            let alive = holder.as_ref().is_some_and(|h| {
-                h.pid == record.pid
-                    && h.host.as_deref().unwrap_or_default() == record.host
-                    // The holder took the lock before it began this deploy;
-                    // an older row with the same (reused) pid is a dead one.
-                    && record.started_at >= h.started_at
-            });
-            if alive {
-                DeployStatus::Running
-            } else {
-                DeployStatus::Interrupted
-            }
-        };
+        record.status = derive_status(&record, &stored_status, &proc_token, holder, || {
+            ProjectLock::try_holder(self.dir())
+        })?;
         Ok(record)
     }
+}
+
+/// The JSON of an event as stored: over [`MAX_EVENT_BYTES`], a
+/// `{"truncated": true, ...}` stand-in with its head.
+pub(crate) fn event_body<T: Serialize + ?Sized>(event: &T) -> anyhow::Result<String> {
+    let body = serde_json::to_string(event).context("serializing an audit event")?;
+    if body.len() <= MAX_EVENT_BYTES {
+        return Ok(body);
+    }
+    Ok(serde_json::json!({
+        "truncated": true,
+        "bytes": body.len(),
+        "head": bounded(&body, MAX_EVENT_BYTES - 256),
+    })
+    .to_string())
+}
+
+/// The status `history` reports for a deploy row, on either backend.
+///
+/// A finished deploy has its stored outcome. An unfinished one is
+/// [`Running`](DeployStatus::Running) if it belongs to this process or to
+/// the live holder of the project lock (`probe`, called at most once per
+/// listing through the `holder` cache), else
+/// [`Interrupted`](DeployStatus::Interrupted).
+pub(crate) fn derive_status(
+    record: &DeployRecord,
+    stored_status: &str,
+    proc_token: &str,
+    holder: &mut Option<Option<HolderInfo>>,
+    probe: impl FnOnce() -> Option<HolderInfo>,
+) -> anyhow::Result<DeployStatus> {
+    if record.finished_at.is_some() {
+        return stored_status.parse();
+    }
+    if proc_token == process_token() {
+        return Ok(DeployStatus::Running);
+    }
+    let holder = holder.get_or_insert_with(probe);
+    let alive = holder.as_ref().is_some_and(|h| {
+        h.pid == record.pid
+            && h.host.as_deref().unwrap_or_default() == record.host
+            // The holder took the lock before it began this deploy;
+            // an older row with the same (reused) pid is a dead one.
+            && record.started_at >= h.started_at
+    });
+    Ok(if alive {
+        DeployStatus::Running
+    } else {
+        DeployStatus::Interrupted
+    })
 }

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use std::fs::TryLockError;
 
 use super::clock::{format_utc, now_ms};
+use super::location::StateLocation;
+use super::pg::{self, lock::AdvisoryLock};
 
 /// The lock file inside `.soar/`.
 pub const LOCK_FILE: &str = "lock";
@@ -77,8 +79,9 @@ pub enum LockError {
         holder: Option<HolderInfo>,
         /// How long we waited before giving up.
         waited: Duration,
-        /// The lock file, for the message.
-        path: PathBuf,
+        /// Which lock, for the message: `the project lock in .soar/lock`,
+        /// or the lock of a project in a PostgreSQL database.
+        place: String,
     },
     /// The lock file could not be created or locked.
     Io {
@@ -87,6 +90,12 @@ pub enum LockError {
         /// What went wrong.
         #[source]
         source: std::io::Error,
+    },
+    /// The state database holding the lock could not be used (one line:
+    /// which database, what went wrong, what to do).
+    Database {
+        /// What went wrong.
+        message: String,
     },
 }
 
@@ -97,7 +106,7 @@ impl fmt::Display for LockError {
             Self::Held {
                 holder,
                 waited,
-                path,
+                place,
             } => {
                 match holder {
                     Some(h) => {
@@ -119,8 +128,7 @@ impl fmt::Display for LockError {
                 }
                 write!(
                     f,
-                    " holds the project lock in {}; waited {}. Wait for it to finish, or raise --lock-timeout",
-                    path.display(),
+                    " holds {place}; waited {}. Wait for it to finish, or raise --lock-timeout",
                     human(*waited)
                 )
             }
@@ -131,16 +139,41 @@ impl fmt::Display for LockError {
                     path.display()
                 )
             }
+            Self::Database { message } => f.write_str(message),
         }
     }
 }
 
 /// Held project lock; released when dropped (or when the process dies).
+///
+/// The file lock for local state, the advisory lock for state on PostgreSQL
+/// ([`acquire_at`](Self::acquire_at) picks by [`StateLocation`]); the same
+/// waiting, naming of the holder, and release on death for both.
 #[derive(Debug)]
 pub struct ProjectLock {
+    #[expect(dead_code, reason = "held only for its Drop, which releases the lock")]
+    held: Held,
+    holder: HolderInfo,
+}
+
+/// What is actually locked.
+#[derive(Debug)]
+#[expect(
+    dead_code,
+    reason = "held only for their Drop, which releases the lock"
+)]
+enum Held {
+    /// `.soar/lock`, described by `.soar/lock.info`.
+    File(FileLock),
+    /// A PostgreSQL advisory lock and its `soar.locks` row.
+    Postgres(Box<AdvisoryLock>),
+}
+
+/// The locked `.soar/lock`; unlocked (and its description removed) on drop.
+#[derive(Debug)]
+struct FileLock {
     file: File,
     info_path: PathBuf,
-    holder: HolderInfo,
 }
 
 impl ProjectLock {
@@ -179,7 +212,7 @@ impl ProjectLock {
                 return Err(LockError::Held {
                     holder: read_info(dir),
                     waited,
-                    path,
+                    place: format!("the project lock in {}", path.display()),
                 });
             }
             std::thread::sleep(pause.min(timeout - waited));
@@ -196,10 +229,50 @@ impl ProjectLock {
             tracing::debug!(error = %e, "could not describe the lock holder");
         }
         Ok(ProjectLock {
-            file,
-            info_path,
+            held: Held::File(FileLock { file, info_path }),
             holder,
         })
+    }
+
+    /// Take the project lock where `location` keeps the state: the file
+    /// lock in its `.soar` directory, or the project's advisory lock in its
+    /// PostgreSQL database. Same waiting and messages either way.
+    #[expect(
+        clippy::result_large_err,
+        reason = "called once per command; the holder is kept inline so callers can match on it"
+    )]
+    pub fn acquire_at(
+        location: &StateLocation,
+        timeout: Duration,
+        holder: &HolderInfo,
+    ) -> Result<ProjectLock, LockError> {
+        match location {
+            StateLocation::Local { dir } => Self::acquire(dir, timeout, holder),
+            StateLocation::Postgres {
+                url,
+                project,
+                from_config,
+            } => {
+                let (lock, holder) =
+                    pg::lock::acquire(url, !from_config, project, timeout, holder)?;
+                Ok(ProjectLock {
+                    held: Held::Postgres(Box::new(lock)),
+                    holder,
+                })
+            }
+        }
+    }
+
+    /// Who holds the project lock where `location` keeps the state, if
+    /// anyone does (`soar lock status`).
+    pub fn holder_at(location: &StateLocation) -> anyhow::Result<Option<HolderInfo>> {
+        match location {
+            StateLocation::Local { dir } => Ok(Self::try_holder(dir)),
+            StateLocation::Postgres { .. } => {
+                let store = super::StateStore::open_at(location)?;
+                store.lock_holder()
+            }
+        }
     }
 
     /// Who holds the lock on `dir/lock` right now, if anyone does and said so.
@@ -225,7 +298,7 @@ impl ProjectLock {
     }
 }
 
-impl Drop for ProjectLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         // Remove the description first, so nobody reads it after we let go.
         let _ = std::fs::remove_file(&self.info_path);
@@ -369,7 +442,7 @@ mod tests {
         let err = LockError::Held {
             holder: None,
             waited: Duration::from_secs(5),
-            path: PathBuf::from(".soar/lock"),
+            place: "the project lock in .soar/lock".into(),
         };
         assert_eq!(
             err.to_string(),
@@ -388,7 +461,7 @@ mod tests {
                 started_at: 1_795_342_500_000,
             }),
             waited: Duration::from_millis(5010),
-            path: PathBuf::from(".soar/lock"),
+            place: "the project lock in .soar/lock".into(),
         };
         assert_eq!(
             err.to_string(),

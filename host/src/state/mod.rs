@@ -1,22 +1,25 @@
-//! The project state in `.soar/`: resources, releases, audit trail, lock.
+//! The project state: resources, releases, audit trail, lock.
 //!
-//! * [`StateStore`]: an embedded SQLite database, `.soar/state.db`, holding
-//!   the resources Soar manages ([`ResourceRecord`]), the releases
-//!   ([`ReleaseRecord`]) and the audit trail of every deploy, destroy and
-//!   rollback with its timed phases ([`DeployRecord`]). `soar status` and
-//!   `soar history` read it.
-//! * [`ProjectLock`]: an exclusive file lock, `.soar/lock`, so two
-//!   `soar deploy` runs on one project cannot interleave; the second waits up
-//!   to `--lock-timeout` and then names who holds it ([`LockError::Held`]).
+//! * [`StateStore`]: the resources Soar manages ([`ResourceRecord`]), the
+//!   releases ([`ReleaseRecord`]) and the audit trail of every deploy,
+//!   destroy and rollback with its timed phases ([`DeployRecord`]). `soar
+//!   status` and `soar history` read it. By default an embedded SQLite
+//!   database, `.soar/state.db`; with `[state] url`, `SOAR_STATE_URL` or
+//!   `--state` ([`StateLocation`]), a PostgreSQL database a team shares,
+//!   with the same semantics.
+//! * [`ProjectLock`]: one `soar deploy` per project at a time; a file lock,
+//!   `.soar/lock`, or an advisory lock in the PostgreSQL database. The second
+//!   waits up to `--lock-timeout` and then names who holds it
+//!   ([`LockError::Held`]).
 //! * Saved plans record the environment's [serial](StateStore::serial);
 //!   [`StateStore::check_serial`] refuses a stale one ([`StalePlan`]).
 //!
-//! Crash consistency: every mutation is one SQLite transaction, committed
-//! with `synchronous=FULL`, and the lock is released by the kernel when its
-//! holder dies. A `soar deploy` SIGKILLed at any point leaves the state at
-//! its last commit, the lock free, and the deploy shown as
-//! [`Interrupted`](DeployStatus::Interrupted); re-running reconciles from
-//! there.
+//! Crash consistency: every mutation is one transaction, and either lock is
+//! released when its holder dies (the kernel drops the file lock; the
+//! server ends the session holding the advisory lock). A `soar deploy`
+//! SIGKILLed at any point leaves the state at its last commit, the lock
+//! free, and the deploy shown as [`Interrupted`](DeployStatus::Interrupted);
+//! re-running reconciles from there.
 //!
 //! Nothing here stores secrets: see [`StateStore`].
 
@@ -25,12 +28,16 @@
 
 mod audit;
 mod clock;
+mod location;
 mod lock;
+mod pg;
 mod releases;
 mod resources;
 mod schema;
+mod sqlite;
 mod store;
 mod text;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -40,11 +47,17 @@ pub use audit::{
     Outcome, Phase, PhaseRecord,
 };
 pub use clock::{compact_utc, format_utc, now_ms};
+pub use location::{STATE_URL_VAR, StateLocation};
 pub use lock::{HolderInfo, LOCK_FILE, LOCK_INFO_FILE, LockError, ProjectLock};
+pub use pg::queue::{
+    DB_MS, QueueDb, Reaped, Renewal, listen as listen_for_jobs, notify as notify_jobs,
+};
+pub use pg::schema::PG_SCHEMA_VERSION;
 pub use releases::{ReleaseRecord, ReleaseStatus, new_release_id};
 pub use resources::ResourceRecord;
 pub use schema::SCHEMA_VERSION;
 pub use store::{DB_FILE, StalePlan, StateStore};
+pub use transfer::{NotEmpty, Snapshot, TransferCounts};
 
 /// The project's state directory name, `<project>/.soar`.
 pub const STATE_DIR: &str = ".soar";

@@ -9,11 +9,7 @@ use rusqlite::{OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::clock::{compact_utc, now_ms};
-use super::store::{StateStore, bump_serial};
-use super::text::bounded;
-
-/// Longest `detail` kept on a release; longer text is truncated.
-const MAX_DETAIL: usize = 4096;
+use super::sqlite::{Sqlite, bump_serial};
 
 /// Where a release is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,13 +127,13 @@ fn finish((mut record, status): (ReleaseRecord, String)) -> anyhow::Result<Relea
     Ok(record)
 }
 
-impl StateStore {
+impl Sqlite {
     /// Record a new release (normally `Pending`), bumping the serial.
     ///
     /// Inserting one as `Active` supersedes the current active release in the
     /// same transaction, as [`activate_release`](Self::activate_release) does.
     pub fn insert_release(&self, release: &ReleaseRecord) -> anyhow::Result<()> {
-        let detail = release.detail.as_deref().map(|d| bounded(d, MAX_DETAIL));
+        let detail = release.detail.as_deref();
         self.write(|tx| {
             if release.status == ReleaseStatus::Active {
                 retire_active(tx, &release.env, ReleaseStatus::Superseded, None)?;
@@ -172,7 +168,6 @@ impl StateStore {
         status: ReleaseStatus,
         detail: Option<&str>,
     ) -> anyhow::Result<()> {
-        let detail = detail.map(|d| bounded(d, MAX_DETAIL));
         self.write(|tx| {
             let current = status_of(tx, env, id)?;
             if status == ReleaseStatus::Active {
@@ -186,10 +181,10 @@ impl StateStore {
                     [env, id, status.as_str()],
                 )?;
             }
-            if let Some(detail) = &detail {
+            if let Some(detail) = detail {
                 tx.execute(
                     "UPDATE releases SET detail = ?3 WHERE env = ?1 AND id = ?2",
-                    [env, id, detail.as_str()],
+                    [env, id, detail],
                 )?;
             }
             bump_serial(tx, env)?;
@@ -223,12 +218,11 @@ impl StateStore {
         id: &str,
         detail: Option<&str>,
     ) -> anyhow::Result<()> {
-        let detail = detail.map(|d| bounded(d, MAX_DETAIL));
         self.write(|tx| {
             if status_of(tx, env, id)? == ReleaseStatus::Active {
                 bail!("release {id} is already the active release");
             }
-            retire_active(tx, env, ReleaseStatus::RolledBack, detail.as_deref())?;
+            retire_active(tx, env, ReleaseStatus::RolledBack, detail)?;
             mark_active(tx, env, id)?;
             bump_serial(tx, env)?;
             Ok(())

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::store::{StateStore, bump_serial};
+use super::sqlite::{Sqlite, bump_serial};
 
 /// One managed resource, keyed by `(env, kind, name)`.
 ///
@@ -31,7 +31,7 @@ pub struct ResourceRecord {
     pub updated_at: i64,
 }
 
-impl StateStore {
+impl Sqlite {
     /// Insert or replace the resource `(env, kind, name)`, bumping the
     /// environment's serial, in one transaction.
     pub fn upsert_resource(&self, resource: &ResourceRecord) -> anyhow::Result<()> {

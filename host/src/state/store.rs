@@ -1,58 +1,75 @@
-//! The state database handle: opening it crash-safely, running every mutation
-//! as one transaction, and the per-environment serial that saved plans check.
+//! The store interface the engine uses, over its two backends.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::Serialize;
 
-use super::schema;
+use super::location::StateLocation;
+use super::pg::Postgres;
+use super::sqlite::Sqlite;
+use super::text::{MAX_ACTOR, MAX_COMMAND, MAX_DETAIL, bounded};
+use super::transfer::{Snapshot, TransferCounts};
+use super::{
+    DeployId, DeployRecord, EventRecord, HolderInfo, Outcome, Phase, ProjectLock, ReleaseRecord,
+    ReleaseStatus, ResourceRecord,
+};
 
 /// The database file inside the project's `.soar/` directory.
 pub const DB_FILE: &str = "state.db";
 
-/// How long a statement waits for another process's write before failing.
-///
-/// Writers are serialized by the project lock already; this only covers
-/// readers (`soar status`) racing a checkpoint, and a second `soar` opening
-/// the database while the first migrates it.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The project's state: resources Soar manages, releases, and the audit trail
-/// of every deploy, in `<project>/.soar/state.db`.
+/// of every deploy; in `<project>/.soar/state.db`, or in a PostgreSQL
+/// database a team shares ([`StateLocation`]).
 ///
-/// SQLite in WAL mode with `synchronous=FULL`: a committed transaction
-/// survives power loss, and a process killed mid-write (SIGKILL included)
-/// leaves the database at the last commit. Every mutating method is exactly
-/// one `IMMEDIATE` transaction, so state is never half-updated, and every
-/// mutation of an environment's resources or releases bumps that
-/// environment's [serial](StateStore::serial) in the same transaction.
+/// Both backends keep the same promises: every mutating method is exactly
+/// one transaction, so state is never half-updated and a process killed
+/// mid-write (SIGKILL included) leaves the last commit; every mutation of an
+/// environment's resources or releases bumps that environment's
+/// [serial](StateStore::serial) in the same transaction; at most one release
+/// per environment is active. SQLite runs in WAL mode with
+/// `synchronous=FULL`, so a commit also survives power loss; PostgreSQL
+/// gives that by default.
 ///
 /// Mutations should happen while holding the
 /// [`ProjectLock`](super::ProjectLock); reads (`soar status`, `soar history`)
-/// need no lock, since WAL readers see a consistent snapshot.
+/// need no lock, since readers see a consistent snapshot.
 ///
-/// `Send` but not `Sync` (one SQLite connection): async code moves it into
-/// `spawn_blocking`, or opens a second handle, which is cheap and safe.
+/// The backend is an enum, not a trait object: there are exactly two, the
+/// `match` in each method makes the compiler check that both implement
+/// every operation, and generic methods ([`record_event`](Self::record_event))
+/// need no boxing.
+///
+/// `Send` but not `Sync` (one SQLite connection, or one PostgreSQL session):
+/// async code moves it into `spawn_blocking`, or opens a second handle.
+/// Called from async code directly, the PostgreSQL backend runs its round
+/// trips on a helper thread, so it never blocks inside the runtime's
+/// `block_on`.
 ///
 /// **No secrets.** The API takes plain strings and JSON the engine built from
 /// plugin outputs the brokers have already scrubbed; it deliberately has no
 /// parameter of type [`Secret`](crate::credentials::Secret), and `Secret` does
 /// not implement `Serialize`, so one cannot slip into `attributes` through
-/// `serde_json::to_value`. The file is readable by anyone who can read the
-/// project, and is treated as such.
+/// `serde_json::to_value`. The state is readable by anyone who can read the
+/// project (or the database), and is treated as such.
+#[derive(Debug)]
 pub struct StateStore {
-    pub(crate) conn: Connection,
-    dir: PathBuf,
+    backend: Backend,
 }
 
-impl std::fmt::Debug for StateStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateStore")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(Box<Postgres>),
+}
+
+/// Call the same method on whichever backend is open.
+macro_rules! on_backend {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($backend) => $call,
+            Backend::Postgres($backend) => $call,
+        }
+    };
 }
 
 /// A saved plan was made against state that has changed since.
@@ -80,28 +97,39 @@ impl StateStore {
     /// `dir` is the project's `.soar` directory. Opening twice (or from two
     /// processes) is safe: migrations are idempotent and serialized.
     pub fn open(dir: &Path) -> anyhow::Result<StateStore> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the state directory {}", dir.display()))?;
-        let path = dir.join(DB_FILE);
-        let mut conn = Connection::open(&path)
-            .with_context(|| format!("opening the project state {}", path.display()))?;
-        configure(&conn).with_context(|| format!("configuring {}", path.display()))?;
-        schema::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
         Ok(StateStore {
-            conn,
-            dir: dir.to_path_buf(),
+            backend: Backend::Sqlite(Sqlite::open(dir)?),
         })
     }
 
-    /// The `.soar` directory this store lives in (where the lock lives too).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Open the state where `location` says it lives, migrating its schema
+    /// as needed (and refusing one written by a newer soar).
+    pub fn open_at(location: &StateLocation) -> anyhow::Result<StateStore> {
+        let backend = match location {
+            StateLocation::Local { dir } => Backend::Sqlite(Sqlite::open(dir)?),
+            StateLocation::Postgres {
+                url,
+                project,
+                from_config,
+            } => Backend::Postgres(Box::new(Postgres::open(url, !from_config, project)?)),
+        };
+        Ok(StateStore { backend })
+    }
+
+    /// Where this store is, for people: the `.soar` directory, or the
+    /// database URL (without a password) and project.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(s) => s.dir().display().to_string(),
+            Backend::Postgres(p) => p.describe(),
+        }
     }
 
     /// The schema version of the open database (equals
-    /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION) after a successful open).
+    /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION) for SQLite after a
+    /// successful open; PostgreSQL's numbering is its own).
     pub fn schema_version(&self) -> anyhow::Result<u32> {
-        Ok(schema::version(&self.conn)?)
+        on_backend!(self, b => b.schema_version())
     }
 
     /// The environment's serial number: 0 for an environment never written,
@@ -111,7 +139,7 @@ impl StateStore {
     /// the plan if it moved, which is how `soar deploy FILE` detects a stale
     /// plan without diffing state.
     pub fn serial(&self, env: &str) -> anyhow::Result<u64> {
-        Ok(read_serial(&self.conn, env)?)
+        on_backend!(self, b => b.serial(env))
     }
 
     /// `Ok` when the environment is still at `planned`, else a [`StalePlan`].
@@ -134,65 +162,214 @@ impl StateStore {
     /// Every environment with any resource, release or deploy recorded,
     /// sorted; for `soar status` without `--env`.
     pub fn envs(&self) -> anyhow::Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT env FROM serials UNION SELECT env FROM deploys ORDER BY env")?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        on_backend!(self, b => b.envs())
     }
 
-    /// Run `f` as one `IMMEDIATE` transaction and commit it.
+    /// Insert or replace the resource `(env, kind, name)`, bumping the
+    /// environment's serial, in one transaction.
+    pub fn upsert_resource(&self, resource: &ResourceRecord) -> anyhow::Result<()> {
+        on_backend!(self, b => b.upsert_resource(resource))
+    }
+
+    /// Forget the resource; returns whether it was recorded. Bumps the serial
+    /// only when something was removed.
+    pub fn remove_resource(&self, env: &str, kind: &str, name: &str) -> anyhow::Result<bool> {
+        on_backend!(self, b => b.remove_resource(env, kind, name))
+    }
+
+    /// The environment's resources, sorted by kind then name.
+    pub fn resources(&self, env: &str) -> anyhow::Result<Vec<ResourceRecord>> {
+        on_backend!(self, b => b.resources(env))
+    }
+
+    /// Record a new release (normally `Pending`), bumping the serial.
     ///
-    /// `IMMEDIATE` takes SQLite's write lock up front, so a writer never
-    /// fails midway upgrading a read lock; if `f` fails the transaction rolls
-    /// back on drop and nothing of it is visible.
-    pub(crate) fn write<T>(
+    /// Inserting one as `Active` supersedes the current active release in the
+    /// same transaction, as [`activate_release`](Self::activate_release) does.
+    pub fn insert_release(&self, release: &ReleaseRecord) -> anyhow::Result<()> {
+        let release = &ReleaseRecord {
+            detail: release.detail.as_deref().map(|d| bounded(d, MAX_DETAIL)),
+            ..release.clone()
+        };
+        on_backend!(self, b => b.insert_release(release))
+    }
+
+    /// Set a release's status (and `detail`, when given), bumping the serial.
+    ///
+    /// Setting `Active` is [`activate_release`](Self::activate_release):
+    /// the previous active release becomes `Superseded`. Fails if the release
+    /// is unknown.
+    pub fn set_release_status(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .context("starting a state transaction")?;
-        let value = f(&tx)?;
-        tx.commit().context("committing the state transaction")?;
-        Ok(value)
+        env: &str,
+        id: &str,
+        status: ReleaseStatus,
+        detail: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let detail = detail.map(|d| bounded(d, MAX_DETAIL));
+        let detail = detail.as_deref();
+        on_backend!(self, b => b.set_release_status(env, id, status, detail))
     }
-}
 
-/// Per-connection settings; none of them persist in the file except WAL.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL: readers never block the writer and a crash mid-commit leaves the
-    // last committed state. Filesystems without shared memory refuse WAL and
-    // stay in rollback-journal mode, which is equally crash-safe.
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::debug!(mode, "state database is not in WAL mode");
+    /// Make `id` the active release: the previous active one becomes
+    /// `Superseded`, atomically (one transaction), so there is never a moment
+    /// with two active releases or none. A no-op when `id` is already active.
+    pub fn activate_release(&self, env: &str, id: &str) -> anyhow::Result<()> {
+        on_backend!(self, b => b.activate_release(env, id))
     }
-    // FULL: fsync the WAL on every commit, so a committed deploy record
-    // survives power loss, not just a process crash.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
-}
 
-/// The serial of `env`, 0 when unset.
-pub(crate) fn read_serial(conn: &Connection, env: &str) -> rusqlite::Result<u64> {
-    let serial: Option<i64> = conn
-        .query_row("SELECT serial FROM serials WHERE env = ?1", [env], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    Ok(serial.map_or(0, |s| s as u64))
-}
+    /// `soar rollback`: the active release becomes `RolledBack` (with
+    /// `detail`) and the earlier release `id` active again, in one
+    /// transaction.
+    pub fn rollback_release(
+        &self,
+        env: &str,
+        id: &str,
+        detail: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let detail = detail.map(|d| bounded(d, MAX_DETAIL));
+        let detail = detail.as_deref();
+        on_backend!(self, b => b.rollback_release(env, id, detail))
+    }
 
-/// Bump `env`'s serial inside the caller's transaction; returns the new value.
-pub(crate) fn bump_serial(tx: &Transaction<'_>, env: &str) -> rusqlite::Result<u64> {
-    let serial: i64 = tx.query_row(
-        "INSERT INTO serials (env, serial) VALUES (?1, 1)
-         ON CONFLICT (env) DO UPDATE SET serial = serial + 1
-         RETURNING serial",
-        [env],
-        |row| row.get(0),
-    )?;
-    Ok(serial as u64)
+    /// The environment's releases, newest first.
+    pub fn releases(&self, env: &str) -> anyhow::Result<Vec<ReleaseRecord>> {
+        on_backend!(self, b => b.releases(env))
+    }
+
+    /// One release by id.
+    pub fn release(&self, env: &str, id: &str) -> anyhow::Result<Option<ReleaseRecord>> {
+        on_backend!(self, b => b.release(env, id))
+    }
+
+    /// The release serving the environment, if any.
+    pub fn active_release(&self, env: &str) -> anyhow::Result<Option<ReleaseRecord>> {
+        on_backend!(self, b => b.active_release(env))
+    }
+
+    /// Open an audit record for a `command` (`deploy`, `destroy`, `rollback`)
+    /// on `env` by `actor`; committed at once, so even a deploy killed in
+    /// its first phase leaves a trace.
+    ///
+    /// Call it after taking the [`ProjectLock`]: `history` tells a running
+    /// deploy from an interrupted one by matching it to the lock's holder.
+    pub fn begin_deploy(&self, env: &str, command: &str, actor: &str) -> anyhow::Result<DeployId> {
+        let (command, actor) = (&bounded(command, MAX_COMMAND), &bounded(actor, MAX_ACTOR));
+        on_backend!(self, b => b.begin_deploy(env, command, actor))
+    }
+
+    /// Record one phase's timing and outcome. Phases keep the order they
+    /// were recorded in.
+    pub fn record_phase(
+        &self,
+        deploy: DeployId,
+        phase: Phase,
+        started_at: i64,
+        duration_ms: u64,
+        outcome: Outcome,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let detail = &bounded(detail, MAX_DETAIL);
+        on_backend!(self, b => b.record_phase(deploy, phase, started_at, duration_ms, outcome, detail))
+    }
+
+    /// Record an event (a per-resource outcome, a plugin journal entry) as
+    /// JSON. Bounded: an event over [`MAX_EVENT_BYTES`](super::MAX_EVENT_BYTES)
+    /// is replaced by its truncated text, and past
+    /// [`MAX_EVENTS_PER_DEPLOY`](super::MAX_EVENTS_PER_DEPLOY) events are only
+    /// counted, so a chatty plugin cannot grow the state without limit.
+    pub fn record_event<T: Serialize + ?Sized>(
+        &self,
+        deploy: DeployId,
+        event: &T,
+    ) -> anyhow::Result<()> {
+        on_backend!(self, b => b.record_event(deploy, event))
+    }
+
+    /// Close the audit record with its outcome and a one-line summary.
+    /// Fails if the deploy is unknown or already finished.
+    pub fn finish_deploy(
+        &self,
+        deploy: DeployId,
+        outcome: Outcome,
+        summary: &str,
+    ) -> anyhow::Result<()> {
+        let summary = &bounded(summary, MAX_DETAIL);
+        on_backend!(self, b => b.finish_deploy(deploy, outcome, summary))
+    }
+
+    /// The latest `limit` deploys (of `env`, or of every environment),
+    /// newest first, each with its phases.
+    ///
+    /// A deploy that never finished is [`Running`](super::DeployStatus::Running)
+    /// if it belongs to this process or to the live holder of the project
+    /// lock, and [`Interrupted`](super::DeployStatus::Interrupted) otherwise.
+    pub fn history(&self, env: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeployRecord>> {
+        on_backend!(self, b => b.history(env, limit))
+    }
+
+    /// One deploy by id, with its phases.
+    pub fn deploy(&self, id: DeployId) -> anyhow::Result<Option<DeployRecord>> {
+        on_backend!(self, b => b.deploy(id))
+    }
+
+    /// A deploy's recorded events, in order.
+    pub fn events(&self, deploy: DeployId) -> anyhow::Result<Vec<EventRecord>> {
+        on_backend!(self, b => b.events(deploy))
+    }
+
+    /// Everything this store holds for the project, read in one
+    /// consistent view, for `soar state push` / `pull`.
+    pub fn export(&self) -> anyhow::Result<Snapshot> {
+        on_backend!(self, b => b.export())
+    }
+
+    /// Write `snapshot` as the project's state, in one transaction.
+    /// Refused with [`NotEmpty`](super::NotEmpty) when the store already
+    /// holds state for the project, unless `replace`, which deletes that
+    /// state first (in the same transaction). Deploys get new ids;
+    /// everything else is copied verbatim, serials included.
+    pub fn import(&self, snapshot: &Snapshot, replace: bool) -> anyhow::Result<TransferCounts> {
+        on_backend!(self, b => b.import(snapshot, replace))
+    }
+
+    /// Who holds this project's lock right now, if anyone does.
+    pub fn lock_holder(&self) -> anyhow::Result<Option<HolderInfo>> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(ProjectLock::try_holder(s.dir())),
+            Backend::Postgres(p) => p.lock_holder(),
+        }
+    }
+
+    /// `soar lock release --force`: end the session of whoever holds this
+    /// project's PostgreSQL lock and record that `actor` did. Returns the
+    /// holder released, `None` when the lock was free.
+    ///
+    /// Refused for local state: the file lock belongs to a process on this
+    /// machine, which the kernel releases when it exits; stop that process.
+    pub fn force_release_lock(&self, actor: &str) -> anyhow::Result<Option<HolderInfo>> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let Some(h) = ProjectLock::try_holder(s.dir()) else {
+                    return Ok(None);
+                };
+                anyhow::bail!(
+                    "the project lock in {} is held by pid {} on this machine; a file lock is freed when its process exits: stop that process (kill {})",
+                    s.dir().display(),
+                    h.pid,
+                    h.pid
+                )
+            }
+            Backend::Postgres(p) => p.force_release_lock(actor),
+        }
+    }
+
+    /// The SQLite connection, for tests of its pragmas.
+    #[cfg(test)]
+    pub(crate) fn sqlite(&self) -> Option<&Sqlite> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s),
+            Backend::Postgres(_) => None,
+        }
+    }
 }

@@ -1,5 +1,14 @@
 //! Bounding free text before it is stored, so one runaway error message or
-//! plugin log cannot bloat the state database without limit.
+//! plugin log cannot bloat the state database without limit. The
+//! [`StateStore`](super::StateStore) bounds every text it is given before
+//! either backend sees it.
+
+/// Longest release detail, phase detail or deploy summary kept.
+pub(crate) const MAX_DETAIL: usize = 4096;
+/// Longest command name kept in the audit trail.
+pub(crate) const MAX_COMMAND: usize = 64;
+/// Longest actor kept in the audit trail.
+pub(crate) const MAX_ACTOR: usize = 256;
 
 /// `text` cut to at most `max` bytes (on a character boundary), with a note of
 /// how much was dropped.
