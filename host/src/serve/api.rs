@@ -19,7 +19,7 @@ use super::config::ServerConfig;
 use super::error::{ApiError, ErrorBody};
 use super::events;
 use super::inspect;
-use super::jobs::{self, Event, Job, NewJob};
+use super::jobs::{self, Event, Job, NewJob, Options};
 use super::queue::Queue;
 use super::tokens::{self, Principal, Scope};
 
@@ -42,14 +42,23 @@ pub struct AppState {
     pub providers: Arc<Vec<(String, String)>>,
     /// Bounds the status/history/logs/plan commands run at once.
     pub inspections: Arc<tokio::sync::Semaphore>,
+    /// `GET /health`'s last round of reachability probes.
+    pub probes: Arc<super::health::Probes>,
+    /// What the health monitors of the projects' services have seen.
+    pub monitoring: Arc<super::monitoring::Monitoring>,
+    /// The brokered requests of finished jobs, counted for `/metrics`.
+    pub brokered: Arc<super::brokered::Brokered>,
 }
 
 /// Every route of the server, with the body limit and the 404 fallback that
-/// points at the OpenAPI document.
+/// points at the OpenAPI document, and the dashboard's pages.
 pub fn router(state: AppState) -> Router {
+    let bundle_cap = usize::try_from(state.config.bundles.max_bytes).unwrap_or(usize::MAX);
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(super::health::health))
         .route("/capabilities", get(capabilities))
+        .route("/metrics", get(super::metrics::metrics))
+        .route("/v1/monitor", get(super::monitoring::view))
         .route("/v1/deploys", post(submit).get(list))
         .route("/v1/deploys/{id}", get(show))
         .route("/v1/deploys/{id}/events", get(events::stream))
@@ -69,6 +78,10 @@ pub fn router(state: AppState) -> Router {
             post(inspect::rollback),
         )
         .route("/v1/plans", post(super::plans::create))
+        .route(
+            "/v1/bundles",
+            post(super::uploads::upload).layer(DefaultBodyLimit::max(bundle_cap)),
+        )
         .route("/v1/services/{name}/history", get(inspect::service_history))
         .route("/v1/services/{name}/logs", get(inspect::service_logs))
         .route("/v1/openapi.json", get(openapi))
@@ -81,7 +94,8 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(super::dashboard::router(state))
 }
 
 /// The token of the request, if it has the scope `need`.
@@ -119,56 +133,6 @@ pub fn visible_job(state: &AppState, who: &Principal, id: &str) -> Result<jobs::
             format!("no deploy {id:?}"),
             "use the id POST /v1/deploys returned",
         )),
-    }
-}
-
-/// `GET /health`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok`, or `unavailable` (503) when the state store does not answer.
-    pub status: String,
-    /// `ok` when the state store answered (the 503 body says otherwise).
-    pub store: String,
-    /// How many jobs wait and run.
-    pub queue: QueueHealth,
-}
-
-/// The queue's load, as `GET /health` reports it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueHealth {
-    /// Jobs accepted but not yet started.
-    pub queued: i64,
-    /// Jobs whose deploy is running now (or being cancelled).
-    pub running: i64,
-    /// Jobs running at once per provider.
-    pub per_provider: usize,
-}
-
-/// Liveness and the queue; the one route without a token.
-#[utoipa::path(get, path = "/health", tag = "server",
-    responses(
-        (status = 200, description = "The server and its store answer", body = Health),
-        (status = 503, description = "The state store does not answer", body = ErrorBody),
-    ))]
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    match jobs::counts(&state.queue.db) {
-        Ok((queued, running)) => Ok(Json(Health {
-            status: "ok".into(),
-            store: "ok".into(),
-            queue: QueueHealth {
-                queued,
-                running,
-                per_provider: state.config.per_provider,
-            },
-        })),
-        Err(e) => {
-            tracing::warn!("health: {e:#}");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server's state store does not answer",
-                format!("check {} on the server", state.config.data_dir.display()),
-            ))
-        }
     }
 }
 
@@ -220,6 +184,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Jobs running at once per provider; more wait in the queue.
     pub per_provider: usize,
+    /// Largest bundle upload (compressed), in bytes.
+    pub max_bundle_bytes: u64,
+    /// Most bytes a bundle may unpack to.
+    pub max_bundle_unpacked_bytes: u64,
+    /// Most entries (files, directories, links) in a bundle.
+    pub max_bundle_entries: u64,
+    /// Further attempts after a transient failure.
+    pub retries: u32,
 }
 
 /// What this server can deploy, and with which plugins.
@@ -267,10 +239,18 @@ async fn capabilities(
             "logs",
             "rollback",
             "plans",
+            "retries",
+            "bundles",
+            "secrets",
+            "auto-register",
         ]),
         limits: Limits {
             max_body_bytes: MAX_BODY,
             per_provider: state.config.per_provider,
+            max_bundle_bytes: state.config.bundles.max_bytes,
+            max_bundle_unpacked_bytes: state.config.bundles.max_unpacked_bytes,
+            max_bundle_entries: state.config.bundles.max_entries,
+            retries: state.config.retry.retries,
         },
     }))
 }
@@ -289,6 +269,14 @@ pub struct DeployRequest {
     /// A plan id from `POST /v1/plans`: apply exactly that plan (refused
     /// when stale). Without one, the deploy plans then applies.
     pub plan: Option<String>,
+    /// `false`: skip the project's `[register]` this time; `true`: require
+    /// one (400 without); absent: as soar.toml says.
+    pub auto_register: Option<bool>,
+    /// Extra service variables for this deploy: variable -> the NAME of a
+    /// secret the server holds (`[secrets]` of soar-server.toml). Only
+    /// names travel; the server resolves the values.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 /// A job accepted into the queue.
@@ -368,6 +356,10 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Deploy)?;
     let req = body(request)?;
+    let options = Options {
+        auto_register: req.auto_register,
+        secrets: req.secrets,
+    };
     let job = submit_job(
         &state,
         &who,
@@ -375,6 +367,7 @@ async fn submit(
         Some(&req.environment),
         req.priority,
         req.plan.as_deref(),
+        &options,
     )?;
     Ok((
         StatusCode::ACCEPTED,
@@ -398,6 +391,7 @@ pub fn submit_job(
     environment: Option<&str>,
     priority: i64,
     plan: Option<&str>,
+    options: &Options,
 ) -> Result<Job, ApiError> {
     if state.queue.is_stopping() {
         return Err(ApiError::new(
@@ -422,15 +416,15 @@ pub fn submit_job(
     }
     let names = || {
         state
-            .config
+            .queue
             .projects
-            .keys()
+            .names()
+            .into_iter()
             .filter(|n| who.covers(n))
-            .cloned()
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let root = match state.config.projects.get(project_name) {
+    let root = match state.queue.projects.get(project_name) {
         Some(root) if who.covers(project_name) => root,
         Some(_) => {
             return Err(ApiError::new(
@@ -495,9 +489,11 @@ pub fn submit_job(
     if let Some(plan) = plan {
         super::plans::check(state, plan, project_name, &environment)?;
     }
+    super::options::check(options, &project, env, &state.config.secrets, plan)?;
     let job = jobs::insert(
         &state.queue.db,
         &NewJob {
+            options,
             plan,
             project: project_name,
             environment: &environment,
@@ -663,7 +659,8 @@ async fn cancel(
 #[openapi(
     info(title = "Soar", description = "Deploy jobs over HTTP: the same deploy path as `soar deploy`."),
     paths(
-        health,
+        super::health::health,
+        super::uploads::upload,
         capabilities,
         submit,
         list,
@@ -680,6 +677,7 @@ async fn cancel(
         super::plans::create,
         inspect::service_history,
         inspect::service_logs,
+        super::monitoring::view,
         openapi
     ),
     modifiers(&BearerAuth),
@@ -731,6 +729,7 @@ mod tests {
                 "/deploy",
                 "/deploy/{job_id}",
                 "/health",
+                "/v1/bundles",
                 "/v1/deploys",
                 "/v1/deploys/{id}",
                 "/v1/deploys/{id}/cancel",
@@ -740,6 +739,7 @@ mod tests {
                 "/v1/environments/{project}/{env}/history",
                 "/v1/environments/{project}/{env}/logs",
                 "/v1/environments/{project}/{env}/rollback",
+                "/v1/monitor",
                 "/v1/openapi.json",
                 "/v1/plans",
                 "/v1/services/{name}/history",

@@ -8,8 +8,9 @@
 //! `service_name`, `droplet_id`, `service_port` and `deployment_method` are
 //! accepted and echoed: the project's soar.toml decides how it deploys.
 //! `environment_vars` must be empty (a service's variables live in its
-//! soar.toml, secrets by name), and `auto_register` is the project's
-//! `[register]`.
+//! soar.toml, secrets by name). `auto_register: false` skips the project's
+//! `[register]` for this deploy; `true` (the spec's default) leaves it as
+//! soar.toml says.
 
 use std::collections::BTreeMap;
 
@@ -43,7 +44,8 @@ pub struct SpecDeployRequest {
     /// Must be empty: variables belong in soar.toml.
     #[serde(default)]
     pub environment_vars: BTreeMap<String, String>,
-    /// Accepted and ignored: the project's `[register]` decides.
+    /// `false`: skip the project's `[register]` this time; `true` or
+    /// absent: as its soar.toml says.
     #[serde(default)]
     pub auto_register: Option<bool>,
     /// Not in the spec: which environment, when the project has several.
@@ -129,11 +131,12 @@ pub async fn deploy(
         ));
     }
     let project = state
-        .config
+        .queue
         .projects
-        .iter()
+        .all()
+        .into_iter()
         .find(|(name, path)| {
-            **name == req.service_path || path.to_str() == Some(req.service_path.as_str())
+            *name == req.service_path || path.to_str() == Some(req.service_path.as_str())
         })
         .map(|(name, _)| name.clone())
         .ok_or_else(|| {
@@ -142,7 +145,19 @@ pub async fn deploy(
                 "use a project NAME of the server config (or exactly its configured path)",
             )
         })?;
-    let job = submit_job(&state, &who, &project, req.environment.as_deref(), 0, None)?;
+    let options = jobs::Options {
+        auto_register: req.auto_register.filter(|register| !register),
+        ..jobs::Options::default()
+    };
+    let job = submit_job(
+        &state,
+        &who,
+        &project,
+        req.environment.as_deref(),
+        0,
+        None,
+        &options,
+    )?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SpecAccepted {

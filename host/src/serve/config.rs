@@ -7,6 +7,18 @@
 //! per_provider = 2            # jobs running at once per provider
 //! shutdown_timeout = "60s"    # on SIGTERM: how long running jobs may finish
 //! max_queued = 1000           # jobs waiting at once; more are refused (429)
+//! retries = 2                 # further attempts after a transient failure
+//! backoff = "2s"              # wait before the first retry, doubled each time...
+//! max_backoff = "60s"         # ...up to this
+//! url = "postgres://soar@db:5432/soar"  # optional: one queue shared by every
+//!                             # server pointed at it (password: PGPASSWORD/~/.pgpass)
+//! lease = "30s"               # a worker silent this long loses its job
+//! [bundles]                   # projects uploaded as tar.gz (POST /v1/bundles)
+//! max_bytes = 33554432        # compressed upload (32 MiB)
+//! max_unpacked_bytes = 268435456   # all files together once unpacked (256 MiB)
+//! max_entries = 10000         # files, directories and links
+//! [secrets]                   # NAME a deploy request may use -> the server's env var
+//! DATABASE_URL = "PROD_DATABASE_URL"
 //! [tls]                       # optional: HTTPS (else plain HTTP, e.g. behind a proxy)
 //! cert = "server.crt"         # PEM chain, relative to this file
 //! key = "server.key"          # PEM private key
@@ -40,6 +52,18 @@ struct Raw {
     #[serde(default)]
     projects: BTreeMap<String, RawProject>,
     tls: Option<RawTls>,
+    #[serde(default)]
+    bundles: RawBundles,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBundles {
+    max_bytes: Option<u64>,
+    max_unpacked_bytes: Option<u64>,
+    max_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +79,11 @@ struct RawQueue {
     per_provider: Option<usize>,
     shutdown_timeout: Option<String>,
     max_queued: Option<i64>,
+    retries: Option<u32>,
+    backoff: Option<String>,
+    max_backoff: Option<String>,
+    url: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +111,17 @@ pub struct ServerConfig {
     pub projects: BTreeMap<String, PathBuf>,
     /// (certificate chain, private key) PEM files, for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How transient failures are retried.
+    pub retry: super::retry::Policy,
+    /// Caps on uploaded bundles.
+    pub bundles: super::bundle::Limits,
+    /// Secret NAME a request may give -> the server's environment variable
+    /// holding its value (`[secrets]`). Requests carry only the NAME.
+    pub secrets: BTreeMap<String, String>,
+    /// `[queue] url` and `lease`: the PostgreSQL database whose queue this
+    /// server works with every other server pointed at it, and how long a
+    /// silent worker keeps a job; none: this server's own queue.
+    pub shared_queue: Option<(String, std::time::Duration)>,
 }
 
 impl ServerConfig {
@@ -118,12 +158,60 @@ impl ServerConfig {
             "{}: [queue] per_provider must be at least 1",
             file.display()
         );
-        let shutdown_timeout = match raw.queue.shutdown_timeout.as_deref() {
-            None => std::time::Duration::from_secs(60),
-            Some(t) => crate::config::parse_duration(t).map_err(|e| {
-                anyhow::anyhow!("{}: [queue] shutdown_timeout: {e}", file.display())
-            })?,
+        let duration = |key: &str, value: Option<&str>, default: u64| match value {
+            None => Ok(std::time::Duration::from_secs(default)),
+            Some(t) => crate::config::parse_duration(t)
+                .map_err(|e| anyhow::anyhow!("{}: [queue] {key}: {e}", file.display())),
         };
+        let shutdown_timeout = duration(
+            "shutdown_timeout",
+            raw.queue.shutdown_timeout.as_deref(),
+            60,
+        )?;
+        let defaults = super::retry::Policy::default();
+        let retry = super::retry::Policy {
+            retries: raw.queue.retries.unwrap_or(defaults.retries),
+            backoff: duration(
+                "backoff",
+                raw.queue.backoff.as_deref(),
+                defaults.backoff.as_secs(),
+            )?,
+            max_backoff: duration(
+                "max_backoff",
+                raw.queue.max_backoff.as_deref(),
+                defaults.max_backoff.as_secs(),
+            )?,
+        };
+        anyhow::ensure!(
+            retry.retries <= 10 && retry.backoff <= retry.max_backoff,
+            "{}: [queue] retries must be 0-10 and backoff at most max_backoff ({:?} > {:?})",
+            file.display(),
+            retry.backoff,
+            retry.max_backoff
+        );
+        let lease = duration(
+            "lease",
+            raw.queue.lease.as_deref(),
+            super::shared_queue::DEFAULT_LEASE.as_secs(),
+        )?;
+        anyhow::ensure!(
+            lease >= std::time::Duration::from_secs(1),
+            "{}: [queue] lease must be at least 1s",
+            file.display()
+        );
+        let shared_queue = raw.queue.url.map(|url| (url, lease));
+        let bundles = super::bundle::Limits::from_config(
+            raw.bundles.max_bytes,
+            raw.bundles.max_unpacked_bytes,
+            raw.bundles.max_entries,
+        );
+        for (name, var) in &raw.secrets {
+            anyhow::ensure!(
+                crate::config::is_env_var_name(name) && crate::config::is_env_var_name(var),
+                "{}: [secrets] {name} = {var:?}: both the NAME and the variable it names must look like A_NAME (A-Z, 0-9, _)",
+                file.display()
+            );
+        }
         let mut projects = BTreeMap::new();
         for (name, p) in raw.projects {
             anyhow::ensure!(
@@ -149,6 +237,10 @@ impl ServerConfig {
             max_queued: raw.queue.max_queued.unwrap_or(1000).max(1),
             projects,
             tls: raw.tls.map(|t| (dir.join(t.cert), dir.join(t.key))),
+            retry,
+            bundles,
+            secrets: raw.secrets,
+            shared_queue,
         })
     }
 }
@@ -179,6 +271,17 @@ mod tests {
         let short = ServerConfig::parse("[queue]\nshutdown_timeout = \"5s\"\n", &file).unwrap();
         assert_eq!(short.shutdown_timeout.as_secs(), 5);
         assert!(ServerConfig::parse("[queue]\nshutdown_timeout = \"soon\"\n", &file).is_err());
+        assert_eq!(c.retry, crate::serve::retry::Policy::default());
+        let retry = ServerConfig::parse(
+            "[queue]\nretries = 1\nbackoff = \"100ms\"\n[secrets]\nDB = \"PROD_DB\"\n",
+            &file,
+        )
+        .unwrap();
+        assert_eq!(retry.retry.retries, 1);
+        assert_eq!(retry.retry.backoff.as_millis(), 100);
+        assert_eq!(retry.secrets["DB"], "PROD_DB");
+        assert!(ServerConfig::parse("[queue]\nbackoff = \"2m\"\n", &file).is_err());
+        assert!(ServerConfig::parse("[secrets]\ndb = \"x y\"\n", &file).is_err());
         assert_eq!(c.projects["app"], dir.path().join("app"));
         assert_eq!(c.data_dir, dir.path().join(DATA_DIR));
         assert!(ServerConfig::parse("[projects.x]\npath = \"nope\"\n", &file).is_err());

@@ -9,7 +9,6 @@
 //! `/v1/deploys/{id}/rollback`): a `rollback` job.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use axum::Json;
@@ -63,8 +62,8 @@ fn project_config(
     name: &str,
     hint: &str,
 ) -> Result<(PathBuf, crate::config::Project), ApiError> {
-    let root = match state.config.projects.get(name) {
-        Some(root) if who.covers(name) => root.clone(),
+    let root = match state.queue.projects.get(name) {
+        Some(root) if who.covers(name) => root,
         _ => {
             return Err(ApiError::not_found(
                 format!("no project {name:?} on this server"),
@@ -106,14 +105,10 @@ pub(crate) async fn soar(
         )
     })?;
     let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
-    let child = tokio::process::Command::new(exe)
+    let child = super::soar_child(&exe, root, false)
         .arg("-c")
         .arg(root.join("soar.toml"))
         .args(args)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(anyhow::Error::from)?;
@@ -395,6 +390,7 @@ fn queue_rollback(
             priority: 0,
             actor: &who.name,
             plan: None,
+            options: &jobs::Options::default(),
         },
     )?;
     state.queue.poke();

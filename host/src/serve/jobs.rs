@@ -1,8 +1,12 @@
 //! Deploy jobs as rows of the server store, and their events (the JSON lines
-//! the deploy printed), so both survive a restart.
+//! the deploy printed), so both survive a restart. With a shared queue
+//! (`[queue] url`), each operation goes to the PostgreSQL tables every
+//! worker shares instead ([`super::shared_queue`]).
+
+use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension as _, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::store::{Db, random_hex, rfc3339};
 use crate::state::now_ms;
@@ -72,9 +76,58 @@ pub struct Job {
     pub audit: Option<serde_json::Value>,
     /// The saved plan (from `POST /v1/plans`) this deploy applies exactly.
     pub plan: Option<String>,
+    /// While queued after a transient failure: when the next attempt may
+    /// start (the job keeps its environment's turn meanwhile).
+    pub retry_at: Option<String>,
+    /// What the request asked beyond the project's soar.toml.
+    #[serde(flatten)]
+    pub options: Options,
+    /// Each run of the job's deploy, oldest first: one, or more when a
+    /// transient failure was retried.
+    pub attempts: Vec<Attempt>,
 }
 
-const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error, audit, plan";
+/// A deploy's options beyond the project's soar.toml, kept with the job so
+/// a retry (or a restarted server) runs it the same way. Only NAMEs of
+/// secrets, never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Options {
+    /// `false`: skip the project's `[register]` for this deploy; `true`:
+    /// require one; none: as soar.toml says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_register: Option<bool>,
+    /// Extra service variables: variable -> NAME of a server-side secret
+    /// (`[secrets]` of soar-server.toml), resolved by the server.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Options {
+    /// Whether the deploy runs the project exactly as its soar.toml says.
+    pub fn is_empty(&self) -> bool {
+        self.auto_register.is_none() && self.secrets.is_empty()
+    }
+}
+
+/// One run of a job's deploy.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// 1, 2, ...
+    pub n: i64,
+    /// When it started (RFC 3339 UTC, milliseconds).
+    pub started_at: String,
+    /// When it ended; none while it runs.
+    pub finished_at: Option<String>,
+    /// The deploy's exit code, when it exited.
+    pub exit_code: Option<i64>,
+    /// Why it failed; none when it succeeded or still runs.
+    pub error: Option<String>,
+    /// Why the failure counted as transient (so the job was retried or
+    /// ran out of retries); none for a permanent failure or a success.
+    pub transient: Option<String>,
+}
+
+const COLUMNS: &str = "id, kind, project, environment, provider, priority, status, actor, created_at, started_at, finished_at, exit_code, error, audit, plan, retry_at, options";
 
 fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -95,7 +148,40 @@ fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
             .get::<_, Option<String>>(13)?
             .and_then(|a| serde_json::from_str(&a).ok()),
         plan: r.get(14)?,
+        retry_at: r.get::<_, Option<i64>>(15)?.map(rfc3339),
+        options: r
+            .get::<_, Option<String>>(16)?
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or_default(),
+        attempts: Vec::new(),
     })
+}
+
+/// The attempts of job `id`, oldest first.
+pub fn attempts(db: &Db, id: &str) -> anyhow::Result<Vec<Attempt>> {
+    if let Some(shared) = db.shared() {
+        return shared.attempts(id);
+    }
+    let conn = db.conn();
+    let mut stmt = conn.prepare(
+        "SELECT n, started_at, finished_at, exit_code, error, transient FROM attempts WHERE job = ?1 ORDER BY n",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok(Attempt {
+            n: r.get(0)?,
+            started_at: rfc3339(r.get(1)?),
+            finished_at: r.get::<_, Option<i64>>(2)?.map(rfc3339),
+            exit_code: r.get(3)?,
+            error: r.get(4)?,
+            transient: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn with_attempts(db: &Db, mut job: Job) -> anyhow::Result<Job> {
+    job.attempts = attempts(db, &job.id)?;
+    Ok(job)
 }
 
 /// What a new job is.
@@ -114,32 +200,47 @@ pub struct NewJob<'a> {
     pub actor: &'a str,
     /// A saved plan's id, for a deploy that applies it.
     pub plan: Option<&'a str>,
+    /// Options beyond the project's soar.toml.
+    pub options: &'a Options,
 }
 
 /// Queue a new job; returns it as stored (with its id and `created_at`).
 pub fn insert(db: &Db, new: &NewJob<'_>) -> anyhow::Result<Job> {
+    if let Some(shared) = db.shared() {
+        return shared.insert(new);
+    }
     let id = random_hex(8);
+    let options = (!new.options.is_empty())
+        .then(|| serde_json::to_string(new.options))
+        .transpose()?;
     db.conn().execute(
-        "INSERT INTO jobs (id, kind, project, environment, provider, priority, status, actor, created_at, plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![id, new.kind, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms(), new.plan],
+        "INSERT INTO jobs (id, kind, project, environment, provider, priority, status, actor, created_at, plan, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![id, new.kind, new.project, new.environment, new.provider, new.priority, QUEUED, new.actor, now_ms(), new.plan, options],
     )?;
     get(db, &id)?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
 }
 
-/// Job `id`, if the store has it.
+/// Job `id` with its attempts, if the store has it.
 pub fn get(db: &Db, id: &str) -> anyhow::Result<Option<Job>> {
-    Ok(db
+    if let Some(shared) = db.shared() {
+        return shared.get(id);
+    }
+    let job = db
         .conn()
         .query_row(
             &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
             params![id],
             job_of,
         )
-        .optional()?)
+        .optional()?;
+    job.map(|j| with_attempts(db, j)).transpose()
 }
 
 /// Queued jobs, the first to run first: highest priority, then oldest.
 pub fn queued(db: &Db) -> anyhow::Result<Vec<Job>> {
+    if let Some(shared) = db.shared() {
+        return shared.queued();
+    }
     let conn = db.conn();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM jobs WHERE status = ?1 ORDER BY priority DESC, created_at, rowid"
@@ -163,6 +264,9 @@ pub struct Listing<'a> {
 
 /// Jobs matching `l`, newest first (by acceptance).
 pub fn list(db: &Db, l: &Listing<'_>) -> anyhow::Result<Vec<Job>> {
+    if let Some(shared) = db.shared() {
+        return shared.list(l);
+    }
     let conn = db.conn();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM jobs \
@@ -171,11 +275,17 @@ pub fn list(db: &Db, l: &Listing<'_>) -> anyhow::Result<Vec<Job>> {
          ORDER BY created_at DESC, rowid DESC LIMIT ?4"
     ))?;
     let rows = stmt.query_map(params![l.project, l.environment, l.status, l.limit], job_of)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let jobs: Vec<Job> = rows.collect::<Result<_, _>>()?;
+    drop(stmt);
+    drop(conn);
+    jobs.into_iter().map(|j| with_attempts(db, j)).collect()
 }
 
 /// `(queued, running)` counts.
 pub fn counts(db: &Db) -> anyhow::Result<(i64, i64)> {
+    if let Some(shared) = db.shared() {
+        return shared.counts();
+    }
     let conn = db.conn();
     let n = |s: &str| -> rusqlite::Result<i64> {
         conn.query_row(
@@ -187,11 +297,62 @@ pub fn counts(db: &Db) -> anyhow::Result<(i64, i64)> {
     Ok((n(QUEUED)?, n(RUNNING)?))
 }
 
-/// queued -> running; false if it was no longer queued (cancelled meanwhile).
+/// queued -> running, opening its next attempt; false if it was no longer
+/// queued (cancelled meanwhile). `started_at` stays the first attempt's.
+/// The single-server path: workers of a shared queue claim instead
+/// ([`super::shared_queue::SharedJobs::claim`]).
 pub fn start(db: &Db, id: &str) -> anyhow::Result<bool> {
+    let mut conn = db.conn();
+    let tx = conn.transaction()?;
+    let now = now_ms();
+    let n = tx.execute(
+        "UPDATE jobs SET status = ?2, started_at = COALESCE(started_at, ?3), retry_at = NULL WHERE id = ?1 AND status = ?4",
+        params![id, RUNNING, now, QUEUED],
+    )?;
+    if n == 1 {
+        tx.execute(
+            "INSERT INTO attempts (job, n, started_at) VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job = ?1), ?2)",
+            params![id, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(n == 1)
+}
+
+/// Close the open attempt of job `id`: its exit code, its error, and why
+/// that error was transient (when it was). Returns the attempt's number.
+pub fn end_attempt(
+    db: &Db,
+    id: &str,
+    exit_code: Option<i32>,
+    error: Option<&str>,
+    transient: Option<&str>,
+) -> anyhow::Result<u32> {
+    if let Some(shared) = db.shared() {
+        return shared.end_attempt(id, exit_code, error, transient);
+    }
+    let conn = db.conn();
+    conn.execute(
+        "UPDATE attempts SET finished_at = ?2, exit_code = ?3, error = ?4, transient = ?5 WHERE job = ?1 AND finished_at IS NULL",
+        params![id, now_ms(), exit_code, error, transient],
+    )?;
+    let n: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(n), 0) FROM attempts WHERE job = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// running -> queued again, to be retried no earlier than `retry_at_ms`;
+/// false if it was not running.
+pub fn requeue(db: &Db, id: &str, retry_at_ms: i64) -> anyhow::Result<bool> {
+    if let Some(shared) = db.shared() {
+        return shared.requeue(id, retry_at_ms);
+    }
     let n = db.conn().execute(
-        "UPDATE jobs SET status = ?2, started_at = ?3 WHERE id = ?1 AND status = ?4",
-        params![id, RUNNING, now_ms(), QUEUED],
+        "UPDATE jobs SET status = ?2, retry_at = ?3 WHERE id = ?1 AND status = ?4",
+        params![id, QUEUED, retry_at_ms, RUNNING],
     )?;
     Ok(n == 1)
 }
@@ -204,6 +365,9 @@ pub fn finish(
     exit_code: Option<i32>,
     error: Option<&str>,
 ) -> anyhow::Result<()> {
+    if let Some(shared) = db.shared() {
+        return shared.finish(id, status, exit_code, error);
+    }
     db.conn().execute(
         "UPDATE jobs SET status = ?2, finished_at = ?3, exit_code = ?4, error = ?5 WHERE id = ?1 AND status = ?6",
         params![id, status, now_ms(), exit_code, error, RUNNING],
@@ -211,8 +375,23 @@ pub fn finish(
     Ok(())
 }
 
+/// The earliest `retry_at` (ms) of a queued job that is later than `now`.
+pub fn next_retry_after(db: &Db, now: i64) -> anyhow::Result<Option<i64>> {
+    if let Some(shared) = db.shared() {
+        return shared.next_retry_after(now);
+    }
+    Ok(db.conn().query_row(
+        "SELECT MIN(retry_at) FROM jobs WHERE status = ?1 AND retry_at > ?2",
+        params![QUEUED, now],
+        |r| r.get(0),
+    )?)
+}
+
 /// Attach the audit-trail record of the job's command.
 pub fn set_audit(db: &Db, id: &str, audit: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(shared) = db.shared() {
+        return shared.set_audit(id, audit);
+    }
     db.conn().execute(
         "UPDATE jobs SET audit = ?2 WHERE id = ?1",
         params![id, audit.to_string()],
@@ -222,6 +401,9 @@ pub fn set_audit(db: &Db, id: &str, audit: &serde_json::Value) -> anyhow::Result
 
 /// queued -> cancelled; false if it was not queued.
 pub fn cancel_queued(db: &Db, id: &str) -> anyhow::Result<bool> {
+    if let Some(shared) = db.shared() {
+        return shared.cancel_queued(id);
+    }
     let n = db.conn().execute(
         "UPDATE jobs SET status = ?2, finished_at = ?3 WHERE id = ?1 AND status = ?4",
         params![id, CANCELLED, now_ms(), QUEUED],
@@ -232,7 +414,15 @@ pub fn cancel_queued(db: &Db, id: &str) -> anyhow::Result<bool> {
 /// At startup: jobs a previous server left running did not finish under
 /// its watch. Returns how many.
 pub fn interrupt_running(db: &Db) -> anyhow::Result<usize> {
-    Ok(db.conn().execute(
+    if let Some(shared) = db.shared() {
+        return shared.interrupt_running();
+    }
+    let conn = db.conn();
+    conn.execute(
+        "UPDATE attempts SET finished_at = ?1, error = COALESCE(error, ?2) WHERE finished_at IS NULL AND job IN (SELECT id FROM jobs WHERE status = ?3)",
+        params![now_ms(), "the server stopped while this attempt ran", RUNNING],
+    )?;
+    Ok(conn.execute(
         "UPDATE jobs SET status = ?1, finished_at = ?2, error = COALESCE(error, ?3) WHERE status = ?4",
         params![
             INTERRUPTED,
@@ -258,6 +448,9 @@ pub struct Event {
 /// Append an event; returns its sequence number (from 1), or `None` once
 /// the job has [`MAX_EVENTS`].
 pub fn add_event(db: &Db, job: &str, data: &serde_json::Value) -> anyhow::Result<Option<i64>> {
+    if let Some(shared) = db.shared() {
+        return shared.add_event(job, data);
+    }
     let conn = db.conn();
     let next: i64 = conn.query_row(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job = ?1",
@@ -276,6 +469,9 @@ pub fn add_event(db: &Db, job: &str, data: &serde_json::Value) -> anyhow::Result
 
 /// Events of `job` after `seq`, in order.
 pub fn events_after(db: &Db, job: &str, seq: i64) -> anyhow::Result<Vec<Event>> {
+    if let Some(shared) = db.shared() {
+        return shared.events_after(job, seq);
+    }
     let conn = db.conn();
     let mut stmt =
         conn.prepare("SELECT seq, at, data FROM events WHERE job = ?1 AND seq > ?2 ORDER BY seq")?;
@@ -298,7 +494,9 @@ mod tests {
     fn lifecycle_and_order() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
+        let none = Options::default();
         let new = |env, priority| NewJob {
+            options: &none,
             kind: "deploy",
             project: "app",
             environment: env,
@@ -314,6 +512,18 @@ mod tests {
         assert_eq!(order, [b.id.clone(), a.id.clone(), c.id.clone()]);
         assert!(start(&db, &a.id).unwrap());
         assert!(!start(&db, &a.id).unwrap());
+        // A transient failure: back in the queue, then a second attempt.
+        assert_eq!(
+            end_attempt(&db, &a.id, Some(1), Some("API error 503"), Some("5xx")).unwrap(),
+            1
+        );
+        assert!(requeue(&db, &a.id, now_ms() + 10).unwrap());
+        assert!(get(&db, &a.id).unwrap().unwrap().retry_at.is_some());
+        assert!(start(&db, &a.id).unwrap());
+        let tries = get(&db, &a.id).unwrap().unwrap().attempts;
+        assert_eq!(tries.len(), 2);
+        assert_eq!(tries[0].transient.as_deref(), Some("5xx"));
+        assert!(tries[0].finished_at.is_some() && tries[1].finished_at.is_none());
         assert!(cancel_queued(&db, &c.id).unwrap());
         assert!(!start(&db, &c.id).unwrap());
         assert_eq!(
@@ -329,6 +539,7 @@ mod tests {
         assert_eq!(interrupt_running(&db).unwrap(), 1);
         let a = get(&db, &a.id).unwrap().unwrap();
         assert_eq!(a.status, INTERRUPTED);
+        assert!(a.attempts.iter().all(|t| t.finished_at.is_some()));
         assert!(a.error.is_some() && a.finished_at.is_some());
         assert!(get(&db, "nope").unwrap().is_none());
     }

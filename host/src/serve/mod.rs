@@ -6,24 +6,46 @@
 //! - [`config`]: `soar-server.toml` (listen address, projects by NAME).
 //! - [`store`]: the server's SQLite store under `.soar-server/`.
 //! - [`tokens`]: bearer tokens, stored hashed, with scopes.
-//! - [`jobs`]: job and event rows; [`queue`]: the worker that runs them.
+//! - [`jobs`]: job and event rows; [`queue`]: the worker that runs them;
+//!   [`retry`]: which failures it retries, and when; [`shared_queue`]: the
+//!   same on PostgreSQL, one queue for several servers.
+//! - [`projects`]: the projects by NAME, configured or uploaded as
+//!   [`bundle`]s ([`uploads`]: their route); [`options`]: what a deploy
+//!   request may add to a project's soar.toml.
+//! - [`health`]: `GET /health`, with the reachability of SSH hosts and
+//!   registries.
+//! - [`monitoring`]: the health monitor of the projects' services;
+//!   [`metrics`]: `/metrics`, with [`brokered`]: the jobs' brokered
+//!   requests.
 //! - [`tls`]: HTTPS when `[tls]` names a certificate and key.
 //! - [`api`]: the routes; [`events`]: their Server-Sent Events;
 //!   [`inspect`]: an environment's status, history, logs and rollback;
 //!   [`compat`]: the deployer spec's `POST /deploy` on the same jobs.
+//! - [`dashboard`]: the web page at `/` for people, on the same API.
 
 pub mod api;
+pub mod brokered;
+pub mod bundle;
 pub mod compat;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod inspect;
 pub mod jobs;
+pub mod metrics;
+pub mod monitoring;
+pub mod options;
 pub mod plans;
+pub mod projects;
 pub mod queue;
+pub mod retry;
+pub mod shared_queue;
 pub mod store;
 pub mod tls;
 pub mod tokens;
+pub mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +59,44 @@ use crate::catalog::Catalog;
 use config::ServerConfig;
 use store::Db;
 use tokens::Scope;
+
+/// The variables that make a `soar` a client of a server (`--server`). The commands the server runs for its jobs and
+/// inspections are local by definition, so they never inherit them: a server
+/// started from a shell that exports them must not submit its own jobs back
+/// to a server, nor hand its token to the child.
+pub(crate) const CLIENT_VARS: [&str; 2] = ["SOAR_SERVER", "SOAR_SERVER_TOKEN"];
+
+/// A `soar` the server runs in `root` for a job, a monitor or an
+/// inspection: stdin closed, stdout and stderr piped, none of
+/// [`CLIENT_VARS`]. With `ends_with_server`, the child gets SIGTERM when the
+/// server dies (on Linux), so a job releases its lock and a restarted server
+/// finds it `interrupted`, not running on unobserved.
+fn soar_child(
+    exe: &std::path::Path,
+    root: &std::path::Path,
+    ends_with_server: bool,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for var in CLIENT_VARS {
+        cmd.env_remove(var);
+    }
+    #[cfg(target_os = "linux")]
+    if ends_with_server {
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the
+        // child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
 
 /// `soar serve`.
 #[derive(Debug, Args)]
@@ -105,16 +165,12 @@ fn token(config: &ServerConfig, cmd: TokenCommand) -> anyhow::Result<i32> {
             name,
         } => {
             if let Some(p) = &project {
+                let projects = projects::Projects::new(config.projects.clone(), &config.data_dir);
                 anyhow::ensure!(
-                    config.projects.contains_key(p),
-                    "no project {p:?} in {} (its projects: {})",
+                    projects.get(p).is_some(),
+                    "no project {p:?} in {} or its uploaded bundles (its projects: {})",
                     config.file.display(),
-                    config
-                        .projects
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    projects.names().join(", ")
                 );
             }
             let (id, token) = tokens::create(&db, scope, project.as_deref(), name.as_deref())?;
@@ -164,7 +220,17 @@ fn token(config: &ServerConfig, cmd: TokenCommand) -> anyhow::Result<i32> {
 }
 
 async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> anyhow::Result<i32> {
-    let db = Arc::new(Db::open(&config.data_dir)?);
+    let mut db = Db::open(&config.data_dir)?;
+    if let Some((url, lease)) = &config.shared_queue {
+        let shared = shared_queue::SharedJobs::connect(url, *lease)?;
+        println!(
+            "soar serve: worker {} of the queue in {}",
+            shared.worker(),
+            shared.shown()
+        );
+        db = db.with_shared(shared);
+    }
+    let db = Arc::new(db);
     let interrupted = jobs::interrupt_running(&db)?;
     if interrupted > 0 {
         tracing::warn!(
@@ -178,13 +244,16 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
         .map(|e| (e.name.clone(), e.source.to_string()))
         .collect();
     let exe = std::env::current_exe().context("finding the soar binary to run deploys with")?;
-    let queue = queue::Queue::new(
-        db,
-        exe,
+    // What an upload cut short by the last stop left behind.
+    bundle::clear_leftovers(&config.data_dir.join(projects::BUNDLES_DIR));
+    let projects = Arc::new(projects::Projects::new(
         config.projects.clone(),
-        config.data_dir.join("plans"),
-        config.per_provider,
-    );
+        &config.data_dir,
+    ));
+    let queue = queue::Queue::new(db, exe.clone(), projects, &config);
+    let monitoring = Arc::new(monitoring::Monitoring::default());
+    let names = providers.iter().map(|(n, _)| n.clone()).collect();
+    let monitors = monitoring::Runner::new(monitoring.clone(), queue.clone(), exe, names);
     let addr = listen.unwrap_or(config.listen);
     let deadline = config.shutdown_timeout;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -200,8 +269,12 @@ async fn serve(config: ServerConfig, listen: Option<std::net::SocketAddr>) -> an
         queue: queue.clone(),
         providers: Arc::new(providers),
         inspections: Arc::new(tokio::sync::Semaphore::new(inspect::MAX_INSPECTIONS)),
+        probes: Arc::new(health::Probes::default()),
+        monitoring,
+        brokered: Arc::new(brokered::Brokered::default()),
     };
     tokio::spawn(queue.clone().run());
+    tokio::spawn(monitors.run());
     let app = api::router(state);
     let (scheme, mut http) = match acceptor {
         None => (

@@ -7,10 +7,19 @@
 //! environment never interleave). Each JSON line it prints is an event of
 //! the job; its exit code decides success; the tail of its stderr is the
 //! job's error. Cancel is SIGTERM to the child.
+//!
+//! A failure [`super::retry`] calls transient puts the job back in the
+//! queue with a `retry_at` (capped exponential backoff); until it runs
+//! again it holds its environment's turn, so no later job of that
+//! environment overtakes it. Every run is an attempt in the job record.
+//!
+//! With a shared queue (`[queue] url`), this server is one worker of many:
+//! it claims jobs from the database instead of reading its own store, holds
+//! a lease on each while it runs, and the limits above hold across every
+//! worker (see [`super::shared_queue`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +28,9 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::sync::{Notify, watch};
 
 use super::jobs::{self, Job};
+use super::projects::Projects;
+use super::retry::{self, Policy};
+use super::shared_queue::SharedJobs;
 use super::store::Db;
 
 /// The job kind that runs `soar deploy`: plan then apply (or apply a saved
@@ -34,6 +46,7 @@ const ERROR_TAIL: usize = 4096;
 const MAX_LINE: usize = 64 * 1024;
 
 struct Running {
+    project: String,
     env_key: String,
     provider: String,
     pid: Option<u32>,
@@ -45,12 +58,18 @@ pub struct Queue {
     /// The server's store: jobs, their events, and tokens.
     pub db: Arc<Db>,
     exe: PathBuf,
-    projects: std::collections::BTreeMap<String, PathBuf>,
+    /// The projects jobs may name: configured and uploaded.
+    pub projects: Arc<Projects>,
     /// Where saved plans are kept (`<data dir>/plans`).
     pub plans_dir: PathBuf,
     per_provider: usize,
+    retry: Policy,
+    /// `[secrets]`: NAME -> the server's environment variable.
+    secrets: std::collections::BTreeMap<String, String>,
     wake: Notify,
     running: Mutex<HashMap<String, Running>>,
+    /// Projects whose bundle is being replaced: none of their jobs starts.
+    replacing: Mutex<HashSet<String>>,
     /// Bumped on every event and status change; SSE streams wait on it.
     changed: watch::Sender<u64>,
     /// Set on shutdown: no job starts any more.
@@ -58,24 +77,26 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue running `exe` (this soar) in the configured `projects`
-    /// (NAME -> directory), at most `per_provider` jobs per provider at once.
-    /// Nothing runs until [`Queue::run`] is spawned.
+    /// A queue running `exe` (this soar) in `projects`, with the limits,
+    /// retry policy and secrets of `config`. Nothing runs until
+    /// [`Queue::run`] is spawned.
     pub fn new(
         db: Arc<Db>,
         exe: PathBuf,
-        projects: std::collections::BTreeMap<String, PathBuf>,
-        plans_dir: PathBuf,
-        per_provider: usize,
+        projects: Arc<Projects>,
+        config: &super::config::ServerConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
             exe,
             projects,
-            plans_dir,
-            per_provider,
+            plans_dir: config.data_dir.join("plans"),
+            per_provider: config.per_provider,
+            retry: config.retry,
+            secrets: config.secrets.clone(),
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            replacing: Mutex::new(HashSet::new()),
             changed: watch::channel(0).0,
             stopping: AtomicBool::new(false),
         })
@@ -110,6 +131,13 @@ impl Queue {
         }
         let mut running = self.running();
         let Some(r) = running.get_mut(id) else {
+            // Running on another worker of a shared queue: it stops the
+            // job at its next lease renewal.
+            if let Some(shared) = self.db.shared()
+                && shared.request_cancel(id)?
+            {
+                return Ok(Some("cancelling"));
+            }
             return Ok(None);
         };
         r.cancel = true;
@@ -121,14 +149,50 @@ impl Queue {
         Ok(Some("cancelling"))
     }
 
+    /// Hold off every job of `project` while its bundle is replaced, if
+    /// none runs now; `false` when one does. Undo with
+    /// [`Queue::release_project`].
+    pub fn hold_project(&self, project: &str) -> bool {
+        let running = self.running();
+        if running.values().any(|r| r.project == project) {
+            return false;
+        }
+        self.replacing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(project.to_string())
+    }
+
+    /// Let `project`'s jobs start again.
+    pub fn release_project(&self, project: &str) {
+        self.replacing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(project);
+        self.poke();
+    }
+
     /// The worker loop; runs for the life of the server.
     pub async fn run(self: Arc<Self>) {
-        loop {
-            if let Err(e) = self.start_what_fits() {
-                tracing::warn!("queue: {e:#}");
+        if let Some(shared) = self.db.shared() {
+            let me = self.clone();
+            if let Err(e) = shared.listen(move || me.poke()) {
+                tracing::warn!("queue: {e:#}; new jobs are seen at the next poll");
             }
-            // A poke, or a look every few seconds whatever happens.
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+            tokio::spawn(self.clone().keep_leases());
+        }
+        loop {
+            // A poke, the next retry's time, or a look every few seconds
+            // whatever happens.
+            let wait = match self.start_what_fits() {
+                Ok(Some(next)) => next.min(Duration::from_secs(5)),
+                Ok(None) => Duration::from_secs(5),
+                Err(e) => {
+                    tracing::warn!("queue: {e:#}");
+                    Duration::from_secs(5)
+                }
+            };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }
     }
 
@@ -161,15 +225,40 @@ impl Queue {
         }
     }
 
-    fn start_what_fits(self: &Arc<Self>) -> anyhow::Result<()> {
+    /// Start every queued job that fits now; returns how long until the
+    /// earliest retry that must wait is due, if any.
+    fn start_what_fits(self: &Arc<Self>) -> anyhow::Result<Option<Duration>> {
         if self.is_stopping() {
-            return Ok(());
+            return Ok(None);
         }
-        for job in jobs::queued(&self.db)? {
-            let env_key = format!("{}\n{}", job.project, job.environment);
+        if let Some(shared) = self.db.shared() {
+            return self.claim_what_fits(shared);
+        }
+        let queued = jobs::queued(&self.db)?;
+        let now = super::store::rfc3339(crate::state::now_ms());
+        // A job waiting to retry keeps its environment's turn.
+        let held: HashMap<String, &str> = queued
+            .iter()
+            .filter(|j| j.retry_at.is_some())
+            .map(|j| (env_key(j), j.id.as_str()))
+            .collect();
+        for job in &queued {
+            let env_key = env_key(job);
+            if job.retry_at.as_deref().is_some_and(|at| at > now.as_str()) {
+                continue;
+            }
+            if held.get(&env_key).is_some_and(|holder| *holder != job.id) {
+                continue;
+            }
             {
                 let mut running = self.running();
-                if running.values().any(|r| r.env_key == env_key) {
+                if running.values().any(|r| r.env_key == env_key)
+                    || self
+                        .replacing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&job.project)
+                {
                     continue;
                 }
                 let of_provider = running
@@ -185,6 +274,7 @@ impl Queue {
                 running.insert(
                     job.id.clone(),
                     Running {
+                        project: job.project.clone(),
                         env_key,
                         provider: job.provider.clone(),
                         pid: None,
@@ -192,23 +282,146 @@ impl Queue {
                     },
                 );
             }
-            self.bump();
-            let me = self.clone();
-            tokio::spawn(async move {
-                let id = job.id.clone();
-                let (status, code, error) = me.execute(&job).await;
-                if let Err(e) = jobs::finish(&me.db, &id, status, code, error.as_deref()) {
-                    tracing::warn!("recording the end of job {id}: {e:#}");
-                }
-                me.running().remove(&id);
-                me.poke();
-            });
+            self.launch(job.clone());
         }
-        Ok(())
+        let now = crate::state::now_ms();
+        Ok(jobs::next_retry_after(&self.db, now)?
+            .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
     }
 
-    /// Run the deploy child to its end: (final status, exit code, error).
-    async fn execute(&self, job: &Job) -> (&'static str, Option<i32>, Option<String>) {
+    /// Run `job`, already marked running in the store and in `running`, to
+    /// its end on a task of its own.
+    fn launch(self: &Arc<Self>, job: Job) {
+        self.bump();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let id = job.id.clone();
+            let outcome = me.execute(&job).await;
+            if let Err(e) = me.conclude(&job, outcome) {
+                tracing::warn!("recording the end of job {id}: {e:#}");
+            }
+            me.running().remove(&id);
+            me.poke();
+        });
+    }
+
+    /// [`Queue::start_what_fits`] as a worker of a shared queue: take back
+    /// the jobs of workers that died, then claim every job that fits now
+    /// (the limits hold across workers: see [`crate::state::QueueDb`]).
+    fn claim_what_fits(self: &Arc<Self>, shared: &SharedJobs) -> anyhow::Result<Option<Duration>> {
+        for lost in shared.reap()? {
+            tracing::warn!(
+                "job {} lost its worker {}: {}",
+                lost.id,
+                lost.worker,
+                if lost.requeued {
+                    "queued again"
+                } else {
+                    "interrupted (lost twice)"
+                }
+            );
+        }
+        let held = self
+            .replacing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let projects: Vec<String> = self
+            .projects
+            .names()
+            .into_iter()
+            .filter(|p| !held.contains(p))
+            .collect();
+        let plans = saved_plans(&self.plans_dir);
+        while let Some(job) = shared.claim(self.per_provider, &projects, &plans)? {
+            self.running().insert(
+                job.id.clone(),
+                Running {
+                    project: job.project.clone(),
+                    env_key: env_key(&job),
+                    provider: job.provider.clone(),
+                    pid: None,
+                    cancel: false,
+                },
+            );
+            self.launch(job);
+        }
+        let now = crate::state::now_ms();
+        Ok(shared
+            .next_retry_after(now)?
+            .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
+    }
+
+    /// For a shared queue: renew this worker's leases every third of a
+    /// lease, and stop the jobs it no longer holds (taken back after a
+    /// pause longer than the lease) or that a cancel on another worker
+    /// asked to stop.
+    async fn keep_leases(self: Arc<Self>) {
+        let Some(shared) = self.db.shared() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(shared.lease() / 3);
+        loop {
+            tick.tick().await;
+            let ids: Vec<String> = self.running().keys().cloned().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let renewal = match shared.renew(&ids) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("renewing the queue's leases: {e:#}");
+                    continue;
+                }
+            };
+            let mut running = self.running();
+            for (id, r) in running.iter_mut() {
+                // A cancel before its deploy starts is seen when it starts.
+                r.cancel |= renewal.cancel.contains(id);
+                // No pid: not started yet, or ended and being recorded.
+                let Some(pid) = r.pid else { continue };
+                let lost = !renewal.held.contains(id);
+                if lost {
+                    tracing::warn!("job {id}: this worker's lease on it expired; stopping it");
+                }
+                if lost || r.cancel {
+                    // SAFETY: kill(2) on our own child, not yet reaped
+                    // (`pid` is cleared when it is).
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+
+    /// Record how an attempt ended: the job finishes, or goes back in the
+    /// queue when its failure was transient and it has retries left.
+    fn conclude(&self, job: &Job, outcome: Outcome) -> anyhow::Result<()> {
+        let (status, code, error, reported) = outcome;
+        let transient = (status == jobs::FAILED)
+            .then(|| reported.as_deref().and_then(retry::transient))
+            .flatten();
+        let n = jobs::end_attempt(&self.db, &job.id, code, error.as_deref(), transient)?;
+        if let Some(reason) = transient
+            && self.retry.allows_another(n)
+        {
+            let delay = self.retry.delay(n);
+            let at = crate::state::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            if jobs::requeue(&self.db, &job.id, at)? {
+                let event = serde_json::json!({
+                    "type": "retrying",
+                    "attempt": n,
+                    "reason": reason,
+                    "delay_ms": delay.as_millis() as u64,
+                });
+                jobs::add_event(&self.db, &job.id, &event)?;
+                return Ok(());
+            }
+        }
+        jobs::finish(&self.db, &job.id, status, code, error.as_deref())
+    }
+
+    /// Run one attempt's deploy child to its end.
+    async fn execute(&self, job: &Job) -> Outcome {
         let Some(root) = self.projects.get(&job.project) else {
             return (
                 jobs::FAILED,
@@ -217,32 +430,38 @@ impl Queue {
                     "project {:?} is no longer in the server config",
                     job.project
                 )),
+                None,
             );
         };
-        let mut cmd = tokio::process::Command::new(&self.exe);
+        // The project's soar.toml, or a copy with the request's options.
+        let config = match super::options::derive(&root, job, &self.secrets) {
+            Ok(c) => c,
+            Err(e) => {
+                let error = format!("applying the deploy's options: {e:#}");
+                return (jobs::FAILED, None, Some(error), None);
+            }
+        };
+        let outcome = self.run_child(job, &root, config.path()).await;
+        drop(config);
+        outcome
+    }
+
+    /// Run `soar -c config ...` for `job` in `root`.
+    async fn run_child(
+        &self,
+        job: &Job,
+        root: &std::path::Path,
+        config: &std::path::Path,
+    ) -> Outcome {
+        let mut cmd = super::soar_child(&self.exe, root, true);
         let args: &[&str] = match job.kind.as_str() {
             ROLLBACK => &["rollback", "--env", &job.environment],
             _ => &["deploy", "--json", "--yes", "--env", &job.environment],
         };
-        cmd.arg("-c").arg(root.join("soar.toml")).args(args);
+        cmd.arg("-c").arg(config).args(args);
         if let Some(plan) = &job.plan {
             // `soar deploy FILE`: exactly this plan, refused when stale.
             cmd.arg(self.plans_dir.join(format!("{plan}.plan")));
-        }
-        cmd.current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
-        // before exec. The deploy ends with the server (SIGTERM: it releases
-        // its lock), so a restarted server finds it `interrupted`, not
-        // running on unobserved.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
         }
         // The audit trail's actor, once the engine reads it (it reads $USER
         // today, which the deploy keeps: SSH defaults may depend on it).
@@ -250,7 +469,14 @@ impl Queue {
         let started_ms = crate::state::now_ms();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => return (jobs::FAILED, None, Some(format!("cannot start soar: {e}"))),
+            Err(e) => {
+                return (
+                    jobs::FAILED,
+                    None,
+                    Some(format!("cannot start soar: {e}")),
+                    None,
+                );
+            }
         };
         let cancelled_early = {
             let mut running = self.running();
@@ -267,21 +493,8 @@ impl Queue {
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let tail = tokio::spawn(async move {
-            let mut tail: Vec<u8> = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > ERROR_TAIL {
-                    tail.drain(..tail.len() - ERROR_TAIL);
-                }
-            }
-            tail
-        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let tail = keep_tail(stderr, ERROR_TAIL);
         let mut lines = BufReader::new(stdout);
         let mut line = Vec::new();
         // The deploy's own error, from its `error` event.
@@ -310,6 +523,10 @@ impl Queue {
         }
         let pid = child.id();
         let status = child.wait().await;
+        // Reaped: the pid may be reused from now on, so no signal uses it.
+        if let Some(r) = self.running().get_mut(&job.id) {
+            r.pid = None;
+        }
         let tail = tail.await.unwrap_or_default();
         if let Some(pid) = pid {
             match audit_record(root, &job.environment, pid, started_ms) {
@@ -328,11 +545,11 @@ impl Queue {
         // the error event of a --json deploy: the text `soar` prints without
         // --json.
         let mut error = String::from_utf8_lossy(&tail).trim().to_string();
-        if let Some(reported) = reported {
+        if let Some(reported) = &reported {
             if !error.is_empty() {
                 error.push('\n');
             }
-            error.push_str(&reported);
+            error.push_str(reported);
         }
         let error = (!error.is_empty()).then_some(error);
         match status {
@@ -340,16 +557,47 @@ impl Queue {
                 jobs::CANCELLED,
                 code,
                 Some("cancelled by request".to_string()),
+                None,
             ),
-            Ok(s) if s.success() => (jobs::SUCCEEDED, code, None),
+            Ok(s) if s.success() => (jobs::SUCCEEDED, code, None, None),
             Ok(s) => (
                 jobs::FAILED,
                 code,
                 error.or_else(|| Some(format!("soar deploy exited with {s}"))),
+                reported,
             ),
-            Err(e) => (jobs::FAILED, None, Some(format!("waiting for soar: {e}"))),
+            Err(e) => (
+                jobs::FAILED,
+                None,
+                Some(format!("waiting for soar: {e}")),
+                None,
+            ),
         }
     }
+}
+
+/// How an attempt ended: its status, the exit code, the job's error text,
+/// and the deploy's own error event (what [`retry::transient`] judges).
+type Outcome = (&'static str, Option<i32>, Option<String>, Option<String>);
+
+/// The ids of the saved plans in `dir` (`<id>.plan`): the plans a deploy
+/// on this server can apply.
+fn saved_plans(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".plan").map(str::to_string)
+        })
+        .collect()
+}
+
+/// The key that serialises jobs: one environment of one project.
+fn env_key(job: &Job) -> String {
+    format!("{}\n{}", job.project, job.environment)
 }
 
 /// The audit-trail record the child `pid` wrote in the project's state for
@@ -370,4 +618,27 @@ fn audit_record(
         .into_iter()
         .find(|r| r.pid == pid && r.started_at >= since_ms - 1000);
     Ok(record.map(serde_json::to_value).transpose()?)
+}
+
+/// Read a child's stream to its end on a task of its own, keeping only the
+/// last `cap` bytes: what a failed child said last, without letting a
+/// chatty one grow the server's memory (or block on a full pipe).
+pub(super) fn keep_tail(
+    mut stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    cap: usize,
+) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > cap {
+                tail.drain(..tail.len() - cap);
+            }
+        }
+        tail
+    })
 }

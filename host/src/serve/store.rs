@@ -8,6 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use anyhow::Context as _;
 use rusqlite::Connection;
 
+use super::shared_queue::SharedJobs;
+
 /// The store's file name, under the server's data directory.
 pub const DB_FILE: &str = "server.db";
 
@@ -36,7 +38,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     exit_code INTEGER,
     error TEXT,
     audit TEXT,
-    plan TEXT
+    plan TEXT,
+    retry_at INTEGER,
+    options TEXT
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    job TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    exit_code INTEGER,
+    error TEXT,
+    transient TEXT,
+    PRIMARY KEY (job, n)
 );
 CREATE TABLE IF NOT EXISTS plans (
     id TEXT PRIMARY KEY,
@@ -55,8 +69,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 ";
 
-/// One connection behind a mutex: every statement is short.
-pub struct Db(Mutex<Connection>);
+/// One connection behind a mutex: every statement is short. With a shared
+/// queue, the jobs live in PostgreSQL instead ([`Db::shared`]); tokens
+/// and saved plans stay here.
+pub struct Db {
+    conn: Mutex<Connection>,
+    shared: Option<SharedJobs>,
+}
 
 impl Db {
     /// Open (creating) `<data_dir>/server.db`.
@@ -82,6 +101,8 @@ impl Db {
             ("kind", "TEXT NOT NULL DEFAULT 'deploy'"),
             ("audit", "TEXT"),
             ("plan", "TEXT"),
+            ("retry_at", "INTEGER"),
+            ("options", "TEXT"),
         ] {
             let has: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
@@ -92,13 +113,27 @@ impl Db {
                 conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} {decl}"))?;
             }
         }
-        Ok(Self(Mutex::new(conn)))
+        Ok(Self {
+            conn: Mutex::new(conn),
+            shared: None,
+        })
+    }
+
+    /// Keep the jobs in the shared queue `shared` from now on.
+    pub fn with_shared(mut self, shared: SharedJobs) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared queue's job store, when this server is one of its workers.
+    pub fn shared(&self) -> Option<&SharedJobs> {
+        self.shared.as_ref()
     }
 
     /// The one connection, locked; a handler that panicked holding it does
     /// not poison it for every later request.
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

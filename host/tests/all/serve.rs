@@ -1,7 +1,9 @@
 //! `soar serve` through the built binary, over real HTTP on 127.0.0.1: a
 //! server with two local-target projects, tokens made with the CLI, deploys
 //! submitted as JSON, followed as Server-Sent Events, cancelled, and a
-//! server killed with SIGKILL mid-job and restarted.
+//! server killed with SIGKILL mid-job and restarted; transient failures
+//! retried, projects uploaded as bundles, deploy options with server-side
+//! secrets, and `/health` probing the hosts the projects name.
 //!
 //! The client is a few lines of HTTP/1.0 over `TcpStream` (the server
 //! closes each response, SSE included, so the body is "read to EOF").
@@ -16,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::support::e2e::{ENV, Project, soar_toml, version_at, wait_until};
 use crate::support::soar;
+use tar::EntryType::{Regular, Symlink};
 
 /// A hook that holds a deploy until the test lets it go.
 const GATE: &str = "touch hook-started; while [ ! -f hook-release ]; do sleep 0.05; done";
@@ -31,8 +34,15 @@ impl Server {
     /// Start `soar serve` with `config`, in `home`'s isolated environment,
     /// on a free port; returns once it listens.
     fn start(home: &Path, config: &Path) -> Self {
+        Self::start_with(home, config, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (the server's
+    /// own secrets).
+    fn start_with(home: &Path, config: &Path, vars: &[(&str, &str)]) -> Self {
         let log = unique(config.with_file_name("serve"));
         let mut child = soar(home, config.parent().unwrap())
+            .envs(vars.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
             .arg(config)
             .stdout(Stdio::piped())
@@ -340,7 +350,7 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
         .iter()
         .find(|p| p["name"] == "local")
         .unwrap_or_else(|| panic!("no local provider: {caps}"));
-    assert_eq!(local["contract"], "soar:plugin@0.1.0", "{caps}");
+    assert_eq!(local["contract"], "soar:plugin@0.2.0", "{caps}");
     assert!(
         caps["artifact_kinds"]
             .as_array()
@@ -530,6 +540,10 @@ fn deploy_over_http_follow_events_and_the_service_answers() {
 fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
     let broken = Project::new("[app]\nname = \"x\"\nbogus = 1\n", "v1");
     let (web, _gated, config) = setup_with(2, &[("broken", &broken)]);
+    // Small bundle caps, and one server-side secret.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "[bundles]\nmax_bytes = 65536\nmax_unpacked_bytes = 1048576\n[secrets]\nKNOWN = \"SOAR_TEST_KNOWN_SECRET\"\n";
+    std::fs::write(&config, text).unwrap();
     let home = web.tmp();
     let deployer = create_token(home, &config, &["--scope", "deploy"]);
     let reader = create_token(home, &config, &["--scope", "read"]);
@@ -564,7 +578,178 @@ fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
         &'a str,
     );
     let json = |v: Value| Some(("application/json", v.to_string().into_bytes()));
+    let gz = |entries: &[(&str, tar::EntryType, &[u8])]| Some(("application/gzip", targz(entries)));
+    let toml = soar_toml("20s", "");
+    let toml = toml.as_bytes();
+    let upload = "/v1/bundles?project=up";
+    let zeros = vec![0u8; 2 << 20];
+    let deploy_with = |extra: Value| {
+        let mut body = json!({ "project": "web", "environment": ENV });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json(body)
+    };
     let cases: Vec<Case> = vec![
+        (
+            "bundle with path traversal",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[("soar.toml", Regular, toml), ("../evil", Regular, b"x")]),
+            400,
+            "climbs out",
+        ),
+        (
+            "bundle with an absolute path",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[("soar.toml", Regular, toml), ("/tmp/evil", Regular, b"x")]),
+            400,
+            "absolute",
+        ),
+        (
+            "symlink escaping the bundle",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[
+                ("soar.toml", Regular, toml),
+                ("app.py", Symlink, b"/etc/passwd"),
+            ]),
+            400,
+            "outside the bundle",
+        ),
+        (
+            "symlink climbing out of the bundle",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[("soar.toml", Regular, toml), ("a/up", Symlink, b"../../..")]),
+            400,
+            "outside the bundle",
+        ),
+        (
+            "device file in a bundle",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[
+                ("soar.toml", Regular, toml),
+                ("tty", tar::EntryType::Char, b""),
+            ]),
+            400,
+            "Char",
+        ),
+        (
+            "oversized bundle",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            Some(("application/gzip", noise(100 * 1024))),
+            413,
+            "at most 65536 bytes",
+        ),
+        (
+            "bundle unpacking past its cap",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[("soar.toml", Regular, toml), ("zeros", Regular, &zeros)]),
+            413,
+            "unpacks to more than",
+        ),
+        (
+            "bundle without soar.toml",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            gz(&[("app.py", Regular, b"print()")]),
+            400,
+            "no soar.toml",
+        ),
+        (
+            "bundle that is not a tar.gz",
+            "POST",
+            upload,
+            Some(deployer.as_str()),
+            Some(("application/gzip", b"plain text".to_vec())),
+            400,
+            "tar.gz",
+        ),
+        (
+            "bundle over a configured project",
+            "POST",
+            "/v1/bundles?project=web",
+            Some(deployer.as_str()),
+            gz(&[("soar.toml", Regular, toml)]),
+            409,
+            "server config",
+        ),
+        (
+            "bundle NAME that is a path",
+            "POST",
+            "/v1/bundles?project=..%2Fetc",
+            Some(deployer.as_str()),
+            gz(&[("soar.toml", Regular, toml)]),
+            400,
+            "not valid",
+        ),
+        (
+            "read token uploading",
+            "POST",
+            upload,
+            Some(reader.as_str()),
+            gz(&[("soar.toml", Regular, toml)]),
+            403,
+            "scope",
+        ),
+        (
+            "unknown secret name",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            deploy_with(json!({"secrets": {"API_TOKEN": "NOPE"}})),
+            400,
+            "no server secret named \"NOPE\"",
+        ),
+        (
+            "secret variable that is not a name",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            deploy_with(json!({"secrets": {"api token": "KNOWN"}})),
+            400,
+            "not a variable name",
+        ),
+        (
+            "secret the server does not hold",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            deploy_with(json!({"secrets": {"API_TOKEN": "KNOWN"}})),
+            400,
+            "no value on this server",
+        ),
+        (
+            "auto_register without a [register]",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            deploy_with(json!({"auto_register": true})),
+            400,
+            "[register]",
+        ),
+        (
+            "auto_register not a boolean",
+            "POST",
+            "/v1/deploys",
+            Some(deployer.as_str()),
+            deploy_with(json!({"auto_register": "yes"})),
+            400,
+            "",
+        ),
         (
             "no token",
             "POST",
@@ -822,10 +1007,53 @@ fn bad_requests_are_refused_with_a_hint_and_the_server_lives_on() {
     );
     server.alive();
 
-    // Nothing was queued by any of them.
+    // Nothing was queued by any of them, and no bundle was kept.
     let (_, health) = server.request("GET", "/health", None, None);
     assert_eq!(health["queue"]["queued"], 0, "{health}");
     assert_eq!(health["queue"]["running"], 0, "{health}");
+    let bundles = config.with_file_name(".soar-server").join("bundles");
+    let left: Vec<_> = std::fs::read_dir(&bundles)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!web.tmp().join("evil").exists() && !Path::new("/tmp/evil").exists());
+}
+
+/// A tar.gz of `entries` (path, kind, contents or link target). Headers
+/// are written raw, so the paths a careful archiver refuses (`..`,
+/// absolute) can be made too.
+fn targz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (path, kind, data) in entries {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(if path.ends_with(".py") { 0o755 } else { 0o644 });
+        let body: &[u8] = if kind.is_symlink() || kind.is_hard_link() {
+            h.set_link_name(std::str::from_utf8(data).unwrap()).unwrap();
+            b""
+        } else {
+            data
+        };
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        b.append(&h, body).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// `n` bytes gzip cannot shrink (a xorshift stream).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }
 
 #[test]
@@ -1276,4 +1504,548 @@ fn plan_then_deploy_exactly_that_plan() {
     );
     assert_eq!(status, 404, "{body}");
     server.alive();
+}
+
+/// A loopback HTTP server answering the n-th request with the n-th of
+/// `statuses` (the last one repeating), counting what it saw: a dependency
+/// or registry whose answers the test decides.
+struct FakeHttp {
+    addr: SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeHttp {
+    fn start(statuses: &[u16]) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, statuses) = (hits.clone(), statuses.to_vec());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let _ = reader.read_exact(&mut vec![0; length]);
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let status = statuses[n.min(statuses.len() - 1)];
+                let reason = if status == 200 {
+                    "OK"
+                } else {
+                    "Service Unavailable"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+                );
+            }
+        });
+        Self { addr, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `[queue]` settings added to a server config made by [`setup_with`].
+fn with_queue(config: &Path, lines: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let (head, tail) = text.split_once("[queue]\n").unwrap();
+    std::fs::write(config, format!("{head}[queue]\n{lines}{tail}")).unwrap();
+}
+
+/// Follow job `id` to its end; its record.
+#[track_caller]
+fn finished(server: &Server, token: &str, id: &str) -> Value {
+    let events = server.events(token, id, None);
+    assert_eq!(events.last().unwrap().0, "end", "{events:?}");
+    server.job(token, id)
+}
+
+#[test]
+fn a_transient_failure_is_retried_and_every_attempt_is_recorded() {
+    // A dependency the pre_deploy hook checks: down (503) once, then up.
+    let dependency = FakeHttp::start(&[503, 200]);
+    let check = |addr: SocketAddr| {
+        format!(
+            "[hooks]\npre_deploy = '''python3 -c \"import urllib.request; urllib.request.urlopen('http://{addr}/ready', timeout=10)\"'''\n"
+        )
+    };
+    let flaky = Project::new(&soar_toml("20s", &check(dependency.addr)), "r1");
+    // One that stays down: retried until the retries run out.
+    let down = FakeHttp::start(&[503]);
+    let unavailable = Project::new(&soar_toml("20s", &check(down.addr)), "d1");
+    // One that fails for good: no retry.
+    let wrong = Project::new(
+        &soar_toml(
+            "20s",
+            "[hooks]\npre_deploy = \"echo 'the input is wrong' >&2; exit 1\"\n",
+        ),
+        "w1",
+    );
+    let (web, _gated, config) = setup_with(
+        2,
+        &[
+            ("flaky", &flaky),
+            ("unavailable", &unavailable),
+            ("wrong", &wrong),
+        ],
+    );
+    with_queue(&config, "retries = 2\nbackoff = \"200ms\"\n");
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    let server = Server::start(home, &config);
+
+    let id = server.submit(&token, "flaky", ENV, 0);
+    let job = finished(&server, &token, &id);
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", server.log());
+    let attempts = job["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{job}");
+    let first = &attempts[0];
+    assert!(first["error"].as_str().unwrap().contains("503"), "{first}");
+    assert_eq!(first["transient"], "server error (5xx)", "{first}");
+    assert_eq!(first["exit_code"], 1, "{first}");
+    assert!(attempts[1]["error"].is_null(), "{job}");
+    assert!(
+        first["finished_at"].as_str().unwrap() <= attempts[1]["started_at"].as_str().unwrap(),
+        "{job}"
+    );
+    assert_eq!(job["started_at"], first["started_at"], "{job}");
+    assert!(job["retry_at"].is_null(), "{job}");
+    let retrying: Vec<&Value> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["type"] == "retrying")
+        .collect();
+    assert_eq!(retrying.len(), 1, "{job}");
+    assert_eq!(retrying[0]["data"]["attempt"], 1, "{job}");
+    assert_eq!(retrying[0]["data"]["delay_ms"], 200, "{job}");
+    assert_eq!(dependency.hits(), 2);
+    assert_eq!(version_at(job["url"].as_str().unwrap()), "r1");
+
+    // Still down after 1 + 2 attempts: failed, each attempt transient.
+    let id = server.submit(&token, "unavailable", ENV, 0);
+    let job = finished(&server, &token, &id);
+    assert_eq!(job["status"], "failed", "{job}");
+    let attempts = job["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{job}");
+    assert!(attempts.iter().all(|a| a["transient"].is_string()), "{job}");
+    assert_eq!(down.hits(), 3);
+
+    // A permanent failure fails at once.
+    let id = server.submit(&token, "wrong", ENV, 0);
+    let job = finished(&server, &token, &id);
+    assert_eq!(job["status"], "failed", "{job}");
+    let attempts = job["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{job}");
+    assert!(attempts[0]["transient"].is_null(), "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("the input is wrong"),
+        "{job}"
+    );
+}
+
+#[test]
+fn deploy_options_skip_the_registry_and_add_server_secrets() {
+    const VALUE: &str = "s3cr3t-value-0451";
+    let registry = FakeHttp::start(&[200]);
+    let reg = Project::new(
+        &soar_toml(
+            "20s",
+            &format!("[register]\nurl = \"http://{}/services\"\n", registry.addr),
+        ),
+        "o1",
+    );
+    let (web, _gated, config) = setup_with(2, &[("reg", &reg)]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "[secrets]\nAPI_TOKEN_SECRET = \"SOAR_TEST_SERVER_SECRET\"\n";
+    std::fs::write(&config, text).unwrap();
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    let server = Server::start_with(home, &config, &[("SOAR_TEST_SERVER_SECRET", VALUE)]);
+
+    let (status, body) = server.post_json(
+        "/v1/deploys",
+        Some(&token),
+        &json!({
+            "project": "reg", "environment": ENV, "auto_register": false,
+            "secrets": { "API_TOKEN": "API_TOKEN_SECRET" },
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let job = finished(&server, &token, &id);
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", server.log());
+    // The record names the options, the secret by NAME only.
+    assert_eq!(job["auto_register"], false, "{job}");
+    assert_eq!(
+        job["secrets"],
+        json!({ "API_TOKEN": "API_TOKEN_SECRET" }),
+        "{job}"
+    );
+    assert_eq!(registry.hits(), 0, "auto_register false: not announced");
+    // The service got the value, from the server's own environment...
+    let env = std::fs::read_to_string(reg.service_root().join("shared/env")).unwrap();
+    assert!(env.contains(VALUE), "the service's env lacks the secret");
+    // ... and it shows nowhere else: record, events, log, project files.
+    let (_, _, events) = server.raw(
+        "GET",
+        &format!("/v1/deploys/{id}/events"),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert!(!String::from_utf8_lossy(&events).contains(VALUE));
+    assert!(!job.to_string().contains(VALUE));
+    assert!(!server.log().contains(VALUE));
+    let leftovers: Vec<_> = std::fs::read_dir(&reg.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".soar-serve-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Without options the project's own [register] announces it.
+    reg.write_app("o2", crate::support::e2e::Mode::Healthy);
+    let id = server.submit(&token, "reg", ENV, 0);
+    let job = finished(&server, &token, &id);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(
+        job.get("secrets").is_none() && job.get("auto_register").is_none(),
+        "{job}"
+    );
+    assert_eq!(registry.hits(), 1);
+    assert_eq!(version_at(&reg.url()), "o2");
+}
+
+#[test]
+fn a_bundle_uploaded_then_deployed_by_name_keeps_its_state_across_uploads() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    let mut server = Server::start(home, &config);
+    let toml = soar_toml("20s", "");
+    let bundle = |version: &str| {
+        let app = crate::support::e2e::app_py(version, crate::support::e2e::Mode::Healthy);
+        targz(&[
+            ("soar.toml", Regular, toml.as_bytes()),
+            ("./src/", tar::EntryType::Directory, b""),
+            ("src/app.py", Regular, app.as_bytes()),
+            ("app.py", Symlink, b"src/app.py"),
+        ])
+    };
+    let upload = |server: &Server, version: &str| {
+        let (status, _, body) = server.raw(
+            "POST",
+            "/v1/bundles?project=uploaded",
+            Some(&token),
+            Some(("application/gzip", &bundle(version))),
+            &[],
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 201, "{body}\n{}", server.log());
+        body
+    };
+
+    let body = upload(&server, "b1");
+    assert_eq!(
+        (
+            body["project"].as_str(),
+            body["files"].as_u64(),
+            body["replaced"].as_bool()
+        ),
+        (Some("uploaded"), Some(2), Some(false)),
+        "{body}"
+    );
+    let id = server.submit(&token, "uploaded", ENV, 0);
+    let job = finished(&server, &token, &id);
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", server.log());
+    let url = job["url"].as_str().unwrap().to_string();
+    assert_eq!(version_at(&url), "b1");
+
+    // A new upload replaces the files and keeps the state: the second
+    // deploy is a second release of the same environment.
+    assert_eq!(upload(&server, "b2")["replaced"], true);
+    let id = server.submit(&token, "uploaded", ENV, 0);
+    assert_eq!(finished(&server, &token, &id)["status"], "succeeded");
+    assert_eq!(version_at(&url), "b2");
+    let path = format!("/v1/environments/uploaded/{ENV}/history?limit=10");
+    let (status, history) = server.get(&path, &token);
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+
+    // The bundle is still a project after a restart.
+    server.kill();
+    let server = Server::start(home, &config);
+    let (status, body) = server.get(&format!("/v1/environments/uploaded/{ENV}"), &token);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["url"], url.as_str(), "{body}");
+}
+
+#[test]
+fn health_reports_the_ssh_hosts_and_registries_the_projects_name() {
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let registry = FakeHttp::start(&[200]);
+    let hosts = Project::new(
+        &format!(
+            "{}[env.{ENV}.ssh]\nhosts = [\"{}\", \"{closed}\"]\n",
+            soar_toml(
+                "20s",
+                &format!(
+                    "[register]\nurl = \"http://{}/services?token=abc123\"\n",
+                    registry.addr
+                )
+            ),
+            open.local_addr().unwrap()
+        ),
+        "h1",
+    );
+    let (web, _gated, config) = setup_with(2, &[("hosts", &hosts)]);
+    let server = Server::start(web.tmp(), &config);
+
+    let (status, health) = server.request("GET", "/health", None, None);
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["store"], "ok", "{health}");
+    let ssh = health["ssh_hosts"].as_array().unwrap();
+    let reach = |address: String| {
+        ssh.iter()
+            .find(|h| h["address"] == address.as_str())
+            .unwrap_or_else(|| panic!("{address} missing: {health}"))
+    };
+    let up = reach(open.local_addr().unwrap().to_string());
+    assert_eq!(up["reachable"], true, "{health}");
+    assert_eq!(up["used_by"], json!([format!("hosts/{ENV}")]), "{health}");
+    let down = reach(closed.to_string());
+    assert_eq!(down["reachable"], false, "{health}");
+    assert!(
+        down["error"].as_str().unwrap().contains("refused"),
+        "{health}"
+    );
+    let registries = health["registries"].as_array().unwrap();
+    assert_eq!(registries.len(), 1, "{health}");
+    assert_eq!(
+        registries[0]["address"],
+        format!("http://{}", registry.addr),
+        "{health}"
+    );
+    assert_eq!(registries[0]["reachable"], true, "{health}");
+    // A registry is shown by origin: no path, no query (which may carry a
+    // key; soar.toml already refuses a password in the URL).
+    let text = health.to_string();
+    assert!(
+        !text.contains("abc123") && !text.contains("/services"),
+        "{text}"
+    );
+}
+
+/// Issue 15's queue test: 20 jobs over 3 environments with 2 `local` slots.
+/// Every project's hook holds its first deploy until the test has queued
+/// them all; the job records' start and end times then show the limits kept.
+#[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, told step by step")]
+fn twenty_jobs_three_environments_two_per_provider() {
+    let hold = format!("[hooks]\npre_deploy = \"{GATE}\"\ntimeout = \"300s\"\n");
+    let a = Project::new(&soar_toml("20s", &hold), "a");
+    let b = Project::new(&soar_toml("20s", &hold), "b");
+    let c = Project::new(&soar_toml("20s", &hold), "c");
+    let (web, _gated, config) = setup_with(2, &[("a", &a), ("b", &b), ("c", &c)]);
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    let server = Server::start(home, &config);
+
+    // Two take both slots and wait in their hooks; 18 more queue behind.
+    let mut submitted: Vec<(String, &str, i64)> = Vec::new();
+    for (name, project) in [("a", &a), ("b", &b)] {
+        let id = server.submit(&token, name, ENV, 0);
+        server.wait_status(&token, &id, "running");
+        assert!(wait_until(Duration::from_secs(60), || project
+            .root
+            .join("hook-started")
+            .exists()));
+        submitted.push((id, name, 0));
+    }
+    for i in 0..18i64 {
+        let name = ["a", "b", "c"][(i % 3) as usize];
+        let priority = (i * 7) % 11 - 5;
+        submitted.push((server.submit(&token, name, ENV, priority), name, priority));
+    }
+    let (_, health) = server.request("GET", "/health", None, None);
+    assert_eq!(
+        (
+            health["queue"]["running"].as_i64(),
+            health["queue"]["queued"].as_i64()
+        ),
+        (Some(2), Some(18)),
+        "{health}"
+    );
+    for p in [&a, &b, &c] {
+        std::fs::write(p.root.join("hook-release"), "").unwrap();
+    }
+    let mut jobs: Vec<Value> = Vec::new();
+    let done = wait_until(Duration::from_secs(600), || {
+        jobs = submitted
+            .iter()
+            .map(|(id, _, _)| server.job(&token, id))
+            .collect();
+        jobs.iter()
+            .all(|j| j["status"] != "queued" && j["status"] != "running")
+    });
+    assert!(done, "{jobs:?}\n{}", server.log());
+    for j in &jobs {
+        assert_eq!(j["status"], "succeeded", "{j}");
+        assert_eq!(j["attempts"].as_array().unwrap().len(), 1, "{j}");
+    }
+
+    // [start, end) of each job, from the records (fixed-width RFC 3339).
+    let span = |j: &Value| {
+        (
+            j["started_at"].as_str().unwrap().to_string(),
+            j["finished_at"].as_str().unwrap().to_string(),
+        )
+    };
+    let mut most = 0;
+    for j in &jobs {
+        let (start, _) = span(j);
+        let at_once: Vec<&Value> = jobs
+            .iter()
+            .filter(|k| {
+                let (s, e) = span(k);
+                s <= start && start < e
+            })
+            .collect();
+        most = most.max(at_once.len());
+        assert!(
+            at_once.len() <= 2,
+            "{} local jobs at {start}: {at_once:?}",
+            at_once.len()
+        );
+        let envs: std::collections::BTreeSet<&str> = at_once
+            .iter()
+            .map(|k| k["project"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            envs.len(),
+            at_once.len(),
+            "one environment twice at {start}: {at_once:?}"
+        );
+    }
+    eprintln!("figure: at most {most} of 20 jobs ran at once (limit 2)");
+
+    // Per environment, the queued jobs ran highest priority first, and in
+    // submission order within a priority.
+    for name in ["a", "b", "c"] {
+        let mut of_env: Vec<(&Value, i64, usize)> = jobs
+            .iter()
+            .zip(&submitted)
+            .enumerate()
+            .filter(|(n, (_, (_, p, _)))| *p == name && *n >= 2)
+            .map(|(n, (j, (_, _, prio)))| (j, *prio, n))
+            .collect();
+        of_env.sort_by_key(|(j, _, _)| span(j).0);
+        let ran: Vec<(i64, usize)> = of_env.iter().map(|(_, p, n)| (*p, *n)).collect();
+        let mut want = ran.clone();
+        want.sort_by_key(|(p, n)| (-p, *n));
+        assert_eq!(
+            ran, want,
+            "environment {name}: (priority, submission) in run order"
+        );
+    }
+    assert_eq!(version_at(&c.url()), "c");
+}
+
+/// Issue 15's job overhead, side by side (run with `--ignored
+/// --nocapture`): the same converged deploy run by the CLI and submitted
+/// over the API, one at a time; submit -> running as the job records it
+/// and as a polling client sees it; and the API's added time per deploy.
+#[test]
+#[ignore = "a benchmark: prints figures"]
+fn bench_api_overhead_over_the_cli() {
+    let (web, _gated, config) = setup();
+    let home = web.tmp();
+    let token = create_token(home, &config, &["--scope", "deploy"]);
+    web.soar(&["deploy", "--yes"]).ok();
+    let runs = 10u32;
+    let started = Instant::now();
+    for _ in 0..runs {
+        web.soar(&["deploy", "--yes", "--json"]).ok();
+    }
+    let cli = started.elapsed() / runs;
+
+    let server = Server::start(home, &config);
+    let ms = |t: &str| -> i64 {
+        // HH:MM:SS.mmm of the fixed-width RFC 3339 time, as ms of the day.
+        let clock = &t[11..23];
+        let parts: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap()).collect();
+        ((parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]) * 1000.0).round() as i64
+    };
+    let (mut api, mut recorded, mut seen, mut child) = (Duration::ZERO, 0i64, Duration::ZERO, 0i64);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let id = server.submit(&token, "web", ENV, 0);
+        let mut first_seen = None;
+        wait_until(Duration::from_secs(60), || {
+            let job = server.job(&token, &id);
+            if job["status"] != "queued" && first_seen.is_none() {
+                first_seen = Some(t0.elapsed());
+            }
+            job["finished_at"].is_string()
+        });
+        api += t0.elapsed();
+        seen += first_seen.unwrap_or_default();
+        let job = server.job(&token, &id);
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let (created, start, end) = (
+            ms(job["created_at"].as_str().unwrap()),
+            ms(job["started_at"].as_str().unwrap()),
+            ms(job["finished_at"].as_str().unwrap()),
+        );
+        recorded += start - created;
+        child += end - start;
+    }
+    let n = i64::from(runs);
+    let api = api / runs;
+    eprintln!("figure: converged deploy, mean of {runs}:");
+    eprintln!(
+        "figure:   CLI (soar deploy --yes --json)      {:>8.1} ms",
+        cli.as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "figure:   API submit -> finished (client)      {:>8.1} ms",
+        api.as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "figure:   API added over the CLI               {:>8.1} ms",
+        (api.as_secs_f64() - cli.as_secs_f64()) * 1e3
+    );
+    eprintln!(
+        "figure:   submit -> running (job record)       {:>8} ms",
+        recorded / n
+    );
+    eprintln!(
+        "figure:   submit -> running (client, 20ms poll){:>8.1} ms",
+        (seen / runs).as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "figure:   the job's deploy (started -> finished){:>7} ms",
+        child / n
+    );
 }
