@@ -1,0 +1,443 @@
+//! `soar monitor`, `soar top`, and `soar logs -f`: the commands that watch
+//! deployed services. The watching itself is [`crate::monitor`]'s; this
+//! module turns a project's environments into the services it watches
+//! (through the engine, which knows where each environment runs) and shows
+//! what it sees.
+//!
+//! All three end cleanly on Ctrl-C (SIGINT) or SIGTERM, with exit code 0:
+//! stopping is what the user asked for, not a failure.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::args::{EnvFilterArg, JsonArg};
+use crate::config::Environment;
+use crate::engine::Workspace;
+use crate::engine::hooks::{self, HookContext};
+use crate::engine::releases::ssh_targets;
+use crate::engine::targets;
+use crate::monitor::announce::{Announcer, HookRunner};
+use crate::monitor::check::HostFinding;
+use crate::monitor::follow::{self, Line, Start};
+use crate::monitor::metrics::{self, Metrics};
+use crate::monitor::schedule::{self, Event as Watched, Options};
+use crate::monitor::{Place, Remote, Service};
+use crate::report::{Event, Reporter, value};
+use crate::state::format_utc;
+
+/// `soar monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    env: EnvFilterArg,
+    #[command(flatten)]
+    json: JsonArg,
+    /// Check every deployed environment this often (e.g. 30s), overriding
+    /// `[deploy] health.monitor`; without it only environments that set
+    /// `health.monitor` are watched.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    interval: Option<Duration>,
+    /// Most hosts checked at the same time.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    concurrency: usize,
+}
+
+impl MonitorArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
+}
+
+/// `soar top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    env: EnvFilterArg,
+    #[command(flatten)]
+    json: JsonArg,
+    /// How often the numbers are read again.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::config::parse_duration)]
+    interval: Duration,
+    /// Show the numbers once and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+impl TopArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
+}
+
+/// What `soar logs` was asked beyond the last lines.
+#[derive(Debug, Clone)]
+pub struct LogsFollow {
+    /// The environment (default: the only one).
+    pub env: Option<String>,
+    /// Lines of backlog.
+    pub lines: usize,
+    /// Keep following.
+    pub follow: bool,
+    /// Only lines this recent (journald and Docker).
+    pub since: Option<Duration>,
+    /// Only lines containing this text.
+    pub grep: Option<String>,
+}
+
+/// Ends on SIGINT or SIGTERM. Registered before any work, so a Ctrl-C
+/// during start-up is also a clean stop rather than the default death.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// The environments asked for: one, or every one.
+fn environments<'w>(ws: &'w Workspace, env: Option<&str>) -> anyhow::Result<Vec<&'w Environment>> {
+    Ok(match env {
+        Some(e) => vec![ws.environment(Some(e))?],
+        None => ws.project.environments.values().collect(),
+    })
+}
+
+/// The services of `env` that are deployed, on every host. Environments a
+/// provider runs itself (Workers, Functions) have no host to look at and
+/// yield none.
+async fn services(ws: &Workspace, env: &Environment) -> anyhow::Result<Vec<Service>> {
+    let store = ws.state()?;
+    if store.active_release(&env.name)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let Some(port) = targets::known_port(&store, env)? else {
+        return Ok(Vec::new());
+    };
+    let health_port = env.deploy.health.port.unwrap_or(port);
+    let watched = |spec: crate::rollout::service::ServiceSpec, place| Service {
+        env: env.name.clone(),
+        spec,
+        health_path: env.deploy.health.path.clone(),
+        health_port,
+        place,
+    };
+    if let Some(hosts) = ssh_targets(ws, env).await? {
+        return Ok(hosts
+            .into_iter()
+            .map(|h| {
+                let place = Place::Ssh(Box::new(Remote {
+                    transport: h.transport,
+                    manager: h.systemd,
+                }));
+                watched(h.spec, place)
+            })
+            .collect());
+    }
+    if env.provider != "local" {
+        return Ok(Vec::new());
+    }
+    let spec = crate::rollout::service::ServiceSpec {
+        name: env.deploy.service.clone(),
+        root: targets::local_root(ws, env).to_string_lossy().into_owned(),
+        command: String::new(),
+        port,
+    };
+    Ok(vec![watched(spec, Place::Local)])
+}
+
+/// `soar monitor`: watch until stopped; every transition is printed, kept
+/// in the audit trail, POSTed to `[monitor] webhook` and (when a service
+/// fails) handed to the `on_unhealthy` hook.
+pub async fn monitor(config: Option<&Path>, a: MonitorArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let stop = stop_signal()?;
+    let ws = Workspace::open(config, out.clone())?;
+    let mut by_interval: BTreeMap<Duration, Vec<Service>> = BTreeMap::new();
+    for env in environments(&ws, a.env.env.as_deref())? {
+        let Some(every) = a.interval.or(env.deploy.health.monitor) else {
+            out.note(|| {
+                format!(
+                    "{}: not watched (set `health.monitor = \"30s\"` in its deploy table, or pass --interval)",
+                    env.name
+                )
+            });
+            continue;
+        };
+        let found = services(&ws, env).await?;
+        if found.is_empty() {
+            out.note(|| format!("{}: nothing deployed on a host to watch", env.name));
+        }
+        by_interval.entry(every).or_default().extend(found);
+    }
+    let count: usize = by_interval.values().map(Vec::len).sum();
+    if count == 0 {
+        anyhow::bail!(
+            "nothing to watch: no environment has a deployed service with an interval \
+             (deploy first, and set `[deploy] health = {{ monitor = \"30s\" }}` or pass --interval 30s)"
+        );
+    }
+    out.note(|| format!("Watching {count} service(s); Ctrl-C stops."));
+    let announcer = announcer(&ws)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let loops = by_interval.into_iter().map(|(every, services)| {
+        let (announcer, tx) = (announcer.clone(), tx.clone());
+        let opts = Options {
+            concurrency: a.concurrency,
+            ..Options::every(every)
+        };
+        schedule::run(
+            services,
+            opts,
+            announcer,
+            move |e| {
+                let _ = tx.send(e);
+            },
+            std::future::pending(),
+        )
+    });
+    let all = futures_util::future::join_all(loops);
+    drop(tx);
+    tokio::pin!(all, stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = &mut all => break,
+            Some(e) = rx.recv() => show_watched(out, &e),
+        }
+    }
+    Ok(0)
+}
+
+/// The audit trail, the webhook and the hook of this project.
+fn announcer(ws: &Workspace) -> anyhow::Result<Announcer> {
+    let hook: Option<HookRunner> = ws.project.hooks.on_unhealthy.clone().map(|command| {
+        let (root, app) = (ws.project.root.clone(), ws.project.app.name.clone());
+        let timeout = ws.project.hooks.timeout;
+        let run: HookRunner = Arc::new(move |t| {
+            let ctx = HookContext {
+                app: app.clone(),
+                env: t.envs.join(","),
+                service: t.service.clone().unwrap_or_default(),
+                release: None,
+                url: None,
+                error: Some(t.summary()),
+            };
+            let (command, root) = (command.clone(), root.clone());
+            Box::pin(async move {
+                hooks::run("on_unhealthy", &command, &root, &ctx, timeout)
+                    .await
+                    .map(|_| ())
+                    .map_err(|(_, why)| anyhow::anyhow!(why))
+            })
+        });
+        run
+    });
+    Ok(Announcer {
+        store: Some(Arc::new(Mutex::new(ws.state()?))),
+        webhook: ws.project.monitor.webhook.clone(),
+        hook,
+    })
+}
+
+fn show_watched(out: &Reporter, e: &Watched) {
+    match e {
+        Watched::Checked(finding) => {
+            let lines: Vec<String> = match finding {
+                HostFinding::Down { host, reason, .. } => {
+                    vec![format!("host {host} is unreachable: {reason}")]
+                }
+                HostFinding::Up { services, .. } => services
+                    .iter()
+                    .map(|f| {
+                        let numbers = f.metrics.as_ref().map(Metrics::summary);
+                        format!(
+                            "{} {}: {}{}",
+                            f.key,
+                            if f.healthy { "healthy" } else { "UNHEALTHY" },
+                            f.detail,
+                            numbers.map(|n| format!(" [{n}]")).unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+            };
+            if out.is_json() {
+                out.emit(&Event::HealthCheck(finding_json(finding)));
+            } else if out.verbosity() > 0 {
+                for l in lines {
+                    out.note(|| l);
+                }
+            }
+        }
+        Watched::Transition(t, announced) => {
+            out.result(&Event::HealthTransition(value(t)), || {
+                format!("{} {}", format_utc(t.at), t.summary())
+            });
+            for p in &announced.problems {
+                out.warn(&format!("announcing {}: {p}", t.key));
+            }
+        }
+    }
+}
+
+fn finding_json(f: &HostFinding) -> serde_json::Value {
+    match f {
+        HostFinding::Down { host, envs, reason } => {
+            serde_json::json!({ "host": host, "envs": envs, "reachable": false, "detail": reason })
+        }
+        HostFinding::Up { host, services } => {
+            serde_json::json!({ "host": host, "reachable": true, "services": services })
+        }
+    }
+}
+
+/// `soar top`: the services' numbers, read again every interval and drawn
+/// over the last frame on a terminal (one frame after another otherwise).
+pub async fn top(config: Option<&Path>, a: TopArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let stop = stop_signal()?;
+    let ws = Workspace::open(config, out.clone())?;
+    let mut all = Vec::new();
+    for env in environments(&ws, a.env.env.as_deref())? {
+        all.extend(services(&ws, env).await?);
+    }
+    if all.is_empty() {
+        anyhow::bail!("nothing deployed on a host to show: deploy first (`soar deploy`)");
+    }
+    let redraw = !a.once && !out.is_json() && std::io::stdout().is_terminal();
+    let mut before: BTreeMap<String, (Instant, f64)> = BTreeMap::new();
+    tokio::pin!(stop);
+    loop {
+        let read_at = Instant::now();
+        let numbers = futures_util::future::join_all(all.iter().map(metrics::gather)).await;
+        let mut rows = vec![format!(
+            "{:<28} {:<5} {:>8} {:>8} {:>9} {:>6} {:>11}",
+            "SERVICE", "UP", "PID", "RESTARTS", "UPTIME", "CPU%", "RSS"
+        )];
+        for (svc, m) in all.iter().zip(numbers) {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    rows.push(format!("{:<28} cannot read: {e:#}", svc.key()));
+                    continue;
+                }
+            };
+            let cpu = cpu_percent(&mut before, &svc.key(), read_at, m.cpu_seconds);
+            out.emit(&Event::ServiceMetrics(serde_json::json!({
+                "env": svc.env, "service": svc.spec.name, "host": svc.host(),
+                "metrics": m, "cpu_percent": cpu,
+            })));
+            rows.push(row(&svc.key(), &m, cpu));
+        }
+        if !out.is_json() {
+            let clear = if redraw { "\x1b[H\x1b[2J" } else { "" };
+            out.print(&format!("{clear}{}\n\n", rows.join("\n")));
+        }
+        if a.once {
+            return Ok(0);
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(0),
+            _ = tokio::time::sleep(a.interval) => {}
+        }
+    }
+}
+
+/// CPU use since the last reading of `key`, in percent of one core.
+fn cpu_percent(
+    before: &mut BTreeMap<String, (Instant, f64)>,
+    key: &str,
+    at: Instant,
+    cpu: Option<f64>,
+) -> Option<f64> {
+    let cpu = cpu?;
+    let last = before.insert(key.to_string(), (at, cpu));
+    let (then, was) = last?;
+    let wall = at.duration_since(then).as_secs_f64();
+    (wall > 0.0 && cpu >= was).then(|| (cpu - was) / wall * 100.0)
+}
+
+fn row(key: &str, m: &Metrics, cpu: Option<f64>) -> String {
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    format!(
+        "{:<28} {:<5} {:>8} {:>8} {:>9} {:>6} {:>11}",
+        key,
+        if m.up { "yes" } else { "no" },
+        or_dash(m.pid.map(|p| p.to_string())),
+        or_dash(m.restarts.map(|r| r.to_string())),
+        or_dash(m.uptime_seconds.map(metrics::duration)),
+        or_dash(cpu.map(|c| format!("{c:.1}"))),
+        or_dash(m.rss_bytes.map(metrics::bytes)),
+    )
+}
+
+/// `soar logs` with `-f`, `--since`, `--grep` or `--json`: every host of the
+/// environment, each line prefixed with its host when there are several.
+pub async fn logs(config: Option<&Path>, a: LogsFollow, out: &Reporter) -> anyhow::Result<i32> {
+    let stop = stop_signal()?;
+    let ws = Workspace::open(config, out.clone())?;
+    let env = ws.environment(a.env.as_deref())?;
+    let all = services(&ws, env).await?;
+    if all.is_empty() {
+        anyhow::bail!(
+            "no logs for {} in {} on a host: has it been deployed? (`soar logs` without -f/--since/--grep shows what the provider keeps)",
+            env.deploy.service,
+            env.name
+        );
+    }
+    let prefix = all.len() > 1;
+    let start = Start {
+        lines: a.lines,
+        since: a.since,
+        follow: a.follow,
+    };
+    let (tx, mut rx) = mpsc::channel::<Line>(1024);
+    let mut tasks = tokio::task::JoinSet::new();
+    for svc in all {
+        tasks.spawn(follow::follow(svc, start, tx.clone()));
+    }
+    drop(tx);
+    tokio::pin!(stop);
+    let mut failed = None;
+    let mut ended = |done: Result<anyhow::Result<()>, tokio::task::JoinError>| match done {
+        // Following goes on from the other hosts; the user is told.
+        Ok(Err(e)) if a.follow => out.warn(&format!("{e:#}")),
+        Ok(Err(e)) => {
+            failed.get_or_insert(e);
+        }
+        _ => {}
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                tasks.abort_all();
+                return Ok(0);
+            }
+            line = rx.recv() => {
+                let Some(line) = line else { break };
+                if a.grep.as_deref().is_some_and(|g| !line.line.contains(g)) {
+                    continue;
+                }
+                out.emit(&Event::LogLine(value(&line)));
+                let shown = if prefix { format!("[{}] {}\n", line.host, line.line) } else { format!("{}\n", line.line) };
+                out.print_raw(&shown);
+            }
+            Some(done) = tasks.join_next() => ended(done),
+        }
+    }
+    // Every follower has ended (their senders are gone): collect why.
+    while let Some(done) = tasks.join_next().await {
+        ended(done);
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
