@@ -7,6 +7,7 @@
 //! to apply, which hosts are new, what the service's environment is, what a
 //! failed rollout leaves in the state) are plain functions with unit tests.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +24,12 @@ use super::trail::{Trail, actor, confirm, mark};
 use super::{Workspace, register, render};
 use crate::artifact::ArtifactSource;
 use crate::config::Environment;
+use crate::contract::EndpointKind;
 use crate::report::Event;
 use crate::rollout::service::{ServiceManager, Supervisor};
 use crate::rollout::{self, Health};
 use crate::state::{
-    HolderInfo, Outcome, Phase, ProjectLock, ReleaseRecord, ReleaseStatus, StateStore,
-    new_release_id, now_ms,
+    HolderInfo, Outcome, Phase, ReleaseRecord, ReleaseStatus, StateStore, new_release_id, now_ms,
 };
 
 /// Options of `soar plan`.
@@ -59,10 +60,6 @@ pub struct DeployOptions {
     /// Break a stale per-host deploy lock (SSH hosts).
     pub force_unlock: bool,
 }
-
-/// The attribute by which a provider's change says "I deploy the artifact
-/// myself" (see `managed-resource` in wit/types.wit).
-pub const DEPLOYS_ARTIFACT: &str = "soar:deploys-artifact";
 
 /// The service command and health check of `env`'s release.
 fn release_settings(
@@ -132,14 +129,8 @@ pub(crate) async fn make_plan(
     // A provider that deploys the artifact itself (a DigitalOcean Function)
     // marks each of its changes so: then there is no release to roll out,
     // even though the provider could create hosts in another environment.
-    let provider_deploys = !changes.is_empty()
-        && changes.iter().all(|c: &PlannedChange| {
-            c.after
-                .as_ref()
-                .or(c.before.as_ref())
-                .and_then(|a| a.get(DEPLOYS_ARTIFACT))
-                == Some(&serde_json::Value::Bool(true))
-        });
+    let provider_deploys =
+        !changes.is_empty() && changes.iter().all(|c: &PlannedChange| c.deploys_artifact);
     if (p.plugin.description().capabilities.ssh && !provider_deploys) || !targets.is_empty() {
         command?;
         let running = match targets.first() {
@@ -209,6 +200,7 @@ fn release_step(
         before,
         after: Some(after),
         payload: String::new(),
+        deploys_artifact: false,
         executor: Executor::Rollout,
     }
 }
@@ -254,7 +246,7 @@ pub async fn deploy_command(ws: &Workspace, opts: &DeployOptions) -> anyhow::Res
     };
     std::fs::create_dir_all(ws.state_dir())?;
     let holder = HolderInfo::current();
-    let _lock = ProjectLock::acquire(&ws.state_dir(), opts.lock_timeout, &holder)?;
+    let _lock = ws.lock(opts.lock_timeout, &holder)?;
     let store = ws.state()?;
     let id = store.begin_deploy(&env_name, "deploy", &actor())?;
     let trail = Trail { store: &store, id };
@@ -291,15 +283,32 @@ async fn run_deploy(
     opts: &DeployOptions,
     saved: Option<Plan>,
     trail: &Trail<'_>,
-    mut hook_ctx: HookContext,
+    hook_ctx: HookContext,
 ) -> anyhow::Result<String> {
-    let out = &ws.out;
     let env = ws.environment(Some(&hook_ctx.env))?;
     pre_deploy_hook(ws, trail, &hook_ctx).await?;
     let artifact = build(ws, trail).await?;
     let secrets = ws.resolve_secrets(env)?;
     let p = validate(ws, trail, env, artifact).await?;
-    let (plan, targets) = plan(ws, trail, &p, saved).await?;
+    let result = deploy_prepared(ws, opts, saved, trail, &p, secrets, hook_ctx).await;
+    trail.plugin_events(&p.journal);
+    result
+}
+
+/// The deploy once the plugin is loaded and has validated the environment:
+/// plan, apply, roll out, announce.
+async fn deploy_prepared(
+    ws: &Workspace,
+    opts: &DeployOptions,
+    saved: Option<Plan>,
+    trail: &Trail<'_>,
+    p: &Prepared<'_>,
+    secrets: BTreeMap<String, String>,
+    mut hook_ctx: HookContext,
+) -> anyhow::Result<String> {
+    let out = &ws.out;
+    let env = ws.environment(Some(&hook_ctx.env))?;
+    let (plan, targets) = plan(ws, trail, p, saved).await?;
     render::show_plan(out, &plan);
     if !plan.has_changes() {
         if let Some(url) = targets.first().map(Target::url) {
@@ -311,7 +320,7 @@ async fn run_deploy(
         anyhow::bail!("deploy cancelled; nothing was changed");
     }
     // Provider changes, in parallel within a bound.
-    let outcomes = apply_and_record(&p, &plan, trail, opts.parallelism, out).await?;
+    let outcomes = apply_and_record(p, &plan, trail, opts.parallelism, out).await?;
     let Some(step) = plan
         .changes
         .iter()
@@ -325,8 +334,8 @@ async fn run_deploy(
         return Ok(format!("provider changes applied {}", urls.join(" ")));
     };
     drop(targets);
-    let rollout = Rollout::prepare(ws, &p, trail.store, &outcomes, secrets, opts).await?;
-    let deployed = rollout.run(step, trail, &p).await;
+    let rollout = Rollout::prepare(ws, p, trail.store, &outcomes, secrets, opts).await?;
+    let deployed = rollout.run(step, trail).await;
     p.session.ssh.close().await;
     let (release_id, url) = deployed?;
     hook_ctx.release = Some(release_id.clone());
@@ -343,7 +352,6 @@ async fn run_deploy(
     {
         out.warn(&why);
     }
-    record_plugin_events(trail, &p);
     report_deployed(out, env, &url, Some(&release_id), true);
     Ok(format!("release {release_id} at {url}"))
 }
@@ -396,6 +404,7 @@ async fn validate<'w>(
     let p = ws.prepare(&env.name, Some(artifact)).await?;
     if let Err(e) = validate_env(ws, &p).await {
         trail.phase(Phase::Validate, started, Outcome::Failed, &format!("{e:#}"));
+        trail.plugin_events(&p.journal);
         return Err(e);
     }
     trail.phase(
@@ -462,7 +471,7 @@ fn plan_to_apply(saved: Option<Plan>, fresh: Plan) -> anyhow::Result<Plan> {
 
 /// The URLs a provider that deploys the artifact itself reported.
 fn provider_urls(outcomes: &[ApplyOutcome]) -> Vec<String> {
-    applied_endpoints(outcomes.iter(), "url")
+    applied_endpoints(outcomes.iter(), EndpointKind::Url)
 }
 
 /// The SSH hosts a provider created (or replaced) in this deploy: their new
@@ -471,12 +480,12 @@ fn fresh_ssh_hosts(outcomes: &[ApplyOutcome]) -> Vec<String> {
     let created = outcomes
         .iter()
         .filter(|(c, _)| c.action == Action::Create || c.action == Action::Replace);
-    applied_endpoints(created, "ssh")
+    applied_endpoints(created, EndpointKind::Ssh)
 }
 
 fn applied_endpoints<'a>(
     outcomes: impl Iterator<Item = &'a ApplyOutcome>,
-    kind: &str,
+    kind: EndpointKind,
 ) -> Vec<String> {
     outcomes
         .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
@@ -560,6 +569,7 @@ impl<'e> Rollout<'e> {
             health,
             keep: env.deploy.keep_releases,
             setup: ws.project.artifact.setup.clone(),
+            switch: env.deploy.switch.clone(),
             who: format!(
                 "{} pid {} at {}",
                 actor(),
@@ -591,7 +601,6 @@ impl<'e> Rollout<'e> {
         &self,
         step: &PlannedChange,
         trail: &Trail<'_>,
-        p: &Prepared<'_>,
     ) -> anyhow::Result<(String, String)> {
         let out = &self.out;
         let release_id = &self.job.id;
@@ -621,7 +630,6 @@ impl<'e> Rollout<'e> {
         .await?;
         if stopped_after.is_some() {
             let message = self.record_failure(trail.store, &results)?;
-            record_plugin_events(trail, p);
             anyhow::bail!("{message}");
         }
         let first = results
@@ -729,13 +737,6 @@ async fn announce(ws: &Workspace, trail: &Trail<'_>, env: &Environment, url: &st
     }
 }
 
-/// Step: what the plugin logged, into the audit trail.
-fn record_plugin_events(trail: &Trail<'_>, p: &Prepared<'_>) {
-    for event in p.journal.events() {
-        trail.event(json!({ "plugin": event }));
-    }
-}
-
 /// Step: where the service answers. With a release (`release`): a line for
 /// people on stderr and the URL alone on stdout; without (nothing changed,
 /// or the provider deployed the artifact itself), the line only.
@@ -793,16 +794,17 @@ mod tests {
             after: None,
             payload: String::new(),
             executor: Executor::Provider,
+            deploys_artifact: false,
         }
     }
 
-    fn applied(endpoints: &[(&str, &str)]) -> Result<Option<Applied>, String> {
+    fn applied(endpoints: &[(EndpointKind, &str)]) -> Result<Option<Applied>, String> {
         Ok(Some(Applied {
             resource: None,
             endpoints: endpoints
                 .iter()
                 .map(|(kind, address)| Endpoint {
-                    kind: kind.to_string(),
+                    kind: *kind,
                     address: address.to_string(),
                     port: None,
                     user: None,
@@ -831,10 +833,19 @@ mod tests {
         let outcomes: Vec<ApplyOutcome> = vec![
             (
                 change(Action::Create),
-                applied(&[("ssh", "10.0.0.1"), ("url", "http://a")]),
+                applied(&[
+                    (EndpointKind::Ssh, "10.0.0.1"),
+                    (EndpointKind::Url, "http://a"),
+                ]),
             ),
-            (change(Action::Update), applied(&[("ssh", "10.0.0.2")])),
-            (change(Action::Replace), applied(&[("ssh", "10.0.0.3")])),
+            (
+                change(Action::Update),
+                applied(&[(EndpointKind::Ssh, "10.0.0.2")]),
+            ),
+            (
+                change(Action::Replace),
+                applied(&[(EndpointKind::Ssh, "10.0.0.3")]),
+            ),
             (change(Action::Create), Err("quota".into())),
         ];
         assert_eq!(fresh_ssh_hosts(&outcomes), ["10.0.0.1", "10.0.0.3"]);

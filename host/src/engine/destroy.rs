@@ -12,7 +12,7 @@ use super::{Workspace, render};
 use crate::report::{Event, Reporter};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceSpec, Supervisor};
-use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus};
+use crate::state::{HolderInfo, Outcome, Phase, ReleaseStatus};
 
 /// Options of `soar destroy`.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ pub struct DestroyOptions {
 pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::Result<i32> {
     let env = ws.environment(opts.env.as_deref())?;
     std::fs::create_dir_all(ws.state_dir())?;
-    let _lock = ProjectLock::acquire(&ws.state_dir(), opts.lock_timeout, &HolderInfo::current())?;
+    let _lock = ws.lock(opts.lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
     let p = ws.prepare_existing(&env.name).await?;
     let provider_plan = p.plugin.plan_destroy(p.session.clone(), &p.ctx).await?;
@@ -50,6 +50,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
                 .map(|a| json!({ "artifact": a.artifact_digest, "release": a.id })),
             after: None,
             payload: String::new(),
+            deploys_artifact: false,
             executor: Executor::Rollout,
         });
     }
@@ -121,6 +122,7 @@ pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::R
         outcome,
         &format!("{} failed", failed.len()),
     );
+    trail.plugin_events(&p.journal);
     store.finish_deploy(id, outcome, &failed.join("; "))?;
     if !failed.is_empty() {
         anyhow::bail!(

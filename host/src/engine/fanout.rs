@@ -23,6 +23,7 @@ pub(crate) struct RolloutJob {
     pub health: Health,
     pub keep: u32,
     pub setup: Option<String>,
+    pub switch: crate::config::Switch,
     /// Written into a host's deploy lock.
     pub who: String,
     pub force_unlock: bool,
@@ -42,6 +43,7 @@ pub(crate) async fn roll_one(
         health: job.health.clone(),
         keep: job.keep,
         setup: job.setup.clone(),
+        switch: job.switch.clone(),
     };
     let failure = |e: anyhow::Error| rollout::Failure {
         message: format!("{e:#}"),
@@ -187,6 +189,8 @@ pub(crate) async fn run(
                 let phase = match name {
                     "transfer" => Phase::Transfer,
                     "start" => Phase::Start,
+                    "switch" => Phase::Switch,
+                    "drain" => Phase::Drain,
                     _ => Phase::VerifyHealth,
                 };
                 let _ = trail.store.record_phase(

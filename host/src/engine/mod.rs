@@ -27,6 +27,7 @@ pub mod trail;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -40,7 +41,7 @@ use crate::journal::Journal;
 use crate::report::Reporter;
 use crate::runtime::{Plugin, Runtime, RuntimeConfig, cache::CompileCache};
 use crate::session::{Session, SessionConfig};
-use crate::state::StateStore;
+use crate::state::{HolderInfo, ProjectLock, StateLocation, StateStore};
 
 /// Name of the project's state directory.
 pub const STATE_DIR: &str = ".soar";
@@ -94,9 +95,29 @@ impl Workspace {
         self.project.root.join(STATE_DIR)
     }
 
+    /// Where the state lives: `.soar/`, or the PostgreSQL database named by
+    /// `--state`, `SOAR_STATE_URL` or `[state] url`.
+    pub fn state_location(&self) -> StateLocation {
+        StateLocation::choose(
+            &self.state_dir(),
+            self.project.state.url.as_deref(),
+            &self.project.state.project,
+        )
+    }
+
     /// Open the state store.
     pub fn state(&self) -> anyhow::Result<StateStore> {
-        StateStore::open(&self.state_dir())
+        StateStore::open_at(&self.state_location())
+    }
+
+    /// Take the project lock where the state lives, waiting up to
+    /// `timeout`; see [`ProjectLock::acquire_at`].
+    pub fn lock(&self, timeout: Duration, holder: &HolderInfo) -> anyhow::Result<ProjectLock> {
+        Ok(ProjectLock::acquire_at(
+            &self.state_location(),
+            timeout,
+            holder,
+        )?)
     }
 
     /// The environment named `name`, or the only one when none is named.
@@ -195,6 +216,12 @@ impl Workspace {
                     tail(&out.stderr)
                 );
             }
+        }
+        if let Some(image) = &spec.docker.image {
+            // The hosts pull it; a project that builds it has soar push it.
+            let dir = self.state_dir().join("image");
+            return crate::rollout::registry::release_artifact(image, spec.build.is_some(), &dir)
+                .await;
         }
         ArtifactSource::scan(spec.kind, &spec.path).with_context(|| {
             format!(

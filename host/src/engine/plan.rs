@@ -109,6 +109,10 @@ pub struct PlannedChange {
     /// The provider's private data for `apply` (opaque here).
     #[serde(default)]
     pub payload: String,
+    /// The provider puts the artifact in place itself when it applies this
+    /// change (`change.deploys-artifact`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deploys_artifact: bool,
     /// Who applies the change: the provider plugin or the host's rollout.
     pub executor: Executor,
 }
@@ -136,6 +140,7 @@ impl PlannedChange {
             name: c.name,
             reason: c.reason,
             payload: c.payload,
+            deploys_artifact: c.deploys_artifact,
             executor: Executor::Provider,
         })
     }
@@ -150,6 +155,7 @@ impl PlannedChange {
             before: self.before.as_ref().map(Value::to_string),
             after: self.after.as_ref().map(Value::to_string),
             payload: self.payload.clone(),
+            deploys_artifact: self.deploys_artifact,
         }
     }
 }
@@ -272,6 +278,7 @@ mod tests {
             after: None,
             payload: String::new(),
             executor,
+            deploys_artifact: false,
         }
     }
 

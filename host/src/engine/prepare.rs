@@ -71,7 +71,7 @@ impl Workspace {
         // is the host's to roll out (see `artifact::Kind`).
         let shown = artifact.clone().filter(|a| a.for_plugins());
         let session = self.session(&plugin, env, shown, journal.clone(), secrets)?;
-        targets::configure_ssh(self, env, &session.ssh);
+        targets::configure_ssh(self, env, &session.ssh)?;
         let ctx = self.context(env, &session);
         Ok(Prepared {
             env,

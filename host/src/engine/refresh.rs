@@ -10,7 +10,7 @@ use serde_json::json;
 use super::Workspace;
 use super::targets::SERVICE_KIND;
 use crate::report::Event;
-use crate::state::{HolderInfo, ProjectLock};
+use crate::state::HolderInfo;
 
 /// `soar refresh [--env]`.
 pub async fn refresh_command(
@@ -20,7 +20,7 @@ pub async fn refresh_command(
 ) -> anyhow::Result<i32> {
     let env = ws.environment(env)?;
     std::fs::create_dir_all(ws.state_dir())?;
-    let _lock = ProjectLock::acquire(&ws.state_dir(), lock_timeout, &HolderInfo::current())?;
+    let _lock = ws.lock(lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
     let p = ws.prepare_existing(&env.name).await?;
     let reported = p.plugin.status(p.session.clone(), &p.ctx).await?;

@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::deploy::DEPLOYS_ARTIFACT;
 use super::targets::{SshTarget, Target};
 use super::trail::{Trail, mark};
 use super::{Workspace, targets};
-use crate::contract::ResourceStatus;
+use crate::contract::{EndpointKind, ResourceState, ResourceStatus};
 use crate::report::{Event, value};
 use crate::rollout::local::LocalTransport;
 use crate::rollout::service::{ServiceManager, ServiceSpec, Supervisor, log_file};
 use crate::rollout::{self, Health};
-use crate::state::{HolderInfo, Outcome, Phase, ProjectLock, ReleaseStatus, format_utc};
+use crate::state::{HolderInfo, Outcome, Phase, ReleaseStatus, format_utc};
 
 /// The local service of `env` as recorded, for reading commands.
 fn local_spec(ws: &Workspace, env: &crate::config::Environment, port: u16) -> ServiceSpec {
@@ -91,6 +90,8 @@ struct EnvStatus<'e> {
     running: bool,
     url: Option<String>,
     deployed_by_provider: bool,
+    /// The local service's numbers (SSH hosts carry their own).
+    metrics: Option<crate::monitor::metrics::Metrics>,
 }
 
 impl<'e> EnvStatus<'e> {
@@ -121,6 +122,9 @@ impl<'e> EnvStatus<'e> {
         let url_here = port
             .filter(|_| running_here)
             .map(|p| format!("http://127.0.0.1:{p}"));
+        let metrics = (env.provider == "local" && port.is_some()).then(|| {
+            crate::monitor::proc::local(&targets::local_root(ws, env), &env.deploy.service)
+        });
         let hosts = if active.is_some() {
             host_statuses(ws, env).await
         } else {
@@ -137,6 +141,7 @@ impl<'e> EnvStatus<'e> {
             running: running_here,
             url: url_here,
             deployed_by_provider: false,
+            metrics,
         };
         status.conclude();
         Ok(status)
@@ -173,30 +178,24 @@ impl<'e> EnvStatus<'e> {
         // Without hosts to ask, a resource the provider reports running is
         // the service (a Worker, a Function, a third party's own artifact).
         let provider_running = self.hosts.is_empty()
-            && reported.is_some_and(|r| r.iter().any(|s| s.state == "running"));
+            && reported.is_some_and(|r| r.iter().any(|s| s.state == ResourceState::Running));
         let provider_url = if self.hosts.is_empty() {
             reported.and_then(|r| {
                 r.iter()
-                    .filter(|s| s.state == "running")
+                    .filter(|s| s.state == ResourceState::Running)
                     .flat_map(|s| &s.endpoints)
-                    .find(|e| e.kind == "url" || e.address.starts_with("http"))
+                    .find(|e| e.kind == EndpointKind::Url)
                     .map(|e| e.address.clone())
             })
         } else {
             None
         };
-        let deployed_by_provider = reported.is_some_and(|r| {
-            r.iter().any(|s| {
-                serde_json::from_str::<serde_json::Value>(&s.resource.attributes)
-                    .ok()
-                    .and_then(|a| a.get(DEPLOYS_ARTIFACT).and_then(|v| v.as_bool()))
-                    .unwrap_or(false)
-            })
-        });
         let any_host_running = self.hosts.iter().any(|h| h["running"] == true);
         self.url = self.url.take().or(host_url).or(provider_url);
         self.running = self.running || provider_running || any_host_running;
-        self.deployed_by_provider = deployed_by_provider;
+        // No hosts to roll onto, yet the provider runs something: it put
+        // the artifact in place itself.
+        self.deployed_by_provider = provider_running;
     }
 
     /// The `status` event's fields.
@@ -208,6 +207,7 @@ impl<'e> EnvStatus<'e> {
         json!({ "env": self.env.name, "provider": self.env.provider, "service": self.env.deploy.service,
             "release": self.active, "running": self.running,
             "url": self.url, "hosts": self.hosts, "resources": self.resources,
+            "metrics": self.metrics,
             "checked": if matches!(self.asked, Asked::Not) { "state" } else { "provider" },
             "provider_resources": self.reported().map(drift::reported_json),
             "provider_error": provider_error,
@@ -240,15 +240,24 @@ impl<'e> EnvStatus<'e> {
         if let Some(u) = &self.url {
             lines.push(format!("  url:      {}", shown(u)));
         }
+        if let Some(m) = self.metrics.as_ref().filter(|m| m.up) {
+            lines.push(format!("  metrics:  {}", m.summary()));
+        }
         for h in &self.hosts {
+            let numbers =
+                serde_json::from_value::<crate::monitor::metrics::Metrics>(h["metrics"].clone())
+                    .ok()
+                    .filter(|m| m.up)
+                    .map(|m| format!(" ({})", m.summary()));
             lines.push(format!(
-                "  host:     {} {}",
+                "  host:     {} {}{}",
                 shown(h["url"].as_str().unwrap_or_default()),
                 if h["running"] == true {
                     "running"
                 } else {
                     "not running"
-                }
+                },
+                numbers.unwrap_or_default()
             ));
         }
         lines.extend(self.resource_lines());
@@ -291,7 +300,7 @@ impl<'e> EnvStatus<'e> {
             let at_provider = reported.map(|rep| {
                 rep.iter()
                     .find(|s| s.resource.kind == r.kind && s.resource.name == r.name)
-                    .map(|s| shown(&s.state))
+                    .map(|s| shown(s.state.as_str()))
                     .unwrap_or_else(|| "missing".into())
             });
             lines.push(format!(
@@ -307,7 +316,7 @@ impl<'e> EnvStatus<'e> {
             ));
         }
         for s in reported.unwrap_or_default().iter().filter(|s| {
-            s.state != "missing"
+            s.state != ResourceState::Missing
                 && !in_state
                     .iter()
                     .any(|r| r.kind == s.resource.kind && r.name == s.resource.name)
@@ -321,7 +330,7 @@ impl<'e> EnvStatus<'e> {
                     .as_deref()
                     .map(|i| format!(" ({})", shown(i)))
                     .unwrap_or_default(),
-                shown(&s.state)
+                shown(s.state.as_str())
             ));
         }
         lines
@@ -345,7 +354,10 @@ async fn host_statuses(ws: &Workspace, env: &crate::config::Environment) -> Vec<
     for h in targets {
         let up = h.systemd.is_running(&h.spec).await.unwrap_or(false);
         let host_url = format!("http://{}:{}", h.public, h.spec.port);
-        hosts.push(json!({ "host": h.public, "running": up, "url": host_url }));
+        let numbers = crate::monitor::metrics::remote(&h.systemd, &h.spec.name)
+            .await
+            .ok();
+        hosts.push(json!({ "host": h.public, "running": up, "url": host_url, "metrics": numbers }));
     }
     hosts
 }
@@ -364,8 +376,9 @@ pub fn history_command(ws: &Workspace, env: Option<&str>, limit: usize) -> anyho
     Ok(0)
 }
 
-/// One audit record for people: the command, its phases, its summary.
-fn history_text(r: &crate::state::DeployRecord) -> String {
+/// One audit record for people: the command, its phases, its summary
+/// (`soar history`, locally or from a server's records).
+pub fn history_text(r: &crate::state::DeployRecord) -> String {
     let mut text = format!(
         "#{} {} {} {} by {} — {}{}",
         r.id,
@@ -402,7 +415,8 @@ pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> an
                 ws.out
                     .print(&format!("==> {} <==\n", t.transport.host.describe()));
             }
-            ws.out.print_raw(&t.systemd.logs(&t.spec, lines).await?);
+            let spec = rollout::switch::serving(&t.transport, &t.spec, &env.deploy.switch).await?;
+            ws.out.print_raw(&t.systemd.logs(&spec, lines).await?);
         }
         return Ok(0);
     }
@@ -419,7 +433,16 @@ pub async fn logs_command(ws: &Workspace, env: Option<&str>, lines: usize) -> an
         return Ok(0);
     }
     let root = targets::local_root(ws, env);
-    let path = log_file(&root);
+    // Under the proxy switch the live colour writes the log; its root is
+    // all that is read (the port plays no part).
+    let spec = ServiceSpec {
+        name: env.deploy.service.clone(),
+        root: root.to_string_lossy().into_owned(),
+        command: String::new(),
+        port: 0,
+    };
+    let spec = rollout::switch::serving(&LocalTransport, &spec, &env.deploy.switch).await?;
+    let path = log_file(std::path::Path::new(&spec.root));
     if !path.exists() {
         anyhow::bail!(
             "no logs for {} in {}: has it been deployed?",
@@ -441,7 +464,7 @@ pub async fn rollback_command(
 ) -> anyhow::Result<i32> {
     let env = ws.environment(env)?;
     std::fs::create_dir_all(ws.state_dir())?;
-    let _lock = ProjectLock::acquire(&ws.state_dir(), lock_timeout, &HolderInfo::current())?;
+    let _lock = ws.lock(lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
     let releases = store.releases(&env.name)?;
     let active = releases.iter().find(|r| r.status == ReleaseStatus::Active);
@@ -488,8 +511,15 @@ pub async fn rollback_command(
         for t in &hosts {
             let r = async {
                 rollout::lock(&t.transport, &t.spec.root, &who, false).await?;
-                let r = rollout::switch_to(&t.transport, &t.systemd, &t.spec, &target.id, &health)
-                    .await;
+                let r = rollout::switch_to(
+                    &t.transport,
+                    &t.systemd,
+                    &t.spec,
+                    &target.id,
+                    &health,
+                    &env.deploy.switch,
+                )
+                .await;
                 let _ = rollout::unlock(&t.transport, &t.spec.root).await;
                 r
             }
@@ -546,6 +576,7 @@ pub async fn rollback_command(
         &spec,
         &target.id,
         &health,
+        &env.deploy.switch,
     )
     .await
     {

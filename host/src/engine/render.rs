@@ -180,6 +180,7 @@ mod tests {
                 after: Some(json!({"artifact": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"})),
                 payload: String::new(),
                 executor: Executor::Rollout,
+                deploys_artifact: false,
             }],
             notes: vec![],
         };
@@ -219,6 +220,7 @@ mod tests {
                 after: None,
                 payload: String::new(),
                 executor: Executor::Provider,
+                deploys_artifact: false,
             }],
             notes: vec!["note \u{202e}desrever".into()],
         };

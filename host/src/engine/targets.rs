@@ -9,9 +9,12 @@ use serde_json::json;
 
 use super::Workspace;
 use crate::artifact::Kind;
-use crate::broker::ssh::{AuthConfig, HostSpec, KnownHosts, NamedBy, SshBroker, SshSettings};
-use crate::config::Environment;
-use crate::contract::Context;
+use crate::broker::ssh::client_config::{ClientConfig, parse_jumps};
+use crate::broker::ssh::{
+    AuthConfig, Given, HostSpec, KnownHosts, NamedBy, Router, SshBroker, SshSettings,
+};
+use crate::config::{ClientConfigChoice, Environment};
+use crate::contract::{Context, EndpointKind};
 use crate::rollout::Manager;
 use crate::rollout::docker::Docker;
 use crate::rollout::service::ServiceSpec;
@@ -141,11 +144,12 @@ pub fn service_port(store: &StateStore, env: &Environment) -> anyhow::Result<u16
     Ok(port)
 }
 
-/// The SSH broker's settings for `env`.
-pub fn ssh_settings(ws: &Workspace, env: &Environment) -> SshSettings {
+/// The SSH broker's settings for `env`; fails when the SSH client config
+/// it names cannot be read.
+pub fn ssh_settings(ws: &Workspace, env: &Environment) -> anyhow::Result<SshSettings> {
     let c = &env.ssh;
     let defaults = SshSettings::default();
-    SshSettings {
+    Ok(SshSettings {
         known_hosts: KnownHosts::standard(
             c.known_hosts
                 .clone()
@@ -164,48 +168,74 @@ pub fn ssh_settings(ws: &Workspace, env: &Environment) -> SshSettings {
             .chain(c.address_map.keys().cloned())
             .collect(),
         section: format!("[env.{}.ssh]", env.name),
-    }
+        router: router(env)?,
+    })
+}
+
+/// The SSH client config and bastion of `env` (see `broker::ssh::route`).
+fn router(env: &Environment) -> anyhow::Result<Router> {
+    let client = match &env.ssh.client_config {
+        ClientConfigChoice::UserDefault => ClientConfig::user_default(),
+        ClientConfigChoice::File(path) => ClientConfig::load(path).map(Some),
+        ClientConfigChoice::Off => Ok(None),
+    };
+    let bastion = env.ssh.bastion.as_deref().map(parse_jumps).transpose();
+    let fail = |e: String| anyhow::anyhow!("environment '{}': {e}", env.name);
+    Ok(Router {
+        client: client.map_err(fail)?.map(Arc::new),
+        bastion: bastion.map_err(fail)?.unwrap_or_default(),
+    })
 }
 
 /// Configure the session's SSH broker for `env` and let the plugin reach
 /// the hosts the config lists.
-pub fn configure_ssh(ws: &Workspace, env: &Environment, broker: &SshBroker) {
-    broker.configure(ssh_settings(ws, env));
+pub fn configure_ssh(ws: &Workspace, env: &Environment, broker: &SshBroker) -> anyhow::Result<()> {
+    broker.configure(ssh_settings(ws, env)?);
     for (address, port) in &env.ssh.hosts {
-        let port = port.or(env.ssh.port).unwrap_or(22);
-        // The config's own hosts are always admitted.
-        let _ = broker.admit(
-            address,
-            port,
-            host_spec(env, address, port, None, false),
-            NamedBy::Config,
-        );
+        // The config's own hosts are always admitted (one whose route
+        // cannot be resolved fails when the rollout reaches it).
+        if let Ok(spec) = host_spec(broker, env, address, *port, None, false) {
+            let _ = broker.admit(
+                address,
+                port.or(env.ssh.port).unwrap_or(22),
+                spec,
+                NamedBy::Config,
+            );
+        }
     }
+    Ok(())
 }
 
-/// How to connect to `address:port` (provider or config naming).
+/// How to connect to `address` (provider or config naming, with the port
+/// either gave): soar.toml, then the SSH client config.
 fn host_spec(
+    broker: &SshBroker,
     env: &Environment,
     address: &str,
-    port: u16,
+    port: Option<u16>,
     user: Option<&str>,
     accept_new: bool,
-) -> HostSpec {
-    let (connect, connect_port) = env.ssh.map(address, port);
-    HostSpec {
-        address: connect,
-        port: connect_port,
-        user: env
-            .ssh
-            .user
-            .clone()
-            .or(user.map(str::to_string))
-            .unwrap_or_else(|| "root".into()),
+) -> anyhow::Result<HostSpec> {
+    let port = port.or(env.ssh.port);
+    let given = Given {
+        mapped: env.ssh.mapped(address, port.unwrap_or(22)),
+        port,
+        user: env.ssh.user.clone(),
+        provider_user: user.map(str::to_string),
+    };
+    let route = broker
+        .route(address, &given)
+        .map_err(|e| anyhow::anyhow!("environment '{}': {e}", env.name))?;
+    Ok(HostSpec {
+        address: route.address,
+        port: route.port,
+        user: route.user,
         accept_new,
         sudo: env.ssh.use_sudo,
         // Set by `SshBroker::admit` for hosts only a provider named.
         public_only: false,
-    }
+        reach: route.reach,
+    })
 }
 
 /// A remote target for `address:port`.
@@ -218,21 +248,17 @@ fn ssh_target(
     session: &Session,
     env: &Environment,
     address: &str,
-    port: u16,
+    port: Option<u16>,
     user: Option<&str>,
     accept_new: bool,
     command: &str,
     service_port: u16,
     by: NamedBy,
 ) -> anyhow::Result<Target> {
+    let spec = host_spec(&session.ssh, env, address, port, user, accept_new)?;
     let host = session
         .ssh
-        .admit(
-            address,
-            port,
-            host_spec(env, address, port, user, accept_new),
-            by,
-        )
+        .admit(address, port.or(env.ssh.port).unwrap_or(22), spec, by)
         .map_err(|e| anyhow::anyhow!("environment '{}': {e}", env.name))?;
     let prefix = env.ssh.prefix_for(&host.address, host.port);
     let transport = SshTransport::new(session.ssh.clone(), host);
@@ -347,19 +373,19 @@ pub async fn resolve_fresh(
     let rolls_out_over_ssh = plugin.description().capabilities.ssh;
     for status in statuses {
         for ep in status.endpoints {
-            let t = match ep.kind.as_str() {
-                "local" if !listed => Target::Local(ServiceSpec {
+            let t = match ep.kind {
+                EndpointKind::Local if !listed => Target::Local(ServiceSpec {
                     name: env.deploy.service.clone(),
                     root: local_root(ws, env).to_string_lossy().into_owned(),
                     command: command.to_string(),
                     port,
                 }),
-                "ssh" if rolls_out_over_ssh => ssh_target(
+                EndpointKind::Ssh if rolls_out_over_ssh => ssh_target(
                     ws,
                     &session,
                     env,
                     &ep.address,
-                    ep.port.or(env.ssh.port).unwrap_or(22),
+                    ep.port,
                     ep.user.as_deref(),
                     fresh.contains(&ep.address),
                     command,
@@ -379,7 +405,7 @@ pub async fn resolve_fresh(
             &session,
             env,
             address,
-            p.or(env.ssh.port).unwrap_or(22),
+            *p,
             None,
             false,
             command,

@@ -83,6 +83,15 @@ impl Trail<'_> {
             tracing::warn!("recording an audit event: {e:#}");
         }
     }
+
+    /// What the plugin logged and every request and SSH command the brokers
+    /// carried for it, into the audit trail. Called once per command, after
+    /// the plugin's last call, whether the command succeeded or not.
+    pub fn plugin_events(&self, journal: &crate::journal::Journal) {
+        for event in journal.events() {
+            self.event(json!({ "plugin": event }));
+        }
+    }
 }
 
 /// A (wall ms, monotonic) start mark.

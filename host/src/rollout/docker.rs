@@ -13,8 +13,9 @@
 //!
 //! On a host, for service `web` and release `20260101T000000Z-abcd1234`:
 //! ```text
-//! releases/<id>/web.tar     an image archive (`docker save`), `docker load`-ed, or
-//! releases/<id>/Dockerfile  a build context, `docker build`-t on the host
+//! releases/<id>/web.tar     an image archive (`docker save`), `docker load`-ed,
+//! releases/<id>/Dockerfile  a build context, `docker build`-t on the host, or
+//! releases/<id>/image.ref   a registry reference, `docker pull`-ed ([`registry`])
 //! image soar-web:<id>       one tag per release; tags of releases no longer
 //!                           on the host are removed after each rollout
 //! container soar-web        --restart always, --env-file <root>/shared/env,
@@ -42,9 +43,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::env_file;
 use super::service::{ServiceManager, ServiceSpec};
 use super::transport::{ExecOutput, Transport};
+use super::{env_file, registry};
 use crate::config::DockerSettings;
 use crate::shell::quote;
 
@@ -149,33 +150,44 @@ impl<T: Transport> Docker<T> {
     }
 
     /// Make sure `soar-<service>:<release>` exists: build it from the
-    /// release's Dockerfile, or load it from its archive and tag it.
+    /// release's Dockerfile, pull the image its `image.ref` names, or load
+    /// it from its archive and tag it. One command finds out which.
     pub async fn ensure_image(&self, spec: &ServiceSpec, release: &str) -> anyhow::Result<()> {
         let image = image(&spec.name, release);
-        let have = self
-            .exec(
-                &format!(
-                    "{} image inspect {} >/dev/null 2>&1",
-                    self.cli(),
-                    quote(&image)?
-                ),
-                STEP_TIMEOUT,
-            )
-            .await?;
-        if have.status == 0 {
-            return Ok(());
-        }
         let dir = format!("{}/releases/{release}", spec.root);
-        let context = self
-            .exec(
-                &format!("test -f {}", quote(&format!("{dir}/Dockerfile"))?),
-                STEP_TIMEOUT,
-            )
-            .await?;
-        if context.status == 0 {
-            self.build(&dir, &image).await
-        } else {
-            self.load(&dir, &image).await
+        let probe = format!(
+            "if {cli} image inspect {image} >/dev/null 2>&1; then echo have; \
+             elif [ -f {dockerfile} ]; then echo build; \
+             elif [ -f {reference} ]; then echo pull; cat {reference}; \
+             else echo load; fi",
+            cli = self.cli(),
+            image = quote(&image)?,
+            dockerfile = quote(&format!("{dir}/Dockerfile"))?,
+            reference = quote(&format!("{dir}/{}", registry::REFERENCE_FILE))?,
+        );
+        let out = self
+            .exec(&probe, STEP_TIMEOUT)
+            .await?
+            .check("looking for the release's image")?;
+        let mut lines = out.stdout.lines().map(str::trim);
+        match lines.next() {
+            Some("have") => Ok(()),
+            Some("build") => self.build(&dir, &image).await,
+            Some("pull") => {
+                let reference = lines.next().filter(|r| !r.is_empty()).with_context(|| {
+                    format!("{dir}/{} names no image", registry::REFERENCE_FILE)
+                })?;
+                registry::pull(
+                    &self.transport,
+                    self.cli(),
+                    &spec.root,
+                    reference,
+                    &image,
+                    self.settings.image.as_ref(),
+                )
+                .await
+            }
+            _ => self.load(&dir, &image).await,
         }
     }
 
@@ -508,6 +520,7 @@ mod tests {
                 command: "sudo docker".into(),
                 publish: "127.0.0.1".into(),
                 container_port: Some(80),
+                ..DockerSettings::default()
             },
         );
         let line = d.run_command(&spec(), "r1").unwrap();

@@ -74,15 +74,12 @@ impl Transport for LocalTransport {
         path: &str,
         timeout: Duration,
     ) -> anyhow::Result<(u16, String)> {
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()?;
-        let resp = client
+        let resp = probe_client()?
             .get(format!("http://127.0.0.1:{port}{path}"))
+            .timeout(timeout)
             .send()
-            .await?;
+            .await
+            .map_err(|e| probe_error(port, e))?;
         let status = resp.status().as_u16();
         let body: String = resp
             .text()
@@ -92,6 +89,39 @@ impl Transport for LocalTransport {
             .take(2000)
             .collect();
         Ok((status, body))
+    }
+}
+
+/// The client of every local health probe, built once per process: a
+/// client loads the system's CA certificates when it is built, which made
+/// each probe cost milliseconds of CPU (the bulk of `soar monitor`'s cost
+/// watching 100 services). Nothing is pooled: a probe must open its own
+/// connection, or one kept from before a restart would answer for a
+/// service that is gone.
+fn probe_client() -> anyhow::Result<&'static reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    crate::tls::install_crypto_provider();
+    let built = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    Ok(CLIENT.get_or_init(|| built))
+}
+
+/// What a failed probe means, in words: reqwest's own message ("error
+/// sending request for url") hides whether nothing listened or the service
+/// hung, which is what the person reading a failed deploy needs to know.
+fn probe_error(port: u16, e: reqwest::Error) -> anyhow::Error {
+    if e.is_connect() {
+        anyhow::anyhow!("nothing accepts connections on 127.0.0.1:{port} yet")
+    } else if e.is_timeout() {
+        anyhow::anyhow!("no answer from 127.0.0.1:{port} within the probe's timeout")
+    } else {
+        // Its sources are kept: the rollout prints the whole chain.
+        anyhow::Error::new(e)
     }
 }
 

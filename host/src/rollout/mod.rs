@@ -25,8 +25,12 @@
 pub mod docker;
 pub mod env_file;
 pub mod local;
+pub mod proxy;
+pub mod registry;
 pub mod service;
 pub mod ssh;
+mod survey;
+pub mod switch;
 pub mod systemd;
 pub mod transport;
 
@@ -41,6 +45,7 @@ use self::ssh::SshTransport;
 use self::systemd::Systemd;
 use self::transport::Transport;
 use crate::artifact::{ArtifactSource, Kind};
+use crate::config::Switch;
 use crate::shell::quote;
 
 /// How long a housekeeping command may take.
@@ -77,6 +82,8 @@ pub struct Release<'a> {
     pub keep: u32,
     /// For tarballs: the setup script to run after extraction, if present.
     pub setup: Option<String>,
+    /// How the release takes over from the running one ([`switch`]).
+    pub switch: Switch,
 }
 
 /// What a rollout did, phase by phase.
@@ -140,33 +147,32 @@ pub fn start_command(
     }
 }
 
-/// Take the host's deploy lock, or say who holds it.
+/// Take the host's deploy lock, or say who holds it. One round trip:
+/// create the root, drop the lock when forced, take it or print who holds
+/// it (exit 3: the root could not be created).
 pub async fn lock<T: Transport>(t: &T, root: &str, who: &str, force: bool) -> anyhow::Result<()> {
     let file = format!("{root}/.soar-lock");
-    t.exec(&format!("mkdir -p {}", quote(root)?), STEP_TIMEOUT)
-        .await?
-        .check("creating the service root")?;
-    if force {
-        t.exec(&format!("rm -f {}", quote(&file)?), STEP_TIMEOUT)
-            .await?;
-    }
+    let f = quote(&file)?;
     let take = format!(
-        "(set -C; printf '%s\\n' {} > {}) 2>/dev/null",
-        quote(who)?,
-        quote(&file)?
+        "mkdir -p {r} || exit 3; {clear}if (set -C; printf '%s\\n' {who} > {f}) 2>/dev/null; then exit 0; fi; cat {f}; exit 1",
+        r = quote(root)?,
+        who = quote(who)?,
+        clear = if force {
+            format!("rm -f {f}; ")
+        } else {
+            String::new()
+        },
     );
-    if t.exec(&take, STEP_TIMEOUT).await?.status == 0 {
-        return Ok(());
+    let out = t.exec(&take, STEP_TIMEOUT).await?;
+    match out.status {
+        0 => Ok(()),
+        3 => out.check("creating the service root").map(|_| ()),
+        _ => anyhow::bail!(
+            "{} is being deployed by someone else: {} holds {file}. If that deploy died, re-run with --force-unlock",
+            t.describe(),
+            out.stdout.trim()
+        ),
     }
-    let holder = t
-        .exec(&format!("cat {}", quote(&file)?), STEP_TIMEOUT)
-        .await?
-        .stdout;
-    anyhow::bail!(
-        "{} is being deployed by someone else: {} holds {file}. If that deploy died, re-run with --force-unlock",
-        t.describe(),
-        holder.trim()
-    )
 }
 
 /// Release the host's deploy lock.
@@ -180,13 +186,17 @@ pub async fn unlock<T: Transport>(t: &T, root: &str) -> anyhow::Result<()> {
 }
 
 /// Roll `release` out: transfer (or reuse), switch, start, verify health;
-/// on an unhealthy release switch back to the previous one.
-pub async fn deploy<T: Transport, S: ServiceManager>(
+/// on an unhealthy release switch back to the previous one. With the
+/// proxy switch, [`switch::deploy`] does it without dropping a request.
+pub async fn deploy<T: Transport, S: ServiceManager + Clone>(
     t: &T,
     svc: &S,
     spec: &ServiceSpec,
     release: &Release<'_>,
 ) -> Result<Report, Failure> {
+    if let Switch::Proxy(settings) = &release.switch {
+        return switch::deploy(t, svc, spec, release, settings).await;
+    }
     let mut report = Report::default();
     let fail =
         |message: String, rolled_back: bool, phases: &Vec<(&'static str, Duration)>| Failure {
@@ -196,8 +206,22 @@ pub async fn deploy<T: Transport, S: ServiceManager>(
         };
     let root = spec.root.as_str();
 
+    let env = match release.kind {
+        Kind::Docker => docker::render_env(&release.env),
+        _ => env_file::render(&release.env),
+    }
+    .map_err(|e| fail(format!("{e:#}"), false, &report.phases))?;
+
     let started = Instant::now();
-    let (dir, sent) = transfer(t, root, release).await.map_err(|e| {
+    let transferred = async {
+        let host = survey::survey(t, root, release.artifact.digest()).await?;
+        let (dir, sent) = match &host.found {
+            Some(found) => (found.clone(), 0),
+            None => upload(t, root, release).await?,
+        };
+        anyhow::Ok((host, dir, sent))
+    };
+    let (host, dir, sent) = transferred.await.map_err(|e| {
         fail(
             format!("transfer to {} failed: {e:#}", t.describe()),
             false,
@@ -209,16 +233,22 @@ pub async fn deploy<T: Transport, S: ServiceManager>(
     report.phases.push(("transfer", started.elapsed()));
 
     let started = Instant::now();
-    report.previous = current(t, root).await.ok().flatten().filter(|p| p != &dir);
-    let env = match release.kind {
-        Kind::Docker => docker::render_env(&release.env),
-        _ => env_file::render(&release.env),
+    report.previous = host.current.clone().filter(|p| p != &dir);
+    // What already runs, started the same way and healthy, is left alone.
+    let stamp = survey::stamp(&dir, &env, spec);
+    if host.current.as_deref() == Some(dir.as_str())
+        && host.started.as_deref() == Some(stamp.as_str())
+        && let Some(answer) = survey::still_serving(t, svc, spec, &release.health).await
+    {
+        report.health = answer;
+        report.phases.push(("verify-health", started.elapsed()));
+        return Ok(report);
     }
-    .map_err(|e| fail(format!("{e:#}"), false, &report.phases))?;
     let switched = async {
         t.put_bytes(env.as_bytes(), &format!("{root}/shared/env"), 0o600)
             .await?;
-        switch(t, root, &dir).await?;
+        survey::switch_stamped(t, root, &dir, &stamp).await?;
+        switch::retire(t, svc, spec).await?;
         svc.restart(spec).await
     }
     .await;
@@ -267,19 +297,32 @@ pub async fn deploy<T: Transport, S: ServiceManager>(
             return Err(fail(message, rolled_back, &report.phases));
         }
     }
-    if let Err(e) = prune(t, root, release.keep, &dir, report.previous.as_deref()).await {
+    let mut listed = host.releases;
+    listed.push(dir.clone());
+    let pruned = prune_listed(
+        t,
+        root,
+        release.keep,
+        &dir,
+        report.previous.as_deref(),
+        listed,
+    );
+    if let Err(e) = pruned.await {
         tracing::warn!("pruning old releases on {}: {e:#}", t.describe());
     }
     Ok(report)
 }
 
 /// Switch `current` to an existing release and restart; verify its health.
-pub async fn switch_to<T: Transport, S: ServiceManager>(
+/// With the proxy switch, the release takes over as a new one would
+/// ([`switch::switch_to`]).
+pub async fn switch_to<T: Transport, S: ServiceManager + Clone>(
     t: &T,
     svc: &S,
     spec: &ServiceSpec,
     dir: &str,
     health: &Health,
+    mode: &Switch,
 ) -> anyhow::Result<String> {
     let exists = t
         .exec(
@@ -295,6 +338,9 @@ pub async fn switch_to<T: Transport, S: ServiceManager>(
             "release {dir} is not on {} (it may have been pruned)",
             t.describe()
         );
+    }
+    if let Switch::Proxy(settings) = mode {
+        return switch::switch_to(t, svc, spec, dir, health, settings).await;
     }
     switch(t, &spec.root, dir).await?;
     svc.restart(spec).await?;
@@ -321,13 +367,15 @@ pub async fn current<T: Transport>(t: &T, root: &str) -> anyhow::Result<Option<S
         .filter(|s| !s.is_empty()))
 }
 
-/// Stop the service and remove everything under its root.
-pub async fn remove<T: Transport, S: ServiceManager>(
+/// Stop the service (and the proxy switch's, if any) and remove
+/// everything under its root.
+pub async fn remove<T: Transport, S: ServiceManager + Clone>(
     t: &T,
     svc: &S,
     spec: &ServiceSpec,
 ) -> anyhow::Result<()> {
     svc.stop(spec).await?;
+    switch::stop_all(t, svc, spec).await?;
     t.exec(&format!("rm -rf {}", quote(&spec.root)?), STEP_TIMEOUT)
         .await?
         .check("removing the service root")?;
@@ -341,20 +389,23 @@ async fn transfer<T: Transport>(
     root: &str,
     release: &Release<'_>,
 ) -> anyhow::Result<(String, u64)> {
-    let digest = release.artifact.digest();
-    let find = format!(
-        "for f in {}/releases/*/.soar-digest; do [ -f \"$f\" ] && [ \"$(cat \"$f\")\" = {} ] && basename \"$(dirname \"$f\")\" && break; done; true",
-        quote(root)?,
-        quote(digest)?
-    );
-    let found = t
-        .exec(&find, STEP_TIMEOUT)
+    match survey::survey(t, root, release.artifact.digest())
         .await?
-        .check("looking for an existing release")?
-        .stdout;
-    if let Some(existing) = found.lines().next().filter(|l| !l.trim().is_empty()) {
-        return Ok((existing.trim().to_string(), 0));
+        .found
+    {
+        Some(existing) => Ok((existing, 0)),
+        None => upload(t, root, release).await,
     }
+}
+
+/// Upload the artifact into a new release directory (`.partial` until it
+/// is complete). Returns the directory and bytes sent.
+async fn upload<T: Transport>(
+    t: &T,
+    root: &str,
+    release: &Release<'_>,
+) -> anyhow::Result<(String, u64)> {
+    let digest = release.artifact.digest();
     let partial = format!("{root}/releases/{}.partial", release.id);
     let final_dir = format!("{root}/releases/{}", release.id);
     let listing = release.artifact.describe();
@@ -429,10 +480,16 @@ async fn transfer<T: Transport>(
             .await?
             .check(&format!("running {setup}"))?;
     }
-    t.put_bytes(digest.as_bytes(), &format!("{partial}/.soar-digest"), 0o644)
-        .await?;
+    // The digest (hex, not secret) is written by the command that moves
+    // the release into place: one round trip.
     t.exec(
-        &format!("mv {} {}", quote(&partial)?, quote(&final_dir)?),
+        &format!(
+            "printf '%s' {} > {} && mv {} {}",
+            quote(digest)?,
+            quote(&format!("{partial}/.soar-digest"))?,
+            quote(&partial)?,
+            quote(&final_dir)?
+        ),
         STEP_TIMEOUT,
     )
     .await?
@@ -505,7 +562,7 @@ async fn check_health<T: Transport, S: ServiceManager>(
             Ok((status, body)) => {
                 last = format!("GET {} answered {status}: {}", health.path, body.trim())
             }
-            Err(e) => last = format!("GET {} on port {}: {e}", health.path, spec.port),
+            Err(e) => last = format!("GET {} on port {}: {e:#}", health.path, spec.port),
         }
         if !svc.is_running(spec).await.unwrap_or(true) && attempt > 1 {
             last.push_str(" (the service is not running)");
@@ -537,16 +594,27 @@ async fn prune<T: Transport>(
         )
         .await?
         .check("listing releases")?;
-    let mut all: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| !l.ends_with(".partial"))
-        .collect();
-    all.sort_unstable_by(|a, b| b.cmp(a));
-    let doomed: Vec<String> = all
+    let listed = out.stdout.lines().map(str::to_string).collect();
+    prune_listed(t, root, keep, current, previous, listed).await
+}
+
+/// [`prune`] of the release directories `listed` (as `ls` or the survey
+/// found them): at most one command, none when nothing goes.
+async fn prune_listed<T: Transport>(
+    t: &T,
+    root: &str,
+    keep: u32,
+    current: &str,
+    previous: Option<&str>,
+    mut listed: Vec<String>,
+) -> anyhow::Result<()> {
+    listed.retain(|l| !l.ends_with(".partial") && !l.trim().is_empty());
+    listed.sort_unstable_by(|a, b| b.cmp(a));
+    listed.dedup();
+    let doomed: Vec<String> = listed
         .iter()
         .skip(keep.max(1) as usize)
-        .filter(|d| **d != current && Some(**d) != previous)
+        .filter(|d| *d != current && Some(d.as_str()) != previous)
         .map(|d| quote(&format!("{root}/releases/{d}")))
         .collect::<Result<_, _>>()?;
     if !doomed.is_empty() {
@@ -613,6 +681,13 @@ impl ServiceManager for Manager {
             Manager::Docker(m) => m.logs(spec, lines).await,
         }
     }
+
+    fn beside(&self) -> Self {
+        match self {
+            Manager::Systemd(m) => Manager::Systemd(m.beside()),
+            Manager::Docker(m) => Manager::Docker(m.clone()),
+        }
+    }
 }
 
 impl Manager {
@@ -621,7 +696,13 @@ impl Manager {
     /// is removed afterwards by [`remove`].
     pub async fn uninstall(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
         match self {
-            Manager::Systemd(m) => m.uninstall(spec).await,
+            Manager::Systemd(m) => {
+                // The proxy switch's units, where it was used.
+                for companion in switch::companions(spec) {
+                    m.beside().uninstall(&companion).await?;
+                }
+                m.uninstall(spec).await
+            }
             Manager::Docker(m) => m.uninstall(spec).await,
         }
     }

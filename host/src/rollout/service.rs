@@ -39,6 +39,15 @@ pub trait ServiceManager: Send + Sync {
         spec: &ServiceSpec,
         lines: usize,
     ) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// The manager for a process Soar runs beside the service, such as the
+    /// `proxy` switch's nginx: it runs as the deploying user, who owns its
+    /// files and signals it, rather than as the service's own user.
+    fn beside(&self) -> Self
+    where
+        Self: Clone,
+    {
+        self.clone()
+    }
 }
 
 /// Soar's own supervisor, for the local target.
@@ -146,8 +155,13 @@ impl ServiceManager for Supervisor {
         Ok(())
     }
 
+    /// Running itself, or behind the `proxy` switch's proxy (whose
+    /// supervisor lives in `<root>/proxy`).
     async fn is_running(&self, spec: &ServiceSpec) -> anyhow::Result<bool> {
-        Ok(live_supervisor(Path::new(&spec.root)).is_some_and(|pid| !is_zombie(pid)))
+        let root = Path::new(&spec.root);
+        Ok([root.to_path_buf(), root.join("proxy")]
+            .iter()
+            .any(|r| live_supervisor(r).is_some_and(|pid| !is_zombie(pid))))
     }
 
     async fn logs(&self, spec: &ServiceSpec, lines: usize) -> anyhow::Result<String> {

@@ -141,9 +141,15 @@ impl ServiceManager for Systemd {
         Ok(())
     }
 
+    /// Running itself, or behind the `proxy` switch's proxy
+    /// (`<service>-proxy`).
     async fn is_running(&self, spec: &ServiceSpec) -> anyhow::Result<bool> {
+        let (name, proxy) = (quote(&spec.name)?, quote(&format!("{}-proxy", spec.name))?);
         Ok(self
-            .ctl(&format!("is-active {} >/dev/null 2>&1", quote(&spec.name)?))
+            .ctl(&format!(
+                "is-active {name} >/dev/null 2>&1 || {} is-active {proxy} >/dev/null 2>&1",
+                self.systemctl
+            ))
             .await?
             .status
             == 0)
@@ -166,6 +172,13 @@ impl ServiceManager for Systemd {
             )
             .await?;
         Ok(out.stdout)
+    }
+
+    fn beside(&self) -> Self {
+        Self {
+            user: None,
+            ..self.clone()
+        }
     }
 }
 

@@ -182,7 +182,9 @@ fn deploy_update_rollback_history_status_destroy() {
 
 #[test]
 fn an_unhealthy_release_is_rolled_back_automatically() {
-    let p = Project::new(&soar_toml("6s", ""), "v1");
+    // The window only ends the failed deploys below; it is long enough that
+    // a loaded machine still starts Python and sees v2's 500 within it.
+    let p = Project::new(&soar_toml("15s", ""), "v1");
     let v1 = p.planned_digest();
     p.soar(&["deploy", "--yes"]).ok();
     let url = p.url();

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use crate::contract::ResourceStatus;
+use crate::contract::{ResourceState, ResourceStatus};
 use crate::state::ResourceRecord;
 
 /// Attributes that change on their own (a droplet goes `new` → `active`, a
@@ -21,9 +21,6 @@ const VOLATILE: &[&str] = &[
     "modified_on",
     "updated_at",
 ];
-
-/// The resource state a provider reports for one it did not find.
-const MISSING: &str = "missing";
 
 /// One difference between the state and the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +48,10 @@ pub fn reported_json(reported: &[ResourceStatus]) -> Vec<Value> {
                 "kind": s.resource.kind,
                 "name": s.resource.name,
                 "id": s.resource.id,
-                "state": s.state,
+                "state": s.state.as_str(),
                 "attributes": attributes(s),
                 "endpoints": s.endpoints.iter().map(|e| json!({
-                    "kind": e.kind, "address": e.address, "port": e.port,
+                    "kind": e.kind.as_str(), "address": e.address, "port": e.port,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -72,9 +69,11 @@ pub fn compare(state: &[&ResourceRecord], reported: &[ResourceStatus]) -> Vec<Dr
     for r in state {
         // A provider may report a resource it looked for and did not find
         // with the state `missing` (the contract's word) rather than omit it.
-        let found = reported
-            .iter()
-            .find(|s| s.resource.kind == r.kind && s.resource.name == r.name && s.state != MISSING);
+        let found = reported.iter().find(|s| {
+            s.resource.kind == r.kind
+                && s.resource.name == r.name
+                && s.state != ResourceState::Missing
+        });
         let Some(s) = found else {
             out.push(Drift {
                 kind: r.kind.clone(),
@@ -110,7 +109,10 @@ pub fn compare(state: &[&ResourceRecord], reported: &[ResourceStatus]) -> Vec<Dr
             });
         }
     }
-    for s in reported.iter().filter(|s| s.state != MISSING) {
+    for s in reported
+        .iter()
+        .filter(|s| s.state != ResourceState::Missing)
+    {
         let tracked = state
             .iter()
             .any(|r| r.kind == s.resource.kind && r.name == s.resource.name);
@@ -167,7 +169,7 @@ mod tests {
                 id: Some(id.into()),
                 attributes: attrs.to_string(),
             },
-            state: "running".into(),
+            state: ResourceState::Running,
             endpoints: vec![],
         }
     }
