@@ -133,6 +133,7 @@ impl Bench {
             accept_new: false,
             sudo: false,
             public_only: false,
+            reach: Default::default(),
         }
     }
 
@@ -178,6 +179,7 @@ fn release<'a>(id: &str, artifact: &'a ArtifactSource, port: u16) -> Release<'a>
         },
         keep: 3,
         setup: None,
+        switch: soar::config::Switch::Restart,
     }
 }
 

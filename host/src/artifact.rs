@@ -178,6 +178,21 @@ impl ArtifactSource {
                 path.display()
             );
         }
+        Self::scan_checked(kind, path, meta)
+    }
+
+    /// A docker artifact that names an image in a registry instead of
+    /// holding one: `file` holds the image reference, and is the one file
+    /// the hosts receive (they pull the image it names). Its digest is the
+    /// reference's, so an unchanged reference is an unchanged release.
+    pub fn image_reference(file: &Path) -> anyhow::Result<Self> {
+        let meta = std::fs::metadata(file)
+            .with_context(|| format!("image reference file {} does not exist", file.display()))?;
+        Self::scan_checked(Kind::Docker, file, meta)
+    }
+
+    /// [`ArtifactSource::scan`] once the kind's own checks passed.
+    fn scan_checked(kind: Kind, path: &Path, meta: std::fs::Metadata) -> anyhow::Result<Self> {
         let (root, rels) = if meta.is_file() {
             let name = path
                 .file_name()

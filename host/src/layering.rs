@@ -23,10 +23,19 @@ const LAYERS: &[&[&str]] = &[
     &["config", "session", "state", "catalog"],
     // Running plugins, and rolling artifacts out onto hosts.
     &["runtime", "rollout"],
-    // Installing plugins, supervising local services.
-    &["install", "supervise"],
+    // Installing plugins, supervising local services, watching deployed
+    // ones.
+    &["install", "supervise", "monitor"],
     // Commands: the deploy engine and the HTTP service.
     &["engine", "serve"],
+    // `soar plugin test`: a provider driven as the engine drives it.
+    &["conformance"],
+    // The client of a server (`--server URL`): shows its events as the
+    // engine would, and knows the server only by its HTTP API.
+    &["remote"],
+    // The deploy operations as MCP tools for agents: on the engine, or on
+    // a server through its client.
+    &["mcp"],
     // The command line.
     &["cli"],
 ];

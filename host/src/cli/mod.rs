@@ -8,9 +8,15 @@
 //! usage errors).
 
 pub mod args;
+mod exec;
+mod lock;
+mod monitor;
 mod plugin;
+mod plugin_test;
 mod project;
+mod remote;
 mod spot_init;
+mod state_cmd;
 
 use std::path::PathBuf;
 
@@ -31,6 +37,12 @@ pub struct Cli {
     /// The project's soar.toml (default: found from the current directory up).
     #[arg(short, long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Keep the state in this PostgreSQL database
+    /// (postgres://user@host:5432/db), over SOAR_STATE_URL and soar.toml's
+    /// [state] url.
+    #[arg(long, global = true, value_name = "URL")]
+    pub state: Option<String>,
 
     /// `--color`, `--quiet`.
     #[command(flatten)]
@@ -60,8 +72,15 @@ pub enum Command {
     /// Rebuild the state's resources from what the provider reports (its
     /// `managed-by:soar` tags).
     Refresh(project::RefreshArgs),
-    /// Show the service's recent log lines.
+    /// Show the service's recent log lines, or follow them (-f).
     Logs(project::LogsArgs),
+    /// Run a command on every SSH host of an environment, in the current
+    /// release with the service's environment.
+    Exec(exec::ExecArgs),
+    /// Watch the deployed services' health; announce every change.
+    Monitor(monitor::MonitorArgs),
+    /// Show the deployed services' CPU, memory, restarts and uptime, live.
+    Top(monitor::TopArgs),
     /// Show the audit trail of deploys, destroys and rollbacks.
     History(project::HistoryArgs),
     /// Switch back to an earlier release.
@@ -71,6 +90,15 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
     /// Run Soar as a deployment service: deploy jobs over an HTTP API.
     Serve(crate::serve::ServeArgs),
+    /// Show or force-release the project lock.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
+    /// Move the project's state between .soar/ and a PostgreSQL database.
+    #[command(subcommand)]
+    State(state_cmd::StateCommand),
+    /// Serve plan, deploy, status, logs, history and rollback as Model
+    /// Context Protocol tools over stdio, for agents (see README, "MCP").
+    Mcp(crate::mcp::McpArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -96,10 +124,16 @@ impl Command {
             Command::Refresh(a) => a.json(),
             Command::History(a) => a.json(),
             Command::Plugin(p) => p.json(),
+            Command::Logs(a) => a.json(),
+            Command::Monitor(a) => a.json(),
+            Command::Top(a) => a.json(),
             Command::Init(_)
-            | Command::Logs(_)
+            | Command::Exec(_)
             | Command::Rollback(_)
             | Command::Serve(_)
+            | Command::Lock(_)
+            | Command::State(_)
+            | Command::Mcp(_)
             | Command::Completions { .. }
             | Command::Supervise { .. } => false,
         }
@@ -122,6 +156,9 @@ impl Cli {
 /// exit code.
 pub async fn run(cli: Cli, out: &Reporter) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
+    if let Some(url) = &cli.state {
+        crate::state::StateLocation::set_flag(url.clone());
+    }
     match cli.command {
         Command::Init(a) => project::init(config, a, out),
         Command::Validate(a) => project::validate(config, a, out).await,
@@ -131,10 +168,16 @@ pub async fn run(cli: Cli, out: &Reporter) -> anyhow::Result<i32> {
         Command::Status(a) => project::status(config, a, out).await,
         Command::Refresh(a) => project::refresh(config, a, out).await,
         Command::Logs(a) => project::logs(config, a, out).await,
-        Command::History(a) => project::history(config, a, out),
+        Command::Exec(a) => exec::run(config, a, out).await,
+        Command::Monitor(a) => monitor::monitor(config, a, out).await,
+        Command::Top(a) => monitor::top(config, a, out).await,
+        Command::History(a) => project::history(config, a, out).await,
         Command::Rollback(a) => project::rollback(config, a, out).await,
         Command::Plugin(cmd) => plugin::run(config, cmd, out).await,
         Command::Serve(a) => crate::serve::run(a).await,
+        Command::Lock(cmd) => lock::run(config, cmd, out),
+        Command::State(cmd) => state_cmd::run(config, cmd, out),
+        Command::Mcp(a) => crate::mcp::run(config.map(std::path::Path::to_path_buf), a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "soar", &mut std::io::stdout());
             Ok(0)
@@ -151,10 +194,15 @@ pub(crate) fn environment() -> anyhow::Result<(Runtime, Catalog)> {
 
 /// The runtime with the user's compile cache.
 pub(crate) fn runtime() -> anyhow::Result<Runtime> {
-    Runtime::new(RuntimeConfig {
+    Runtime::new(runtime_config())
+}
+
+/// Default budgets, and the user's compile (and describe) cache.
+pub(crate) fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig {
         cache_dir: CompileCache::default_dir(),
         ..Default::default()
-    })
+    }
 }
 
 #[cfg(test)]

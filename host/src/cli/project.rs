@@ -54,6 +54,8 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
 }
 
 impl PlanArgs {
@@ -65,7 +67,8 @@ impl PlanArgs {
 /// `soar deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// A plan saved by `soar plan -o FILE`, applied exactly (refused when stale).
+    /// A plan saved by `soar plan -o FILE`, applied exactly (refused when
+    /// stale); with --server, the plan id `soar plan --server` printed.
     plan: Option<PathBuf>,
     #[command(flatten)]
     env: EnvArg,
@@ -81,6 +84,10 @@ pub struct DeployArgs {
     /// Break a stale deploy lock left on SSH hosts by a deploy that died.
     #[arg(long)]
     force_unlock: bool,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
+    #[command(flatten)]
+    follow: super::remote::FollowArgs,
 }
 
 impl DeployArgs {
@@ -116,6 +123,28 @@ pub struct LogsArgs {
     /// How many lines.
     #[arg(short = 'n', long, default_value_t = 100)]
     lines: usize,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
+    /// Keep printing lines as the service writes them, from every host
+    /// (each line prefixed with its host when there are several); Ctrl-C
+    /// stops (exit 0).
+    #[arg(short, long)]
+    follow: bool,
+    /// Only lines from this long ago on (e.g. 10m; journald and Docker
+    /// logs, which have timestamps).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    since: Option<std::time::Duration>,
+    /// Only lines containing this text.
+    #[arg(long, value_name = "TEXT")]
+    grep: Option<String>,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+impl LogsArgs {
+    pub(super) fn json(&self) -> bool {
+        self.json.json
+    }
 }
 
 /// `soar history`.
@@ -128,6 +157,8 @@ pub struct HistoryArgs {
     /// How many entries.
     #[arg(short = 'n', long, default_value_t = 20)]
     limit: usize,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
 }
 
 impl HistoryArgs {
@@ -146,6 +177,8 @@ pub struct RollbackArgs {
     to: Option<String>,
     #[command(flatten)]
     lock: LockArgs,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
 }
 
 /// `soar status`.
@@ -158,6 +191,8 @@ pub struct StatusArgs {
     /// Show the state only: do not ask the providers what is deployed.
     #[arg(long)]
     offline: bool,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
 }
 
 impl StatusArgs {
@@ -328,6 +363,10 @@ async fn settings_problems(
 }
 
 pub async fn plan(config: Option<&Path>, a: PlanArgs, out: &Reporter) -> anyhow::Result<i32> {
+    if a.server.remote()? {
+        let (env, file) = (a.env.env.as_deref(), a.out.as_deref());
+        return super::remote::plan(config, &a.server, env, file, a.detailed_exitcode, out).await;
+    }
     let ws = Workspace::open(config, out.clone())?;
     plan_command(
         &ws,
@@ -341,6 +380,12 @@ pub async fn plan(config: Option<&Path>, a: PlanArgs, out: &Reporter) -> anyhow:
 }
 
 pub async fn deploy(config: Option<&Path>, a: DeployArgs, out: &Reporter) -> anyhow::Result<i32> {
+    if a.server.remote()? {
+        let (env, plan) = (a.env.env.as_deref(), a.plan.as_deref());
+        return super::remote::deploy(config, &a.server, &a.follow, env, plan, a.yes.yes, out)
+            .await;
+    }
+    a.follow.check_local()?;
     let ws = Workspace::open(config, out.clone())?;
     let opts = DeployOptions {
         env: a.env.env,
@@ -367,6 +412,9 @@ pub async fn destroy(config: Option<&Path>, a: DestroyArgs, out: &Reporter) -> a
 }
 
 pub async fn status(config: Option<&Path>, a: StatusArgs, out: &Reporter) -> anyhow::Result<i32> {
+    if a.server.remote()? {
+        return super::remote::status(config, &a.server, a.env.env.as_deref(), out).await;
+    }
     let ws = Workspace::open(config, out.clone())?;
     releases::status_command(&ws, a.env.env.as_deref(), a.offline).await
 }
@@ -378,11 +426,30 @@ pub async fn refresh(config: Option<&Path>, a: RefreshArgs, out: &Reporter) -> a
 }
 
 pub async fn logs(config: Option<&Path>, a: LogsArgs, out: &Reporter) -> anyhow::Result<i32> {
+    if a.server.remote()? {
+        let streaming = a.follow || a.since.is_some() || a.grep.is_some() || a.json.json;
+        let env = a.env.env.as_deref();
+        return super::remote::logs(config, &a.server, env, a.lines, streaming, out).await;
+    }
+    if a.follow || a.since.is_some() || a.grep.is_some() || a.json.json {
+        let follow = super::monitor::LogsFollow {
+            env: a.env.env,
+            lines: a.lines,
+            follow: a.follow,
+            since: a.since,
+            grep: a.grep,
+        };
+        return super::monitor::logs(config, follow, out).await;
+    }
     let ws = Workspace::open(config, out.clone())?;
     releases::logs_command(&ws, a.env.env.as_deref(), a.lines).await
 }
 
-pub fn history(config: Option<&Path>, a: HistoryArgs, out: &Reporter) -> anyhow::Result<i32> {
+pub async fn history(config: Option<&Path>, a: HistoryArgs, out: &Reporter) -> anyhow::Result<i32> {
+    if a.server.remote()? {
+        let env = a.env.env.as_deref();
+        return super::remote::history(config, &a.server, env, a.limit, out).await;
+    }
     let ws = Workspace::open(config, out.clone())?;
     releases::history_command(&ws, a.env.env.as_deref(), a.limit)
 }
@@ -392,6 +459,10 @@ pub async fn rollback(
     a: RollbackArgs,
     out: &Reporter,
 ) -> anyhow::Result<i32> {
+    if a.server.remote()? {
+        let (env, to) = (a.env.env.as_deref(), a.to.as_deref());
+        return super::remote::rollback(config, &a.server, env, to, out).await;
+    }
     let ws = Workspace::open(config, out.clone())?;
     releases::rollback_command(
         &ws,

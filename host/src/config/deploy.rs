@@ -13,6 +13,7 @@ use super::fields::{Section, integer, wrong_type};
 use super::identity::{check_name, suggest_name};
 use super::secrets::is_env_var_name;
 use super::spans::join;
+use super::switch::{self, SwitchLayer};
 use super::{Batch, DeploySettings, HealthCheck, Rollout};
 
 /// Keys of a deploy table.
@@ -24,8 +25,10 @@ pub(crate) const KEYS: &[&str] = &[
     "keep_releases",
     "health",
     "rollout",
+    "switch",
+    "proxy",
 ];
-const HEALTH_KEYS: &[&str] = &["path", "port", "timeout", "interval", "retries"];
+const HEALTH_KEYS: &[&str] = &["path", "port", "timeout", "interval", "retries", "monitor"];
 const ROLLOUT_KEYS: &[&str] = &["batch", "parallelism"];
 
 /// Whether `name` can name a variable in the service's environment.
@@ -49,8 +52,10 @@ pub(crate) struct Layer {
     health_timeout: Option<Duration>,
     health_interval: Option<Duration>,
     health_retries: Option<u32>,
+    health_monitor: Option<Duration>,
     batch: Option<Batch>,
     parallelism: Option<usize>,
+    switch: SwitchLayer,
 }
 
 /// Read one deploy table, reporting every problem.
@@ -96,6 +101,7 @@ pub(crate) fn read(s: &Section<'_>, r: &mut Report<'_>) -> Layer {
         layer.health_timeout = h.duration("timeout", r);
         layer.health_interval = h.duration("interval", r);
         layer.health_retries = h.count("retries", 1, "retries = 10", r);
+        layer.health_monitor = h.duration("monitor", r);
     }
     if let Some(ro) = s.section("rollout", "rollout = { batch = 2 }", r) {
         ro.check_keys(ROLLOUT_KEYS, r);
@@ -104,6 +110,7 @@ pub(crate) fn read(s: &Section<'_>, r: &mut Report<'_>) -> Layer {
             .count("parallelism", 1, "parallelism = 4", r)
             .and_then(|n| usize::try_from(n).ok());
     }
+    layer.switch = switch::read(s, r);
     layer
 }
 
@@ -265,11 +272,13 @@ pub(crate) fn merge(
                 .or(base.health_interval)
                 .unwrap_or(Duration::from_secs(1)),
             retries: over.health_retries.or(base.health_retries).unwrap_or(30),
+            monitor: over.health_monitor.or(base.health_monitor),
         },
         rollout: Rollout {
             batch: over.batch.or(base.batch),
             parallelism: over.parallelism.or(base.parallelism),
         },
+        switch: switch::merge(&base.switch, &over.switch, port, r),
     }
 }
 
@@ -316,8 +325,10 @@ mod tests {
                     timeout: Duration::from_secs(30),
                     interval: Duration::from_secs(1),
                     retries: 30,
+                    monitor: None,
                 },
                 rollout: Rollout::default(),
+                switch: crate::config::Switch::Restart,
             }
         );
     }

@@ -17,6 +17,7 @@ mod environment;
 mod fields;
 mod grants;
 mod identity;
+mod image;
 mod schema;
 mod secrets;
 pub mod settings;
@@ -24,6 +25,8 @@ mod spans;
 mod spelling;
 pub mod spot;
 mod ssh;
+mod state;
+mod switch;
 mod template;
 
 use std::collections::BTreeMap;
@@ -38,8 +41,12 @@ use crate::broker::http::policy::Grants;
 pub use diagnostics::{ConfigError, Diagnostic};
 pub use duration::parse_duration;
 pub use identity::{RESERVED_NAMES, check_name, suggest_name};
+pub use image::{DEFAULT_PASSWORD_ENV, RegistryImage, parse_reference};
 pub use secrets::{credential_format, is_env_var_name, pasted_secret};
 pub use spans::locate;
+pub use ssh::ClientConfigChoice;
+pub use state::StateSettings;
+pub use switch::{ProxySwitch, Switch};
 pub use template::init_template;
 
 /// The file name soar looks for.
@@ -62,6 +69,10 @@ pub struct Project {
     pub hooks: Hooks,
     /// `[register]`: where to announce deployed services, if anywhere.
     pub register: Option<Register>,
+    /// `[monitor]`: where `soar monitor` announces health transitions.
+    pub monitor: MonitorSettings,
+    /// `[state]`: where the state lives when a team shares it.
+    pub state: StateSettings,
     /// `[env.<name>]` by name, each with `[deploy]` merged in.
     pub environments: BTreeMap<String, Environment>,
 }
@@ -114,6 +125,10 @@ pub struct DockerSettings {
     /// (`container_port`); `None` = the service port. When set, `PORT`
     /// inside the container is this port.
     pub container_port: Option<u16>,
+    /// The registry image the hosts pull (`image`, with `registry_user`
+    /// and `registry_password_env`); `None` when `path` holds an archive or
+    /// a build context that travels over SSH.
+    pub image: Option<RegistryImage>,
 }
 
 impl Default for DockerSettings {
@@ -122,6 +137,7 @@ impl Default for DockerSettings {
             command: "docker".into(),
             publish: "0.0.0.0".into(),
             container_port: None,
+            image: None,
         }
     }
 }
@@ -145,6 +161,8 @@ pub struct DeploySettings {
     pub health: HealthCheck,
     /// How many hosts change at once.
     pub rollout: Rollout,
+    /// How a new release takes over on a host (`switch`, `proxy`).
+    pub switch: Switch,
 }
 
 /// An HTTP health check: `GET path` on `port` until it answers 2xx.
@@ -161,6 +179,9 @@ pub struct HealthCheck {
     pub interval: Duration,
     /// Attempts before giving up (default 30).
     pub retries: u32,
+    /// `health.monitor`: how often `soar monitor` checks the deployed
+    /// service; `None` (the default) leaves it to `--interval`.
+    pub monitor: Option<Duration>,
 }
 
 /// How a release moves across hosts.
@@ -191,8 +212,17 @@ pub struct Hooks {
     pub post_deploy: Option<String>,
     /// Runs after a failed deploy (for notifications).
     pub on_failure: Option<String>,
+    /// Runs when `soar monitor` sees a healthy service become unhealthy.
+    pub on_unhealthy: Option<String>,
     /// Each hook is killed after this long (default 60s).
     pub timeout: Duration,
+}
+
+/// `[monitor]`: announcements of `soar monitor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorSettings {
+    /// An http(s) URL POSTed each health transition as JSON.
+    pub webhook: Option<String>,
 }
 
 /// `[register]`: a service registry told about each deployed service.
@@ -252,6 +282,11 @@ pub struct SshConfig {
     pub connect_timeout: Option<Duration>,
     /// address or address:port -> (address, port) actually connected to.
     pub address_map: BTreeMap<String, (String, Option<u16>)>,
+    /// The SSH client config read for `Host` aliases (`config`).
+    pub client_config: ClientConfigChoice,
+    /// `user@host[:port]` bastions (comma-separated) every host of the
+    /// environment is reached through; replaces any `ProxyJump`.
+    pub bastion: Option<String>,
 }
 
 /// Read and validate the file at `path`; `known_providers` are the

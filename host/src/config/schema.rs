@@ -12,7 +12,10 @@ use super::fields::Section;
 use super::grants::{UrlProblem, check_http_url};
 use super::identity::{check_name, suggest_name};
 use super::spelling::closest;
-use super::{App, ArtifactSpec, DockerSettings, Hooks, Project, Register, deploy, environment};
+use super::{
+    App, ArtifactSpec, DockerSettings, Hooks, MonitorSettings, Project, Register, deploy,
+    environment,
+};
 use crate::artifact::{Kind, check_docker_path};
 
 /// What validation needs besides the document.
@@ -23,7 +26,9 @@ pub(crate) struct Context<'a> {
     pub known_providers: &'a [&'a str],
 }
 
-const TOP_KEYS: &[&str] = &["app", "artifact", "deploy", "hooks", "register", "env"];
+const TOP_KEYS: &[&str] = &[
+    "app", "artifact", "deploy", "hooks", "register", "monitor", "state", "env",
+];
 const APP_KEYS: &[&str] = &["name"];
 const ARTIFACT_KEYS: &[&str] = &[
     "kind",
@@ -35,13 +40,23 @@ const ARTIFACT_KEYS: &[&str] = &[
     "docker_command",
     "publish",
     "container_port",
+    "image",
+    "registry_user",
+    "registry_password_env",
 ];
 /// The plugin contract's kinds, then `docker` (host-only, last).
 const ARTIFACT_KINDS: &[&str] = &["binary", "script", "static", "tarball", "docker"];
 /// Where a docker artifact's port may be published: the health check
 /// probes 127.0.0.1 on the host, which both reach.
 const PUBLISH_ADDRESSES: &[&str] = &["0.0.0.0", "127.0.0.1"];
-const HOOK_KEYS: &[&str] = &["pre_deploy", "post_deploy", "on_failure", "timeout"];
+const HOOK_KEYS: &[&str] = &[
+    "pre_deploy",
+    "post_deploy",
+    "on_failure",
+    "on_unhealthy",
+    "timeout",
+];
+const MONITOR_KEYS: &[&str] = &["webhook"];
 const REGISTER_KEYS: &[&str] = &["url"];
 
 /// Report a TOML syntax error at its position, with a hint for the common
@@ -97,6 +112,8 @@ pub(crate) fn project(doc: &DeTable<'_>, ctx: &Context<'_>, r: &mut Report<'_>) 
     let artifact = artifact(&top, &ctx.root, r);
     let hooks = hooks(&top, r);
     let register = register(&top, r);
+    let monitor = monitor(&top, r);
+    let state = super::state::read(&top, &app.name, r);
     let defaults = match top.section("deploy", "[deploy] with service = \"hello\"", r) {
         Some(s) => deploy::read(&s, r),
         None => deploy::Layer::default(),
@@ -112,6 +129,8 @@ pub(crate) fn project(doc: &DeTable<'_>, ctx: &Context<'_>, r: &mut Report<'_>) 
         artifact,
         hooks,
         register,
+        monitor,
+        state,
         environments,
     }
 }
@@ -282,7 +301,8 @@ fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec 
             }
         }
         None => {
-            if s.get("path").is_none() {
+            // A docker artifact may name a registry image instead.
+            if s.get("path").is_none() && s.get("image").is_none() {
                 s.missing("path", "path = \"target/release/hello\"", r);
             }
         }
@@ -326,6 +346,7 @@ fn artifact(top: &Section<'_>, root: &Path, r: &mut Report<'_>) -> ArtifactSpec 
         }
     }
     spec.docker.container_port = s.port("container_port", r);
+    super::image::read(&s, kind_name.as_deref(), &mut spec, r);
     spec.command = s
         .string("command", "command = \"python3 app.py\"", r)
         .map(|c| c.into_inner());
@@ -356,6 +377,7 @@ fn hooks(top: &Section<'_>, r: &mut Report<'_>) -> Hooks {
         pre_deploy: None,
         post_deploy: None,
         on_failure: None,
+        on_unhealthy: None,
         timeout: Duration::from_secs(60),
     };
     let Some(s) = top.section(
@@ -373,10 +395,42 @@ fn hooks(top: &Section<'_>, r: &mut Report<'_>) -> Hooks {
     hooks.pre_deploy = command("pre_deploy", r);
     hooks.post_deploy = command("post_deploy", r);
     hooks.on_failure = command("on_failure", r);
+    hooks.on_unhealthy = command("on_unhealthy", r);
     if let Some(t) = s.duration("timeout", r) {
         hooks.timeout = t;
     }
     hooks
+}
+
+/// `[monitor]`: its webhook is an http(s) URL without a password, like
+/// `[register] url`.
+fn monitor(top: &Section<'_>, r: &mut Report<'_>) -> MonitorSettings {
+    let example = "webhook = \"http://127.0.0.1:9999/alerts\"";
+    let mut settings = MonitorSettings::default();
+    let Some(s) = top.section("monitor", &format!("[monitor] with {example}"), r) else {
+        return settings;
+    };
+    s.check_keys(MONITOR_KEYS, r);
+    let Some(url) = s.string("webhook", example, r) else {
+        return settings;
+    };
+    match check_http_url(url.get_ref()) {
+        Ok(()) => settings.webhook = Some(url.into_inner()),
+        Err(UrlProblem::Password) => r.secret(
+            url.span().start,
+            "`monitor.webhook` contains a password; secrets never go in soar.toml",
+            Some(
+                "remove the user:password@ part; use a URL the receiver accepts without it"
+                    .to_string(),
+            ),
+        ),
+        Err(UrlProblem::Invalid(why)) => r.error(
+            url.span().start,
+            format!("`monitor.webhook` {why}"),
+            Some(format!("for example: {example}")),
+        ),
+    }
+    settings
 }
 
 fn register(top: &Section<'_>, r: &mut Report<'_>) -> Option<Register> {

@@ -118,7 +118,7 @@ impl SecretSource for ProcessEnv {
 pub enum Provenance {
     /// `capture`: a token an answer returns for use at the same origin.
     Captured,
-    /// `send-issuing`: a credential the provider's API hands out for
+    /// `request.issued`: a credential the provider's API hands out for
     /// another origin (which passed the allow-list).
     Issued,
 }
@@ -247,7 +247,7 @@ impl CredentialStore {
             .collect()
     }
 
-    /// Origins of credentials the provider's API issued (`send-issuing`):
+    /// Origins of credentials the provider's API issued (`request.issued`):
     /// besides the declared credentials' origins, the only ones service
     /// secrets may go to.
     pub fn issued_origins(&self) -> Vec<Origin> {

@@ -113,6 +113,29 @@ pub enum Event<'a> {
     },
     /// `plugin inspect`: everything the plugin may reach.
     PluginDetails(Value),
+    /// `plugin test`: one conformance check (`check`, `title`, `outcome`
+    /// pass/fail/skip, `reason`, `details`).
+    ConformanceCheck(Value),
+    /// `plugin test`: the totals; the last line of a run.
+    ConformanceSummary {
+        plugin: &'a str,
+        version: &'a str,
+        passed: usize,
+        failed: usize,
+        skipped: usize,
+    },
+    /// `monitor`: one host checked (`host`, `reachable`, and `services`:
+    /// each with `key`, `healthy`, `detail`, `metrics`).
+    HealthCheck(Value),
+    /// `monitor`: a service or host became `unhealthy` or `recovered`
+    /// (`change`, `key`, `envs`, `service`, `host`, `detail`, `at`).
+    HealthTransition(Value),
+    /// `top`: one service's numbers (`env`, `service`, `host`, `metrics`,
+    /// `cpu_percent`).
+    ServiceMetrics(Value),
+    /// `logs --json`: one line of a service's output (`host`, `env`,
+    /// `service`, `line`).
+    LogLine(Value),
     /// Something went wrong but the command goes on.
     Warning { message: &'a str },
     /// The command failed: `message`, then the `causes` it gives, outermost

@@ -292,7 +292,7 @@ async fn convention_project_plans_deploys_and_keeps_secrets_hidden() {
     assert!(
         status
             .iter()
-            .all(|s| s.state == "running" && s.endpoints.len() == 1)
+            .all(|s| s.state == soar::contract::ResourceState::Running && s.endpoints.len() == 1)
     );
 
     let journal = h.journal_text();

@@ -337,7 +337,10 @@ async fn pages_deploy_redeploy_one_change_and_removal() {
         Some(&b"/*\n  X-Frame-Options: DENY\n"[..])
     );
     assert_eq!(deps[0].redirects.as_deref(), Some(&b"/old /new 301\n"[..]));
-    assert_eq!(applied[0].endpoints[0].kind, "url");
+    assert_eq!(
+        applied[0].endpoints[0].kind,
+        soar::contract::EndpointKind::Url
+    );
     assert_eq!(applied[0].endpoints[0].address, deps[0].url);
 
     // Unchanged: a no-op, nothing uploaded, no deployment.

@@ -94,7 +94,7 @@ fn cases() -> Vec<Case> {
             "unknown top-level key",
             base_with("[hook]\npre_deploy = \"x\"\n"),
             8,
-            "unknown key `hook` at the top level of soar.toml (valid keys: app, artifact, deploy, hooks, register, env)\n  hint: did you mean `hooks`?",
+            "unknown key `hook` at the top level of soar.toml (valid keys: app, artifact, deploy, hooks, register, monitor, state, env)\n  hint: did you mean `hooks`?",
         ),
         case(
             "environment without env.",
@@ -106,7 +106,7 @@ fn cases() -> Vec<Case> {
             "unknown key in [deploy] with did-you-mean",
             base_with("[deploy]\nprot = 8080\n"),
             9,
-            "unknown key `prot` in [deploy] (valid keys: service, port, env, secrets, keep_releases, health, rollout)\n  hint: did you mean `port`?",
+            "unknown key `prot` in [deploy] (valid keys: service, port, env, secrets, keep_releases, health, rollout, switch, proxy)\n  hint: did you mean `port`?",
         ),
         case(
             "unknown key in [env.dev.deploy]",
@@ -118,7 +118,7 @@ fn cases() -> Vec<Case> {
             "unknown key in health",
             base_with("[deploy]\nhealth = { path = \"/h\", retry = 3 }\n"),
             9,
-            "unknown key `retry` in [deploy.health] (valid keys: path, port, timeout, interval, retries)\n  hint: did you mean `retries`?",
+            "unknown key `retry` in [deploy.health] (valid keys: path, port, timeout, interval, retries, monitor)\n  hint: did you mean `retries`?",
         ),
         case(
             "wrong type: quoted port",

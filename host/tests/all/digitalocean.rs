@@ -349,7 +349,7 @@ async fn apply_waits_for_active_reports_ssh_endpoints_and_is_idempotent() {
     for (name, r) in &results {
         let applied = r.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
         let ep = &applied.endpoints[0];
-        assert_eq!(ep.kind, "ssh");
+        assert_eq!(ep.kind, soar::contract::EndpointKind::Ssh);
         assert!(ep.address.starts_with("203.0.113."), "{}", ep.address);
         assert_eq!((ep.port, ep.user.as_deref()), (Some(22), Some("root")));
         let res = applied.resource.as_ref().unwrap();
@@ -399,7 +399,7 @@ async fn apply_waits_for_active_reports_ssh_endpoints_and_is_idempotent() {
     assert!(
         status
             .iter()
-            .all(|st| st.state == "running" && st.endpoints.len() == 1)
+            .all(|st| st.state == soar::contract::ResourceState::Running && st.endpoints.len() == 1)
     );
 }
 

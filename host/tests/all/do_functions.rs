@@ -4,7 +4,7 @@
 //! OpenWhisk fake on loopback that really runs the action with `node`.
 //!
 //! What this proves beyond "it deploys": the namespace key the API hands out
-//! is kept by the host (`send-issuing`) and reaches the OpenWhisk fake as
+//! is kept by the host (`request.issued`) and reaches the OpenWhisk fake as
 //! Basic auth, but never the plugin, soar's output or its state; a service
 //! secret reaches the function as a parameter the host splices in; re-deploys
 //! are no-ops until the script changes; destroy removes the action and the
@@ -129,6 +129,32 @@ fn assert_no_secret_stored(dir: &Path, secrets: &[String]) {
     }
 }
 
+/// `METHOD URL` of every brokered HTTP request in the audit trail of the
+/// newest `command` (deploy, destroy) of the environment.
+fn audited_requests(p: &Project, command: &str) -> Vec<String> {
+    let store = soar::state::StateStore::open(&p.path().join(".soar")).unwrap();
+    let newest = store
+        .history(Some(ENV), 50)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.command == command)
+        .unwrap_or_else(|| panic!("no {command} in the audit trail"));
+    store
+        .events(newest.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event["plugin"].clone())
+        .filter(|e| e["event"] == "http")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["method"].as_str().unwrap_or("?"),
+                e["url"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn functions_deploy_update_noop_and_destroy() {
     let fake = DigitalOceanFake::start(TOKEN);
@@ -155,6 +181,15 @@ fn functions_deploy_update_noop_and_destroy() {
     assert_eq!(body, format!("v1 hi secret-length={}", SECRET.len()));
     let actions = fake.openwhisk().actions();
     assert_eq!(actions.len(), 1, "{actions:?}");
+    // The provider deployed the artifact itself: its requests are in the
+    // audit trail all the same.
+    let audited = audited_requests(&p, "deploy");
+    assert!(
+        audited
+            .iter()
+            .any(|r| r.starts_with("PUT ") && r.contains("/actions/")),
+        "the action upload is audited: {audited:#?}"
+    );
 
     // The namespace key went to the OpenWhisk fake only: not to the output,
     // not to state or the audit trail.
@@ -229,6 +264,11 @@ fn functions_deploy_update_noop_and_destroy() {
     p.soar_ok(&["destroy", "--yes"]);
     assert!(fake.openwhisk().actions().is_empty());
     assert!(fake.namespaces().is_empty(), "Soar's namespace removed");
+    let audited = audited_requests(&p, "destroy");
+    assert!(
+        audited.iter().any(|r| r.starts_with("DELETE ")),
+        "the destroy's requests are audited: {audited:#?}"
+    );
     p.soar_ok(&["destroy", "--yes"]);
 }
 

@@ -10,8 +10,12 @@
 //! lives in the `soar-tests` crate instead.
 
 pub mod aws;
+pub mod browser;
 pub mod e2e;
+pub mod examples;
 pub mod leak_scan;
+pub mod postgres;
+pub mod rss;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +52,11 @@ pub fn soar(sandbox: &Path, cwd: &Path) -> Command {
         .env("SOAR_CACHE_DIR", compile_cache())
         .env_remove("SOAR_LOG")
         .stdin(Stdio::null());
+    // A developer's shell may point soar at a server or a shared state
+    // store; the tests use neither unless they say so.
+    for var in ["SOAR_SERVER", "SOAR_SERVER_TOKEN", "SOAR_STATE_URL"] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
