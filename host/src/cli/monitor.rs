@@ -30,7 +30,7 @@ use crate::monitor::metrics::{self, Metrics};
 use crate::monitor::schedule::{self, Event as Watched, Options};
 use crate::monitor::{Place, Remote, Service};
 use crate::report::{Event, Reporter, value};
-use crate::state::format_utc;
+use crate::state::{AnnounceLease, format_utc};
 
 /// `soar monitor`.
 #[derive(Debug, Args)]
@@ -245,6 +245,9 @@ fn announcer(ws: &Workspace) -> anyhow::Result<Announcer> {
         store: Some(Arc::new(Mutex::new(ws.state()?))),
         webhook: ws.project.monitor.webhook.clone(),
         hook,
+        lease: Some(Arc::new(Mutex::new(AnnounceLease::new(
+            ws.state_location(),
+        )))),
     })
 }
 
@@ -278,8 +281,17 @@ fn show_watched(out: &Reporter, e: &Watched) {
             }
         }
         Watched::Transition(t, announced) => {
-            out.result(&Event::HealthTransition(value(t)), || {
-                format!("{} {}", format_utc(t.at), t.summary())
+            let mut event = value(t);
+            if let Some(fields) = event.as_object_mut() {
+                fields.insert("announced".into(), (!announced.elsewhere).into());
+            }
+            out.result(&Event::HealthTransition(event), || {
+                let by = if announced.elsewhere {
+                    " (announced by another monitor of this project)"
+                } else {
+                    ""
+                };
+                format!("{} {}{by}", format_utc(t.at), t.summary())
             });
             for p in &announced.problems {
                 out.warn(&format!("announcing {}: {p}", t.key));

@@ -3,6 +3,13 @@
 //! to `[monitor] webhook`, and the `on_unhealthy` hook — each once per
 //! transition, never per failed probe ([`super::tracker`] sees to that).
 //!
+//! When several monitors watch one project (two `soar serve` workers on one
+//! PostgreSQL state, a teammate's `soar monitor`), only the holder of the
+//! project's [`AnnounceLease`] announces; the others still check and show
+//! what they see. A lease that cannot be asked (the database unreachable)
+//! does not silence the monitor: it announces, since a duplicate is better
+//! than an outage nobody hears of.
+//!
 //! The hook is run by the caller's [`HookRunner`] (the engine's hook
 //! runner, with its `SOAR_*` variables and timeout), so the monitor does not
 //! duplicate it and stays below the engine.
@@ -13,7 +20,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::tracker::{Change, Transition};
-use crate::state::{Outcome, StateStore};
+use crate::state::{AnnounceLease, Outcome, StateStore};
 
 /// The audit record's command, as `soar history` shows it.
 pub const COMMAND: &str = "monitor";
@@ -35,6 +42,8 @@ pub struct Announcer {
     pub webhook: Option<String>,
     /// `[hooks] on_unhealthy`, run on [`Change::Unhealthy`] only.
     pub hook: Option<HookRunner>,
+    /// Who of several monitors of the project announces; `None`: this one.
+    pub lease: Option<Arc<Mutex<AnnounceLease>>>,
 }
 
 /// What announcing one transition did; failures are kept, not raised, so
@@ -43,12 +52,28 @@ pub struct Announcer {
 pub struct Announced {
     /// Problems, one line each.
     pub problems: Vec<String>,
+    /// Another monitor of the project holds the lease: it announces this
+    /// transition, this one did nothing.
+    pub elsewhere: bool,
 }
 
 impl Announcer {
     /// Record `t`, POST it, and run the hook when it is a failure.
     pub async fn announce(&self, t: &Transition) -> Announced {
         let mut done = Announced::default();
+        if let Some(lease) = &self.lease {
+            let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+            match lease.holds() {
+                Ok(true) => {}
+                Ok(false) => {
+                    done.elsewhere = true;
+                    return done;
+                }
+                Err(e) => done.problems.push(format!(
+                    "asking who announces (announcing here in case nobody does): {e:#}"
+                )),
+            }
+        }
         if let Some(store) = &self.store
             && let Err(e) = record(store, t)
         {

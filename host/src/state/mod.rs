@@ -11,6 +11,8 @@
 //!   `.soar/lock`, or an advisory lock in the PostgreSQL database. The second
 //!   waits up to `--lock-timeout` and then names who holds it
 //!   ([`LockError::Held`]).
+//! * [`AnnounceLease`]: of several monitors of one project, the one that
+//!   announces its health transitions.
 //! * Saved plans record the environment's [serial](StateStore::serial);
 //!   [`StateStore::check_serial`] refuses a stale one ([`StalePlan`]).
 //!
@@ -28,6 +30,7 @@
 
 mod audit;
 mod clock;
+mod lease;
 mod location;
 mod lock;
 mod pg;
@@ -47,6 +50,7 @@ pub use audit::{
     Outcome, Phase, PhaseRecord,
 };
 pub use clock::{compact_utc, format_utc, now_ms};
+pub use lease::{ANNOUNCE_LOCK_FILE, AnnounceLease};
 pub use location::{STATE_URL_VAR, StateLocation};
 pub use lock::{HolderInfo, LOCK_FILE, LOCK_INFO_FILE, LockError, ProjectLock};
 pub use pg::queue::{

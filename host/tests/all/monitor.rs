@@ -327,6 +327,71 @@ fn a_killed_service_is_announced_once_and_its_recovery_too() {
     assert_eq!(rows[0]["metrics"]["up"], true, "{}", top.show());
 }
 
+/// Two monitors of one project (a server's and a teammate's, say): both
+/// see each transition, one announces it; when that one stops, the other
+/// takes over at the next transition.
+#[test]
+fn two_monitors_of_one_project_announce_each_transition_once() {
+    let (url, webhook) = webhook_receiver();
+    let p = deployed(&format!("[monitor]\nwebhook = \"{url}\"\n"));
+    let args = ["monitor", "--interval", "500ms", "--json"];
+    let mut monitors = [Running::start(&p, &args), Running::start(&p, &args)];
+    for m in &monitors {
+        assert!(
+            m.until(Duration::from_secs(30), |l| json(l)["type"]
+                == "health_check")
+                .is_some(),
+            "a first check"
+        );
+    }
+
+    std::fs::write(p.root.join("down.flag"), "").unwrap();
+    // SAFETY: kill(2) on the test's own service process.
+    unsafe { libc::kill(service_pid(&p), libc::SIGKILL) };
+    let announced: Vec<bool> = monitors
+        .iter()
+        .map(|m| {
+            let t = m
+                .until(Duration::from_secs(30), |l| {
+                    json(l)["type"] == "health_transition"
+                })
+                .expect("each monitor sees the death");
+            let t = json(&t);
+            assert_eq!(t["change"], "unhealthy", "{t}");
+            t["announced"].as_bool().expect("says whether it announced")
+        })
+        .collect();
+    assert_eq!(
+        announced.iter().filter(|a| **a).count(),
+        1,
+        "exactly one announces: {announced:?}"
+    );
+
+    // The announcing monitor stops; the other announces the recovery.
+    let holder = announced.iter().position(|a| *a).unwrap();
+    assert_eq!(monitors[holder].interrupt(), Some(0));
+    let survivor = &monitors[1 - holder];
+    std::fs::remove_file(p.root.join("down.flag")).unwrap();
+    let recovered = survivor
+        .until(Duration::from_secs(60), |l| {
+            json(l)["type"] == "health_transition"
+        })
+        .expect("a recovered transition");
+    let recovered = json(&recovered);
+    assert_eq!(recovered["change"], "recovered", "{recovered}");
+    assert_eq!(recovered["announced"], true, "{recovered}");
+
+    let posted = webhook.lock().unwrap().clone();
+    let changes: Vec<&str> = posted.iter().filter_map(|v| v["change"].as_str()).collect();
+    assert_eq!(changes, ["unhealthy", "recovered"], "{posted:?}");
+    let records = p
+        .history()
+        .into_iter()
+        .filter(|r| r["command"] == "monitor")
+        .count();
+    assert_eq!(records, 2, "one audit record per transition");
+}
+
 #[test]
 fn without_an_interval_nothing_is_watched() {
     let p = deployed("");

@@ -327,3 +327,42 @@ fn no_op_plan_cost_on_postgres_over_sqlite() {
         (on_pg.as_secs_f64() - on_sqlite.as_secs_f64()) * 1e3
     );
 }
+
+/// The announcement lease: one holder per project; a holder whose session
+/// the server ended gives it up and tries again.
+#[test]
+fn one_monitor_announces_per_project() {
+    let cluster = Cluster::start();
+    let url = with_password(&cluster.fresh_database("lease"));
+    let at = |project: &str| StateLocation::Postgres {
+        url: url.clone(),
+        project: project.into(),
+        from_config: false,
+    };
+    let mut first = AnnounceLease::new(at("web"));
+    let mut second = AnnounceLease::new(at("web"));
+    let mut other = AnnounceLease::new(at("api"));
+    assert!(first.holds().unwrap());
+    assert!(!second.holds().unwrap(), "two holders of one project");
+    assert!(other.holds().unwrap(), "projects stay apart");
+
+    // The server ends the holder's session (a cut network, say): the
+    // lease is free, and the holder notices and takes it again.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended >= 1, "the holders' sessions were ended");
+    assert!(
+        first.holds().unwrap(),
+        "taken afresh after its session ended"
+    );
+    assert!(!second.holds().unwrap());
+    drop(first);
+    assert!(second.holds().unwrap(), "freed with its holder");
+}

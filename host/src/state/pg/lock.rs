@@ -143,7 +143,7 @@ pub(crate) fn acquire(
 }
 
 /// The project's lock key, creating its row on first use.
-fn lock_key(c: &mut Client, project: &str) -> anyhow::Result<i32> {
+pub(super) fn lock_key(c: &mut Client, project: &str) -> anyhow::Result<i32> {
     c.execute(
         "INSERT INTO soar.locks (project) VALUES ($1) ON CONFLICT (project) DO NOTHING",
         &[&project],

@@ -10,6 +10,7 @@
 
 mod audit;
 mod connect;
+pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod queue;
 mod releases;
