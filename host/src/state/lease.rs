@@ -33,7 +33,7 @@ enum Held {
     /// The locked `.soar/announce.lock` (unlocked when closed).
     File(#[expect(dead_code, reason = "held only for the flock it carries")] File),
     /// The session holding the advisory lock.
-    Postgres(pg::lease::Held),
+    Postgres(Box<pg::lease::Held>),
 }
 
 impl std::fmt::Debug for AnnounceLease {
@@ -95,7 +95,8 @@ impl AnnounceLease {
                 url,
                 project,
                 from_config,
-            } => Ok(pg::lease::try_take(url, !from_config, project)?.map(Held::Postgres)),
+            } => Ok(pg::lease::try_take(url, !from_config, project)?
+                .map(|held| Held::Postgres(Box::new(held)))),
         }
     }
 }

@@ -60,6 +60,7 @@ mod ssh_faults;
 mod ssh_rollout;
 mod state_lock;
 mod state_pg;
+mod state_pg_tls;
 mod state_push_pull;
 mod status_drift;
 mod validate_settings;

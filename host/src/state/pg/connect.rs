@@ -164,7 +164,7 @@ impl Target {
             }
             Ssl::VerifyFull { root_cert } => {
                 let tls = tls::verified(root_cert)
-                    .map_err(|e| anyhow::anyhow!("the state database `{}`: {e:#}", self.shown))?;
+                    .map_err(|e| anyhow::anyhow!("the state database {}: {e:#}", self.shown))?;
                 off_runtime(|| self.config.connect(tls))
             }
         };
@@ -176,32 +176,41 @@ impl Target {
         &self.shown
     }
 
-    /// One line for a failed connection.
+    /// One line for a failed connection. Text the server sent (its error
+    /// message, the names in its certificate) is escaped as one line: the
+    /// server may be an impostor, and its words must not forge output.
     fn explain(&self, e: &postgres::Error) -> String {
         let at = &self.shown;
         let user = self.config.get_user().unwrap_or("(none)");
         if let Some(db) = e.as_db_error() {
             let code = db.code();
+            let message = crate::terminal::line(db.message());
             return if *code == SqlState::INVALID_PASSWORD {
                 format!(
                     "the state database {at} refused the password of user `{user}`: set PGPASSWORD or a ~/.pgpass line for it"
                 )
+            } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                && self.ssl == Ssl::Disable
+                && db.message().starts_with("no pg_hba.conf entry")
+                && db.message().ends_with("no encryption")
+            {
+                format!(
+                    "the state database {at} accepts user `{user}` only over TLS (pg_hba.conf has no entry for an unencrypted connection from here): use sslmode=verify-full&sslrootcert=CA-FILE (or sslmode=require)"
+                )
             } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
                 format!(
-                    "the state database {at} refused user `{user}`: {} (check pg_hba.conf, the user name, or sslmode)",
-                    db.message()
+                    "the state database {at} refused user `{user}`: {message} (check pg_hba.conf, the user name, or sslmode)"
                 )
             } else if *code == SqlState::INVALID_CATALOG_NAME {
                 format!(
-                    "the state database {at} does not exist: {} (create it with createdb, or fix the URL)",
-                    db.message()
+                    "the state database {at} does not exist: {message} (create it with createdb, or fix the URL)"
                 )
             } else {
-                format!(
-                    "cannot connect to the state database {at}: {}",
-                    db.message()
-                )
+                format!("cannot connect to the state database {at}: {message}")
             };
+        }
+        if let Some(tls) = rustls_error(e) {
+            return self.explain_tls(tls);
         }
         let text = e.to_string();
         let io = std::error::Error::source(e)
@@ -211,6 +220,13 @@ impl Target {
         let detail = std::error::Error::source(e)
             .map(|s| format!("{text}: {s}"))
             .unwrap_or_else(|| text.clone());
+        let detail = crate::terminal::line(&detail);
+        let mode = match self.ssl {
+            Ssl::Disable => "disable",
+            Ssl::Prefer => "prefer",
+            Ssl::Require => "require",
+            Ssl::VerifyFull { .. } => "verify-full",
+        };
         if io == Some(std::io::ErrorKind::ConnectionRefused) {
             format!(
                 "cannot reach the state database {at}: connection refused (is PostgreSQL running and listening there?)"
@@ -218,6 +234,10 @@ impl Target {
         } else if text.contains("password missing") {
             format!(
                 "the state database {at} wants a password for user `{user}`: set PGPASSWORD or add a ~/.pgpass line"
+            )
+        } else if detail.contains("server does not support TLS") {
+            format!(
+                "the state database {at} does not offer TLS, and sslmode={mode} requires it: turn ssl on in the server (ssl = on, with a certificate), or use sslmode=disable on a network you trust"
             )
         } else if text.contains("TLS") {
             format!(
@@ -227,6 +247,102 @@ impl Target {
             format!("cannot connect to the state database {at}: {detail}")
         }
     }
+
+    /// One line for a TLS handshake rustls refused: what is wrong with the
+    /// server's certificate, and what to do about it.
+    fn explain_tls(&self, error: &rustls::Error) -> String {
+        use rustls::CertificateError as Cert;
+        let at = &self.shown;
+        let root = match &self.ssl {
+            Ssl::VerifyFull { root_cert } => root_cert.display().to_string(),
+            _ => "(none)".to_string(),
+        };
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            _ => "(no host)".to_string(),
+        };
+        let rustls::Error::InvalidCertificate(cert) = error else {
+            return format!(
+                "cannot connect to the state database {at}: the TLS handshake failed: {} (check sslmode and the server's TLS setup)",
+                crate::terminal::line(&error.to_string())
+            );
+        };
+        match cert {
+            Cert::UnknownIssuer | Cert::BadSignature => format!(
+                "the state database {at} presented a certificate not signed by the CA in sslrootcert {root}: point sslrootcert at the CA certificate that issued the server's (ask whoever runs it); if it already does, this server is not the one you meant"
+            ),
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                let names = match cert {
+                    Cert::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+                        format!(" (it names {})", certificate_names(presented))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "the state database {at} presented a certificate that is not valid for the host `{host}`{names}: connect with a host name the certificate lists, or have the certificate reissued for `{host}`"
+                )
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => format!(
+                "the state database {at} presented an expired certificate: have it renewed (or check this machine's clock)"
+            ),
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => format!(
+                "the state database {at} presented a certificate that is not valid yet: check this machine's clock (or the certificate's start date)"
+            ),
+            Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => format!(
+                "the state database {at} presented a certificate that is not for TLS servers (its extendedKeyUsage lacks serverAuth): have it reissued"
+            ),
+            other => format!(
+                "the state database {at} presented a certificate rustls refused: {} (check the server's certificate and sslrootcert {root})",
+                crate::terminal::line(&other.to_string())
+            ),
+        }
+    }
+}
+
+/// The rustls error behind a failed handshake, if that is what failed:
+/// tokio-postgres wraps tokio-rustls's `io::Error`, which wraps it (and
+/// `io::Error::source` skips the wrapped error, so it is asked directly).
+fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
+    let mut next = std::error::Error::source(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls);
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// The names a certificate carries, as webpki lists them
+/// (`DnsName("db.example.com")`, `IpAddress(10.0.0.5)`), shown plainly:
+/// at most four, each escaped and cut short (they come from the server).
+fn certificate_names(presented: &[String]) -> String {
+    let mut shown: Vec<String> = presented
+        .iter()
+        .take(4)
+        .map(|name| {
+            let plain = name
+                .strip_prefix("DnsName(\"")
+                .and_then(|n| n.strip_suffix("\")"))
+                .or_else(|| {
+                    name.strip_prefix("IpAddress(")
+                        .and_then(|n| n.strip_suffix(')'))
+                })
+                .unwrap_or(name);
+            crate::terminal::clip(plain, 80)
+        })
+        .collect();
+    if presented.len() > 4 {
+        shown.push(format!("{} more", presented.len() - 4));
+    }
+    shown.join(", ")
 }
 
 /// `PGPASSWORD`, else the first matching line of the password file.
@@ -312,6 +428,26 @@ mod tests {
             Some("fallback")
         );
         assert_eq!(pgpass_lookup("", ["h", "1", "d", "u"]), None);
+    }
+
+    /// The names of a certificate come from the server, which may be an
+    /// impostor: shown plainly, escaped, cut short, and at most four.
+    #[test]
+    fn certificate_names_are_plain_escaped_and_few() {
+        let names =
+            |v: &[&str]| certificate_names(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            names(&["IpAddress(127.0.0.1)", "DnsName(\"db.internal\")"]),
+            "127.0.0.1, db.internal"
+        );
+        let hostile = names(&["DnsName(\"evil\u{1b}[2J\nsecond line\")"]);
+        assert!(
+            !hostile.contains('\u{1b}') && !hostile.contains('\n'),
+            "{hostile}"
+        );
+        let long = "x".repeat(500);
+        assert!(names(&[&long]).chars().count() <= 80);
+        assert_eq!(names(&["a", "b", "c", "d", "e", "f"]), "a, b, c, d, 2 more");
     }
 
     #[test]

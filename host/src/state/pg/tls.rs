@@ -32,19 +32,31 @@ pub(crate) fn unverified() -> MakeRustlsConnect {
 
 /// `sslmode=verify-full`: the server's certificate must chain to a CA in
 /// `root_cert` (PEM) and name the host of the URL.
+///
+/// Errors name the file and what to put there, and never quote it: a
+/// mistaken `sslrootcert` may point at a private key.
 pub(crate) fn verified(root_cert: &Path) -> anyhow::Result<MakeRustlsConnect> {
+    let shown = root_cert.display();
+    let pem = std::fs::read(root_cert).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read sslrootcert {shown}: {e}; point sslrootcert at the CA certificate (PEM) that signed the server's certificate"
+        )
+    })?;
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(root_cert)
-        .with_context(|| format!("reading sslrootcert {}", root_cert.display()))?;
-    for cert in certs {
-        let cert =
-            cert.with_context(|| format!("sslrootcert {} is not PEM", root_cert.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("a certificate in sslrootcert {}", root_cert.display()))?;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|_| {
+            anyhow::anyhow!(
+                "sslrootcert {shown} is not a PEM file of certificates (-----BEGIN CERTIFICATE----- blocks)"
+            )
+        })?;
+        roots.add(cert).map_err(|e| {
+            anyhow::anyhow!("sslrootcert {shown} holds a certificate rustls cannot use: {e}")
+        })?;
     }
     if roots.is_empty() {
-        anyhow::bail!("sslrootcert {} holds no certificate", root_cert.display());
+        anyhow::bail!(
+            "sslrootcert {shown} holds no certificate: it should hold the CA certificate (PEM, -----BEGIN CERTIFICATE-----) that signed the server's"
+        );
     }
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

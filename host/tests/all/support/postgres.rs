@@ -18,6 +18,13 @@
 //! wrong password is really refused. Each test gets its own databases
 //! ([`Cluster::create_database`]): creating one takes milliseconds, starting
 //! a cluster a second or two.
+//!
+//! [`Cluster::start_tls`] starts one that accepts TCP connections only over
+//! TLS (`hostssl` lines, no `host` line), with a server certificate for
+//! `127.0.0.1` issued by a throw-away CA ([`TestCa`]). The certificates are
+//! made with the `openssl` command: Debian's `postgresql` package already
+//! pulls it in (through `ssl-cert`), so this costs no new crate to build on
+//! every machine, and the files are what an operator would make by hand.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
@@ -39,6 +46,8 @@ pub struct Cluster {
     port: u16,
     /// `Some((uid, gid))` when it runs as another user than ours.
     run_as: Option<(u32, u32)>,
+    /// The CA that signed the server's certificate, when TLS is on.
+    tls: Option<TestCa>,
 }
 
 impl Cluster {
@@ -50,6 +59,17 @@ impl Cluster {
     /// Start a fresh cluster. Panics, saying what to install, when the
     /// PostgreSQL server binaries are missing.
     pub fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// Start a fresh cluster that takes TCP connections only over TLS, with
+    /// a certificate for `127.0.0.1` (only: `localhost` is a name it does
+    /// not carry) signed by [`Cluster::ca`].
+    pub fn start_tls() -> Cluster {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let bin = server_bin().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL's server binaries (initdb, pg_ctl) are neither on PATH nor in \
@@ -79,11 +99,13 @@ impl Cluster {
             open_path_to(&root);
         }
         let port = free_port();
+        let tls = tls.then(|| TestCa::new(&root.join("ca"), "soar test CA"));
         let cluster = Cluster {
             root,
             bin,
             port,
             run_as,
+            tls,
         };
         cluster.must(
             "initdb",
@@ -99,6 +121,11 @@ impl Cluster {
                 "--no-sync",
             ],
         );
+        let ssl = if cluster.tls.is_some() {
+            cluster.require_tls()
+        } else {
+            String::new()
+        };
         cluster.must(
             "pg_ctl",
             &[
@@ -111,7 +138,7 @@ impl Cluster {
                 "60",
                 "-o",
                 &format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=60 -c log_statement=all",
+                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=60 -c log_statement=all{ssl}",
                     cluster.root.join("socket").display()
                 ),
                 "start",
@@ -120,14 +147,76 @@ impl Cluster {
         cluster
     }
 
-    /// `postgres://soar@127.0.0.1:<port>/<db>`: no password in it, as a
-    /// soar.toml must have it.
-    pub fn url(&self, db: &str) -> String {
+    /// Issue the server's certificate, owned by the cluster's user with
+    /// its key mode 0600 (the server refuses a key others can read), and
+    /// replace initdb's pg_hba.conf with one that has no plain `host` line:
+    /// TCP without TLS finds no entry. Returns the server options turning
+    /// TLS on.
+    fn require_tls(&self) -> String {
+        let ca = self.tls.as_ref().expect("a TLS cluster");
+        let dir = self.root.join("tls");
+        let (cert, key) = ca.issue(&dir, "server", &["IP:127.0.0.1"]);
+        if let Some((uid, gid)) = self.run_as {
+            for path in [&dir, &cert, &key] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+            }
+        }
+        std::fs::write(
+            self.data().join("pg_hba.conf"),
+            "# soar's TLS test cluster: TCP only over TLS, scram passwords everywhere\n\
+             local   all all              scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("writing pg_hba.conf");
         format!(
-            "postgres://{}@127.0.0.1:{}/{db}?sslmode=disable",
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        )
+    }
+
+    /// The CA certificate (PEM) that signed a [`Cluster::start_tls`]
+    /// server's certificate: the `sslrootcert` of `verify-full`.
+    pub fn ca(&self) -> &Path {
+        &self
+            .tls
+            .as_ref()
+            .expect("Cluster::ca is for clusters started with start_tls")
+            .cert
+    }
+
+    /// `postgres://soar@<host>:<port>/<db>?<query>`: no password in it.
+    pub fn url_with(&self, host: &str, db: &str, query: &str) -> String {
+        format!(
+            "postgres://{}@{host}:{}/{db}?{query}",
             Cluster::USER,
             self.port
         )
+    }
+
+    /// A superuser connection over the cluster's unix socket (no TLS
+    /// there), for a test to look at the server's side of things.
+    pub fn admin(&self, db: &str) -> postgres::Client {
+        postgres::Config::new()
+            .host_path(self.root.join("socket"))
+            .port(self.port)
+            .user(Cluster::USER)
+            .password(Cluster::PASSWORD)
+            .dbname(db)
+            .connect(postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to the test cluster's socket: {e}"))
+    }
+
+    /// `postgres://soar@127.0.0.1:<port>/<db>`: no password in it, as a
+    /// soar.toml must have it. Plain TCP (`sslmode=disable`), or on a TLS
+    /// cluster `sslmode=verify-full` with [`Cluster::ca`] as `sslrootcert`.
+    pub fn url(&self, db: &str) -> String {
+        let query = match &self.tls {
+            None => "sslmode=disable".to_string(),
+            Some(ca) => format!("sslmode=verify-full&sslrootcert={}", ca.cert.display()),
+        };
+        self.url_with("127.0.0.1", db, &query)
     }
 
     /// Create the database `name` (owned by the superuser).
@@ -148,10 +237,15 @@ impl Cluster {
 
     /// A new database with a unique name derived from `prefix`; its URL.
     pub fn fresh_database(&self, prefix: &str) -> String {
+        self.url(&self.fresh_database_name(prefix))
+    }
+
+    /// A new database with a unique name derived from `prefix`; its name.
+    pub fn fresh_database_name(&self, prefix: &str) -> String {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let name = format!("{prefix}_{}", SEQ.fetch_add(1, Ordering::Relaxed));
         self.create_database(&name);
-        self.url(&name)
+        name
     }
 
     /// How many statements the server has run so far (it logs every one):
@@ -302,4 +396,151 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// A throw-away certificate authority made with the `openssl` command: an
+/// EC P-256 key and a self-signed CA certificate, valid for two days.
+#[derive(Debug)]
+pub struct TestCa {
+    /// The CA certificate (PEM), what a client trusts.
+    pub cert: PathBuf,
+    /// Its private key (PEM), kept next to it.
+    key: PathBuf,
+}
+
+/// The extensions of what [`TestCa`] signs: a CA that may only sign
+/// certificates, and a server certificate whose names are added per issue
+/// (rustls checks subjectAltName, never the CN).
+const OPENSSL_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = soar test
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+impl TestCa {
+    /// A new CA in `dir` (created), its subject `CN=<name>`.
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        std::fs::create_dir_all(dir).expect("creating the CA directory");
+        let config = dir.join("openssl.cnf");
+        std::fs::write(&config, OPENSSL_CONFIG).expect("writing openssl.cnf");
+        let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-config",
+            &config.display().to_string(),
+            "-extensions",
+            "ca",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &cert.display().to_string(),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        TestCa { cert, key }
+    }
+
+    /// A certificate for `names` (subjectAltName entries such as
+    /// `IP:127.0.0.1` or `DNS:localhost`) signed by this CA, written to
+    /// `dir/<stem>.crt` with its key in `dir/<stem>.key` (mode 0600).
+    pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(dir).expect("creating the certificate directory");
+        let config = dir.join(format!("{stem}.cnf"));
+        std::fs::write(
+            &config,
+            format!("{OPENSSL_CONFIG}subjectAltName = {}\n", names.join(", ")),
+        )
+        .expect("writing the certificate's openssl.cnf");
+        let (cert, key, csr) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+            dir.join(format!("{stem}.csr")),
+        );
+        let subject = names[0].split_once(':').map_or(names[0], |(_, n)| n);
+        openssl(&[
+            "req",
+            "-new",
+            "-config",
+            &config.display().to_string(),
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &csr.display().to_string(),
+            "-subj",
+            &format!("/CN={subject}"),
+        ]);
+        static SERIAL: AtomicU32 = AtomicU32::new(1);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr.display().to_string(),
+            "-CA",
+            &self.cert.display().to_string(),
+            "-CAkey",
+            &self.key.display().to_string(),
+            "-set_serial",
+            &format!(
+                "{}{}",
+                std::process::id(),
+                SERIAL.fetch_add(1, Ordering::Relaxed)
+            ),
+            "-days",
+            "2",
+            "-extfile",
+            &config.display().to_string(),
+            "-extensions",
+            "server",
+            "-out",
+            &cert.display().to_string(),
+        ]);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod 0600 on the key");
+        (cert, key)
+    }
+}
+
+/// Run `openssl <args>`; panics with its output when it fails.
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running openssl ({e}): install the `openssl` package (`.ci/run` does)")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {} failed ({}):\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
