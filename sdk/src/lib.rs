@@ -25,6 +25,10 @@
 //! Everything that touches the outside world goes through the host: the
 //! plugin names a credential, the host injects it; the plugin references an
 //! artifact file, the host streams it.
+//!
+//! The settings schema `describe` declares is derived from the settings
+//! struct ([`settings_schema`], with `#[derive(Deserialize, JsonSchema)]`),
+//! so `soar validate` checks soar.toml against what the plugin really reads.
 
 pub mod artifact;
 pub mod context;
@@ -33,6 +37,7 @@ pub mod error;
 mod host;
 pub mod http;
 pub mod log;
+mod schema;
 pub mod setting;
 pub mod testing;
 pub mod time;
@@ -66,6 +71,11 @@ pub use bindings::soar::plugin::types::{
     Context, Diagnostic, Endpoint, EndpointKind, ManagedResource, PluginError, ResourceState,
     ResourceStatus, Severity, TransportError, TransportReason,
 };
+pub use schema::settings_schema;
+/// The derive behind [`settings_schema`], for `#[derive(JsonSchema)]` on a
+/// settings struct (a plugin usually depends on `schemars` itself, which
+/// the derive's generated code names).
+pub use schemars::{self, JsonSchema};
 pub use serde_json::{Value, json};
 
 /// The contract version this SDK implements (`soar:plugin@...`).
@@ -75,8 +85,9 @@ pub const WIT_VERSION: &str = "0.2.0";
 /// `soar:plugin/provider` interface; the host calls it in a fresh sandbox, so
 /// implementations keep no state between calls.
 pub trait Provider {
-    /// Name, version, artifact kinds, settings schema and everything the
-    /// plugin may reach. Called without network access.
+    /// Name, version, artifact kinds, settings schema (derive it with
+    /// [`settings_schema`]) and everything the plugin may reach. Called
+    /// without network access.
     fn describe() -> Description;
 
     /// Check the environment's settings; reads against the API are allowed.

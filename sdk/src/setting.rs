@@ -1,5 +1,16 @@
-//! Settings that keep parsing past a mistake, so one run reports them all.
+//! Settings that keep parsing past a mistake, so one run reports them all,
+//! and whose JSON Schema is derived from the same types
+//! ([`settings_schema`](crate::settings_schema)).
+//!
+//! The wrappers here are invisible in a derived schema: [`Setting<T>`] and
+//! [`Item<T>`] describe themselves as `T`, because the schema states what a
+//! user should write, while the wrappers only let the parser go on past
+//! what they should not have written.
 
+use std::borrow::Cow;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 
 use crate::Value;
@@ -85,6 +96,88 @@ impl<T> Item<T> {
     }
 }
 
+/// Schema of `T`: a setting is written as a `T`.
+impl<T: JsonSchema> JsonSchema for Setting<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// Schema of `T`: an item is written as a `T`.
+impl<T: JsonSchema> JsonSchema for Item<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A duration setting: seconds as a number (`5`, `0.5`) or text in the
+/// host's own forms (`"5s"`, `"500ms"`, `"10m"`, `"1h"`), so `[env.<name>]`
+/// reads durations as the rest of soar.toml does.
+///
+/// Its schema is `oneOf [number >= 0, string]`: a JSON Schema cannot say
+/// which strings are durations, so [`DurationSetting::duration`] judges
+/// the text and says what to write instead.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    /// A number of seconds.
+    Seconds(f64),
+    /// Text such as `"30s"`, read by [`parse_duration`](crate::text::parse_duration).
+    Text(String),
+}
+
+impl DurationSetting {
+    /// The duration, or why this is not one, in the host's words (the
+    /// caller adds which setting it is).
+    pub fn duration(&self) -> Result<Duration, String> {
+        match self {
+            // `try_from`: a huge number of seconds (1e300) is refused rather
+            // than panicking in `Duration::from_secs_f64`.
+            Self::Seconds(s) if *s >= 0.0 => {
+                Duration::try_from_secs_f64(*s).map_err(|_| format!("{s} is too long a duration"))
+            }
+            Self::Seconds(s) => Err(format!(
+                "{s} is not a duration; write {}",
+                crate::text::DURATION_FORMS
+            )),
+            Self::Text(t) => crate::text::parse_duration(t),
+        }
+    }
+}
+
+impl JsonSchema for DurationSetting {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        "soar_sdk::setting::DurationSetting".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+            "description": "seconds, or a duration such as \"30s\", \"500ms\", \"10m\", \"1h\""
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +215,21 @@ mod tests {
                 .valid(),
             None
         );
+    }
+
+    #[test]
+    fn durations_read_as_the_host_reads_them() {
+        let seconds = |s: f64| DurationSetting::Seconds(s).duration();
+        assert_eq!(seconds(1.5), Ok(Duration::from_millis(1500)));
+        assert_eq!(seconds(0.0), Ok(Duration::ZERO));
+        assert!(seconds(-1.0).unwrap_err().contains("is not a duration"));
+        assert!(seconds(f64::NAN).unwrap_err().contains("is not a duration"));
+        assert!(seconds(1e300).unwrap_err().contains("too long"));
+        assert!(seconds(f64::INFINITY).unwrap_err().contains("too long"));
+        let text = |t: &str| DurationSetting::Text(t.into()).duration();
+        assert_eq!(text("10m"), Ok(Duration::from_secs(600)));
+        assert!(text("5").unwrap_err().contains("no unit"));
+        let read: DurationSetting = serde_json::from_value(serde_json::json!(5)).unwrap();
+        assert_eq!(read, DurationSetting::Seconds(5.0));
     }
 }

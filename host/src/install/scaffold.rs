@@ -113,6 +113,11 @@ crate-type = ["cdylib"]
 
 [dependencies]
 wit-bindgen = {{ version = "0.63", default-features = false, features = ["macros", "realloc"] }}
+# The settings are read into a struct, and their JSON Schema (which
+# `soar validate` checks offline) is derived from the same struct.
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+schemars = {{ version = "1", default-features = false, features = ["derive"] }}
 
 # Small components load fast: ~100 KB instead of 2.5 MB.
 [profile.release]
@@ -146,7 +151,45 @@ wit_bindgen::generate!({{
 use exports::soar::plugin::provider::{{Capabilities, Description, EndpointDecl, Guest}};
 use soar::plugin::types::{{
     Applied, ArtifactKind, Change, ChangePlan, Context, Diagnostic, PluginError, ResourceStatus,
+    Severity,
 }};
+
+/// The settings of a `{name}` environment (the keys of its `[env.<name>]`
+/// besides Soar's own).
+// This struct reads the settings, and the JSON Schema `describe` declares
+// (which `soar validate` checks soar.toml against, offline) is derived
+// from it: add settings here and nowhere else. Doc comments become the
+// schema's descriptions, so write them for the people who fill them in.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Settings {{
+    /// TODO: an example setting: the region to deploy to.
+    #[allow(dead_code, reason = "TODO: read it in plan")]
+    region: Option<String>,
+}}
+
+/// The JSON Schema of [`Settings`] (draft 2020-12, what `soar validate`
+/// reads), with every subschema inlined and no `title`.
+fn settings_schema() -> String {{
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<Settings>();
+    schema.remove("title");
+    schema.as_value().to_string()
+}}
+
+/// The settings of `ctx`, or why they are not valid.
+fn settings(ctx: &Context) -> Result<Settings, PluginError> {{
+    serde_json::from_str(&ctx.settings).map_err(|e| {{
+        PluginError::InvalidConfig(vec![Diagnostic {{
+            severity: Severity::Error,
+            message: format!("{name} provider: invalid settings: {{e}}"),
+            field: None,
+            hint: None,
+        }}])
+    }})
+}}
 
 struct Provider;
 
@@ -157,7 +200,7 @@ impl Guest for Provider {{
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "TODO: what this provider deploys to".into(),
             artifacts: vec![ArtifactKind::Binary],
-            settings_schema: r#"{{"type": "object", "properties": {{}}}}"#.into(),
+            settings_schema: settings_schema(),
             capabilities: Capabilities {{
                 endpoints: vec![EndpointDecl {{
                     name: "api".into(),
@@ -170,11 +213,16 @@ impl Guest for Provider {{
         }}
     }}
 
-    fn validate(_ctx: Context) -> Vec<Diagnostic> {{
-        vec![]
+    fn validate(ctx: Context) -> Vec<Diagnostic> {{
+        match settings(&ctx) {{
+            Ok(_) => vec![],
+            Err(PluginError::InvalidConfig(d)) => d,
+            Err(_) => vec![],
+        }}
     }}
 
-    fn plan(_ctx: Context) -> Result<ChangePlan, PluginError> {{
+    fn plan(ctx: Context) -> Result<ChangePlan, PluginError> {{
+        let _settings = settings(&ctx)?;
         Ok(ChangePlan {{
             changes: vec![],
             diagnostics: vec![],
@@ -357,6 +405,24 @@ fn readme(name: &str, lang: Lang) -> String {
         ),
     };
     let notes = if lang == Lang::Js { JS_NOTES } else { "" };
+    let settings = match lang {
+        Lang::Rust => {
+            "- Settings: the `Settings` struct in `src/lib.rs` reads `[env.<name>]`, and the JSON\n  \
+             Schema `describe` declares is derived from it (`schemars`), doc comments included;\n  \
+             `soar validate` checks soar.toml against that schema offline. Add a field, and the\n  \
+             schema follows."
+        }
+        Lang::Python => {
+            "- Settings: `describe` declares their JSON Schema, written by hand in `app.py` (there is\n  \
+             no derive as in Rust); `soar validate` checks `[env.<name>]` against it offline, so\n  \
+             keep it in step with what the code reads."
+        }
+        Lang::Js => {
+            "- Settings: `describe` declares their JSON Schema, written by hand in `provider.js`\n  \
+             (there is no derive as in Rust); `soar validate` checks `[env.<name>]` against it\n  \
+             offline, so keep it in step with what the code reads."
+        }
+    };
     format!(
         r#"# {name}: a Soar provider in {lang_name}
 
@@ -365,6 +431,7 @@ fn readme(name: &str, lang: Lang) -> String {
 - Build: {build} → `plugin.wasm`.
 - Test: `./test.sh` builds it, installs it into a throwaway data dir and prints
   what it may reach.
+{settings}
 - Use it: `soar plugin install ./plugin.wasm`, then `provider = "{name}"` in an
   environment of `soar.toml`. Publish it with a manifest:
 

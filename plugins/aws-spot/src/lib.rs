@@ -24,6 +24,8 @@
 mod cloudinit;
 mod ec2;
 mod project;
+#[cfg(test)]
+mod schema_tests;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -229,33 +231,16 @@ impl Provider for AwsSpot {
         Description {
             name: "aws-spot".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Spot instances across regions, set up by cloud-init from .spot/ and deployment/".into(),
-            artifacts: vec![ArtifactKind::Script, ArtifactKind::Tarball, ArtifactKind::Binary],
-            settings_schema: json!({
-                "type": "object",
-                "description": "Also read from .spot/config.yaml in the project (soar.toml wins).",
-                "properties": {
-                    "regions": {"type": "array", "items": {"anyOf": [
-                        {"type": "string"},
-                        {"type": "object", "properties": {
-                            "name": {"type": "string"}, "count": {"type": "integer"},
-                            "instance_types": {"type": "array", "items": {"type": "string"}},
-                            "ami": {"type": "string"}}}
-                    ]}},
-                    "instance_types": {"type": "array", "items": {"type": "string"}, "default": ["t3.micro"]},
-                    "count": {"type": "integer", "minimum": 1, "default": 1},
-                    "max_price": {"type": "string", "description": "USD per hour; default: the on-demand price"},
-                    "ami": {"type": "string", "description": "default: newest Canonical Ubuntu LTS"},
-                    "public_key": {"type": "string", "description": "OpenSSH public key text, imported as a key pair"},
-                    "key_name": {"type": "string", "description": "an existing key pair"},
-                    "ports": {"type": "array", "items": {"type": "integer"}, "default": [22]},
-                    "service_port": {"type": "integer"},
-                    "ingress_cidr": {"type": "string", "default": "0.0.0.0/0"},
-                    "wait_timeout": {"type": "integer", "default": 600},
-                    "user": {"type": "string", "default": "ubuntu"}
-                }
-            })
-            .to_string(),
+            summary:
+                "Spot instances across regions, set up by cloud-init from .spot/ and deployment/"
+                    .into(),
+            artifacts: vec![
+                ArtifactKind::Script,
+                ArtifactKind::Tarball,
+                ArtifactKind::Binary,
+            ],
+            // Derived from the types that read them: one truth.
+            settings_schema: settings::schema(),
             capabilities: Capabilities {
                 endpoints: vec![EndpointDecl {
                     name: "ec2".into(),

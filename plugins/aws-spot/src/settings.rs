@@ -4,15 +4,19 @@
 //! Read with `#[derive(Deserialize)]` into [`Setting`] fields, which keep
 //! going past a value of the wrong shape, so every problem becomes a
 //! diagnostic that names the setting and says what to write instead.
+//!
+//! The same types describe the settings: the JSON Schema `describe`
+//! declares (and `soar validate` checks offline) is derived from
+//! [`Written`] by [`schema`], so the two cannot drift apart.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use soar_sdk::diagnostic::did_you_mean;
 use soar_sdk::prelude::*;
-use soar_sdk::setting::{Item, Setting};
-use soar_sdk::text::parse_duration;
+use soar_sdk::setting::{DurationSetting, Item, Setting};
 
 use crate::project::Files;
 
@@ -198,66 +202,133 @@ pub fn merged(ctx: &Context, files: &Files) -> Result<(Value, bool), Vec<Diagnos
     Ok((Value::Object(base), from_spot))
 }
 
-/// The settings as written. Every field is a [`Setting`], so a value of the
-/// wrong shape does not hide the problems after it: [`parse`] reports each
-/// one in its own words, naming the field. Aliases are separate fields
-/// because they are not interchangeable: `instance_type` adds to
-/// `instance_types`, and `count` wins over `total_instances`.
-#[derive(Debug, Default, Deserialize)]
+/// The settings's JSON Schema, for `describe`: derived from [`Written`].
+pub fn schema() -> String {
+    soar_sdk::settings_schema::<Written>()
+}
+
+/// Settings of an aws-spot environment, also read from .spot/config.yaml in the project (soar.toml wins).
+// The settings as written. Every field is a [`Setting`], so a value of the
+// wrong shape does not hide the problems after it: [`parse`] reports each
+// one in its own words, naming the field. Aliases are separate fields
+// because they are not interchangeable: `instance_type` adds to
+// `instance_types`, and `count` wins over `total_instances`. Doc comments
+// are the schema's descriptions, written for the user.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+// `unknown` collects every other key for a "did you mean" error, so the
+// schema is closed, as the parser is.
+#[schemars(extend("additionalProperties" = false))]
 struct Written {
+    /// Regions to run in, in order of preference: names, { name = "us-east-1", count = 2 } or { us-east-1 = { count = 2 } }; several regions split the instances between them.
     regions: Setting<Regions>,
+    /// Instance types to try, in order.
+    #[schemars(extend("default" = ["t3.micro"]))]
     instance_types: Setting<Names>,
+    /// More instance types, tried after `instance_types`.
     instance_type: Setting<Names>,
+    /// How many instances (default: the sum of the regions' counts when every region has one, else 1).
+    #[schemars(range(min = 1, max = 1000))]
     count: Setting<u64>,
+    /// Another name for `count` (`count` wins).
+    #[schemars(range(min = 1, max = 1000))]
     total_instances: Setting<u64>,
+    /// Highest price in USD per hour, e.g. "0.05"; default: the on-demand price.
     max_price: Setting<Price>,
+    /// An AMI id for every region; default ("auto"): the newest Canonical Ubuntu LTS.
     ami: Setting<String>,
+    /// OpenSSH public key text, imported as a key pair.
     public_key: Setting<String>,
+    /// An existing key pair.
     key_name: Setting<String>,
+    /// TCP ports opened to `ingress_cidr` besides 22.
+    #[schemars(inner(range(min = 1, max = 65535)))]
     ports: Setting<Vec<Item<u64>>>,
+    /// The service's TCP port, opened to `ingress_cidr`.
+    #[schemars(range(min = 1, max = 65535))]
     service_port: Setting<u64>,
+    /// Where the ports may be reached from, as a CIDR block.
+    #[schemars(extend("default" = "0.0.0.0/0"))]
     ingress_cidr: Setting<String>,
-    wait_timeout: Setting<Timeout>,
+    /// How long to wait for instances (seconds, or a duration such as "10m"; default 600).
+    wait_timeout: Setting<DurationSetting>,
+    /// How often to look at the instances while waiting, in milliseconds.
+    #[schemars(extend("default" = 5000))]
     poll_interval_ms: Setting<u64>,
+    /// The instances' login user.
+    #[schemars(extend("default" = "ubuntu"))]
     user: Setting<String>,
-    /// `.spot/config.yaml`'s `aws:` section, already flattened in by
-    /// [`merged`]; the key itself is accepted.
+    /// In .spot/config.yaml, a section whose keys count as top-level ones; in soar.toml, ignored.
+    // Already flattened in by [`merged`]; the key itself is accepted.
     #[serde(rename = "aws")]
+    #[schemars(with = "Value")]
     _aws: IgnoredAny,
-    /// Every other key: reported as unknown, with a suggestion.
+    // Every other key: reported as unknown, with a suggestion.
     #[serde(flatten)]
+    #[schemars(skip)]
     unknown: serde_json::Map<String, Value>,
 }
 
 /// `regions`: one name, or a list of names and tables.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum Regions {
     List(Vec<Item<RegionEntry>>),
     One(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum RegionEntry {
     Name(String),
     /// `{ name: us-east-1, count: 2 }` or `{ us-east-1: { count: 2 } }`.
+    // Read as a map by [`name_and_body`]; described by [`RegionTable`].
+    #[schemars(with = "RegionTable")]
     Table(serde_json::Map<String, Value>),
 }
 
-/// What a region's table may say (other keys, `name` included, are not
-/// read from here). The second spelling of each pair is the name other
-/// tools use (`node_count`, `machine_type`, `image`).
-#[derive(Debug, Default, Deserialize)]
+/// How a region's table is written, for the schema only: the parser reads
+/// the table as a map ([`name_and_body`]) so that a table without a name
+/// gets its own message.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(
+    dead_code,
+    clippy::large_enum_variant,
+    reason = "describes RegionEntry::Table; never built"
+)]
+enum RegionTable {
+    /// `{ name = "us-east-1", count = 2 }`
+    Named {
+        name: String,
+        #[serde(flatten)]
+        body: RegionBody,
+    },
+    /// `{ us-east-1 = { count = 2 } }`
+    #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+    Keyed(BTreeMap<String, RegionBody>),
+}
+
+/// The settings of one region.
+// What a region's table may say (other keys, `name` included, are not
+// read from here). The second spelling of each pair is the name other
+// tools use (`node_count`, `machine_type`, `image`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 struct RegionBody {
+    /// Instances pinned to this region, or "auto" for a share of `count`.
     count: Setting<RegionCount>,
+    /// Another name for `count`.
     node_count: Setting<RegionCount>,
+    /// Instance types for this region (default: the global list).
     instance_types: Setting<Names>,
+    /// Another name for `instance_types`.
     instance_type: Setting<Names>,
+    /// Another name for `instance_types`.
     machine_type: Setting<Names>,
+    /// The AMI for this region ("auto": the newest Ubuntu LTS).
     ami: Setting<String>,
+    /// Another name for `ami`.
     image: Setting<String>,
 }
 
@@ -269,8 +340,20 @@ enum RegionCount {
     Text(String),
 }
 
+/// What [`region`] accepts: 0 to 1000, or `auto` (other text is an error).
+impl JsonSchema for RegionCount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RegionCount".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{"type": "integer", "minimum": 0, "maximum": 1000}, {"const": "auto"}]
+        })
+    }
+}
+
 /// One name or a list of names (`instance_types: t3.micro`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum Names {
     List(Vec<Item<String>>),
@@ -278,19 +361,11 @@ enum Names {
 }
 
 /// `max_price`: `"0.05"` or `0.05`, USD per hour.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum Price {
     Text(String),
     Number(serde_json::Number),
-}
-
-/// `wait_timeout`: seconds (`600`) or a duration (`"10m"`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Timeout {
-    Seconds(u64),
-    Text(String),
 }
 
 const DEFAULT_WAIT_TIMEOUT_SECS: u64 = 600;
@@ -680,7 +755,7 @@ fn ingress_cidr(written: Setting<String>, d: &mut Vec<Diagnostic>) -> String {
 
 /// `wait_timeout` in whole seconds: a number of seconds, or a duration in
 /// the host's own forms (`"10m"`), rounded up to the second.
-fn wait_timeout(written: Setting<Timeout>, d: &mut Vec<Diagnostic>) -> u64 {
+fn wait_timeout(written: Setting<DurationSetting>, d: &mut Vec<Diagnostic>) -> u64 {
     let bad = |message: String| {
         Diagnostic::error(message)
             .at("wait_timeout")
@@ -688,8 +763,7 @@ fn wait_timeout(written: Setting<Timeout>, d: &mut Vec<Diagnostic>) -> u64 {
     };
     match written {
         Setting::Absent => DEFAULT_WAIT_TIMEOUT_SECS,
-        Setting::Valid(Timeout::Seconds(n)) if n > 0 => n,
-        Setting::Valid(Timeout::Text(t)) => match parse_duration(&t) {
+        Setting::Valid(t) => match t.duration() {
             Ok(t) if !t.is_zero() => t.as_secs() + u64::from(t.subsec_nanos() > 0),
             Ok(_) => {
                 d.push(bad("`wait_timeout` must be longer than zero".into()));
@@ -700,7 +774,7 @@ fn wait_timeout(written: Setting<Timeout>, d: &mut Vec<Diagnostic>) -> u64 {
                 DEFAULT_WAIT_TIMEOUT_SECS
             }
         },
-        Setting::Valid(Timeout::Seconds(_)) | Setting::Invalid(_) => {
+        Setting::Invalid(_) => {
             d.push(bad(
                 "`wait_timeout` must be a number of seconds, or a duration such as \"10m\"".into(),
             ));
@@ -866,6 +940,7 @@ mod tests {
         assert_eq!(secs(json!(30)), Ok(30));
         assert_eq!(secs(json!("10m")), Ok(600));
         assert_eq!(secs(json!("1500ms")), Ok(2));
+        assert_eq!(secs(json!(1.5)), Ok(2), "fractions of seconds round up too");
         assert_eq!(secs(Value::Null), Ok(DEFAULT_WAIT_TIMEOUT_SECS));
         for bad in [json!(0), json!(-1), json!("0s"), json!(true)] {
             let err = secs(bad.clone()).unwrap_err();

@@ -17,44 +17,70 @@
 mod api;
 mod mime;
 mod pages;
+#[cfg(test)]
+mod schema_tests;
 mod workers;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use soar_sdk::prelude::*;
 
 /// The Cloudflare provider.
 pub struct Cloudflare;
 
-/// `[env.<name>]` settings.
-#[derive(Debug, Default, Deserialize)]
+/// The settings of a Cloudflare environment (`[env.<name>]` minus Soar's
+/// own keys): a Worker for a `script` artifact, a Pages site for `static`.
+// The schema `describe` declares, which `soar validate` checks offline, is
+// derived from this struct, doc comments included, so they are written for
+// users.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+// `account_id` is optional to the parser, which reports it with a hint, and
+// required by the schema, so `soar validate` says so before any plan. (Said
+// here: with `#[serde(default)]` on the struct, a field's
+// `#[schemars(required)]` is overridden.)
+#[schemars(extend("required" = ["account_id"]))]
 pub(crate) struct Settings {
+    /// The account's id (the dashboard shows it under Workers & Pages).
     pub account_id: Option<String>,
-    /// Used by the host to pick the token's environment variable.
+    /// Documentation only: the host reads the token; name another variable with [env.<name>.credentials] cloudflare = "VAR".
     #[allow(
         dead_code,
         reason = "read by the host from the settings JSON, never by the plugin"
     )]
+    #[schemars(extend("default" = "CLOUDFLARE_API_TOKEN"))]
     pub token_env: Option<String>,
+    /// Name of the Worker (default `{app}-{env}`).
     pub script_name: Option<String>,
+    /// Name of the Pages project (default `{app}-{env}`).
     pub project_name: Option<String>,
+    /// The Worker's compatibility date.
+    #[schemars(extend("default" = DEFAULT_COMPATIBILITY_DATE))]
     pub compatibility_date: Option<String>,
+    /// The Worker's compatibility flags.
     pub compatibility_flags: Vec<String>,
+    /// The module the Worker runs (default: the artifact's main file).
     pub main_module: Option<String>,
     /// Plain-text bindings (`vars`).
     pub vars: BTreeMap<String, String>,
-    /// Report the `workers.dev` URL (default true).
+    /// Report the `workers.dev` URL.
+    #[schemars(extend("default" = true))]
     pub workers_dev: Option<bool>,
+    /// Routes of the Worker in your zones.
     pub routes: Vec<Route>,
-    /// Pages production branch (default `main`).
+    /// Pages production branch.
+    #[schemars(extend("default" = "main"))]
     pub production_branch: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+/// One route of a Worker: `{ pattern = "example.com/*", zone_id = "..." }`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 pub(crate) struct Route {
+    /// The URL pattern, e.g. `example.com/api/*`.
     pub pattern: String,
+    /// The zone the pattern is in.
     pub zone_id: String,
 }
 
@@ -113,28 +139,8 @@ impl Provider for Cloudflare {
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Workers scripts and Pages sites".into(),
             artifacts: vec![ArtifactKind::Script, ArtifactKind::Static],
-            settings_schema: json!({
-                "type": "object",
-                "required": ["account_id"],
-                "properties": {
-                    "token_env": {"type": "string", "default": "CLOUDFLARE_API_TOKEN"},
-                    "account_id": {"type": "string"},
-                    "script_name": {"type": "string"},
-                    "project_name": {"type": "string"},
-                    "compatibility_date": {"type": "string", "default": DEFAULT_COMPATIBILITY_DATE},
-                    "compatibility_flags": {"type": "array", "items": {"type": "string"}},
-                    "main_module": {"type": "string"},
-                    "vars": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "workers_dev": {"type": "boolean", "default": true},
-                    "routes": {"type": "array", "items": {
-                        "type": "object",
-                        "required": ["pattern", "zone_id"],
-                        "properties": {"pattern": {"type": "string"}, "zone_id": {"type": "string"}}
-                    }},
-                    "production_branch": {"type": "string", "default": "main"}
-                }
-            })
-            .to_string(),
+            // Derived from the struct that reads them: one truth.
+            settings_schema: soar_sdk::settings_schema::<Settings>(),
             capabilities: Capabilities {
                 endpoints: vec![EndpointDecl {
                     name: "api".into(),

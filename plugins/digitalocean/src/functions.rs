@@ -77,7 +77,7 @@ pub fn desired(
             .at("functions.memory"));
     }
     let timeout = match &f.timeout {
-        Some(t) => t.get("functions.timeout").unwrap_or_else(|e| {
+        Some(t) => crate::settings::duration(t, "functions.timeout").unwrap_or_else(|e| {
             if let PluginError::InvalidConfig(d) = e {
                 errors.extend(d);
             }

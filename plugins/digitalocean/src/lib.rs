@@ -19,6 +19,8 @@ mod api;
 mod droplets;
 mod functions;
 mod paging;
+#[cfg(test)]
+mod schema_tests;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -30,7 +32,6 @@ pub struct DigitalOcean;
 
 impl Provider for DigitalOcean {
     fn describe() -> Description {
-        let duration = json!({"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}]});
         Description {
             name: "digitalocean".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -40,54 +41,8 @@ impl Provider for DigitalOcean {
                 ArtifactKind::Tarball,
                 ArtifactKind::Script,
             ],
-            settings_schema: json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "token_env": {"type": "string", "default": settings::DEFAULT_TOKEN_ENV,
-                        "description": "documentation only: the host reads the token; name another variable with [env.<name>.credentials] digitalocean = \"VAR\""},
-                    "ssh_key_name": {"type": "string", "description": "an SSH key that exists in the account (Soar does not create keys)"},
-                    "default_region": {"type": "string"},
-                    "default_size": {"type": "string"},
-                    "image": {"type": "string", "default": settings::DEFAULT_IMAGE},
-                    "regions": {"type": "array", "items": {"type": "string"}},
-                    "sizes": {"type": "array", "items": {"type": "string"}},
-                    "user_data": {"type": "string", "description": "cloud-init user data"},
-                    "wait_interval": duration.clone(),
-                    "wait_timeout": duration.clone(),
-                    "functions": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "description": "deploy the script artifact to DigitalOcean Functions instead of droplets",
-                        "properties": {
-                            "namespace": {"type": "string"},
-                            "region": {"type": "string"},
-                            "name": {"type": "string"},
-                            "runtime": {"type": "string"},
-                            "main": {"type": "string"},
-                            "memory": {"type": "integer", "minimum": 128, "maximum": 1024},
-                            "timeout": duration,
-                            "web": {"type": "boolean"},
-                            "health": {"type": "string"},
-                            "environment": {"type": "object", "additionalProperties": {"type": "string"}}
-                        }
-                    },
-                    "hosts": {
-                        "type": "object",
-                        "additionalProperties": {
-                            "type": "object",
-                            "additionalProperties": false,
-                            "required": ["role"],
-                            "properties": {
-                                "role": {"type": "string"},
-                                "size": {"type": "string"},
-                                "region": {"type": "string"}
-                            }
-                        }
-                    }
-                }
-            })
-            .to_string(),
+            // Derived from the struct that reads them: one truth.
+            settings_schema: soar_sdk::settings_schema::<settings::Settings>(),
             capabilities: Capabilities {
                 endpoints: vec![EndpointDecl {
                     name: "api".into(),

@@ -3,24 +3,36 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use soar_sdk::prelude::*;
-use soar_sdk::text::parse_duration;
+use soar_sdk::setting::DurationSetting;
 
 /// The image droplets boot when `image` is not set.
 pub const DEFAULT_IMAGE: &str = "ubuntu-24-04-x64";
 /// The variable the host reads the token from unless `[env.X.credentials]` names another.
 pub const DEFAULT_TOKEN_ENV: &str = "DIGITALOCEAN_TOKEN";
 
-/// `[env.<name>]` minus the host's own keys.
-#[derive(Debug, Deserialize)]
+/// The settings of a DigitalOcean environment (`[env.<name>]` minus Soar's
+/// own keys): droplets from `hosts`, or a script on DigitalOcean Functions
+/// with a `functions` table.
+// This struct is the one truth about the settings: it reads them, and the
+// schema `describe` declares (which `soar validate` checks offline) is
+// derived from it, doc comments included, so they are written for users.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Documentation only: the host resolves the token (see [`token_env_diagnostic`]).
+    /// Documentation only: the host reads the token; name another variable with [env.<name>.credentials] digitalocean = "VAR".
+    #[schemars(extend("default" = DEFAULT_TOKEN_ENV))]
     pub token_env: Option<String>,
+    /// An SSH key that exists in the account (Soar does not create keys).
     pub ssh_key_name: Option<String>,
+    /// Region of hosts that name none, e.g. "nyc3".
     pub default_region: Option<String>,
+    /// Size of hosts that name none, e.g. "s-1vcpu-1gb".
     pub default_size: Option<String>,
+    /// The image droplets boot.
+    #[schemars(extend("default" = DEFAULT_IMAGE))]
     pub image: Option<String>,
     /// Regions the hosts may use; any the API offers when empty.
     #[serde(default)]
@@ -30,17 +42,19 @@ pub struct Settings {
     pub sizes: Vec<String>,
     /// cloud-init user data passed to every droplet at creation.
     pub user_data: Option<String>,
+    /// How often to look whether droplets are ready (default 5s).
     pub wait_interval: Option<DurationSetting>,
+    /// How long to wait for droplets to be ready (default 10m).
     pub wait_timeout: Option<DurationSetting>,
+    /// The droplets, by name: hosts = { app-1 = { role = "app" } }.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostSetting>,
-    /// Deploy a `script` artifact to DigitalOcean Functions instead of
-    /// creating droplets.
+    /// Deploy the script artifact to DigitalOcean Functions instead of droplets.
     pub functions: Option<FunctionsSetting>,
 }
 
 /// The `functions` table: where and how the script runs.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionsSetting {
     /// Label of the namespace; created when missing. Default `{app}-{env}`,
@@ -55,6 +69,7 @@ pub struct FunctionsSetting {
     /// The function the runtime calls (default `main`).
     pub main: Option<String>,
     /// Memory limit in MB (default 256).
+    #[schemars(range(min = 128, max = 1024))]
     pub memory: Option<u32>,
     /// Time limit per invocation (default 3s).
     pub timeout: Option<DurationSetting>,
@@ -67,44 +82,30 @@ pub struct FunctionsSetting {
     pub environment: BTreeMap<String, String>,
 }
 
-/// One `hosts.<name>` entry.
-#[derive(Debug, Deserialize)]
+/// One `hosts.<name>` entry: a droplet named `{environment}-{name}`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostSetting {
+    /// What the host is for (app, db, gateway, ...); a droplet tag.
+    // Optional to the parser, which then reports it with a hint; required
+    // by the schema, so `soar validate` says so before any plan.
+    #[schemars(required)]
     pub role: Option<String>,
+    /// The droplet's size (default: `default_size`).
     pub size: Option<String>,
+    /// The droplet's region (default: `default_region`).
     pub region: Option<String>,
 }
 
-/// A duration as seconds (`5`, `0.5`) or text in the host's own forms
-/// (`"5s"`, `"500ms"`, `"10m"`, `"1h"`), so `[env.<name>]` reads durations
-/// exactly as the rest of soar.toml does.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum DurationSetting {
-    Seconds(f64),
-    Text(String),
-}
-
-impl DurationSetting {
-    pub fn get(&self, field: &str) -> PluginResult<Duration> {
-        let hint = "write seconds (5) or a duration such as \"5s\", \"500ms\", \"10m\"";
-        match self {
-            Self::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
-            Self::Seconds(_) => Err(invalid_setting(
-                field,
-                format!("digitalocean provider: invalid config: {field} is not a duration"),
-                hint,
-            )),
-            Self::Text(t) => parse_duration(t).map_err(|e| {
-                invalid_setting(
-                    field,
-                    format!("digitalocean provider: invalid config: {field}: {e}"),
-                    hint,
-                )
-            }),
-        }
-    }
+/// `d` as a duration, or an invalid-config error naming `field`.
+pub fn duration(d: &DurationSetting, field: &str) -> PluginResult<Duration> {
+    d.duration().map_err(|e| {
+        invalid_setting(
+            field,
+            format!("digitalocean provider: invalid config: {field}: {e}"),
+            "write seconds (5) or a duration such as \"5s\", \"500ms\", \"10m\"",
+        )
+    })
 }
 
 /// A droplet as the settings want it.
@@ -317,11 +318,11 @@ pub fn check(ctx: &Context) -> PluginResult<Checked> {
     }
     desired.sort_by(|a, b| a.name.cmp(&b.name));
     let wait_interval = match &s.wait_interval {
-        Some(d) => d.get("wait_interval")?,
+        Some(d) => duration(d, "wait_interval")?,
         None => Duration::from_secs(5),
     };
     let wait_timeout = match &s.wait_timeout {
-        Some(d) => d.get("wait_timeout")?,
+        Some(d) => duration(d, "wait_timeout")?,
         None => Duration::from_secs(600),
     };
     if !errors.is_empty() {
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn durations_read_as_the_host_reads_them() {
-        let get = |d: DurationSetting| d.get("wait_timeout");
+        let get = |d: DurationSetting| duration(&d, "wait_timeout");
         assert_eq!(
             get(DurationSetting::Seconds(1.5)).unwrap(),
             Duration::from_millis(1500)
@@ -368,9 +369,13 @@ mod tests {
             "{err}"
         );
         assert!(message(text("5").unwrap_err()).contains("no unit"));
+        let err = message(get(DurationSetting::Seconds(-1.0)).unwrap_err());
         assert!(
-            message(get(DurationSetting::Seconds(-1.0)).unwrap_err())
-                .ends_with("is not a duration")
+            err.starts_with(
+                "digitalocean provider: invalid config: wait_timeout: -1 is not a duration"
+            ),
+            "{err}"
         );
+        assert!(message(get(DurationSetting::Seconds(1e300)).unwrap_err()).contains("too long"));
     }
 }

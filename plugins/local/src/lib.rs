@@ -6,10 +6,19 @@
 //! rollout then puts the release in place over its local transport, the same
 //! rollout code that runs over SSH for remote hosts.
 
+use schemars::JsonSchema;
 use soar_sdk::prelude::*;
 
 /// The local provider.
 pub struct Local;
+
+/// The local provider has no settings of its own: ports, env vars and
+/// health checks are deployment settings (`[deploy]`), the same for every
+/// provider.
+// Open (no `deny_unknown_fields`), as it always was: the plugin reads no
+// key, so none is refused.
+#[derive(JsonSchema)]
+pub struct Settings {}
 
 impl Provider for Local {
     fn describe() -> Description {
@@ -23,9 +32,7 @@ impl Provider for Local {
                 ArtifactKind::Static,
                 ArtifactKind::Tarball,
             ],
-            // Ports, env vars and health checks are deployment settings
-            // (`[deploy]`), the same for every provider.
-            settings_schema: json!({ "type": "object", "properties": {} }).to_string(),
+            settings_schema: soar_sdk::settings_schema::<Settings>(),
             capabilities: Capabilities {
                 endpoints: vec![],
                 extra_hosts: vec![],
@@ -81,3 +88,25 @@ impl Provider for Local {
 }
 
 soar_sdk::export_provider!(Local);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The derived schema accepts and refuses what the hand-written
+    /// `{"type": "object", "properties": {}}` did: any table, nothing else.
+    #[test]
+    fn the_schema_takes_any_table_and_only_a_table() {
+        let before = json!({ "type": "object", "properties": {} });
+        let derived: Value = serde_json::from_str(&Local::describe().settings_schema).unwrap();
+        let old = jsonschema::validator_for(&before).unwrap();
+        let new = jsonschema::validator_for(&derived).expect("the host's validator takes it");
+        for good in [json!({}), json!({"anything": 1, "port": "8080"})] {
+            assert!(old.is_valid(&good) && new.is_valid(&good), "{good}");
+        }
+        for bad in [json!([]), json!("x"), json!(3)] {
+            assert!(!old.is_valid(&bad) && !new.is_valid(&bad), "{bad}");
+        }
+        assert_eq!(derived["type"], "object", "{derived:#}");
+    }
+}
