@@ -4,7 +4,9 @@
 //!
 //! `GET /v1/environments/{project}/{env}`: `soar status --json`'s object.
 //! `GET /v1/environments/{project}/{env}/history?limit=N`: `soar history --json`.
-//! `GET /v1/environments/{project}/{env}/logs?lines=N`: `soar logs`.
+//! `GET /v1/environments/{project}/{env}/logs?lines=N`: `soar logs`; with
+//! `follow=1`, `soar logs -f` as Server-Sent Events
+//! ([`super::dashboard::live_logs`]).
 //! `POST /v1/environments/{project}/{env}/rollback` (or
 //! `/v1/deploys/{id}/rollback`): a `rollback` job.
 
@@ -274,11 +276,15 @@ pub struct Logs {
     pub lines: Vec<String>,
 }
 
-/// `soar logs`: the service's last log lines.
+/// `soar logs`: the service's last log lines; with `follow=1` an event
+/// stream of them as they are written (`start`, then one `line` event
+/// `{host, line}` each, backlog first; `end` `{error}` if the follow stops).
 #[utoipa::path(get, path = "/v1/environments/{project}/{env}/logs", tag = "environments", security(("bearer" = [])),
-    params(("project" = String, Path), ("env" = String, Path), ("lines" = Option<usize>, Query, description = "1..=10000, default 100")),
+    params(("project" = String, Path), ("env" = String, Path), ("lines" = Option<usize>, Query, description = "1..=10000, default 100"),
+        ("follow" = Option<u8>, Query, description = "1: follow, as Server-Sent Events")),
     responses(
-        (status = 200, description = "The lines", body = Logs),
+        (status = 200, description = "The lines (with follow=1: an event stream, text/event-stream)", body = Logs),
+        (status = 429, description = "Too many follows at once", body = super::error::ErrorBody),
         (status = 400, description = "Bad lines", body = super::error::ErrorBody),
         (status = 404, description = "No such project or environment", body = super::error::ErrorBody),
     ))]
@@ -287,17 +293,27 @@ pub async fn logs(
     headers: HeaderMap,
     Path((project, env)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Logs>, ApiError> {
+) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Read)?;
-    let lines = number(query.as_deref(), "lines", 100, 10_000)?.to_string();
+    let lines = number(query.as_deref(), "lines", 100, 10_000)?;
     let (root, _) = resolve(&state, &who, &project, &env)?;
+    let follow = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == "follow=1" || kv == "follow=true");
+    if follow {
+        return super::dashboard::live_logs::stream(&root, &env, lines).await;
+    }
+    let lines = lines.to_string();
     let (code, out, err) = soar(&state, &root, &["logs", "--env", &env, "-n", &lines]).await?;
     if code != 0 {
         return Err(failed("logs", &err));
     }
     Ok(Json(Logs {
         lines: out.lines().map(str::to_string).collect(),
-    }))
+    })
+    .into_response())
 }
 
 /// Whether `env` of the project at `root` has a release to roll back to
@@ -476,12 +492,13 @@ pub async fn service_history(
     history(State(state), headers, Path((name, env)), RawQuery(query)).await
 }
 
-/// `GET /v1/services/{name}/logs?lines=N`: as the environment route, for the
-/// project NAME's only environment (or `?environment=`).
+/// `GET /v1/services/{name}/logs?lines=N[&follow=1]`: as the environment
+/// route, for the project NAME's only environment (or `?environment=`).
 #[utoipa::path(get, path = "/v1/services/{name}/logs", tag = "environments", security(("bearer" = [])),
-    params(("name" = String, Path, description = "A project NAME"), ("environment" = Option<String>, Query), ("lines" = Option<usize>, Query)),
+    params(("name" = String, Path, description = "A project NAME"), ("environment" = Option<String>, Query), ("lines" = Option<usize>, Query),
+        ("follow" = Option<u8>, Query, description = "1: follow, as Server-Sent Events")),
     responses(
-        (status = 200, description = "The lines", body = Logs),
+        (status = 200, description = "The lines (with follow=1: an event stream, text/event-stream)", body = Logs),
         (status = 400, description = "Several environments and none named", body = super::error::ErrorBody),
         (status = 404, description = "No such service", body = super::error::ErrorBody),
     ))]
@@ -490,7 +507,7 @@ pub async fn service_logs(
     headers: HeaderMap,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Logs>, ApiError> {
+) -> Result<Response, ApiError> {
     let who = authorize(&state, &headers, Scope::Read)?;
     let env = service_env(&state, &who, &name, query.as_deref())?;
     logs(State(state), headers, Path((name, env)), RawQuery(query)).await

@@ -8,7 +8,10 @@
 //! `target/dashboard-screenshots/` for review.
 //!
 //! The service here prints a `<script>` line when it starts, so its logs
-//! (shown on the environment page) carry markup that must stay text.
+//! (shown on the environment page) carry markup that must stay text; it
+//! also prints `said <words>` for a request to `/say/<words>`, so the
+//! browser test can make it write a line (markup too) after the page
+//! opened, and watch the logs panel follow it live.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -20,7 +23,7 @@ use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::support::browser::{Driver, require_chromium, screenshot};
-use crate::support::e2e::{ENV, Project, soar_toml, version_at, wait_until};
+use crate::support::e2e::{ENV, Project, http_get, soar_toml, version_at, wait_until};
 use crate::support::soar;
 
 /// What the service prints when it starts: markup from "the service".
@@ -33,13 +36,15 @@ const GATE: &str = "touch hook-started; while [ ! -f hook-release ]; do sleep 0.
 /// and prints [`MARKUP`] when it starts.
 fn app(version: &str) -> String {
     format!(
-        r#"import http.server, os
+        r#"import http.server, os, urllib.parse
 
 print({MARKUP:?}, flush=True)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path.startswith("/say/"):
+            print("said " + urllib.parse.unquote(self.path[5:]), flush=True)
         body = (b"ok\n" if self.path == "/health" else b"{version}\n")
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -639,6 +644,7 @@ fn in_a_real_browser() {
             .unwrap();
         assert_eq!(pwned, false, "the service's log line ran as a script");
         screenshot(&client, "03-environment").await;
+        follow_logs_live(&client, &p).await;
 
         // Re-deploy v2: the job page follows it live. The deploy waits in
         // its hook until the test has seen the job running on the page.
@@ -698,6 +704,138 @@ fn in_a_real_browser() {
     drop(server);
 }
 
+/// The logs panel of the environment page open in `client`: it follows
+/// the service live (a line the service writes after the page opened, and
+/// after the stream's backlog arrived, shows without a reload, as text
+/// even when it is markup); closing the panel stops the server's
+/// `soar logs -f`.
+async fn follow_logs_live(client: &Client, p: &Project) {
+    let received = async |c: &Client| {
+        c.execute(
+            "return Number(document.getElementById('logs-panel').dataset.received || 0);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0)
+    };
+    let t = Instant::now();
+    until(client, "the logs' backlog from the stream", async |c| {
+        received(c).await >= 1
+    })
+    .await;
+    eprintln!(
+        "figure: page opened -> log stream's backlog in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(text(client, "#logs-state").await, "live");
+    let followers = logs_followers(p);
+    assert_eq!(
+        followers.len(),
+        1,
+        "one `soar logs -f` for the page: {followers:#?}"
+    );
+    client
+        .execute("window.soarTestMarker = 7;", vec![])
+        .await
+        .unwrap();
+
+    // A line written now, with markup in it.
+    let said = format!("<img src=x onerror=window.pwned=2>-{}", std::process::id());
+    let path: String = url_path(&said);
+    let t = Instant::now();
+    assert_eq!(http_get(&p.url(), &format!("/say/{path}")).unwrap().0, 200);
+    let want = format!("said {said}");
+    until(
+        client,
+        "the line written after the page opened",
+        async |c| text(c, "pre.logs").await.contains(&want),
+    )
+    .await;
+    eprintln!(
+        "figure: line written -> shown on the page in {:?}",
+        t.elapsed()
+    );
+    let marker = client
+        .execute("return window.soarTestMarker;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, 7, "the page was reloaded");
+    let pwned = client
+        .execute("return window.pwned === 2;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, false, "a live log line ran as markup");
+    assert!(
+        client
+            .find_all(Locator::Css("pre.logs img"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live log line became an element"
+    );
+    client
+        .execute("document.getElementById('logs').scrollIntoView();", vec![])
+        .await
+        .unwrap();
+    screenshot(client, "03-environment-live-logs").await;
+
+    // Closing the panel stops following, here and on the server.
+    client
+        .find(Locator::Css("#logs-panel > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(client, "the logs paused", async |c| {
+        text(c, "#logs-state").await == "paused"
+    })
+    .await;
+    let gone = wait_until(Duration::from_secs(30), || logs_followers(p).is_empty());
+    assert!(
+        gone,
+        "the server still follows the logs after the panel closed: {:#?}",
+        logs_followers(p)
+    );
+    // Opening it again follows again.
+    client
+        .find(Locator::Css("#logs-panel > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(client, "the logs live again", async |c| {
+        text(c, "#logs-state").await == "live"
+    })
+    .await;
+}
+
+/// `soar logs -f` processes following project `p`.
+fn logs_followers(p: &Project) -> Vec<String> {
+    let config = p.root.join("soar.toml").display().to_string();
+    soar_tests::sshd::processes()
+        .into_iter()
+        .filter(|q| q.cmdline.contains(&config) && q.cmdline.contains(" logs -f"))
+        .map(|q| format!("{} {}", q.pid, q.cmdline))
+        .collect()
+}
+
+/// `s` as one percent-encoded URL path segment.
+fn url_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// [`watch_job`] for a deploy held by the hook gate: once the page shows
 /// the job waiting, mark the page, release the gate, and watch it end.
 async fn watch_job_gated(client: &Client, p: &Project) -> Duration {
@@ -713,6 +851,88 @@ async fn watch_job_gated(client: &Client, p: &Project) -> Duration {
     assert_ne!(status, "succeeded", "the job ended before the gate opened");
     p.write("hook-release", "");
     watch_job(client, "succeeded").await
+}
+
+/// `GET /v1/services/web/logs?follow=1` (the API route the dashboard's
+/// panel shares its stream with): Server-Sent Events, `start` then the
+/// backlog then a line written after the stream started, each `line`
+/// event's data `{host, line}`; a client that goes away stops the
+/// server's `soar logs -f`.
+#[test]
+fn the_api_follows_logs_over_sse() {
+    let (p, config) = deployed();
+    let home = p.tmp();
+    let reader = create_token(home, &config, &["--scope", "read"]);
+    let server = Server::start(home, &config);
+    let mut s = TcpStream::connect_timeout(&server.addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /v1/services/web/logs?follow=1&lines=5 HTTP/1.0\r\nHost: {}\r\nAuthorization: Bearer {reader}\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let mut lines = BufReader::new(s.try_clone().unwrap()).lines();
+    let mut next = |what: &str| {
+        lines
+            .next()
+            .unwrap_or_else(|| panic!("the stream ended before {what}:\n{}", server.log()))
+            .unwrap_or_else(|e| panic!("no {what} within 30 s: {e}\n{}", server.log()))
+    };
+    let status = next("the status line");
+    assert!(status.contains(" 200 "), "{status}");
+    let mut head = Vec::new();
+    loop {
+        let l = next("the head");
+        if l.is_empty() {
+            break;
+        }
+        head.push(l.to_ascii_lowercase());
+    }
+    assert!(
+        head.iter()
+            .any(|h| h.starts_with("content-type: text/event-stream")),
+        "{head:?}"
+    );
+    // `start`, then the backlog: the start line with its markup, as data.
+    let mut data_of = |event: &str, wanted: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut current = String::new();
+        loop {
+            assert!(Instant::now() < deadline, "no {event} event");
+            let l = match lines.next() {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => panic!("reading the stream: {e}"),
+                None => panic!("the stream ended before a {event} event"),
+            };
+            if let Some(e) = l.strip_prefix("event: ") {
+                current = e.to_string();
+            } else if let Some(d) = l.strip_prefix("data: ")
+                && current == event
+            {
+                let v: Value = serde_json::from_str(d).unwrap_or(Value::Null);
+                if wanted(&v) {
+                    return v;
+                }
+            }
+        }
+    };
+    data_of("start", &|_| true);
+    let first = data_of("line", &|_| true);
+    assert_eq!(first["host"], "local", "{first}");
+    assert!(first["line"].is_string(), "{first}");
+    data_of("line", &|v| v["line"] == MARKUP);
+    let said = format!("over-the-api-{}", std::process::id());
+    assert_eq!(http_get(&p.url(), &format!("/say/{said}")).unwrap().0, 200);
+    let got = data_of("line", &|v| v["line"] == format!("said {said}").as_str());
+    assert_eq!(got["host"], "local", "{got}");
+    assert_eq!(logs_followers(&p).len(), 1, "{:#?}", logs_followers(&p));
+
+    // The client goes away: the server stops following.
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(s);
+    let gone = wait_until(Duration::from_secs(30), || logs_followers(&p).is_empty());
+    assert!(gone, "still following: {:#?}", logs_followers(&p));
 }
 
 /// serve.rs's test certificate and key for 127.0.0.1 (self-signed, valid

@@ -1,7 +1,9 @@
 // The dashboard's one script: follows running jobs over Server-Sent Events
-// (the API's own job events, through /ui/jobs/{id}/events) and asks before
-// a button changes an environment. Every string from the server is set
-// with textContent, never parsed as HTML.
+// (the API's own job events, through /ui/jobs/{id}/events), follows an
+// environment's logs while its panel is open (/ui/env/{project}/{env}/logs)
+// and asks before a button changes an environment. Every string from the
+// server is set with textContent, never parsed as HTML: log lines are the
+// service's own output, untrusted.
 "use strict";
 
 // A job event as a label and one line of detail: mirrors phases.rs.
@@ -127,10 +129,83 @@ function followRows() {
   }
 }
 
+// Most log lines kept on the page; older ones are dropped.
+const MAX_LOG_LINES = 2000;
+
+// The environment page's logs panel: while it is open, its lines follow
+// the service's output (a `start` event, then the backlog, which replaces
+// what the page was rendered with, then each new line). Closing the panel
+// closes the stream, and the server stops following.
+function followLogs(panel) {
+  const pre = document.getElementById("log-lines");
+  const empty = document.getElementById("log-empty");
+  const problem = document.getElementById("logs-problem");
+  const state = document.getElementById("logs-state");
+  let source = null;
+  let fresh = false;
+  let received = 0;
+  const show = (word, tone) => {
+    state.textContent = word;
+    state.className = "badge " + tone;
+    panel.dataset.state = word;
+  };
+  const stop = (word, tone) => {
+    if (source) source.close();
+    source = null;
+    show(word, tone);
+  };
+  const start = () => {
+    if (source) return;
+    problem.hidden = true;
+    show("connecting", "warn");
+    source = new EventSource(panel.dataset.follow);
+    source.addEventListener("start", () => {
+      fresh = true;
+      show("live", "ok");
+    });
+    source.addEventListener("line", (msg) => {
+      let data;
+      try { data = JSON.parse(msg.data); } catch { return; }
+      const line = typeof data.line === "string" ? data.line : "";
+      const host = typeof data.host === "string" && data.host !== "local" ? `[${data.host}] ` : "";
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      if (fresh) {
+        pre.textContent = "";
+        fresh = false;
+      }
+      pre.append(document.createTextNode(host + line + "\n"));
+      while (pre.childNodes.length > MAX_LOG_LINES) pre.firstChild.remove();
+      pre.hidden = false;
+      empty.hidden = true;
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+      received += 1;
+      panel.dataset.received = String(received);
+    });
+    source.addEventListener("end", (msg) => {
+      let end = {};
+      try { end = JSON.parse(msg.data); } catch { /* keep the defaults */ }
+      stop("ended", "bad");
+      if (typeof end.error === "string" && end.error) {
+        problem.textContent = end.error;
+        problem.hidden = false;
+      }
+    });
+    source.addEventListener("error", () => {
+      // EventSource reconnects by itself; say so meanwhile.
+      if (source && source.readyState === EventSource.CONNECTING) show("reconnecting", "warn");
+      if (source && source.readyState === EventSource.CLOSED) stop("not live", "idle");
+    });
+  };
+  panel.addEventListener("toggle", () => (panel.open ? start() : stop("paused", "idle")));
+  if (panel.open) start();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const job = document.getElementById("job");
   if (job && job.dataset.live === "1") followJob(job);
   followRows();
+  const logs = document.getElementById("logs-panel");
+  if (logs && logs.dataset.follow) followLogs(logs);
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (ev) => {
       if (!window.confirm(form.dataset.confirm)) ev.preventDefault();

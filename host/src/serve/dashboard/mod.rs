@@ -14,6 +14,8 @@
 //! - [`session`]: the login, the session cookie and the CSRF proof.
 //! - [`data`]: gathering what a page shows; [`pages`] and [`layout`]:
 //!   rendering it, escaped; [`phases`]: a job's events as steps.
+//! - [`live_logs`]: an environment's logs as they are written, which the
+//!   environment page follows while its logs panel is open.
 //!
 //! Every response carries a Content-Security-Policy that allows only this
 //! server's own script and stylesheet: escaping is the defence, the policy
@@ -21,6 +23,7 @@
 
 mod data;
 mod layout;
+pub(crate) mod live_logs;
 mod pages;
 mod phases;
 mod session;
@@ -118,6 +121,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/env/{project}/{env}", get(environment))
         .route("/ui/env/{project}/{env}/deploy", post(deploy))
         .route("/ui/env/{project}/{env}/rollback", post(rollback))
+        .route("/ui/env/{project}/{env}/logs", get(env_logs))
         .route("/ui/jobs/{id}", get(job))
         .route("/ui/jobs/{id}/events", get(job_events))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
@@ -319,6 +323,31 @@ async fn environment(
             pages::environment(&me.viewer(), &project, &env, &d),
         ),
         Err(e) => error_page(Some(&me.viewer()), &e),
+    }
+}
+
+/// `/ui/env/{project}/{env}/logs`: the environment's logs as they are
+/// written, as Server-Sent Events ([`live_logs`]), for the session's token.
+async fn env_logs(
+    State(dash): State<Dash>,
+    headers: HeaderMap,
+    Path((project, env)): Path<(String, String)>,
+) -> Response {
+    let Some(me) = dash.signed_in(&headers) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no dashboard session",
+            "log in at /",
+        )
+        .into_response();
+    };
+    let followed = async {
+        let (root, _) = super::inspect::resolve(&dash.app, &me.who, &project, &env)?;
+        live_logs::stream(&root, &env, live_logs::BACKLOG).await
+    };
+    match followed.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 

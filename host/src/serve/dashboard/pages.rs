@@ -132,11 +132,23 @@ pub fn environment(viewer: &Viewer<'_>, project: &str, env: &str, d: &EnvDetail)
                 Err(why) => p.problem { (why) },
             }
         }
-        section #logs { h2 { "Logs" }
-            @match &d.logs {
-                Ok(lines) if lines.is_empty() => p.muted { "No log lines yet." },
-                Ok(lines) => pre.logs { @for l in lines { (l) "\n" } },
-                Err(why) => p.problem { (why) },
+        // The last lines as the page was made; `app.js` follows from
+        // there while the panel is open (`data-follow`), and stops when
+        // it is closed.
+        section #logs {
+            details #logs-panel open data-follow={ (path) "/logs" } {
+                summary { h2 { "Logs" } " " span #logs-state.badge.idle { "not live" } }
+                @match &d.logs {
+                    Ok(lines) => {
+                        p #log-empty.muted hidden[!lines.is_empty()] { "No log lines yet." }
+                        pre #log-lines.logs hidden[lines.is_empty()] { @for l in lines { (l) "\n" } }
+                    }
+                    Err(why) => {
+                        p #log-empty.problem { (why) }
+                        pre #log-lines.logs hidden {}
+                    }
+                }
+                p #logs-problem.problem hidden {}
             }
         }
     };
