@@ -122,7 +122,10 @@ impl<'e> EnvStatus<'e> {
         let url_here = port
             .filter(|_| running_here)
             .map(|p| format!("http://127.0.0.1:{p}"));
-        let metrics = (env.provider == "local" && port.is_some()).then(|| {
+        // The local supervisor's numbers, where it runs the service: an
+        // environment with SSH hosts has its numbers per host instead.
+        let supervised_here = env.provider == "local" && env.ssh.hosts.is_empty();
+        let metrics = (supervised_here && port.is_some()).then(|| {
             crate::monitor::proc::local(&targets::local_root(ws, env), &env.deploy.service)
         });
         let hosts = if active.is_some() {

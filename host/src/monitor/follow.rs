@@ -189,7 +189,9 @@ fn systemd_poll(
             off.parse::<u64>()?,
             off.parse::<u64>()?
         ),
-        None => format!("tail -n {} {file}", start.lines),
+        // Up to the size just measured: what is written after it is the
+        // next poll's, not this one's too.
+        None => format!("head -c \"$size\" {file} | tail -n {}", start.lines),
     };
     Ok(format!(
         "if journalctl -u {unit} -n 1 -q --no-pager 2>/dev/null | grep -q .; then \
@@ -215,8 +217,11 @@ fn docker_poll(
             None => format!("--tail {}", start.lines),
         },
     };
+    // The service's stderr comes through `docker logs`' own, hence `2>&1`;
+    // asked only while the container exists, so the engine's "No such
+    // container" (during a redeploy's swap) is not shown as the service's.
     Ok(format!(
-        "now=$(date +%s.%N); {cli} logs {from} --until \"$now\" {c} 2>&1; echo \"{CURSOR}$now\""
+        "now=$(date +%s.%N); if {cli} inspect {c} >/dev/null 2>&1; then {cli} logs {from} --until \"$now\" {c} 2>&1; fi; echo \"{CURSOR}$now\""
     ))
 }
 

@@ -98,15 +98,42 @@ pub async fn systemd(sd: &Systemd, name: &str) -> anyhow::Result<Metrics> {
     Ok(from_systemd(&key_values(&out.stdout)))
 }
 
-/// A container's numbers (`docker inspect`, then its process's `/proc`
-/// on the host, or `docker stats` where that cannot be read).
+/// The lines that report the CPU time and memory of the control group of
+/// the pid in shell variable `pid` — a container's, so every process in it
+/// counts, not only its init (`--init` makes that Docker's `tini`, whose
+/// own numbers are nearly nothing). cgroup v1 (`cpuacct`, `memory`) or v2;
+/// `Cgroup=yes` when the memory was found.
+const CGROUP_LINES: &str = "v1c=$(sed -n 's/^[0-9]*:[^:]*cpuacct[^:]*://p' /proc/$pid/cgroup 2>/dev/null | head -n 1); \
+     v1m=$(sed -n 's/^[0-9]*:[^:]*memory[^:]*://p' /proc/$pid/cgroup 2>/dev/null | head -n 1); \
+     v2=$(sed -n 's/^0:://p' /proc/$pid/cgroup 2>/dev/null | head -n 1); \
+     for d in \"/sys/fs/cgroup/cpuacct$v1c\" \"/sys/fs/cgroup/cpu,cpuacct$v1c\"; do \
+       if [ -n \"$v1c\" ] && [ -r \"$d/cpuacct.usage\" ]; then echo \"CgroupCpuNs=$(cat \"$d/cpuacct.usage\")\"; break; fi; done; \
+     d=\"/sys/fs/cgroup/memory$v1m\"; \
+     if [ -n \"$v1m\" ] && [ -r \"$d/memory.usage_in_bytes\" ]; then echo Cgroup=yes; \
+       echo \"CgroupMemory=$(cat \"$d/memory.usage_in_bytes\")\"; \
+       echo \"CgroupInactiveFile=$(sed -n 's/^total_inactive_file //p' \"$d/memory.stat\")\"; fi; \
+     d=\"/sys/fs/cgroup$v2\"; \
+     if [ -n \"$v2\" ] && [ \"$v2\" != / ] && [ -r \"$d/memory.current\" ]; then echo Cgroup=yes; \
+       echo \"CgroupMemory=$(cat \"$d/memory.current\")\"; \
+       echo \"CgroupInactiveFile=$(sed -n 's/^inactive_file //p' \"$d/memory.stat\")\"; \
+       echo \"CgroupCpuUsec=$(sed -n 's/^usage_usec //p' \"$d/cpu.stat\")\"; fi";
+
+/// A container's numbers: `docker inspect` for its state and restarts, its
+/// control group on the host for CPU and memory (as `docker stats` counts
+/// them, without its second of sampling), and `docker stats --no-stream`
+/// only where the control group cannot be read. Uptime is its init's, from
+/// the host's `/proc`.
 pub async fn docker(d: &Docker<SshTransport>, name: &str) -> anyhow::Result<Metrics> {
     let c = quote(&container(name))?;
     let cli = &d.settings.command;
     let script = format!(
         "{cli} inspect --format 'Running={{{{.State.Running}}}}\nPid={{{{.State.Pid}}}}\nRestartCount={{{{.RestartCount}}}}' {c} 2>/dev/null; \
-         echo \"Stats=$({cli} stats --no-stream --format '{{{{.MemUsage}}}}' {c} 2>/dev/null)\"; \
-         pid=$({cli} inspect --format '{{{{.State.Pid}}}}' {c} 2>/dev/null); {PROC_LINES}"
+         pid=$({cli} inspect --format '{{{{.State.Pid}}}}' {c} 2>/dev/null); \
+         cg=$(if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then {CGROUP_LINES}; fi 2>/dev/null); \
+         printf '%s\\n' \"$cg\"; \
+         case \"$cg\" in *Cgroup=yes*) ;; \
+           *) echo \"Stats=$({cli} stats --no-stream --format '{{{{.MemUsage}}}}' {c} 2>/dev/null)\";; esac; \
+         {PROC_LINES}"
     );
     let out = d.transport.exec(&script, ASK_TIMEOUT).await?;
     Ok(from_docker(&key_values(&out.stdout)))
@@ -166,7 +193,10 @@ pub fn from_systemd(kv: &BTreeMap<String, String>) -> Metrics {
     m
 }
 
-/// Metrics from `docker inspect`, `docker stats` and `/proc` lines.
+/// Metrics from `docker inspect`, control group, `docker stats` and
+/// `/proc` lines. The control group's numbers (every process of the
+/// container) win over `/proc`'s (its init alone); memory is counted as
+/// `docker stats` does: usage less the inactive page cache.
 pub fn from_docker(kv: &BTreeMap<String, String>) -> Metrics {
     let up = kv.get("Running").is_some_and(|s| s == "true");
     let mut m = Metrics {
@@ -178,10 +208,13 @@ pub fn from_docker(kv: &BTreeMap<String, String>) -> Metrics {
         ..Metrics::default()
     };
     if up {
+        m.cpu_seconds = number(kv, "CgroupCpuNs")
+            .map(|ns| ns as f64 / 1e9)
+            .or_else(|| number(kv, "CgroupCpuUsec").map(|us| us as f64 / 1e6));
+        m.rss_bytes = number(kv, "CgroupMemory")
+            .map(|b| b.saturating_sub(number(kv, "CgroupInactiveFile").unwrap_or(0)))
+            .or_else(|| kv.get("Stats").and_then(|s| memory(s.split('/').next()?)));
         from_proc(kv, &mut m);
-        if m.rss_bytes.is_none() {
-            m.rss_bytes = kv.get("Stats").and_then(|s| memory(s.split('/').next()?));
-        }
     }
     m
 }
@@ -272,6 +305,33 @@ mod tests {
         assert!(!m.up);
         assert_eq!((m.pid, m.restarts, m.cpu_seconds), (None, Some(5), None));
         assert_eq!(m.summary(), "down (5 restart(s))");
+    }
+
+    #[test]
+    fn a_containers_control_group_counts_all_its_processes() {
+        // Docker's init (pid 5) has used 0.02 s and 155 pages; the
+        // container as a whole 1.5 s and 12 MiB (of which 2 MiB cache).
+        let m = from_docker(&key_values(
+            "Running=true\nPid=5\nRestartCount=2\nCgroup=yes\nCgroupCpuNs=1500000000\n\
+             CgroupMemory=12582912\nCgroupInactiveFile=2097152\n\
+             Uptime=100.5\nClkTck=100\nPageSize=4096\n\
+             Stat=5 (docker-init) S 1 5 5 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9000 0 155 0\n",
+        ));
+        assert_eq!(
+            m,
+            Metrics {
+                up: true,
+                pid: Some(5),
+                restarts: Some(2),
+                uptime_seconds: Some(10),
+                cpu_seconds: Some(1.5),
+                rss_bytes: Some(10485760),
+            }
+        );
+        let v2 = from_docker(&key_values(
+            "Running=true\nPid=5\nCgroup=yes\nCgroupCpuUsec=250000\nCgroupMemory=4096\nCgroupInactiveFile=\n",
+        ));
+        assert_eq!((v2.cpu_seconds, v2.rss_bytes), (Some(0.25), Some(4096)));
     }
 
     #[test]
