@@ -426,23 +426,22 @@ pub async fn refresh(config: Option<&Path>, a: RefreshArgs, out: &Reporter) -> a
 }
 
 pub async fn logs(config: Option<&Path>, a: LogsArgs, out: &Reporter) -> anyhow::Result<i32> {
+    let streaming = a.follow || a.since.is_some() || a.grep.is_some() || a.json.json;
+    let want = super::monitor::LogsFollow {
+        env: a.env.env,
+        lines: a.lines,
+        follow: a.follow,
+        since: a.since,
+        grep: a.grep,
+    };
     if a.server.remote()? {
-        let streaming = a.follow || a.since.is_some() || a.grep.is_some() || a.json.json;
-        let env = a.env.env.as_deref();
-        return super::remote::logs(config, &a.server, env, a.lines, streaming, out).await;
+        return super::remote::logs(config, &a.server, &want, out).await;
     }
-    if a.follow || a.since.is_some() || a.grep.is_some() || a.json.json {
-        let follow = super::monitor::LogsFollow {
-            env: a.env.env,
-            lines: a.lines,
-            follow: a.follow,
-            since: a.since,
-            grep: a.grep,
-        };
-        return super::monitor::logs(config, follow, out).await;
+    if streaming {
+        return super::monitor::logs(config, want, out).await;
     }
     let ws = Workspace::open(config, out.clone())?;
-    releases::logs_command(&ws, a.env.env.as_deref(), a.lines).await
+    releases::logs_command(&ws, want.env.as_deref(), want.lines).await
 }
 
 pub async fn history(config: Option<&Path>, a: HistoryArgs, out: &Reporter) -> anyhow::Result<i32> {

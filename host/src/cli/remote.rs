@@ -430,28 +430,94 @@ fn history_text(r: &Value) -> String {
     }
 }
 
-/// `soar logs --server`: the service's last lines.
+/// `soar logs --server`: the service's last lines, or (`-f`) its log as the
+/// server follows it, through the API's event stream. `--grep` filters
+/// here; `--since` needs the hosts' own clocks and logs, so a local run.
 pub async fn logs(
     config: Option<&Path>,
     server: &ServerArgs,
-    env: Option<&str>,
-    lines: usize,
-    streaming: bool,
+    want: &super::monitor::LogsFollow,
     out: &Reporter,
 ) -> anyhow::Result<i32> {
-    if streaming {
+    if want.since.is_some() {
         anyhow::bail!(
-            "soar logs --server shows the last -n lines only: --follow, --since, --grep and --json need a local run (the server's API has no log stream)"
+            "--since does not apply with --server: the server follows from the last -n lines (drop --since, or run `soar logs --since` where the project is checked out)"
         );
     }
     let t = Target::open(config, server)?;
-    let env = t.local.only_env(env);
-    let logs = t.client.logs(&t.project, env.as_deref(), lines).await?;
-    // The user's own service's output, shown as written (as `soar logs`
-    // shows a local service's).
-    let text: String = logs.lines.iter().map(|l| format!("{l}\n")).collect();
-    out.print_raw(&text);
-    Ok(0)
+    let env = t.local.only_env(want.env.as_deref());
+    if !want.follow {
+        let logs = t
+            .client
+            .logs(&t.project, env.as_deref(), want.lines)
+            .await?;
+        for line in &logs.lines {
+            show_log_line(out, want, None, line);
+        }
+        return Ok(0);
+    }
+    let mut events = t
+        .client
+        .follow_logs(&t.project, env.as_deref(), want.lines)
+        .await?;
+    // Several hosts' lines carry their host, as a local `soar logs -f`.
+    let mut hosts: Vec<String> = Vec::new();
+    let stop = ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let message = tokio::select! {
+            _ = &mut stop => return Ok(0),
+            m = events.next() => m?,
+        };
+        let Some(message) = message else {
+            anyhow::bail!(
+                "{} closed the log stream; run the command again to go on following",
+                t.client.server()
+            );
+        };
+        let data: Value = serde_json::from_str(&message.data).unwrap_or(Value::Null);
+        match message.event.as_str() {
+            "line" => {
+                let host = data["host"].as_str().unwrap_or_default();
+                if !hosts.iter().any(|h| h == host) {
+                    hosts.push(host.to_string());
+                }
+                let line = data["line"].as_str().unwrap_or_default();
+                show_log_line(out, want, (hosts.len() > 1).then_some(host), line);
+            }
+            "end" => {
+                let why = data["error"].as_str().unwrap_or("it ended by itself");
+                anyhow::bail!(
+                    "the server stopped following the logs: {}",
+                    crate::terminal::line(why)
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One line of the service's output, shown as a local `soar logs` shows it:
+/// as written (it is the user's own service's), `[host]`-prefixed when
+/// several hosts speak, filtered by `--grep`, a `log_line` event with
+/// `--json`.
+fn show_log_line(
+    out: &Reporter,
+    want: &super::monitor::LogsFollow,
+    host: Option<&str>,
+    line: &str,
+) {
+    if want.grep.as_deref().is_some_and(|g| !line.contains(g)) {
+        return;
+    }
+    out.emit(&Event::LogLine(
+        serde_json::json!({ "host": host, "line": line }),
+    ));
+    let shown = match host {
+        Some(h) => format!("[{}] {line}\n", crate::terminal::line(h)),
+        None => format!("{line}\n"),
+    };
+    out.print_raw(&shown);
 }
 
 /// `soar rollback --server`: a rollback job to the previous release,

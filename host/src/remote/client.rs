@@ -396,6 +396,25 @@ impl Client {
         .await
     }
 
+    /// The service's log as it is written, as Server-Sent Events (`start`,
+    /// then `line` `{host, line}` each, backlog first; `end` `{error}`
+    /// when the server's follow stopped by itself).
+    pub async fn follow_logs(
+        &self,
+        project: &str,
+        env: Option<&str>,
+        lines: usize,
+    ) -> anyhow::Result<Events> {
+        let query = [("lines", lines.to_string()), ("follow", "1".to_string())];
+        let url = self.url(&scoped(project, env, "logs"), &query);
+        let response = self.send(Method::GET, url, None::<&()>, None).await?;
+        Ok(Events {
+            response,
+            parser: sse::Parser::default(),
+            ready: std::collections::VecDeque::new(),
+        })
+    }
+
     /// Job `id`'s event stream, from the start or after event `after`.
     pub async fn events(&self, id: &str, after: Option<&str>) -> anyhow::Result<Events> {
         let url = self.url(&["v1", "deploys", id, "events"], &[]);

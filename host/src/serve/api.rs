@@ -237,6 +237,7 @@ async fn capabilities(
             "status",
             "history",
             "logs",
+            "logs-follow",
             "rollback",
             "plans",
             "retries",

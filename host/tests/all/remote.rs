@@ -423,14 +423,14 @@ fn refusals_say_what_to_do_in_one_line() {
             "no deploy \"0000\" on",
         ),
         (
-            "a log stream (the API has none)",
+            "--since, which needs the hosts' own logs",
             client(
                 sandbox,
                 &dir,
                 Some(&tok),
-                &["logs", "--server", &url, "--follow"],
+                &["logs", "--server", &url, "--follow", "--since", "10m"],
             ),
-            "need a local run",
+            "--since does not apply with --server",
         ),
         (
             "plain http to another machine",
@@ -567,6 +567,52 @@ fn ctrl_c_stops_following_and_the_deploy_goes_on_or_is_cancelled() {
     for text in [&out.stdout, &out.stderr] {
         assert_no_secret("the interrupted deploy's output", text, &[&tok]);
     }
+}
+
+/// `soar logs --server -f` follows the server's event stream: the backlog,
+/// then a line written after it started; `--grep` filters; Ctrl-C ends it
+/// with 0, as a local follow.
+#[test]
+fn logs_follow_through_the_server() {
+    let served = Project::new(&soar_toml("20s", ""), "v1");
+    served.soar(&["deploy", "--yes"]).ok();
+    let log = served.service_root().join("logs").join("service.log");
+    std::fs::write(&log, "before the follow\nnoise\n").unwrap();
+    let config = server_config(&served, "");
+    let reader = token(served.tmp(), &config, "read");
+    let server = Server::start(served.tmp(), &config);
+    let dir = checkout(&served);
+    let mut child = soar(served.tmp(), &dir)
+        .args(["logs", "--server", &server.url(), "-f", "-n", "5"])
+        .args(["--grep", "follow"])
+        .env_remove("SOAR_SERVER")
+        .env("SOAR_SERVER_TOKEN", &reader)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || lines.recv_timeout(Duration::from_secs(60)).ok();
+    assert_eq!(next().as_deref(), Some("before the follow"), "the backlog");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(file, "not shown\nafter the follow started").unwrap();
+    assert_eq!(
+        next().as_deref(),
+        Some("after the follow started"),
+        "a new line, and --grep dropped the others"
+    );
+    // SAFETY: our own live child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_no_secret("the follow's output", stderr.as_bytes(), &[&reader]);
 }
 
 /// A self-signed certificate for IP 127.0.0.1 and its key, valid until
