@@ -46,11 +46,22 @@ impl Transport for SshTransport {
         })
     }
 
+    /// Each piece the channel takes moves this host's upload bar (and the
+    /// fleet's) on a terminal; see [`crate::report::progress::Uploads`].
     async fn put_file(&self, local: &Path, remote: &str, mode: u32) -> anyhow::Result<u64> {
-        Ok(self
+        let size = tokio::fs::metadata(local)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let bar = crate::report::progress::uploads().begin(&self.describe(), size);
+        let sent = self
             .broker
-            .upload(ACTOR, &self.host, local, remote, mode)
-            .await?)
+            .upload_metered(ACTOR, &self.host, local, remote, mode, &|n| bar.sent(n))
+            .await?;
+        if sent == 0 {
+            bar.skipped(size);
+        }
+        Ok(sent)
     }
 
     async fn put_bytes(&self, bytes: &[u8], remote: &str, mode: u32) -> anyhow::Result<()> {

@@ -65,6 +65,7 @@ mod state_pg;
 mod state_pg_tls;
 mod state_push_pull;
 mod status_drift;
+mod upload_progress;
 mod validate_settings;
 mod wrangler_fake;
 mod zero_downtime;

@@ -423,8 +423,25 @@ impl SshBroker {
         remote: &str,
         mode: u32,
     ) -> Result<u64, SshError> {
+        self.upload_metered(who, host, local, remote, mode, &|_| {})
+            .await
+    }
+
+    /// [`Self::upload`], calling `on_sent` with each piece of the file as
+    /// the channel takes it (at most [`PIECE`] bytes, counted once the SSH
+    /// session accepted them within the peer's window, so a progress bar
+    /// shows bytes really sent, not bytes read from disk).
+    pub async fn upload_metered(
+        &self,
+        who: &str,
+        host: &HostSpec,
+        local: &Path,
+        remote: &str,
+        mode: u32,
+        on_sent: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, SshError> {
         let started = Instant::now();
-        let r = self.upload_inner(host, local, remote, mode).await;
+        let r = self.upload_inner(host, local, remote, mode, on_sent).await;
         let what = match &r {
             Ok(0) => format!("upload {} -> {remote}: already there", local.display()),
             Ok(n) => format!(
@@ -449,6 +466,7 @@ impl SshBroker {
         local: &Path,
         remote: &str,
         mode: u32,
+        on_sent: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, SshError> {
         let reading =
             |e: std::io::Error| SshError::Failed(format!("reading {}: {e}", local.display()));
@@ -495,7 +513,7 @@ impl SshBroker {
                     if same {
                         Ok(0)
                     } else {
-                        send_file(&write, local).await
+                        send_file(&write, local, on_sent).await
                     }
                 }
                 .await;
@@ -807,10 +825,21 @@ enum SendError {
     Ssh(russh::Error),
 }
 
+/// How much of a chunk goes to the channel at a time: each piece is
+/// reported to the upload's `on_sent` once the channel took it, so a bar
+/// moves several times a second even on a slow link. A slice of the chunk,
+/// not a copy.
+const PIECE: usize = 256 << 10;
+
 /// Stream `path` on the channel's stdin; the bytes sent. A blocking thread
 /// reads [`CHUNK`]s ahead (at most [`READ_AHEAD`] waiting), each sent as
-/// it is (no copy into the channel).
-async fn send_file(write: &ChannelWriteHalf<Msg>, path: &Path) -> Result<u64, SendError> {
+/// it is (no copy into the channel) in [`PIECE`]s, each reported to
+/// `on_sent` once sent.
+async fn send_file(
+    write: &ChannelWriteHalf<Msg>,
+    path: &Path,
+    on_sent: &(dyn Fn(u64) + Send + Sync),
+) -> Result<u64, SendError> {
     use std::io::Read as _;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(READ_AHEAD);
     let path = path.to_path_buf();
@@ -842,8 +871,13 @@ async fn send_file(write: &ChannelWriteHalf<Msg>, path: &Path) -> Result<u64, Se
     let r = async {
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk.map_err(SendError::Read)?;
-            sent += chunk.len() as u64;
-            write.data_bytes(chunk).await.map_err(SendError::Ssh)?;
+            for start in (0..chunk.len()).step_by(PIECE) {
+                let piece = chunk.slice(start..(start + PIECE).min(chunk.len()));
+                let n = piece.len() as u64;
+                write.data_bytes(piece).await.map_err(SendError::Ssh)?;
+                sent += n;
+                on_sent(n);
+            }
         }
         Ok(sent)
     }
