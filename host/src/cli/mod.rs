@@ -9,6 +9,7 @@
 
 pub mod args;
 mod exec;
+mod host_setup;
 mod lock;
 mod monitor;
 mod plugin;
@@ -77,6 +78,10 @@ pub enum Command {
     /// Run a command on every SSH host of an environment, in the current
     /// release with the service's environment.
     Exec(exec::ExecArgs),
+    /// Prepare an environment's SSH hosts once for the configured switch
+    /// (`soar host setup`: nginx and Soar's proxy configuration).
+    #[command(subcommand)]
+    Host(host_setup::HostCommand),
     /// Watch the deployed services' health; announce every change.
     Monitor(monitor::MonitorArgs),
     /// Show the deployed services' CPU, memory, restarts and uptime, live.
@@ -129,6 +134,7 @@ impl Command {
             Command::Top(a) => a.json(),
             Command::Init(_)
             | Command::Exec(_)
+            | Command::Host(_)
             | Command::Rollback(_)
             | Command::Serve(_)
             | Command::Lock(_)
@@ -169,6 +175,7 @@ pub async fn run(cli: Cli, out: &Reporter) -> anyhow::Result<i32> {
         Command::Refresh(a) => project::refresh(config, a, out).await,
         Command::Logs(a) => project::logs(config, a, out).await,
         Command::Exec(a) => exec::run(config, a, out).await,
+        Command::Host(cmd) => host_setup::run(config, cmd, out).await,
         Command::Monitor(a) => monitor::monitor(config, a, out).await,
         Command::Top(a) => monitor::top(config, a, out).await,
         Command::History(a) => project::history(config, a, out).await,

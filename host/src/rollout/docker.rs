@@ -83,6 +83,11 @@ pub struct Docker<T> {
     /// `[artifact]`'s docker keys: the CLI, where to publish, the port
     /// inside the container.
     pub settings: DockerSettings,
+    /// Whether this manager runs processes beside the service rather than
+    /// containers ([`ServiceManager::beside`]): the `proxy` switch's nginx
+    /// on a docker host, which has no systemd unit to run in, is a
+    /// detached process ([`super::switch::Detached`]).
+    beside: bool,
 }
 
 impl<T: Transport> Docker<T> {
@@ -91,6 +96,17 @@ impl<T: Transport> Docker<T> {
         Self {
             transport,
             settings,
+            beside: false,
+        }
+    }
+
+    /// The processes a proxy switch runs beside the containers.
+    fn detached(&self) -> super::switch::Detached<T>
+    where
+        T: Clone,
+    {
+        super::switch::Detached {
+            transport: self.transport.clone(),
         }
     }
 
@@ -108,6 +124,18 @@ impl<T: Transport> Docker<T> {
         spec: &ServiceSpec,
         release: &str,
     ) -> Result<String, crate::shell::NulByte> {
+        self.run_line(spec, &spec.name, &self.settings.publish, release)
+    }
+
+    /// `docker run` of `image_of`'s image of `release` as `spec`'s
+    /// container, its port published on `publish`.
+    fn run_line(
+        &self,
+        spec: &ServiceSpec,
+        image_of: &str,
+        publish: &str,
+        release: &str,
+    ) -> Result<String, crate::shell::NulByte> {
         let inside = self.settings.container_port.unwrap_or(spec.port);
         let port_env = match self.settings.container_port {
             // --env-file sets PORT to the service port; -e wins over it.
@@ -120,11 +148,11 @@ impl<T: Transport> Docker<T> {
             cli = self.cli(),
             name = quote(&container(&spec.name))?,
             env = quote(&format!("{}/shared/env", spec.root))?,
-            publish = self.settings.publish,
+            publish = publish,
             port = spec.port,
             service = quote(&spec.name)?,
             release_q = quote(release)?,
-            image = quote(&image(&spec.name, release))?,
+            image = quote(&image(image_of, release))?,
         ))
     }
 
@@ -365,6 +393,21 @@ impl<T: Transport> Docker<T> {
         self.remove_images(spec, &doomed).await
     }
 
+    /// Remove `spec`'s container, if there is one.
+    pub async fn remove_container(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        let name = quote(&container(&spec.name))?;
+        self.exec(
+            &format!(
+                "if {cli} inspect {name} >/dev/null 2>&1; then {cli} rm -f {name} >/dev/null; fi",
+                cli = self.cli()
+            ),
+            STEP_TIMEOUT,
+        )
+        .await?
+        .check("removing the container")?;
+        Ok(())
+    }
+
     /// Remove the container and every image of the service (`soar destroy`).
     pub async fn uninstall(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
         let name = quote(&container(&spec.name))?;
@@ -382,15 +425,29 @@ impl<T: Transport> Docker<T> {
     }
 }
 
-impl<T: Transport> ServiceManager for Docker<T> {
+impl<T: Transport + Clone> ServiceManager for Docker<T> {
     /// Run the image of the release `current` points at, making it first
     /// when needed, in place of the service's container.
+    ///
+    /// A colour of the `proxy` switch (`<service>-blue` under
+    /// `<root>/blue`, [`super::switch`]) runs as a container of its own
+    /// (`soar-<service>-blue`) beside the live one, on its own port
+    /// published on loopback only (nginx on the host is its one client),
+    /// from the service's image of the release: one image per release
+    /// whichever colour runs it, pruned as the restart switch's are.
     async fn restart(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        if self.beside {
+            return self.detached().restart(spec).await;
+        }
         self.check_engine().await?;
         let release = super::current(&self.transport, &spec.root)
             .await?
             .with_context(|| format!("{} has no current release to run", spec.name))?;
-        self.ensure_image(spec, &release).await?;
+        let (base, publish) = match super::switch::colour_of(spec) {
+            Some(base) => (base, "127.0.0.1"),
+            None => (spec.clone(), self.settings.publish.as_str()),
+        };
+        self.ensure_image(&base, &release).await?;
         let out = self
             .exec(
                 &format!(
@@ -398,7 +455,7 @@ impl<T: Transport> ServiceManager for Docker<T> {
                     cli = self.cli(),
                     grace = STOP_GRACE_SECS,
                     name = quote(&container(&spec.name))?,
-                    run = self.run_command(spec, &release)?
+                    run = self.run_line(spec, &base.name, publish, &release)?
                 ),
                 STEP_TIMEOUT,
             )
@@ -406,7 +463,7 @@ impl<T: Transport> ServiceManager for Docker<T> {
         if out.status != 0 {
             anyhow::bail!(
                 "docker run of {} failed (exit {}): {}",
-                image(&spec.name, &release),
+                image(&base.name, &release),
                 out.status,
                 last_lines(&out.stderr, 5)
             );
@@ -418,6 +475,9 @@ impl<T: Transport> ServiceManager for Docker<T> {
     /// of the engine does not bring a stopped release back; it stays for
     /// `docker logs` until the next release replaces it.
     async fn stop(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        if self.beside {
+            return self.detached().stop(spec).await;
+        }
         let name = quote(&container(&spec.name))?;
         self.exec(
             &format!(
@@ -433,6 +493,9 @@ impl<T: Transport> ServiceManager for Docker<T> {
     }
 
     async fn is_running(&self, spec: &ServiceSpec) -> anyhow::Result<bool> {
+        if self.beside {
+            return self.detached().is_running(spec).await;
+        }
         let out = self
             .exec(
                 &format!(
@@ -462,6 +525,13 @@ impl<T: Transport> ServiceManager for Docker<T> {
             );
         }
         Ok(out.stdout)
+    }
+
+    fn beside(&self) -> Self {
+        Self {
+            beside: true,
+            ..self.clone()
+        }
     }
 }
 

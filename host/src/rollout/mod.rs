@@ -359,8 +359,10 @@ pub async fn current<T: Transport>(t: &T, root: &str) -> anyhow::Result<Option<S
         .await?;
     Ok((out.status == 0)
         .then(|| {
+            // `../releases/<id>` in a colour of the proxy switch.
             out.stdout
                 .trim()
+                .trim_start_matches("../")
                 .trim_start_matches("releases/")
                 .to_string()
         })
@@ -442,6 +444,11 @@ async fn upload<T: Transport>(
     )
     .await?
     .check("preparing the release directory")?;
+    // The release's size up front, so an upload bar's length is the whole
+    // release from its first byte (bars draw only for bytes really sent:
+    // nothing for the local transport).
+    let planned: u64 = listing.files.iter().map(|f| f.size).sum();
+    let _bar = crate::report::progress::uploads().plan(&t.describe(), planned);
     let mut sent = 0;
     for file in &listing.files {
         let mode = if release.kind == Kind::Binary
@@ -685,7 +692,7 @@ impl ServiceManager for Manager {
     fn beside(&self) -> Self {
         match self {
             Manager::Systemd(m) => Manager::Systemd(m.beside()),
-            Manager::Docker(m) => Manager::Docker(m.clone()),
+            Manager::Docker(m) => Manager::Docker(m.beside()),
         }
     }
 }
@@ -703,7 +710,14 @@ impl Manager {
                 }
                 m.uninstall(spec).await
             }
-            Manager::Docker(m) => m.uninstall(spec).await,
+            Manager::Docker(m) => {
+                // The proxy switch's colours, where it was used (the proxy
+                // itself was stopped by [`remove`]).
+                for colour in &switch::companions(spec)[..2] {
+                    m.remove_container(colour).await?;
+                }
+                m.uninstall(spec).await
+            }
         }
     }
 

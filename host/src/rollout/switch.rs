@@ -28,7 +28,10 @@
 //! ```
 //! The instances and the proxy are services of the host's manager
 //! (`<service>-blue`, `-green`, `-proxy`): systemd units over SSH, Soar's
-//! supervisor on this machine. The first proxied deploy on a host stops
+//! supervisor on this machine. A docker release's colours are containers
+//! (`soar-<service>-blue`, [`super::docker`]) and its nginx, which has no
+//! systemd unit there, a detached process Soar starts and stops
+//! ([`Detached`]). The first proxied deploy on a host stops
 //! the restart-switch service, which holds the port the proxy takes: that
 //! one switch has a moment without a listener.
 
@@ -99,6 +102,105 @@ impl<'a> Pair<'a> {
     }
 }
 
+/// The service whose colour `spec` is, when it is one ([`Pair::spec`]:
+/// `<service>-blue` under `<root>/blue`); `None` for any other service.
+pub fn colour_of(spec: &ServiceSpec) -> Option<ServiceSpec> {
+    [Colour::Blue, Colour::Green].into_iter().find_map(|c| {
+        let name = spec.name.strip_suffix(c.name())?.strip_suffix('-')?;
+        let root = spec.root.strip_suffix(c.name())?.strip_suffix('/')?;
+        root.ends_with(&format!("/{name}")).then(|| ServiceSpec {
+            name: name.to_string(),
+            root: root.to_string(),
+            command: spec.command.clone(),
+            port: spec.port,
+        })
+    })
+}
+
+/// A process Soar runs beside a service on a host where no service
+/// manager of the host can: the `proxy` switch's nginx beside docker
+/// containers (the docker target has no systemd settings, and the proxy
+/// must not depend on an image that may not be pullable). Started with
+/// `setsid nohup` in the spec's `current`, output appended to
+/// `logs/service.log`, its pid in `soar.pid`. It is not restarted should
+/// it die or the host reboot: the next deploy starts it again (`soar host
+/// setup` is where a permanent unit belongs).
+#[derive(Debug, Clone)]
+pub struct Detached<T> {
+    /// Where the process runs.
+    pub transport: T,
+}
+
+impl<T: Transport> Detached<T> {
+    /// Shell words that set `$p` to the recorded pid when that process
+    /// still runs this spec's command (its root in its command line, so a
+    /// recycled pid is never signalled); they fail otherwise.
+    fn alive(spec: &ServiceSpec) -> anyhow::Result<String> {
+        Ok(format!(
+            "p=$(cat {pid} 2>/dev/null) && [ -n \"$p\" ] && \
+             tr '\\0' ' ' 2>/dev/null < /proc/$p/cmdline | grep -qF {root}",
+            pid = quote(&format!("{}/soar.pid", spec.root))?,
+            root = quote(&spec.root)?,
+        ))
+    }
+}
+
+impl<T: Transport> ServiceManager for Detached<T> {
+    async fn restart(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        self.stop(spec).await?;
+        let r = quote(&spec.root)?;
+        let inner = format!(
+            "echo $$ > {}; exec {}",
+            quote(&format!("{}/soar.pid", spec.root))?,
+            spec.command
+        );
+        self.transport
+            .exec(
+                &format!(
+                    "mkdir -p {r}/logs && cd {r}/current && \
+                     {{ nohup setsid sh -c {inner} </dev/null >>{r}/logs/service.log 2>&1 & }}",
+                    inner = quote(&inner)?
+                ),
+                STEP_TIMEOUT,
+            )
+            .await?
+            .check(&format!("starting {}", spec.name))?;
+        Ok(())
+    }
+
+    async fn stop(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
+        let script = format!(
+            "if {alive}; then kill -TERM $p; i=0; \
+             while kill -0 $p 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             kill -0 $p 2>/dev/null && kill -KILL $p; fi; rm -f {pid}",
+            alive = Self::alive(spec)?,
+            pid = quote(&format!("{}/soar.pid", spec.root))?,
+        );
+        self.transport
+            .exec(&script, STEP_TIMEOUT)
+            .await?
+            .check(&format!("stopping {}", spec.name))?;
+        Ok(())
+    }
+
+    async fn is_running(&self, spec: &ServiceSpec) -> anyhow::Result<bool> {
+        let out = self
+            .transport
+            .exec(&Self::alive(spec)?, STEP_TIMEOUT)
+            .await?;
+        Ok(out.status == 0)
+    }
+
+    async fn logs(&self, spec: &ServiceSpec, lines: usize) -> anyhow::Result<String> {
+        super::tail(
+            &self.transport,
+            &format!("{}/logs/service.log", spec.root),
+            lines,
+        )
+        .await
+    }
+}
+
 /// Why a switch stopped, and whether the previous release still serves.
 struct Refused {
     message: String,
@@ -128,15 +230,6 @@ pub(super) async fn deploy<T: Transport, S: ServiceManager + Clone>(
         rolled_back,
         phases: report.phases.clone(),
     };
-    if release.kind == Kind::Docker {
-        return Err(fail(
-            "switch = \"proxy\" runs binary, script and tarball releases; docker releases still use \
-             switch = \"restart\""
-                .into(),
-            false,
-            &report,
-        ));
-    }
     let root = spec.root.as_str();
     let started = Instant::now();
     let (dir, sent) = super::transfer(t, root, release).await.map_err(|e| {
@@ -154,8 +247,11 @@ pub(super) async fn deploy<T: Transport, S: ServiceManager + Clone>(
         .ok()
         .flatten()
         .filter(|p| p != &dir);
-    let env = super::env_file::render(&release.env)
-        .map_err(|e| fail(format!("{e:#}"), false, &report))?;
+    let env = match release.kind {
+        Kind::Docker => super::docker::render_env(&release.env),
+        _ => super::env_file::render(&release.env),
+    }
+    .map_err(|e| fail(format!("{e:#}"), false, &report))?;
     if let Err(e) = t
         .put_bytes(env.as_bytes(), &format!("{root}/shared/env"), 0o600)
         .await
@@ -336,7 +432,8 @@ async fn live_colour<T: Transport>(t: &T, nginx: &Nginx) -> anyhow::Result<Optio
 }
 
 /// Give the colour's root its release and the service's environment with
-/// the colour's own `PORT` (the later line wins, for systemd too).
+/// the colour's own `PORT` (the later line wins, for systemd and Docker's
+/// `--env-file` too; digits need no quotes in either format).
 async fn prepare<T: Transport>(
     t: &T,
     spec: &ServiceSpec,
@@ -349,7 +446,7 @@ async fn prepare<T: Transport>(
     t.exec(
         &format!(
             "set -e; umask 077; mkdir -p {c}/shared {c}/logs; \
-             {{ cat {shared}; printf 'PORT=\"%s\"\\n' {port}; }} > {c}/shared/env.soar-tmp; \
+             {{ cat {shared}; printf 'PORT=%s\\n' {port}; }} > {c}/shared/env.soar-tmp; \
              mv -f {c}/shared/env.soar-tmp {c}/shared/env; \
              ln -sfn {link} {c}/current.soar-new; mv -Tf {c}/current.soar-new {c}/current",
             port = colour.port
@@ -526,5 +623,34 @@ mod tests {
             ..spec.clone()
         };
         assert!(Pair::new(&high, &defaults).is_err());
+    }
+
+    #[test]
+    fn a_colour_knows_its_service_and_nothing_else_is_one() {
+        let spec = ServiceSpec {
+            name: "web".into(),
+            root: "/srv/opt/web".into(),
+            command: String::new(),
+            port: 8080,
+        };
+        let pair = Pair {
+            spec: &spec,
+            ports: [8081, 8082],
+        };
+        for c in [Colour::Blue, Colour::Green] {
+            let base = colour_of(&pair.spec(c)).unwrap();
+            assert_eq!(
+                (base.name.as_str(), base.root.as_str()),
+                ("web", "/srv/opt/web")
+            );
+        }
+        assert!(colour_of(&spec).is_none());
+        // A service merely named like a colour, in its own root.
+        let named = ServiceSpec {
+            name: "web-blue".into(),
+            root: "/srv/opt/web-blue".into(),
+            ..spec.clone()
+        };
+        assert!(colour_of(&named).is_none());
     }
 }

@@ -11,7 +11,9 @@
 //! proxied deploy takes than a restart is printed, not asserted.
 //!
 //! Needs nginx (Debian `nginx-light`); SSH cases also `/usr/sbin/sshd` and
-//! `systemctl3.py` (see `ssh_rollout`).
+//! `systemctl3.py` (see `ssh_rollout`). The docker case (blue/green
+//! containers behind the host's nginx) needs a Docker engine too, and
+//! builds its images `FROM scratch` around the static example service.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -499,4 +501,296 @@ fn ssh_deploys_and_rollbacks_drop_no_request() {
         mean(&restarted),
         mean(&times) - mean(&restarted)
     );
+}
+
+/// A docker service's containers, images and proxy, removed when the
+/// docker case ends, passed or failed (the engine is shared by every
+/// test).
+struct DockerLeftovers {
+    engine: &'static soar_tests::dockerd::Engine,
+    service: String,
+    proxy_dir: std::path::PathBuf,
+}
+
+impl Drop for DockerLeftovers {
+    fn drop(&mut self) {
+        let s = &self.service;
+        for c in [
+            format!("soar-{s}"),
+            format!("soar-{s}-blue"),
+            format!("soar-{s}-green"),
+        ] {
+            let _ = self.engine.docker(&["rm", "-f", &c]);
+        }
+        let images = self
+            .engine
+            .stdout(&[
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                &format!("soar-{s}"),
+            ])
+            .unwrap_or_default();
+        for image in images.lines().filter(|l| !l.is_empty()) {
+            let _ = self.engine.docker(&["rmi", "-f", image]);
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.proxy_dir.join("soar.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// A `FROM scratch` image of the static example service answering
+/// "hello <version>" on `/`.
+fn write_image(dir: &Path, version: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let bin = soar_tests::dockerd::static_hello().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&bin, dir.join("hello")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY hello /hello\nENV GREETING=\"hello {version}\"\nENV BIND_ADDR=0.0.0.0\nENTRYPOINT [\"/hello\"]\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn docker_deploys_and_a_rollback_drop_no_request() {
+    if !soar_tests::sshd::available() || !nginx_available() {
+        eprintln!("skipping: needs sshd and nginx");
+        return;
+    }
+    let Some(engine) = soar_tests::dockerd::require_engine() else {
+        return;
+    };
+    let key = ClientKey::generate().unwrap();
+    let host = SshHost::start(&key).unwrap();
+    let service = format!("zdd{}", std::process::id());
+    let root = host.root.join("opt").join(&service);
+    let _leftovers = DockerLeftovers {
+        engine,
+        service: service.clone(),
+        proxy_dir: root.join("proxy"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    std::fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
+    std::fs::write(
+        dir.path().join("soar.toml"),
+        format!(
+            r#"[app]
+name = "{service}"
+
+[artifact]
+kind = "docker"
+path = "context"
+docker_command = "{cli}"
+publish = "127.0.0.1"
+
+[deploy]
+port = {port}
+keep_releases = 3
+health = {{ path = "/health", timeout = "10s", interval = "200ms", retries = 50 }}
+{proxy}
+[env.prod]
+provider = "local"
+
+[env.prod.ssh]
+hosts = ["{endpoint}"]
+user = "{user}"
+identity_file = "{key}"
+known_hosts = "known_hosts"
+remote_prefix = "{prefix}"
+connect_timeout = "5s"
+"#,
+            cli = engine.cli(),
+            proxy = proxy_lines(free_port().unwrap(), free_port().unwrap()),
+            endpoint = host.endpoint(),
+            user = soar_tests::sshd::user(),
+            key = host.key_path.display(),
+            prefix = host.root.display(),
+        ),
+    )
+    .unwrap();
+    let soar = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_soar"))
+            .arg("-c")
+            .arg(dir.path().join("soar.toml"))
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("running soar");
+        eprintln!(
+            "$ soar {} -> {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let context = dir.path().join("context");
+    write_image(&context, "d1");
+    assert!(
+        soar(&["deploy", "--yes"]).status.success(),
+        "first deploy failed"
+    );
+    assert_eq!(get(port).as_deref(), Ok("hello d1"));
+
+    let hammer = Hammer::start(port);
+    let mut script = Script {
+        live: "hello d1".into(),
+        ..Script::default()
+    };
+    let mut times = Vec::new();
+    for v in ["d2", "d3", "d4"] {
+        write_image(&context, v);
+        let started = Instant::now();
+        let out = script.switch(&format!("hello {v}"), || soar(&["deploy", "--yes"]));
+        assert!(out.status.success(), "deploy of {v} failed");
+        times.push(started.elapsed().as_secs_f64());
+    }
+    let out = script.switch("hello d3", || soar(&["rollback"]));
+    assert!(out.status.success(), "rollback failed");
+    std::thread::sleep(Duration::from_millis(300));
+    let answers = hammer.finish();
+    let n = check("docker", &answers, &script.switches, "never served");
+    assert_eq!(get(port).as_deref(), Ok("hello d3"));
+    // The idle colour's container was stopped after the drain.
+    let running = engine
+        .stdout(&[
+            "ps",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name=soar-{service}"),
+        ])
+        .unwrap_or_default();
+    assert_eq!(
+        running.lines().filter(|l| !l.is_empty()).count(),
+        1,
+        "one colour runs: {running}"
+    );
+
+    let out = soar(&["destroy", "--yes"]);
+    assert!(out.status.success(), "destroy failed");
+    assert!(get(port).is_err(), "the proxy still answers after destroy");
+    let left = engine
+        .stdout(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name=soar-{service}"),
+        ])
+        .unwrap_or_default();
+    assert!(left.trim().is_empty(), "containers left: {left}");
+    eprintln!(
+        "zero_downtime docker: proxy switch, {n} requests, 0 failed, deploy {:.2} s on average",
+        times.iter().sum::<f64>() / times.len() as f64
+    );
+}
+
+#[test]
+fn host_setup_prepares_the_proxy_once_and_is_audited() {
+    if !soar_tests::sshd::available() || !nginx_available() {
+        eprintln!("skipping: needs sshd and nginx");
+        return;
+    }
+    require_peers();
+    let key = ClientKey::generate().unwrap();
+    let hosts = [SshHost::start(&key).unwrap(), SshHost::start(&key).unwrap()];
+    let (blue, green) = (free_port().unwrap(), free_port().unwrap());
+    let project = SshProject::with_deploy(
+        Path::new(env!("CARGO_BIN_EXE_soar")),
+        "hello",
+        &[&hosts[0], &hosts[1]],
+        "kind = \"script\"\npath = \"app.py\"\ncommand = \"python3 app.py\"",
+        &proxy_lines(blue, green),
+    )
+    .unwrap();
+    std::fs::write(
+        project.dir.path().join("app.py"),
+        app_py("v1", Mode::Healthy),
+    )
+    .unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let first = project.soar(&["host", "setup"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let first = text(&first);
+    for h in &hosts {
+        let conf = project.service_root(h).join("proxy/nginx.conf");
+        let written = std::fs::read_to_string(&conf)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{first}", conf.display()));
+        assert!(
+            written.contains(&format!("server 127.0.0.1:{blue};"))
+                && written.contains(&format!("listen {};", project.port)),
+            "{written}"
+        );
+    }
+    assert_eq!(first.matches("nginx.conf written").count(), 2, "{first}");
+    assert_eq!(first.matches("nginx is installed").count(), 2, "{first}");
+
+    // Again: nothing to write, the configuration only checked.
+    let again = project.soar(&["host", "setup"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let again = text(&again);
+    assert_eq!(
+        again.matches("already in place, nginx -t ok").count(),
+        2,
+        "{again}"
+    );
+    assert!(!again.contains("written"), "{again}");
+
+    // A configuration nginx rejects is reported, not replaced.
+    let conf = project.service_root(&hosts[1]).join("proxy/nginx.conf");
+    std::fs::write(&conf, "this is not nginx\n").unwrap();
+    let broken = project.soar(&["host", "setup"]);
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
+    assert!(
+        text(&broken).contains("nginx -t rejects it"),
+        "{}",
+        text(&broken)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "this is not nginx\n"
+    );
+    std::fs::remove_file(&conf).unwrap();
+
+    // A prepared host takes its first proxied deploy (one host: on
+    // loopback, two hosts' proxies would want the same port).
+    let single = SshProject::with_deploy(
+        Path::new(env!("CARGO_BIN_EXE_soar")),
+        "hello",
+        &[&hosts[0]],
+        "kind = \"script\"\npath = \"app.py\"\ncommand = \"python3 app.py\"",
+        &proxy_lines(blue, green),
+    )
+    .unwrap();
+    std::fs::write(
+        single.dir.path().join("app.py"),
+        app_py("v1", Mode::Healthy),
+    )
+    .unwrap();
+    let deploy = single.soar(&["deploy", "--yes"]);
+    let answer = get(single.port);
+    for unit in ["hello-proxy", "hello-blue", "hello-green"] {
+        let _ = single.systemctl(&hosts[0], &["stop", unit]);
+    }
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    assert_eq!(answer.as_deref(), Ok("v1"));
+
+    // The audit trail has each run, with its outcome.
+    let history = project.soar(&["history", "--json"]);
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert_eq!(history.matches("\"host-setup\"").count(), 3, "{history}");
 }
