@@ -96,7 +96,12 @@ pub async fn run(config: Option<&Path>, a: ExecArgs, out: &Reporter) -> anyhow::
             crate::engine::targets::local_root(&ws, env).display()
         )
     })?;
-    let hosts = select(all, &a.hosts)?;
+    let mut hosts = select(all, &a.hosts)?;
+    // Under the proxy switch the command runs in the live colour's release
+    // (or container), as `soar logs` reads the live colour's log.
+    for t in &mut hosts {
+        t.spec = crate::rollout::switch::serving(&t.transport, &t.spec, &env.deploy.switch).await?;
+    }
     let labels = labels(&hosts);
     let command = a.command.join(" ");
     if a.interactive {

@@ -131,17 +131,20 @@ async fn services(ws: &Workspace, env: &Environment) -> anyhow::Result<Vec<Servi
         health_port,
         place,
     };
+    // Under the proxy switch the live colour is the process to read
+    // numbers and logs of (health goes through the proxy, on `health_port`).
+    let switch = &env.deploy.switch;
     if let Some(hosts) = ssh_targets(ws, env).await? {
-        return Ok(hosts
-            .into_iter()
-            .map(|h| {
-                let place = Place::Ssh(Box::new(Remote {
-                    transport: h.transport,
-                    manager: h.systemd,
-                }));
-                watched(h.spec, place)
-            })
-            .collect());
+        let mut found = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            let spec = crate::rollout::switch::serving(&h.transport, &h.spec, switch).await?;
+            let place = Place::Ssh(Box::new(Remote {
+                transport: h.transport,
+                manager: h.systemd,
+            }));
+            found.push(watched(spec, place));
+        }
+        return Ok(found);
     }
     if env.provider != "local" {
         return Ok(Vec::new());
@@ -152,6 +155,9 @@ async fn services(ws: &Workspace, env: &Environment) -> anyhow::Result<Vec<Servi
         command: String::new(),
         port,
     };
+    let spec =
+        crate::rollout::switch::serving(&crate::rollout::local::LocalTransport, &spec, switch)
+            .await?;
     Ok(vec![watched(spec, Place::Local)])
 }
 

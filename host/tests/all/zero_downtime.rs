@@ -284,6 +284,17 @@ fn local_deploys_and_rollbacks_drop_no_request() {
         "{}",
         logs.show()
     );
+    // The watchers read the live colour too: its numbers, and its log.
+    let top = p.soar(&["top", "--once", "--json"]).ok();
+    let rows = top.json_lines();
+    assert_eq!(rows.len(), 1, "{}", top.show());
+    assert_eq!(rows[0]["metrics"]["up"], true, "{}", top.show());
+    let followed = p.soar(&["logs", "-n", "50", "--json"]).ok();
+    assert!(
+        followed.stdout.contains("[soar] started web-"),
+        "{}",
+        followed.show()
+    );
     // The audit trail names the proxy switch's own phases.
     let history = p.history();
     let proxied_deploy = history
@@ -463,6 +474,15 @@ fn ssh_deploys_and_rollbacks_drop_no_request() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("without receiving a request"), "{err}");
     });
+    // `soar exec` runs in the live colour's release (v4's), not in the
+    // plain service's root, which the proxy switch does not use.
+    let exec = hosts[0].soar(&["exec", "--", "grep VERSION app.py"]);
+    let said = String::from_utf8_lossy(&exec.stdout);
+    assert!(
+        exec.status.success() && said.contains("VERSION = \"v4\""),
+        "{said}{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
     std::thread::sleep(Duration::from_millis(300));
     let mut total = 0;
     for (i, (hammer, s)) in hammers.into_iter().zip(&scripts).enumerate() {
