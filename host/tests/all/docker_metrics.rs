@@ -13,16 +13,15 @@
 //! - that restart is counted;
 //! - Ctrl-C (SIGINT) ends the follow with exit code 0.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use soar_tests::dockerd::{Engine, require_engine, static_hello};
 use soar_tests::sshd::{ClientKey, SshHost, available, free_port, user};
 
+use crate::support::running::Running;
 use crate::support::{soar, text};
 
 /// A service name no other test (or run) uses on the shared engine.
@@ -197,69 +196,6 @@ connect_timeout = "5s"
     }
 }
 
-/// A running `soar logs -f` whose stdout lines arrive on a channel.
-struct Following {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Following {
-    fn start(p: &Project, args: &[&str]) -> Self {
-        let mut child = p
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting soar logs");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                eprintln!("follow: {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next line containing `want`, within `limit`.
-    fn until(&self, limit: Duration, want: &str) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(want) => return Some(l),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    fn interrupt(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Following {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The numbers of a running container, plausible for the static hello.
 #[track_caller]
 fn assert_plausible(m: &Value, restarts: u64) {
@@ -335,7 +271,7 @@ fn numbers_logs_and_restarts_of_a_container() {
     // Follow from now on (no backlog), then kill the container's process
     // from outside: the restart policy brings it back, and the start line
     // it writes again is followed.
-    let mut follow = Following::start(&p, &["logs", "-f", "-n", "0"]);
+    let mut follow = Running::spawn(p.command(&["logs", "-f", "-n", "0"]));
     // Let the first poll (which only marks where "now" is) happen.
     std::thread::sleep(Duration::from_secs(2));
     let pid: u32 = p.inspect("{{.State.Pid}}").parse().unwrap();
@@ -344,7 +280,9 @@ fn numbers_logs_and_restarts_of_a_container() {
         .status()
         .unwrap();
     assert!(killed.success(), "kill {pid}");
-    let line = follow.until(Duration::from_secs(60), "hello: listening on");
+    let line = follow.until(Duration::from_secs(60), |l| {
+        l.contains("hello: listening on")
+    });
     assert!(
         line.is_some(),
         "the restarted container's start line never arrived"

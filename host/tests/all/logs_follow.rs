@@ -12,15 +12,13 @@
 //! Docker's is docker_metrics.rs.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use soar_tests::sshd::{ClientKey, SshHost, SshProject, require_peers, user};
 
+use crate::support::running::Running;
 use crate::support::text;
 
 /// A service that says where it runs when it starts, and logs every
@@ -51,71 +49,6 @@ S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#,
     )
     .unwrap();
-}
-
-/// A running `soar logs ...` whose stdout lines arrive on a channel;
-/// killed on drop.
-struct Following {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Following {
-    fn start(p: &SshProject, args: &[&str]) -> Self {
-        let mut child = p
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting soar logs");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                eprintln!("follow: {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Every line that arrives within `wait`.
-    fn drain(&self, wait: Duration) -> Vec<String> {
-        let deadline = Instant::now() + wait;
-        let mut got = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => got.push(l),
-                Err(_) => break,
-            }
-        }
-        got
-    }
-
-    /// SIGINT, then the exit code (`None`: still running after 20 s).
-    fn interrupt(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Following {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Two test hosts with the service deployed on both.
@@ -187,7 +120,7 @@ impl Drop for Deployed {
 /// line from every host, within 60 s; the lines seen, per host prefix.
 fn say_until_every_host_logged(
     d: &Deployed,
-    follow: &Following,
+    follow: &Running,
     tag: &str,
     also: Option<&str>,
 ) -> BTreeMap<String, Vec<String>> {
@@ -228,7 +161,7 @@ fn say_until_every_host_logged(
 
 /// SIGINT ends the follow with 0, and within 15 s neither host has a
 /// session or a command of it left.
-fn interrupt_and_check_nothing_is_left(d: &Deployed, follow: &mut Following) {
+fn interrupt_and_check_nothing_is_left(d: &Deployed, follow: &mut Running) {
     assert_eq!(
         follow.interrupt(),
         Some(0),
@@ -254,7 +187,7 @@ fn interrupt_and_check_nothing_is_left(d: &Deployed, follow: &mut Following) {
 #[test]
 fn follows_every_host_with_a_prefix_and_stops_cleanly_on_ctrl_c() {
     let d = Deployed::new();
-    let mut follow = Following::start(&d.p, &["logs", "-f", "-n", "5"]);
+    let mut follow = Running::spawn(d.p.command(&["logs", "-f", "-n", "5"]));
 
     // The backlog: each host's start line, under that host's prefix.
     let mut backlog = Vec::new();
@@ -296,10 +229,8 @@ fn follows_every_host_with_a_prefix_and_stops_cleanly_on_ctrl_c() {
 #[test]
 fn grep_keeps_only_matching_lines_of_every_host() {
     let d = Deployed::new();
-    let mut follow = Following::start(
-        &d.p,
-        &["logs", "-f", "-n", "0", "--grep", "keep-", "--json"],
-    );
+    let mut follow =
+        Running::spawn(d.p.command(&["logs", "-f", "-n", "0", "--grep", "keep-", "--json"]));
     let tag = format!("keep-{}", std::process::id());
     // Each request that is kept follows one that is not, on whichever host.
     let seen = say_until_every_host_logged(&d, &follow, &tag, Some("drop"));

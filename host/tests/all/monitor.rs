@@ -11,8 +11,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use serde_json::Value;
 
 use crate::served::Served;
 use crate::support::e2e::{Project, http_get, soar_toml, wait_until};
+use crate::support::running::Running;
 
 /// A service that answers `/health`, prints each request path, and exits
 /// at once while `flag` exists.
@@ -58,69 +58,6 @@ fn deployed(extra: &str) -> Project {
     p.write("app.py", &app(&p.root.join("down.flag")));
     p.soar(&["deploy", "--yes"]).ok();
     p
-}
-
-/// A `soar` process whose stdout lines arrive on a channel; killed on drop.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Running {
-    fn start(p: &Project, args: &[&str]) -> Self {
-        let mut child = p
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting soar");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next line satisfying `want` (others are passed to `seen`).
-    fn until(&self, limit: Duration, mut want: impl FnMut(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) if want(&l) => return Some(l),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    /// SIGINT, then the exit code.
-    fn interrupt(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A loopback HTTP server that answers 200 to every request and keeps the
@@ -204,7 +141,7 @@ fn a_killed_service_is_announced_once_and_its_recovery_too() {
         "[hooks]\non_unhealthy = \"echo \\\"$SOAR_SERVICE $SOAR_ENV\\\" >> hook.log\"\n\n[monitor]\nwebhook = \"{url}\"\n"
     );
     let p = deployed(&extra);
-    let mut monitor = Running::start(&p, &["monitor", "--interval", "500ms", "--json"]);
+    let mut monitor = Running::spawn(p.command(&["monitor", "--interval", "500ms", "--json"]));
     let check = |l: &str, healthy: bool| {
         let v = json(l);
         v["type"] == "health_check" && v["services"][0]["healthy"] == healthy
@@ -335,7 +272,10 @@ fn two_monitors_of_one_project_announce_each_transition_once() {
     let (url, webhook) = webhook_receiver();
     let p = deployed(&format!("[monitor]\nwebhook = \"{url}\"\n"));
     let args = ["monitor", "--interval", "500ms", "--json"];
-    let mut monitors = [Running::start(&p, &args), Running::start(&p, &args)];
+    let mut monitors = [
+        Running::spawn(p.command(&args)),
+        Running::spawn(p.command(&args)),
+    ];
     for m in &monitors {
         assert!(
             m.until(Duration::from_secs(30), |l| json(l)["type"]
@@ -408,7 +348,7 @@ fn without_an_interval_nothing_is_watched() {
 fn logs_follow_sees_new_lines_and_stops_on_ctrl_c() {
     let p = deployed("");
     let url = p.url();
-    let mut follow = Running::start(&p, &["logs", "-f", "-n", "5"]);
+    let mut follow = Running::spawn(p.command(&["logs", "-f", "-n", "5"]));
     // The backlog first (the supervisor's start line), then new lines.
     assert!(
         follow

@@ -16,6 +16,7 @@ pub mod examples;
 pub mod leak_scan;
 pub mod postgres;
 pub mod rss;
+pub mod running;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
