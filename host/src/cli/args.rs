@@ -57,11 +57,12 @@ pub struct YesArg {
     pub yes: bool,
 }
 
-/// `--lock-timeout`, for commands that take the project lock.
+/// `--lock-timeout`, for commands that take a lock (an environment's, or
+/// the whole project's).
 #[derive(Debug, Clone, Copy, Args)]
 pub struct LockArgs {
-    /// How long to wait for another soar holding the project lock (e.g.
-    /// 30s, 2m).
+    /// How long to wait for another soar holding the environment (or the
+    /// whole project) locked (e.g. 30s, 2m).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::config::parse_duration)]
     pub lock_timeout: Duration,
 }

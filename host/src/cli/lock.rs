@@ -1,5 +1,5 @@
-//! `soar lock`: who holds the project lock, and freeing it by force when
-//! its holder is stuck.
+//! `soar lock`: who holds the project's locks (the project-wide one and
+//! each environment's), and freeing one by force when its holder is stuck.
 //!
 //! The lock frees itself when its holder dies (the kernel drops the file
 //! lock; PostgreSQL ends a dead holder's session), so `release --force` is
@@ -19,14 +19,19 @@ use crate::state::{HolderInfo, format_utc};
 /// `soar lock ...`.
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
-    /// Show who holds the project lock, if anyone.
+    /// Show who holds the project's locks, if anyone: the project-wide
+    /// lock and each environment's.
     Status,
-    /// End the session of a stuck holder of the project lock (PostgreSQL
-    /// state only), recording who did it.
+    /// End the session of a stuck lock holder (PostgreSQL state only),
+    /// recording who did it.
     Release {
         /// Required: ending someone's deploy is never the default.
         #[arg(long)]
         force: bool,
+        /// The environment whose lock to free; without it, the project-wide
+        /// holder, or the only environment held.
+        #[arg(long)]
+        env: Option<String>,
     },
 }
 
@@ -37,32 +42,70 @@ pub fn run(config: Option<&Path>, cmd: LockCommand, out: &Reporter) -> anyhow::R
     match cmd {
         LockCommand::Status => {
             let store = ws.state()?;
-            match store.lock_holder()? {
-                Some(h) => {
-                    out.message(|| format!("held by {} ({})", describe(&h), location.describe()))
-                }
-                None => out.message(|| format!("free ({})", location.describe())),
+            let holders = store.lock_holders()?;
+            if holders.is_empty() {
+                out.message(|| format!("free ({})", location.describe()));
+            }
+            for (env, h) in &holders {
+                let which = match env {
+                    Some(env) => format!("environment `{env}`"),
+                    None => "every environment".to_string(),
+                };
+                out.message(|| {
+                    format!("{which}: held by {} ({})", describe(h), location.describe())
+                });
             }
             Ok(0)
         }
-        LockCommand::Release { force: false } => anyhow::bail!(
+        LockCommand::Release { force: false, .. } => anyhow::bail!(
             "`soar lock release` ends the holder's deploy: pass --force if that is what you want (see `soar lock status` for who holds it)"
         ),
-        LockCommand::Release { force: true } => {
+        LockCommand::Release { force: true, env } => {
             let store = ws.state()?;
             let actor = HolderInfo::current()
                 .user
                 .unwrap_or_else(|| "unknown".to_string());
-            match store.force_release_lock(&actor)? {
+            let env = match env {
+                Some(env) => Some(ws.environment(Some(&env))?.name.clone()),
+                None => only_target(&store.lock_holders()?)?,
+            };
+            let which = match &env {
+                Some(env) => format!("the lock of environment `{env}`"),
+                None => "the project lock".to_string(),
+            };
+            match store.force_release_lock(env.as_deref(), &actor)? {
                 Some(h) => out.message(|| {
                     format!(
-                        "released the project lock held by {}; recorded as forced by {actor}",
+                        "released {which} held by {}; recorded as forced by {actor}",
                         describe(&h)
                     )
                 }),
-                None => out.message(|| "the project lock is free; nothing to release".into()),
+                None => out.message(|| format!("{which} is free; nothing to release")),
             }
             Ok(0)
+        }
+    }
+}
+
+/// What `release --force` without `--env` targets: the project-wide
+/// holder, or the one environment held; refused when several are, since
+/// ending the wrong deploy is worse than asking.
+fn only_target(holders: &[(Option<String>, HolderInfo)]) -> anyhow::Result<Option<String>> {
+    if holders.iter().any(|(env, _)| env.is_none()) {
+        return Ok(None);
+    }
+    match holders {
+        [] => Ok(None),
+        [(env, _)] => Ok(env.clone()),
+        several => {
+            let envs: Vec<&str> = several
+                .iter()
+                .filter_map(|(env, _)| env.as_deref())
+                .collect();
+            anyhow::bail!(
+                "several environments' locks are held ({}): choose one with --env",
+                envs.join(", ")
+            )
         }
     }
 }

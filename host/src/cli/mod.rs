@@ -95,7 +95,7 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
     /// Run Soar as a deployment service: deploy jobs over an HTTP API.
     Serve(crate::serve::ServeArgs),
-    /// Show or force-release the project lock.
+    /// Show or force-release the project and environment locks.
     #[command(subcommand)]
     Lock(lock::LockCommand),
     /// Move the project's state between .soar/ and a PostgreSQL database.

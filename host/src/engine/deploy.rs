@@ -246,7 +246,7 @@ pub async fn deploy_command(ws: &Workspace, opts: &DeployOptions) -> anyhow::Res
     };
     std::fs::create_dir_all(ws.state_dir())?;
     let holder = HolderInfo::current();
-    let _lock = ws.lock(opts.lock_timeout, &holder)?;
+    let _lock = ws.lock(&env_name, opts.lock_timeout, &holder)?;
     let store = ws.state()?;
     let id = store.begin_deploy(&env_name, "deploy", &actor())?;
     let trail = Trail { store: &store, id };

@@ -29,7 +29,7 @@ pub struct DestroyOptions {
 pub async fn destroy_command(ws: &Workspace, opts: &DestroyOptions) -> anyhow::Result<i32> {
     let env = ws.environment(opts.env.as_deref())?;
     std::fs::create_dir_all(ws.state_dir())?;
-    let _lock = ws.lock(opts.lock_timeout, &HolderInfo::current())?;
+    let _lock = ws.lock(&env.name, opts.lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
     let p = ws.prepare_existing(&env.name).await?;
     let provider_plan = p.plugin.plan_destroy(p.session.clone(), &p.ctx).await?;

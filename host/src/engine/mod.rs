@@ -110,11 +110,19 @@ impl Workspace {
         StateStore::open_at(&self.state_location())
     }
 
-    /// Take the project lock where the state lives, waiting up to
-    /// `timeout`; see [`ProjectLock::acquire_at`].
-    pub fn lock(&self, timeout: Duration, holder: &HolderInfo) -> anyhow::Result<ProjectLock> {
-        Ok(ProjectLock::acquire_at(
+    /// Take environment `env`'s lock where the state lives (the project
+    /// lock shared, the environment's exclusive), waiting up to `timeout`:
+    /// commands on other environments run meanwhile; see
+    /// [`ProjectLock::acquire_env_at`].
+    pub fn lock(
+        &self,
+        env: &str,
+        timeout: Duration,
+        holder: &HolderInfo,
+    ) -> anyhow::Result<ProjectLock> {
+        Ok(ProjectLock::acquire_env_at(
             &self.state_location(),
+            env,
             timeout,
             holder,
         )?)

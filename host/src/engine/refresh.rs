@@ -20,7 +20,7 @@ pub async fn refresh_command(
 ) -> anyhow::Result<i32> {
     let env = ws.environment(env)?;
     std::fs::create_dir_all(ws.state_dir())?;
-    let _lock = ws.lock(lock_timeout, &HolderInfo::current())?;
+    let _lock = ws.lock(&env.name, lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
     let p = ws.prepare_existing(&env.name).await?;
     let reported = p.plugin.status(p.session.clone(), &p.ctx).await?;

@@ -467,7 +467,7 @@ pub async fn rollback_command(
 ) -> anyhow::Result<i32> {
     let env = ws.environment(env)?;
     std::fs::create_dir_all(ws.state_dir())?;
-    let _lock = ws.lock(lock_timeout, &HolderInfo::current())?;
+    let _lock = ws.lock(&env.name, lock_timeout, &HolderInfo::current())?;
     let store = ws.state()?;
     let releases = store.releases(&env.name)?;
     let active = releases.iter().find(|r| r.status == ReleaseStatus::Active);

@@ -254,8 +254,9 @@ impl Sqlite {
     /// on `env` by `actor`; committed at once, so even a deploy killed in
     /// its first phase leaves a trace.
     ///
-    /// Call it after taking the [`ProjectLock`]: `history` tells a running
-    /// deploy from an interrupted one by matching it to the lock's holder.
+    /// Call it after taking the environment's [`ProjectLock`]: `history`
+    /// tells a running deploy from an interrupted one by matching it to the
+    /// holder of its environment's lock.
     pub fn begin_deploy(&self, env: &str, command: &str, actor: &str) -> anyhow::Result<DeployId> {
         let id = self
             .write(|tx| {
@@ -370,8 +371,8 @@ impl Sqlite {
     /// newest first, each with its phases.
     ///
     /// A deploy that never finished is [`Running`](DeployStatus::Running)
-    /// if it belongs to this process or to the live holder of the project
-    /// lock, and [`Interrupted`](DeployStatus::Interrupted) otherwise.
+    /// if it belongs to this process or to the live holder of its
+    /// environment's lock, and [`Interrupted`](DeployStatus::Interrupted) otherwise.
     pub fn history(&self, env: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeployRecord>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys
@@ -381,10 +382,10 @@ impl Sqlite {
         let rows = stmt
             .query_map(rusqlite::params![env, limit], deploy_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut holder: Option<Option<HolderInfo>> = None;
+        let mut holders = HolderCache::new();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut record = self.resolve(row, &mut holder)?;
+            let mut record = self.resolve(row, &mut holders)?;
             record.phases = self.phases(record.id)?;
             out.push(record);
         }
@@ -402,7 +403,7 @@ impl Sqlite {
             )
             .optional()?;
         let Some(row) = row else { return Ok(None) };
-        let mut record = self.resolve(row, &mut None)?;
+        let mut record = self.resolve(row, &mut HolderCache::new())?;
         record.phases = self.phases(record.id)?;
         Ok(Some(record))
     }
@@ -460,19 +461,17 @@ impl Sqlite {
         Ok(out)
     }
 
-    /// Derive the reported status; `holder` caches the lock probe.
-    fn resolve(
-        &self,
-        row: Row0,
-        holder: &mut Option<Option<HolderInfo>>,
-    ) -> anyhow::Result<DeployRecord> {
+    /// Derive the reported status; `holders` caches the lock probes.
+    fn resolve(&self, row: Row0, holders: &mut HolderCache) -> anyhow::Result<DeployRecord> {
         let Row0 {
             mut record,
             stored_status,
             proc_token,
         } = row;
-        record.status = derive_status(&record, &stored_status, &proc_token, holder, || {
-            ProjectLock::try_holder(self.dir())
+        record.status = derive_status(&record, &stored_status, &proc_token, holders, |env| {
+            // A project-wide holder (an older soar) counts too.
+            ProjectLock::try_env_holder(self.dir(), env)
+                .or_else(|| ProjectLock::try_holder(self.dir()))
         })?;
         Ok(record)
     }
@@ -493,19 +492,25 @@ pub(crate) fn event_body<T: Serialize + ?Sized>(event: &T) -> anyhow::Result<Str
     .to_string())
 }
 
+/// The lock holder of each environment probed so far in one listing.
+pub(crate) type HolderCache = std::collections::HashMap<String, Option<HolderInfo>>;
+
 /// The status `history` reports for a deploy row, on either backend.
 ///
 /// A finished deploy has its stored outcome. An unfinished one is
 /// [`Running`](DeployStatus::Running) if it belongs to this process or to
-/// the live holder of the project lock (`probe`, called at most once per
-/// listing through the `holder` cache), else
-/// [`Interrupted`](DeployStatus::Interrupted).
+/// the live holder of its environment's lock (`probe`, given the
+/// environment and called at most once per environment per listing
+/// through the `holders` cache), else
+/// [`Interrupted`](DeployStatus::Interrupted). Deploys of several
+/// environments run at once, so the holder to match is the one of the
+/// deploy's own environment.
 pub(crate) fn derive_status(
     record: &DeployRecord,
     stored_status: &str,
     proc_token: &str,
-    holder: &mut Option<Option<HolderInfo>>,
-    probe: impl FnOnce() -> Option<HolderInfo>,
+    holders: &mut HolderCache,
+    probe: impl FnOnce(&str) -> Option<HolderInfo>,
 ) -> anyhow::Result<DeployStatus> {
     if record.finished_at.is_some() {
         return stored_status.parse();
@@ -513,7 +518,9 @@ pub(crate) fn derive_status(
     if proc_token == process_token() {
         return Ok(DeployStatus::Running);
     }
-    let holder = holder.get_or_insert_with(probe);
+    let holder = holders
+        .entry(record.env.clone())
+        .or_insert_with(|| probe(&record.env));
     let alive = holder.as_ref().is_some_and(|h| {
         h.pid == record.pid
             && h.host.as_deref().unwrap_or_default() == record.host
@@ -526,4 +533,75 @@ pub(crate) fn derive_status(
     } else {
         DeployStatus::Interrupted
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unfinished(env: &str, pid: u32) -> DeployRecord {
+        DeployRecord {
+            id: DeployId(1),
+            env: env.to_string(),
+            command: "deploy".into(),
+            actor: "alice".into(),
+            pid,
+            host: "ci-7".into(),
+            started_at: 2_000,
+            finished_at: None,
+            duration_ms: None,
+            status: DeployStatus::Running,
+            summary: None,
+            events_dropped: 0,
+            phases: Vec::new(),
+        }
+    }
+
+    fn holder(pid: u32) -> HolderInfo {
+        HolderInfo {
+            pid,
+            host: Some("ci-7".into()),
+            user: None,
+            command: "soar deploy".into(),
+            started_at: 1_000,
+        }
+    }
+
+    /// Two environments deploy at once: each unfinished deploy is matched
+    /// to its own environment's holder, probed once per environment.
+    #[test]
+    fn status_matches_the_holder_of_the_deploys_own_environment() {
+        let mut cache = HolderCache::new();
+        let mut probes = Vec::new();
+        let mut status = |record: &DeployRecord, cache: &mut HolderCache| {
+            derive_status(record, "running", "another process", cache, |env| {
+                probes.push(env.to_string());
+                match env {
+                    "staging" => Some(holder(41)),
+                    "production" => Some(holder(42)),
+                    _ => None,
+                }
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            status(&unfinished("staging", 41), &mut cache),
+            DeployStatus::Running
+        );
+        assert_eq!(
+            status(&unfinished("production", 42), &mut cache),
+            DeployStatus::Running
+        );
+        // Staging's holder is alive, but it is not this dev deploy's.
+        assert_eq!(
+            status(&unfinished("dev", 41), &mut cache),
+            DeployStatus::Interrupted
+        );
+        // A dead staging deploy whose pid is not the holder's.
+        assert_eq!(
+            status(&unfinished("staging", 40), &mut cache),
+            DeployStatus::Interrupted
+        );
+        assert_eq!(probes, ["staging", "production", "dev"]);
+    }
 }

@@ -1,11 +1,24 @@
-//! The project lock: one `soar deploy` (or destroy, rollback) per project at a
-//! time.
+//! The project and environment locks: one `soar deploy` (or destroy,
+//! rollback, refresh) per environment at a time, and nothing else while a
+//! command spanning every environment (`soar state push`/`pull`) runs.
 //!
-//! An exclusive advisory lock (`flock`) on `.soar/lock`, via `std::fs::File::try_lock`. The kernel
+//! Two levels, so deploys of `staging` and `production` of one project run
+//! side by side: an environment command takes the project lock *shared*
+//! plus its environment's lock *exclusive*; a command spanning every
+//! environment takes the project lock *exclusive*, which waits for every
+//! environment command to finish and keeps new ones out.
+//!
+//! Locally both are advisory locks (`flock`) via `std::fs::File::try_lock`:
+//! `.soar/lock` for the project, `.soar/lock.env-<env>` per environment
+//! (environment names are lowercase letters, digits and hyphens, checked
+//! again here, so the name cannot leave `.soar/` or collide with another
+//! lock's file). The kernel
 //! drops it when the holding process exits *for any reason*, SIGKILL and power
 //! loss included, so a crashed `soar` never wedges the project and there is no
-//! stale-lock cleanup to get wrong. Who holds it is written next to it in
-//! `.soar/lock.info` (JSON), purely so a waiting `soar` can name the holder.
+//! stale-lock cleanup to get wrong. Who holds an exclusive lock is written
+//! next to it in `.soar/lock.info` or `.soar/lock.env-<env>.info` (JSON),
+//! purely so a waiting `soar` can name the holder; shared holders of the
+//! project lock are named by their environment locks.
 //!
 //! The lock file itself is never deleted: unlinking a lock file while someone
 //! waits on it would let two processes lock two different inodes.
@@ -28,6 +41,9 @@ use super::pg::{self, lock::AdvisoryLock};
 pub const LOCK_FILE: &str = "lock";
 /// Who holds the lock, next to it.
 pub const LOCK_INFO_FILE: &str = "lock.info";
+/// An environment's lock file is this prefix plus the environment's name;
+/// its description adds `.info`.
+pub const ENV_LOCK_PREFIX: &str = "lock.env-";
 
 /// First pause between attempts while waiting for the lock; doubles each
 /// attempt up to `POLL_MAX`, so a short wait is noticed quickly and a long
@@ -163,22 +179,36 @@ pub struct ProjectLock {
     reason = "held only for their Drop, which releases the lock"
 )]
 enum Held {
-    /// `.soar/lock`, described by `.soar/lock.info`.
-    File(FileLock),
+    /// `.soar/lock` (exclusive, described by `.soar/lock.info`), or
+    /// `.soar/lock` shared plus `.soar/lock.env-<env>` exclusive.
+    Files(Vec<FileLock>),
     /// A PostgreSQL advisory lock and its `soar.locks` row.
     Postgres(Box<AdvisoryLock>),
 }
 
-/// The locked `.soar/lock`; unlocked (and its description removed) on drop.
+/// A locked lock file; unlocked (and its description, if it wrote one,
+/// removed) on drop.
 #[derive(Debug)]
 struct FileLock {
     file: File,
-    info_path: PathBuf,
+    info_path: Option<PathBuf>,
+}
+
+/// How a lock file is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Alongside other shared holders (environment commands on the
+    /// project lock).
+    Shared,
+    /// Alone.
+    Exclusive,
 }
 
 impl ProjectLock {
     /// Take the exclusive lock on `dir/lock`, waiting up to `timeout`
-    /// (`--lock-timeout`), then record `holder` in `dir/lock.info`.
+    /// (`--lock-timeout`), then record `holder` in `dir/lock.info`: for a
+    /// command spanning every environment, which so waits for (and then
+    /// keeps out) every environment command.
     ///
     /// Polls rather than blocking in `flock` so the wait is bounded without
     /// signals or threads; a zero timeout tries exactly once. Blocking: call
@@ -192,44 +222,67 @@ impl ProjectLock {
         timeout: Duration,
         holder: &HolderInfo,
     ) -> Result<ProjectLock, LockError> {
-        let path = dir.join(LOCK_FILE);
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let file = open_lock_file(&path).map_err(io)?;
-        let start = Instant::now();
-        let mut pause = POLL_MIN;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(e)) => return Err(io(e)),
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(LockError::Held {
-                    holder: read_info(dir),
-                    waited,
-                    place: format!("the project lock in {}", path.display()),
-                });
-            }
-            std::thread::sleep(pause.min(timeout - waited));
-            pause = (pause * 2).min(POLL_MAX);
-        }
+        let deadline = Deadline::new(timeout);
+        let mut lock = lock_file(dir, LOCK_FILE, Mode::Exclusive, &deadline, || {
+            // An exclusive taker also waits for environment commands.
+            read_info(&dir.join(LOCK_INFO_FILE))
+                .or_else(|| env_holders(dir).into_iter().next().map(|(_, h)| h))
+        })?;
         let holder = HolderInfo {
             started_at: now_ms(),
             ..holder.clone()
         };
-        let info_path = dir.join(LOCK_INFO_FILE);
-        // Best effort: the lock is what excludes; the info is only for the
-        // message a waiter prints.
-        if let Err(e) = write_info(dir, &info_path, &holder) {
-            tracing::debug!(error = %e, "could not describe the lock holder");
-        }
+        lock.describe(dir, LOCK_FILE, &holder);
         Ok(ProjectLock {
-            held: Held::File(FileLock { file, info_path }),
+            held: Held::Files(vec![lock]),
+            holder,
+        })
+    }
+
+    /// Take environment `env`'s lock in `dir`: `dir/lock` shared, then
+    /// `dir/lock.env-<env>` exclusive, both within `timeout`, and record
+    /// `holder` in `dir/lock.env-<env>.info`. Other environments' commands
+    /// run meanwhile; a second command on `env`, or one spanning every
+    /// environment, waits. Blocking, like [`acquire`](Self::acquire).
+    #[expect(
+        clippy::result_large_err,
+        reason = "called once per command; the holder is kept inline so callers can match on it"
+    )]
+    pub fn acquire_env(
+        dir: &Path,
+        env: &str,
+        timeout: Duration,
+        holder: &HolderInfo,
+    ) -> Result<ProjectLock, LockError> {
+        let file = env_lock_file(dir, env)?;
+        let deadline = Deadline::new(timeout);
+        let project = lock_file(dir, LOCK_FILE, Mode::Shared, &deadline, || {
+            read_info(&dir.join(LOCK_INFO_FILE))
+        })?;
+        let mut env_lock = lock_file(dir, &file, Mode::Exclusive, &deadline, || {
+            read_info(&dir.join(format!("{file}.info")))
+        })
+        .map_err(|e| match e {
+            LockError::Held {
+                holder,
+                waited,
+                place,
+            } => LockError::Held {
+                holder,
+                waited,
+                place: format!("{place} for environment `{env}`"),
+            },
+            other => other,
+        })?;
+        let holder = HolderInfo {
+            started_at: now_ms(),
+            ..holder.clone()
+        };
+        env_lock.describe(dir, &file, &holder);
+        // The environment's lock first, so a waiter never sees its holder
+        // gone while the project lock is still held.
+        Ok(ProjectLock {
+            held: Held::Files(vec![env_lock, project]),
             holder,
         })
     }
@@ -254,7 +307,7 @@ impl ProjectLock {
                 from_config,
             } => {
                 let (lock, holder) =
-                    pg::lock::acquire(url, !from_config, project, timeout, holder)?;
+                    pg::lock::acquire(url, !from_config, project, None, timeout, holder)?;
                 Ok(ProjectLock {
                     held: Held::Postgres(Box::new(lock)),
                     holder,
@@ -263,8 +316,39 @@ impl ProjectLock {
         }
     }
 
-    /// Who holds the project lock where `location` keeps the state, if
-    /// anyone does (`soar lock status`).
+    /// Take environment `env`'s lock where `location` keeps the state (the
+    /// project lock shared plus the environment's exclusive; see
+    /// [`acquire_env`](Self::acquire_env)), for a command on one
+    /// environment.
+    #[expect(
+        clippy::result_large_err,
+        reason = "called once per command; the holder is kept inline so callers can match on it"
+    )]
+    pub fn acquire_env_at(
+        location: &StateLocation,
+        env: &str,
+        timeout: Duration,
+        holder: &HolderInfo,
+    ) -> Result<ProjectLock, LockError> {
+        match location {
+            StateLocation::Local { dir } => Self::acquire_env(dir, env, timeout, holder),
+            StateLocation::Postgres {
+                url,
+                project,
+                from_config,
+            } => {
+                let (lock, holder) =
+                    pg::lock::acquire(url, !from_config, project, Some(env), timeout, holder)?;
+                Ok(ProjectLock {
+                    held: Held::Postgres(Box::new(lock)),
+                    holder,
+                })
+            }
+        }
+    }
+
+    /// Who holds the project lock exclusively where `location` keeps the
+    /// state, if anyone does (environment holders: [`StateStore::lock_holders`](super::StateStore::lock_holders)).
     pub fn holder_at(location: &StateLocation) -> anyhow::Result<Option<HolderInfo>> {
         match location {
             StateLocation::Local { dir } => Ok(Self::try_holder(dir)),
@@ -280,16 +364,20 @@ impl ProjectLock {
     /// `None` when the lock is free, or when the holder left no readable
     /// `lock.info`. Probes with a momentary shared lock, so it never waits.
     pub fn try_holder(dir: &Path) -> Option<HolderInfo> {
-        let file = File::open(dir.join(LOCK_FILE)).ok()?;
-        match file.try_lock_shared() {
-            Ok(()) => {
-                // Free: whatever lock.info says is left from a dead holder.
-                let _ = file.unlock();
-                None
-            }
-            Err(TryLockError::WouldBlock) => read_info(dir),
-            Err(TryLockError::Error(_)) => None,
-        }
+        probe(&dir.join(LOCK_FILE), &dir.join(LOCK_INFO_FILE))
+    }
+
+    /// Who holds environment `env`'s lock in `dir` right now, if anyone
+    /// does and said so; like [`try_holder`](Self::try_holder).
+    pub fn try_env_holder(dir: &Path, env: &str) -> Option<HolderInfo> {
+        let file = env_lock_file(dir, env).ok()?;
+        probe(&dir.join(&file), &dir.join(format!("{file}.info")))
+    }
+
+    /// Every held environment lock in `dir` and its holder, by environment
+    /// name.
+    pub fn env_holders(dir: &Path) -> Vec<(String, HolderInfo)> {
+        env_holders(dir)
     }
 
     /// The holder recorded for this lock (this process).
@@ -301,9 +389,152 @@ impl ProjectLock {
 impl Drop for FileLock {
     fn drop(&mut self) {
         // Remove the description first, so nobody reads it after we let go.
-        let _ = std::fs::remove_file(&self.info_path);
+        if let Some(info) = &self.info_path {
+            let _ = std::fs::remove_file(info);
+        }
         let _ = self.file.unlock();
     }
+}
+
+/// The time budget of one acquisition, shared by its two locks.
+struct Deadline {
+    start: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            timeout,
+        }
+    }
+}
+
+/// `lock.env-<env>`, refused unless `env` is a valid environment name
+/// (lowercase letters, digits, hyphens): validated by the config already,
+/// checked again because it becomes a file name.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error type of the lock functions that call it"
+)]
+fn env_lock_file(dir: &Path, env: &str) -> Result<String, LockError> {
+    let valid = !env.is_empty()
+        && env.len() <= 64
+        && !env.starts_with('-')
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(LockError::Io {
+            path: dir.join(ENV_LOCK_PREFIX),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "`{}` is not an environment name (lowercase letters, digits and hyphens)",
+                    env.escape_debug()
+                ),
+            ),
+        });
+    }
+    Ok(format!("{ENV_LOCK_PREFIX}{env}"))
+}
+
+/// Take `dir/name` in `mode` before `deadline`. On timeout, `describe`
+/// names who is in the way.
+#[expect(
+    clippy::result_large_err,
+    reason = "called once per command; the holder is kept inline so callers can match on it"
+)]
+fn lock_file(
+    dir: &Path,
+    name: &str,
+    mode: Mode,
+    deadline: &Deadline,
+    describe: impl FnOnce() -> Option<HolderInfo>,
+) -> Result<FileLock, LockError> {
+    let path = dir.join(name);
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = open_lock_file(&path).map_err(io)?;
+    let mut pause = POLL_MIN;
+    loop {
+        let attempt = match mode {
+            Mode::Shared => file.try_lock_shared(),
+            Mode::Exclusive => file.try_lock(),
+        };
+        match attempt {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let waited = deadline.start.elapsed();
+        if waited >= deadline.timeout {
+            return Err(LockError::Held {
+                holder: describe(),
+                waited,
+                place: format!("the project lock in {}", path.display()),
+            });
+        }
+        std::thread::sleep(pause.min(deadline.timeout - waited));
+        pause = (pause * 2).min(POLL_MAX);
+    }
+    Ok(FileLock {
+        file,
+        info_path: None,
+    })
+}
+
+impl FileLock {
+    /// Record `holder` in `dir/name.info`, removed again on drop. Best
+    /// effort: the lock is what excludes; the info is only for the message
+    /// a waiter prints.
+    fn describe(&mut self, dir: &Path, name: &str, holder: &HolderInfo) {
+        let info_path = dir.join(format!("{name}.info"));
+        if let Err(e) = write_info(dir, &info_path, holder) {
+            tracing::debug!(error = %e, "could not describe the lock holder");
+        }
+        self.info_path = Some(info_path);
+    }
+}
+
+/// Who holds the lock on `path` (described in `info`) right now; probes
+/// with a momentary shared lock, so it never waits.
+fn probe(path: &Path, info: &Path) -> Option<HolderInfo> {
+    let file = File::open(path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            // Free: whatever the info says is left from a dead holder.
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => read_info(info),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+/// Every environment lock file in `dir` that is held, with its holder,
+/// sorted by environment.
+fn env_holders(dir: &Path) -> Vec<(String, HolderInfo)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, HolderInfo)> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let env = name.strip_prefix(ENV_LOCK_PREFIX)?;
+            if env.ends_with(".info") || env_lock_file(dir, env).is_err() {
+                return None;
+            }
+            let holder = probe(&dir.join(&name), &dir.join(format!("{name}.info")))?;
+            Some((env.to_string(), holder))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 fn open_lock_file(path: &Path) -> std::io::Result<File> {
@@ -315,9 +546,9 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Read `lock.info`; `None` if missing or unparsable.
-fn read_info(dir: &Path) -> Option<HolderInfo> {
-    let text = std::fs::read_to_string(dir.join(LOCK_INFO_FILE)).ok()?;
+/// Read a lock's description; `None` if missing or unparsable.
+fn read_info(path: &Path) -> Option<HolderInfo> {
+    let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -435,6 +666,51 @@ mod tests {
         assert!(!dir.path().join(LOCK_INFO_FILE).exists());
         let again = ProjectLock::acquire(dir.path(), Duration::ZERO, &holder("soar destroy"));
         assert!(again.is_ok());
+    }
+
+    #[test]
+    fn environments_lock_apart_and_describe_their_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = ProjectLock::acquire_env(
+            dir.path(),
+            "staging",
+            Duration::ZERO,
+            &holder("soar deploy --env staging"),
+        )
+        .unwrap();
+        let production = ProjectLock::acquire_env(
+            dir.path(),
+            "production",
+            Duration::ZERO,
+            &holder("soar deploy --env production"),
+        )
+        .unwrap();
+        // Shared holders of the project lock are not a project-wide holder.
+        assert!(ProjectLock::try_holder(dir.path()).is_none());
+        assert_eq!(
+            ProjectLock::try_env_holder(dir.path(), "staging")
+                .unwrap()
+                .command,
+            "soar deploy --env staging"
+        );
+        let envs: Vec<String> = ProjectLock::env_holders(dir.path())
+            .into_iter()
+            .map(|(env, _)| env)
+            .collect();
+        assert_eq!(envs, ["production", "staging"]);
+        drop(staging);
+        assert!(ProjectLock::try_env_holder(dir.path(), "staging").is_none());
+        assert!(!dir.path().join("lock.env-staging.info").exists());
+        let err = ProjectLock::acquire(dir.path(), Duration::ZERO, &holder("soar state push"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`soar deploy --env production`"),
+            "{err}"
+        );
+        drop(production);
+        assert!(
+            ProjectLock::acquire(dir.path(), Duration::ZERO, &holder("soar state push")).is_ok()
+        );
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //!   database, `.soar/state.db`; with `[state] url`, `SOAR_STATE_URL` or
 //!   `--state` ([`StateLocation`]), a PostgreSQL database a team shares,
 //!   with the same semantics.
-//! * [`ProjectLock`]: one `soar deploy` per project at a time; a file lock,
-//!   `.soar/lock`, or an advisory lock in the PostgreSQL database. The second
-//!   waits up to `--lock-timeout` and then names who holds it
+//! * [`ProjectLock`]: one `soar deploy` per environment at a time (the
+//!   project lock shared plus the environment's exclusive; commands
+//!   spanning every environment take the project lock exclusive); file
+//!   locks in `.soar/`, or advisory locks in the PostgreSQL database. The
+//!   second waits up to `--lock-timeout` and then names who holds it
 //!   ([`LockError::Held`]).
 //! * [`AnnounceLease`]: of several monitors of one project, the one that
 //!   announces its health transitions.
@@ -52,7 +54,7 @@ pub use audit::{
 pub use clock::{compact_utc, format_utc, now_ms};
 pub use lease::{ANNOUNCE_LOCK_FILE, AnnounceLease};
 pub use location::{STATE_URL_VAR, StateLocation};
-pub use lock::{HolderInfo, LOCK_FILE, LOCK_INFO_FILE, LockError, ProjectLock};
+pub use lock::{ENV_LOCK_PREFIX, HolderInfo, LOCK_FILE, LOCK_INFO_FILE, LockError, ProjectLock};
 pub use pg::queue::{
     DB_MS, QueueDb, Reaped, Renewal, listen as listen_for_jobs, notify as notify_jobs,
 };

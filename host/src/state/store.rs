@@ -144,7 +144,7 @@ impl StateStore {
 
     /// `Ok` when the environment is still at `planned`, else a [`StalePlan`].
     ///
-    /// Check while holding the project lock, so nothing can change the state
+    /// Check while holding the environment's lock, so nothing can change the state
     /// between the check and the apply.
     pub fn check_serial(&self, env: &str, planned: u64) -> anyhow::Result<()> {
         let current = self.serial(env)?;
@@ -251,8 +251,9 @@ impl StateStore {
     /// on `env` by `actor`; committed at once, so even a deploy killed in
     /// its first phase leaves a trace.
     ///
-    /// Call it after taking the [`ProjectLock`]: `history` tells a running
-    /// deploy from an interrupted one by matching it to the lock's holder.
+    /// Call it after taking the environment's [`ProjectLock`]: `history`
+    /// tells a running deploy from an interrupted one by matching it to the
+    /// holder of its environment's lock.
     pub fn begin_deploy(&self, env: &str, command: &str, actor: &str) -> anyhow::Result<DeployId> {
         let (command, actor) = (&bounded(command, MAX_COMMAND), &bounded(actor, MAX_ACTOR));
         on_backend!(self, b => b.begin_deploy(env, command, actor))
@@ -302,8 +303,8 @@ impl StateStore {
     /// newest first, each with its phases.
     ///
     /// A deploy that never finished is [`Running`](super::DeployStatus::Running)
-    /// if it belongs to this process or to the live holder of the project
-    /// lock, and [`Interrupted`](super::DeployStatus::Interrupted) otherwise.
+    /// if it belongs to this process or to the live holder of its
+    /// environment's lock, and [`Interrupted`](super::DeployStatus::Interrupted) otherwise.
     pub fn history(&self, env: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeployRecord>> {
         on_backend!(self, b => b.history(env, limit))
     }
@@ -333,7 +334,8 @@ impl StateStore {
         on_backend!(self, b => b.import(snapshot, replace))
     }
 
-    /// Who holds this project's lock right now, if anyone does.
+    /// Who holds this project's lock exclusively right now (a command
+    /// spanning every environment), if anyone does.
     pub fn lock_holder(&self) -> anyhow::Result<Option<HolderInfo>> {
         match &self.backend {
             Backend::Sqlite(s) => Ok(ProjectLock::try_holder(s.dir())),
@@ -341,26 +343,56 @@ impl StateStore {
         }
     }
 
-    /// `soar lock release --force`: end the session of whoever holds this
-    /// project's PostgreSQL lock and record that `actor` did. Returns the
-    /// holder released, `None` when the lock was free.
+    /// Every current holder: `(None, holder)` for a project-wide one,
+    /// `(Some(env), holder)` per held environment lock, by environment.
+    pub fn lock_holders(&self) -> anyhow::Result<Vec<(Option<String>, HolderInfo)>> {
+        let (project, envs) = match &self.backend {
+            Backend::Sqlite(s) => (
+                ProjectLock::try_holder(s.dir()),
+                ProjectLock::env_holders(s.dir()),
+            ),
+            Backend::Postgres(p) => (p.lock_holder()?, p.env_lock_holders()?),
+        };
+        Ok(project
+            .map(|h| (None, h))
+            .into_iter()
+            .chain(envs.into_iter().map(|(env, h)| (Some(env), h)))
+            .collect())
+    }
+
+    /// `soar lock release --force`: end the session of whoever holds
+    /// environment `env`'s PostgreSQL lock (`None`: the project-wide lock)
+    /// and record that `actor` did. Returns the holder released, `None`
+    /// when the lock was free.
     ///
     /// Refused for local state: the file lock belongs to a process on this
     /// machine, which the kernel releases when it exits; stop that process.
-    pub fn force_release_lock(&self, actor: &str) -> anyhow::Result<Option<HolderInfo>> {
+    pub fn force_release_lock(
+        &self,
+        env: Option<&str>,
+        actor: &str,
+    ) -> anyhow::Result<Option<HolderInfo>> {
         match &self.backend {
             Backend::Sqlite(s) => {
-                let Some(h) = ProjectLock::try_holder(s.dir()) else {
+                let held = match env {
+                    Some(env) => ProjectLock::try_env_holder(s.dir(), env),
+                    None => ProjectLock::try_holder(s.dir()),
+                };
+                let Some(h) = held else {
                     return Ok(None);
                 };
+                let which = match env {
+                    Some(env) => format!("the lock of environment `{env}`"),
+                    None => "the project lock".to_string(),
+                };
                 anyhow::bail!(
-                    "the project lock in {} is held by pid {} on this machine; a file lock is freed when its process exits: stop that process (kill {})",
+                    "{which} in {} is held by pid {} on this machine; a file lock is freed when its process exits: stop that process (kill {})",
                     s.dir().display(),
                     h.pid,
                     h.pid
                 )
             }
-            Backend::Postgres(p) => p.force_release_lock(actor),
+            Backend::Postgres(p) => p.force_release_lock(env, actor),
         }
     }
 

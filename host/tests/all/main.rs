@@ -35,6 +35,7 @@ mod do_sshd;
 mod docker_metrics;
 mod docker_rollout;
 mod e2e_local;
+mod env_locks;
 mod exec;
 mod hostile;
 mod hostile_caps;

@@ -336,7 +336,10 @@ fn a_v1_state_database_gains_the_queue_tables() {
         .query_one("SELECT version FROM soar.meta", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(
+        version,
+        i32::try_from(soar::state::PG_SCHEMA_VERSION).unwrap()
+    );
     let id = w.submit("app");
     let job = w.wait_final(&[id], Duration::from_secs(120))[0].clone();
     assert_eq!(job["status"], "succeeded", "{job:#}\n{}", w.log());

@@ -7,7 +7,7 @@ use postgres::Row;
 use serde::Serialize;
 
 use super::Postgres;
-use crate::state::audit::{derive_status, event_body, process_token};
+use crate::state::audit::{HolderCache, derive_status, event_body, process_token};
 use crate::state::clock::now_ms;
 use crate::state::lock::hostname;
 use crate::state::{
@@ -177,12 +177,12 @@ impl Postgres {
             )?;
             let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
             let mut phases = phases_of(c, &ids)?;
-            let mut holder = None;
+            let mut holders = HolderCache::new();
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let (mut record, stored, token) = deploy_row(row);
-                record.status = derive_status(&record, &stored, &token, &mut holder, || {
-                    super::lock::holder(c, project).ok().flatten()
+                record.status = derive_status(&record, &stored, &token, &mut holders, |env| {
+                    live_holder(c, project, env)
                 })?;
                 record.phases = phases.remove(&record.id.0).unwrap_or_default();
                 out.push(record);
@@ -202,9 +202,10 @@ impl Postgres {
             )?;
             let Some(row) = row else { return Ok(None) };
             let (mut record, stored, token) = deploy_row(&row);
-            record.status = derive_status(&record, &stored, &token, &mut None, || {
-                super::lock::holder(c, project).ok().flatten()
-            })?;
+            record.status =
+                derive_status(&record, &stored, &token, &mut HolderCache::new(), |env| {
+                    live_holder(c, project, env)
+                })?;
             record.phases = phases_of(c, &[id.0])?.remove(&id.0).unwrap_or_default();
             Ok(Some(record))
         })
@@ -234,6 +235,19 @@ impl Postgres {
                 .collect()
         })
     }
+}
+
+/// The live holder of environment `env`'s lock, or else of the project's
+/// (an older soar locking project-wide), for [`derive_status`].
+fn live_holder(
+    c: &mut postgres::Client,
+    project: &str,
+    env: &str,
+) -> Option<crate::state::HolderInfo> {
+    let env_holder = super::lock::env_holders(c, project, Some(env))
+        .ok()
+        .and_then(|holders| holders.into_iter().next().map(|(_, h)| h));
+    env_holder.or_else(|| super::lock::holder(c, project).ok().flatten())
 }
 
 /// The phases of each of `ids`, in order, in one query.

@@ -130,16 +130,26 @@ fn bump_serial(tx: &mut Transaction<'_>, project: &str, env: &str) -> anyhow::Re
 }
 
 impl Postgres {
-    /// Who holds this project's lock right now.
+    /// Who holds this project's lock exclusively right now.
     pub(crate) fn lock_holder(&self) -> anyhow::Result<Option<crate::state::HolderInfo>> {
         self.read(lock::holder)
     }
 
-    /// End the lock holder's session and record it (`soar lock release --force`).
+    /// Who holds this project's environment locks right now, by
+    /// environment.
+    pub(crate) fn env_lock_holders(
+        &self,
+    ) -> anyhow::Result<Vec<(String, crate::state::HolderInfo)>> {
+        self.read(|c, project| lock::env_holders(c, project, None))
+    }
+
+    /// End the session of the holder of `env`'s lock (`None`: of the
+    /// project-wide lock) and record it (`soar lock release --force`).
     pub(crate) fn force_release_lock(
         &self,
+        env: Option<&str>,
         actor: &str,
     ) -> anyhow::Result<Option<crate::state::HolderInfo>> {
-        self.read(|c, project| lock::force_release(c, project, actor))
+        self.read(|c, project| lock::force_release(c, project, env, actor))
     }
 }

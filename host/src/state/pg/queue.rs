@@ -164,9 +164,14 @@ impl QueueDb {
     /// for a URL from a config file.
     pub fn connect(url: &str, password_allowed: bool) -> anyhow::Result<QueueDb> {
         let target = Target::parse(url, password_allowed)?;
-        let mut client = target.connect()?;
+        let client = target.connect()?;
         let shown = target.shown().to_string();
-        off_runtime(|| schema::migrate(&mut client, &shown))?;
+        // Migrate and, on failure, drop the client off the runtime too: a
+        // blocking client dropped on a runtime thread panics.
+        let client = off_runtime(move || {
+            let mut client = client;
+            schema::migrate(&mut client, &shown).map(|()| client)
+        })?;
         Ok(QueueDb {
             target,
             url: url.to_string(),

@@ -18,6 +18,10 @@ use crate::state::schema::Migration;
 /// Advisory lock key (class) of everything soar locks in PostgreSQL: the
 /// migration lock below and, with the project's key, the project locks.
 pub(crate) const LOCK_CLASS: i32 = 0x50_0A_52;
+/// Advisory lock class of the environment locks, keyed by
+/// `soar.env_locks.key` (`LOCK_CLASS + 1` and `+ 2` are the queue's claim
+/// and announcement locks).
+pub(crate) const ENV_LOCK_CLASS: i32 = LOCK_CLASS + 3;
 /// The second half of the migration lock's key.
 const MIGRATION_KEY: i32 = 0;
 
@@ -30,6 +34,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: super::queue::MIGRATION,
+    },
+    Migration {
+        version: 3,
+        sql: V3,
     },
 ];
 
@@ -134,6 +142,30 @@ CREATE TABLE soar.lock_releases (
     host        text NOT NULL,
     released    text NOT NULL
 );
+"#;
+
+/// v3: a lock per environment, so deploys of two environments of one
+/// project run side by side; forced releases say which environment.
+/// Idempotent (`IF NOT EXISTS`), so a database set back to an older
+/// version by hand migrates again cleanly.
+const V3: &str = r#"
+-- One row per (project, environment) that ever took its lock: `key` is the
+-- advisory lock's second half (class ENV_LOCK_CLASS); the rest names the
+-- holder while `backend_pid` holds it.
+CREATE TABLE IF NOT EXISTS soar.env_locks (
+    project     text NOT NULL,
+    env         text NOT NULL,
+    key         integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+    backend_pid integer,
+    pid         bigint,
+    host        text,
+    user_name   text,
+    command     text,
+    started_at  bigint,
+    PRIMARY KEY (project, env)
+);
+
+ALTER TABLE soar.lock_releases ADD COLUMN IF NOT EXISTS env text;
 "#;
 
 /// The database's schema version; 0 before the first migration.
