@@ -215,9 +215,7 @@ fn remove(config: Option<&std::path::Path>, name: &str, out: &Reporter) -> anyho
     // has (the next use pins what is there, a bundled plugin included).
     if let Some(config) = project(config) {
         let path = crate::install::lock::path_for(&config);
-        let mut lock = crate::install::lock::LockFile::read(&path)?;
-        if lock.remove(name) {
-            lock.write(&path)?;
+        if crate::install::lock::LockFile::update(&path, |lock| lock.remove(name))? {
             out.print(&format!("Unpinned {name} in {}.\n", path.display()));
         }
     }

@@ -84,6 +84,33 @@ impl LockFile {
         Ok(())
     }
 
+    /// Change the lock file at `path` with `change` (which says whether it
+    /// changed anything), read and written under an exclusive `flock` on
+    /// its directory, so two soar processes pinning at once (deploys of two
+    /// environments, which no longer share a lock) do not lose each other's
+    /// pin. The directory, not the file, is locked: the file is replaced
+    /// by a rename on every write, and a lock on the old inode would not
+    /// hold the next writer; no lock file is left beside `soar.lock`.
+    /// Returns whether anything changed (and was written).
+    pub fn update(path: &Path, change: impl FnOnce(&mut LockFile) -> bool) -> anyhow::Result<bool> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let guard = std::fs::File::open(dir)
+            .with_context(|| format!("opening {} to lock {FILE_NAME}", dir.display()))?;
+        guard
+            .lock()
+            .with_context(|| format!("locking {} to update {FILE_NAME}", dir.display()))?;
+        let mut lock = Self::read(path)?;
+        let changed = change(&mut lock);
+        if changed {
+            lock.write(path)?;
+        }
+        // Unlocked when `guard` closes.
+        Ok(changed)
+    }
+
     /// The pin of `name`.
     pub fn get(&self, name: &str) -> Option<&Pin> {
         self.plugins.iter().find(|p| p.name == name)
@@ -144,11 +171,7 @@ pub fn pin_of(entry: &crate::catalog::Entry) -> Pin {
 /// Returns the lock file's path and whether anything changed.
 pub fn pin(config_file: &Path, entry: &crate::catalog::Entry) -> anyhow::Result<(PathBuf, bool)> {
     let path = path_for(config_file);
-    let mut lock = LockFile::read(&path)?;
-    let changed = lock.set(pin_of(entry));
-    if changed {
-        lock.write(&path)?;
-    }
+    let changed = LockFile::update(&path, |lock| lock.set(pin_of(entry)))?;
     Ok((path, changed))
 }
 
@@ -169,7 +192,7 @@ pub fn check(
 ) -> anyhow::Result<()> {
     use crate::catalog::Source;
     let path = path_for(config_file);
-    let mut lock = LockFile::read(&path)?;
+    let lock = LockFile::read(&path)?;
     let bundled = entry.source == Source::Bundled;
     let installed_at = match &entry.source {
         Source::Installed { path } => path.display().to_string(),
@@ -181,8 +204,7 @@ pub fn check(
         }
         Some(pin) if pin.source == BUNDLED_SOURCE && bundled => {
             let old = pin.sha256.clone();
-            lock.set(pin_of(entry));
-            write_bundled_pin(&lock, &path);
+            write_bundled_pin(entry, &path);
             out.notice(&format!(
                 "{}: the bundled plugin '{}' changed with this soar (sha256:{} -> sha256:{}); pinned the new one",
                 path.display(),
@@ -223,11 +245,10 @@ pub fn check(
             file = FILE_NAME,
         ),
         None => {
-            lock.set(pin_of(entry));
             if bundled {
-                write_bundled_pin(&lock, &path);
+                write_bundled_pin(entry, &path);
             } else {
-                lock.write(&path)?;
+                LockFile::update(&path, |lock| lock.set(pin_of(entry)))?;
             }
             if !bundled && crate::catalog::Catalog::is_bundled(&entry.name) {
                 out.warn(&format!(
@@ -255,11 +276,59 @@ pub fn check(
 /// directory is read-only still plans and deploys with the bundled plugin
 /// (it cannot be switched by an install anyway without this pin, which is
 /// said).
-fn write_bundled_pin(lock: &LockFile, path: &Path) {
-    if let Err(e) = lock.write(path) {
+fn write_bundled_pin(entry: &crate::catalog::Entry, path: &Path) {
+    if let Err(e) = LockFile::update(path, |lock| lock.set(pin_of(entry))) {
         tracing::warn!(
             "cannot record the bundled plugin in {}: {e:#}; an installed plugin of the same name would not be refused in this project",
             path.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(name: &str) -> Pin {
+        Pin {
+            name: name.into(),
+            version: "1.0.0".into(),
+            source: "bundled".into(),
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    /// Many writers at once (deploys of several environments pinning on
+    /// first use): every pin is kept, none lost to another's rename.
+    #[test]
+    fn concurrent_updates_keep_every_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let writers: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    LockFile::update(&path, |l| l.set(pin(&format!("plugin-{i:02}")))).unwrap()
+                })
+            })
+            .collect();
+        for w in writers {
+            assert!(w.join().unwrap(), "each writer added its pin");
+        }
+        let lock = LockFile::read(&path).unwrap();
+        assert_eq!(lock.plugins.len(), 16, "{lock:?}");
+        assert!(
+            !LockFile::update(&path, |l| l.set(pin("plugin-03"))).unwrap(),
+            "an unchanged pin is not written again"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            [FILE_NAME],
+            "no lock or temp file is left beside it"
         );
     }
 }

@@ -477,14 +477,13 @@ fn pin_in_project(opts: &InstallOptions, d: &Description, digest: &str) -> anyho
         return Ok(());
     };
     let path = lock::path_for(config);
-    let mut l = lock::LockFile::read(&path)?;
-    if l.set(lock::Pin {
+    let pin = lock::Pin {
         name: d.name.clone(),
         version: d.version.clone(),
         source: opts.source.clone(),
         sha256: digest.to_string(),
-    }) {
-        l.write(&path)?;
+    };
+    if lock::LockFile::update(&path, |l| l.set(pin))? {
         opts.out
             .print(&format!("Pinned {} in {}.\n", d.name, path.display()));
     }
@@ -690,14 +689,13 @@ pub async fn update(
         && let Some(config) = &opts.project
     {
         let path = lock::path_for(config);
-        let mut l = lock::LockFile::read(&path)?;
-        if l.set(lock::Pin {
+        let pin = lock::Pin {
             name: name.to_string(),
             version: installed.version.clone(),
             source: opts.source.clone(),
             sha256: installed.sha256.clone(),
-        }) {
-            l.write(&path)?;
+        };
+        if lock::LockFile::update(&path, |l| l.set(pin))? {
             opts.out
                 .print(&format!("Pinned {name} in {}.\n", path.display()));
         }
