@@ -348,15 +348,19 @@ impl Reporter {
 
     fn write_out(&self, text: &str) {
         let text = crate::terminal::text(text);
-        let mut out = lock(&self.0.stdout);
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        progress::suspend(|| {
+            let mut out = lock(&self.0.stdout);
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        });
     }
 
     fn write_err(&self, text: &str) {
-        let mut err = lock(&self.0.stderr);
-        let _ = err.write_all(text.as_bytes());
-        let _ = err.flush();
+        progress::suspend(|| {
+            let mut err = lock(&self.0.stderr);
+            let _ = err.write_all(text.as_bytes());
+            let _ = err.flush();
+        });
     }
 }
 

@@ -253,6 +253,18 @@ pub fn uploads() -> &'static Uploads {
     })
 }
 
+/// Run `print` with the upload bars (when any draw) cleared, then draw them
+/// again below what it printed: a host's "✓ healthy" line, written while
+/// other hosts still upload, lands above the bars instead of inside them.
+pub fn suspend<R>(print: impl FnOnce() -> R) -> R {
+    // Cloned out so the tally's lock is not held while printing.
+    let multi = uploads().lock().multi.clone();
+    match multi {
+        Some(m) => m.suspend(print),
+        None => print(),
+    }
+}
+
 /// One open plan or file of [`Uploads`]; ends when dropped.
 pub struct Upload {
     uploads: &'static Uploads,
