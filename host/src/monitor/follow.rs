@@ -108,6 +108,9 @@ pub async fn follow(svc: Service, start: Start, out: mpsc::Sender<Line>) -> anyh
     }
 }
 
+/// Most bytes of a local log line held back waiting for its newline.
+const MAX_PARTIAL: usize = 64 * 1024;
+
 /// Follow a local file: its last `backlog` lines, then what is appended,
 /// until nobody listens on `out`.
 async fn local<T>(
@@ -116,16 +119,18 @@ async fn local<T>(
     out: &mpsc::Sender<T>,
     make: impl Fn(&str) -> T,
 ) -> anyhow::Result<()> {
-    let text = tokio::fs::read(path).await.map_err(|e| {
-        anyhow::anyhow!(
-            "reading {}: {e} (has the service been deployed?)",
-            path.display()
-        )
-    })?;
-    let mut offset = text.len() as u64;
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    for l in &all[all.len().saturating_sub(start.lines)..] {
+    let (backlog, mut offset) = {
+        let (file, n) = (path.clone(), start.lines);
+        tokio::task::spawn_blocking(move || crate::rollout::service::tail_lines(&file, n))
+            .await?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "reading {}: {e} (has the service been deployed?)",
+                    path.display()
+                )
+            })?
+    };
+    for l in &backlog {
         if out.send(make(l)).await.is_err() {
             return Ok(());
         }
@@ -153,11 +158,19 @@ async fn local<T>(
         file.take(len - offset).read_to_end(&mut fresh).await?;
         offset += fresh.len() as u64;
         partial.extend_from_slice(&fresh);
-        // Whole lines only; a line still being written waits for its end.
-        while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=nl).collect();
-            let text = String::from_utf8_lossy(&line[..nl]);
-            if out.send(make(text.trim_end_matches('\r'))).await.is_err() {
+        // Whole lines only; a line still being written waits for its end,
+        // up to MAX_PARTIAL bytes (a service that never ends its line must
+        // not grow this buffer without bound): then it goes out as it is.
+        loop {
+            let end = match partial.iter().position(|b| *b == b'\n') {
+                Some(nl) => nl + 1,
+                None if partial.len() >= MAX_PARTIAL => MAX_PARTIAL,
+                None => break,
+            };
+            let line: Vec<u8> = partial.drain(..end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n').trim_end_matches('\r');
+            if out.send(make(text)).await.is_err() {
                 return Ok(());
             }
         }
@@ -275,6 +288,11 @@ mod tests {
         std::io::Write::write_all(&mut f, b"new, half").unwrap();
         std::io::Write::write_all(&mut f, b" done\n").unwrap();
         assert_eq!(rx.recv().await.unwrap(), "new, half done");
+        // A line that never ends is passed on in MAX_PARTIAL pieces.
+        std::io::Write::write_all(&mut f, &vec![b'x'; MAX_PARTIAL + 10]).unwrap();
+        assert_eq!(rx.recv().await.unwrap().len(), MAX_PARTIAL);
+        std::io::Write::write_all(&mut f, b"\n").unwrap();
+        assert_eq!(rx.recv().await.unwrap(), "x".repeat(10));
         task.abort();
     }
 }

@@ -79,6 +79,46 @@ pub fn log_file(root: &Path) -> PathBuf {
     root.join("logs").join("service.log")
 }
 
+/// Most bytes read back from the end of a log for its last lines: a line
+/// count of long lines must not turn into reading a log of gigabytes.
+const MAX_TAIL_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The last `n` lines of the file at `path`, and its length then (where a
+/// follow goes on from). Read from the end in chunks, not whole: a
+/// service's log grows for as long as it runs, and Soar does not rotate it.
+pub fn tail_lines(path: &Path, n: usize) -> std::io::Result<(Vec<String>, u64)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const CHUNK: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut start = len;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut newlines = 0usize;
+    while start > 0 && len - start < MAX_TAIL_BYTES {
+        let step = CHUNK.min(start);
+        start -= step;
+        file.seek(SeekFrom::Start(start))?;
+        let mut chunk = vec![0; step as usize];
+        file.read_exact(&mut chunk)?;
+        newlines += chunk.iter().filter(|b| **b == b'\n').count();
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        // The file's own final newline ends its last line, not another one.
+        let ends = usize::from(tail.last() == Some(&b'\n'));
+        if newlines.saturating_sub(ends) >= n {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        // Begun mid-line (or at a line the count does not need).
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(n);
+    Ok((lines[skip..].iter().map(|l| l.to_string()).collect(), len))
+}
+
 /// The pid in `file` if that process is alive and is a supervisor of `root`.
 pub fn live_supervisor(root: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pid_file(root))
@@ -165,9 +205,8 @@ impl ServiceManager for Supervisor {
     }
 
     async fn logs(&self, spec: &ServiceSpec, lines: usize) -> anyhow::Result<String> {
-        let text = std::fs::read_to_string(log_file(Path::new(&spec.root))).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        Ok(all[all.len().saturating_sub(lines)..].join("\n"))
+        let (last, _) = tail_lines(&log_file(Path::new(&spec.root)), lines).unwrap_or_default();
+        Ok(last.join("\n"))
     }
 }
 
@@ -180,4 +219,47 @@ fn is_zombie(pid: i32) -> bool {
                 .map(|rest| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(text: &str, n: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("service.log");
+        std::fs::write(&path, text).unwrap();
+        let (lines, len) = tail_lines(&path, n).unwrap();
+        assert_eq!(len, text.len() as u64);
+        lines
+    }
+
+    #[test]
+    fn the_last_lines_whatever_the_file_ends_with() {
+        assert_eq!(tail("a\nb\nc\n", 2), ["b", "c"]);
+        assert_eq!(tail("a\nb\nc", 2), ["b", "c"]);
+        assert_eq!(tail("a\nb\n", 5), ["a", "b"]);
+        assert_eq!(tail("a\nb\n", 0), Vec::<String>::new());
+        assert_eq!(tail("", 3), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_long_log_is_read_from_its_end_only() {
+        // Lines across many chunks: the count is exact at chunk edges.
+        let text: String = (0..50_000).map(|i| format!("line {i:05}\n")).collect();
+        let want: Vec<String> = (49_990..50_000).map(|i| format!("line {i:05}")).collect();
+        assert_eq!(tail(&text, 10), want);
+        let want: Vec<String> = (40_000..50_000).map(|i| format!("line {i:05}")).collect();
+        assert_eq!(tail(&text, 10_000), want);
+        // More lines asked than MAX_TAIL_BYTES holds: what fits, whole lines.
+        let big: String = (0..1_000_000).map(|i| format!("line {i:07}\n")).collect();
+        let got = tail(&big, 2_000_000);
+        assert!(
+            got.len() < 1_000_000 && got.len() > 600_000,
+            "{}",
+            got.len()
+        );
+        assert_eq!(got.last().map(String::as_str), Some("line 0999999"));
+        assert!(got[0].starts_with("line "), "{}", got[0]);
+    }
 }
