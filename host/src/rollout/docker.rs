@@ -410,16 +410,7 @@ impl<T: Transport> Docker<T> {
 
     /// Remove the container and every image of the service (`soar destroy`).
     pub async fn uninstall(&self, spec: &ServiceSpec) -> anyhow::Result<()> {
-        let name = quote(&container(&spec.name))?;
-        self.exec(
-            &format!(
-                "if {cli} inspect {name} >/dev/null 2>&1; then {cli} rm -f {name} >/dev/null; fi",
-                cli = self.cli()
-            ),
-            STEP_TIMEOUT,
-        )
-        .await?
-        .check("removing the container")?;
+        self.remove_container(spec).await?;
         let tags = self.tags(spec).await?;
         self.remove_images(spec, &tags).await
     }
