@@ -123,9 +123,40 @@ fn keygen(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A free TCP port on 127.0.0.1 (for sshd hosts and test services).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range
+/// (32768-60999 by default), which the kernel draws from for every bind to
+/// port 0 and every outgoing connection.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1 (for sshd hosts and test services), for a
+/// server the test starts later.
+///
+/// Between this check and that server's bind the port is nobody's, so a
+/// port from the kernel's ephemeral range (`bind :0`) could be handed to
+/// any other test's `:0` server or client meanwhile — seen in CI as a
+/// blue/green colour that could not start. Ports come from
+/// [`PICKED_PORTS`] instead, outside that range, each at most once per
+/// process (an atomic cursor from a per-process start), so only another
+/// process picking the same way could take one.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    // A different start per process: two test binaries at once rarely meet.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PICKED_PORTS.start + n as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {PICKED_PORTS:?} on 127.0.0.1")
 }
 
 impl SshHost {

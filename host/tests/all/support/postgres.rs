@@ -26,7 +26,6 @@
 //! pulls it in (through `ssl-cert`), so this costs no new crate to build on
 //! every machine, and the files are what an operator would make by hand.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -390,12 +389,10 @@ fn open_path_to(path: &Path) {
     }
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, from outside the kernel's
+/// ephemeral range (see [`soar_tests::sshd::free_port`]).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    soar_tests::sshd::free_port().expect("a free loopback port")
 }
 
 /// A throw-away certificate authority made with the `openssl` command: an
