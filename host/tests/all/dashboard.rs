@@ -16,7 +16,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::support::browser::{Driver, require_chromium, screenshot};
 use crate::support::e2e::{ENV, Project, http_get, soar_toml, version_at, wait_until};
-use crate::support::soar;
+use crate::support::{Listening, listening, soar};
 
 /// What the service prints when it starts: markup from "the service".
 const MARKUP: &str = "<script>window.pwned=1</script><b>bold</b>";
@@ -97,33 +97,11 @@ struct Server {
 impl Server {
     fn start(home: &Path, config: &Path) -> Self {
         let log = config.with_file_name("serve.log");
-        let mut child = soar(home, config.parent().unwrap())
+        let mut serve = soar(home, config.parent().unwrap());
+        serve
             .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting soar serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("soar serve: listening on http://")
-            .or_else(|| {
-                first
-                    .trim()
-                    .strip_prefix("soar serve: listening on https://")
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {first:?}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .parse()
-            .unwrap();
+            .arg(config);
+        let Listening { child, addr, .. } = listening(serve, &log);
         Self { child, addr, log }
     }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::e2e::{ENV, Mode, Project, Run, run_command, soar_toml, version_at};
 use crate::support::leak_scan::assert_no_secret;
-use crate::support::soar;
+use crate::support::{Listening, listening, soar};
 
 /// The project NAME on the server: the `[app] name` of [`soar_toml`], so the
 /// CLI finds it from the checkout's soar.toml without `--project`.
@@ -36,31 +36,20 @@ impl Server {
         // The server's environment points soar at a server (nothing
         // listens there): its own jobs, `soar` children of it, must still
         // deploy locally, or every job here would fail.
-        let mut child = soar(home, config.parent().unwrap())
+        let mut serve = soar(home, config.parent().unwrap());
+        serve
             .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
             .arg(config)
             .env("SOAR_SERVER", "http://127.0.0.1:9")
-            .env("SOAR_SERVER_TOKEN", "soar_not_for_jobs")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting soar serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let rest = first.trim().strip_prefix("soar serve: listening on ");
-        let (scheme, addr) = match rest.and_then(|r| r.split_once("://")) {
-            Some(("https", a)) => ("https", a),
-            Some((_, a)) => ("http", a),
-            None => panic!(
-                "unexpected first line {first:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
-        };
+            .env("SOAR_SERVER_TOKEN", "soar_not_for_jobs");
+        let Listening {
+            child,
+            scheme,
+            addr,
+        } = listening(serve, &log);
         Self {
             child,
-            addr: addr.parse().unwrap(),
+            addr,
             scheme,
             log,
         }

@@ -11,13 +11,13 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::e2e::{ENV, Project, soar_toml, version_at, wait_until};
-use crate::support::soar;
+use crate::support::{Listening, listening, soar};
 use tar::EntryType::{Regular, Symlink};
 
 /// A hook that holds a deploy until the test lets it go.
@@ -41,34 +41,12 @@ impl Server {
     /// own secrets).
     fn start_with(home: &Path, config: &Path, vars: &[(&str, &str)]) -> Self {
         let log = unique(config.with_file_name("serve"));
-        let mut child = soar(home, config.parent().unwrap())
+        let mut serve = soar(home, config.parent().unwrap());
+        serve
             .envs(vars.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting soar serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("soar serve: listening on http://")
-            .or_else(|| {
-                first
-                    .trim()
-                    .strip_prefix("soar serve: listening on https://")
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {first:?}; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .parse()
-            .unwrap();
+            .arg(config);
+        let Listening { child, addr, .. } = listening(serve, &log);
         Self { child, addr, log }
     }
 

@@ -9,17 +9,17 @@
 //! worker shows any job.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::e2e::{ENV, Project, soar_toml, wait_until};
 use crate::support::postgres::Cluster;
-use crate::support::soar;
+use crate::support::{Listening, listening, soar};
 
 /// A hook that holds a deploy until the test lets it go.
 const GATE: &str = "touch hook-started; while [ ! -f hook-release ]; do sleep 0.05; done";
@@ -74,32 +74,15 @@ impl Worker {
             .trim()
             .to_string();
         let log = dir.join("serve.log");
-        let mut child = soar(home, dir)
+        let mut serve = soar(home, dir);
+        serve
             .env("PGPASSWORD", Cluster::PASSWORD)
             .args(["serve", "--listen", "127.0.0.1:0", "--server-config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting soar serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut addr = None;
-        for _ in 0..2 {
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            if let Some(a) = line.trim().strip_prefix("soar serve: listening on http://") {
-                addr = Some(a.parse().unwrap());
-                break;
-            }
-            assert!(
-                line.starts_with("soar serve: worker "),
-                "unexpected line {line:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+            .arg(&config);
+        let Listening { child, addr, .. } = listening(serve, &log);
         Worker {
             child,
-            addr: addr.expect("the server's address"),
+            addr,
             log,
             token,
         }

@@ -2,13 +2,14 @@
 //! read and a deploy token, for the suites that drive the server and look
 //! at what it shows (`monitor`, `metrics`, `mcp`).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::Listening;
 use crate::support::e2e::{Project, wait_until};
 
 /// A running `soar serve` serving one project; killed on drop.
@@ -77,31 +78,15 @@ impl Served {
         };
         let (reader, deployer) = (token("read"), token("deploy"));
         let log = dir.join("serve.log");
-        let mut child = serve(&["--listen", "127.0.0.1:0"])
-            .env("SOAR_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting soar serve");
-        // A worker of a shared queue says so first.
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        while first.is_empty() || first.starts_with("soar serve: worker ") {
-            first.clear();
-            if stdout.read_line(&mut first).unwrap() == 0 {
-                break;
-            }
-        }
-        let addr = first
-            .trim()
-            .strip_prefix("soar serve: listening on http://")
-            .unwrap_or_else(|| {
-                panic!(
-                    "{first:?}; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .to_string();
+        let mut cmd = serve(&["--listen", "127.0.0.1:0"]);
+        cmd.env("SOAR_LOG", "info");
+        let Listening {
+            child,
+            scheme,
+            addr,
+        } = crate::support::listening(cmd, &log);
+        assert_eq!(scheme, "http", "a plain test server");
+        let addr = addr.to_string();
         Self {
             child,
             addr,

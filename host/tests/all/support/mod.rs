@@ -61,6 +61,51 @@ pub fn soar(sandbox: &Path, cwd: &Path) -> Command {
     cmd
 }
 
+/// A `soar serve` that has said where it listens.
+pub struct Listening {
+    /// The server process.
+    pub child: std::process::Child,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// `127.0.0.1:PORT`.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Start `serve` (a `soar serve ...` command) with its stderr in `log`, and
+/// wait for its `soar serve: listening on SCHEME://ADDR` line; the lines a
+/// worker of a shared queue prints first are skipped. Panics with the log
+/// when the server says anything else or exits.
+pub fn listening(mut serve: Command, log: &Path) -> Listening {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = serve
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("starting soar serve");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    while first.is_empty() || first.starts_with("soar serve: worker ") {
+        first.clear();
+        if stdout.read_line(&mut first).unwrap() == 0 {
+            break;
+        }
+    }
+    let rest = first.trim().strip_prefix("soar serve: listening on ");
+    let (scheme, addr) = match rest.and_then(|r| r.split_once("://")) {
+        Some(("https", a)) => ("https", a),
+        Some(("http", a)) => ("http", a),
+        _ => panic!(
+            "unexpected first line {first:?}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        ),
+    };
+    Listening {
+        child,
+        scheme,
+        addr: addr.parse().unwrap(),
+    }
+}
+
 /// `soar -c <config> <args>` with `vars` set and `unset` removed from the
 /// environment, run to completion and echoed to stderr with its wall time.
 /// Panics when any of `secrets` is in what it printed: a project's
