@@ -299,21 +299,7 @@ impl ProjectLock {
         timeout: Duration,
         holder: &HolderInfo,
     ) -> Result<ProjectLock, LockError> {
-        match location {
-            StateLocation::Local { dir } => Self::acquire(dir, timeout, holder),
-            StateLocation::Postgres {
-                url,
-                project,
-                from_config,
-            } => {
-                let (lock, holder) =
-                    pg::lock::acquire(url, !from_config, project, None, timeout, holder)?;
-                Ok(ProjectLock {
-                    held: Held::Postgres(Box::new(lock)),
-                    holder,
-                })
-            }
-        }
+        Self::acquire_scoped(location, None, timeout, holder)
     }
 
     /// Take environment `env`'s lock where `location` keeps the state (the
@@ -330,15 +316,36 @@ impl ProjectLock {
         timeout: Duration,
         holder: &HolderInfo,
     ) -> Result<ProjectLock, LockError> {
-        match location {
-            StateLocation::Local { dir } => Self::acquire_env(dir, env, timeout, holder),
-            StateLocation::Postgres {
-                url,
-                project,
-                from_config,
-            } => {
+        Self::acquire_scoped(location, Some(env), timeout, holder)
+    }
+
+    /// [`acquire_at`](Self::acquire_at) (`env` none: the whole project) and
+    /// [`acquire_env_at`](Self::acquire_env_at) in one place.
+    #[expect(
+        clippy::result_large_err,
+        reason = "called once per command; the holder is kept inline so callers can match on it"
+    )]
+    fn acquire_scoped(
+        location: &StateLocation,
+        env: Option<&str>,
+        timeout: Duration,
+        holder: &HolderInfo,
+    ) -> Result<ProjectLock, LockError> {
+        match (location, env) {
+            (StateLocation::Local { dir }, None) => Self::acquire(dir, timeout, holder),
+            (StateLocation::Local { dir }, Some(env)) => {
+                Self::acquire_env(dir, env, timeout, holder)
+            }
+            (
+                StateLocation::Postgres {
+                    url,
+                    project,
+                    from_config,
+                },
+                env,
+            ) => {
                 let (lock, holder) =
-                    pg::lock::acquire(url, !from_config, project, Some(env), timeout, holder)?;
+                    pg::lock::acquire(url, !from_config, project, env, timeout, holder)?;
                 Ok(ProjectLock {
                     held: Held::Postgres(Box::new(lock)),
                     holder,
