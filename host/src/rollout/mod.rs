@@ -247,7 +247,7 @@ pub async fn deploy<T: Transport, S: ServiceManager + Clone>(
     let switched = async {
         t.put_bytes(env.as_bytes(), &format!("{root}/shared/env"), 0o600)
             .await?;
-        survey::switch_stamped(t, root, &dir, &stamp).await?;
+        switch(t, root, &dir).await?;
         switch::retire(t, svc, spec).await?;
         svc.restart(spec).await
     }
@@ -299,16 +299,20 @@ pub async fn deploy<T: Transport, S: ServiceManager + Clone>(
     }
     let mut listed = host.releases;
     listed.push(dir.clone());
-    let pruned = prune_listed(
-        t,
-        root,
-        release.keep,
-        &dir,
-        report.previous.as_deref(),
-        listed,
-    );
-    if let Err(e) = pruned.await {
-        tracing::warn!("pruning old releases on {}: {e:#}", t.describe());
+    let settled = async {
+        let doomed = doomed(root, release.keep, &dir, report.previous.as_deref(), listed)?;
+        let mut command = survey::record_stamp(root, &stamp)?;
+        if !doomed.is_empty() {
+            command.push_str(&format!("; rm -rf {}", doomed.join(" ")));
+        }
+        t.exec(&command, STEP_TIMEOUT)
+            .await?
+            .check("recording the start and removing old releases")?;
+        anyhow::Ok(())
+    };
+    // Bookkeeping: failing it costs a restart or some disk next time.
+    if let Err(e) = settled.await {
+        tracing::warn!("after the start on {}: {e:#}", t.describe());
     }
     Ok(report)
 }
@@ -517,7 +521,8 @@ async fn switch<T: Transport>(t: &T, root: &str, dir: &str) -> anyhow::Result<()
     );
     t.exec(
         &format!(
-            "ln -sfn {} {} && mv -Tf {} {}",
+            "{} && ln -sfn {} {} && mv -Tf {} {}",
+            survey::clear_stamp(root)?,
             quote(&format!("releases/{dir}"))?,
             quote(&new)?,
             quote(&new)?,
@@ -602,34 +607,34 @@ async fn prune<T: Transport>(
         .await?
         .check("listing releases")?;
     let listed = out.stdout.lines().map(str::to_string).collect();
-    prune_listed(t, root, keep, current, previous, listed).await
-}
-
-/// [`prune`] of the release directories `listed` (as `ls` or the survey
-/// found them): at most one command, none when nothing goes.
-async fn prune_listed<T: Transport>(
-    t: &T,
-    root: &str,
-    keep: u32,
-    current: &str,
-    previous: Option<&str>,
-    mut listed: Vec<String>,
-) -> anyhow::Result<()> {
-    listed.retain(|l| !l.ends_with(".partial") && !l.trim().is_empty());
-    listed.sort_unstable_by(|a, b| b.cmp(a));
-    listed.dedup();
-    let doomed: Vec<String> = listed
-        .iter()
-        .skip(keep.max(1) as usize)
-        .filter(|d| *d != current && Some(d.as_str()) != previous)
-        .map(|d| quote(&format!("{root}/releases/{d}")))
-        .collect::<Result<_, _>>()?;
+    let doomed = doomed(root, keep, current, previous, listed)?;
     if !doomed.is_empty() {
         t.exec(&format!("rm -rf {}", doomed.join(" ")), STEP_TIMEOUT)
             .await?
             .check("removing old releases")?;
     }
     Ok(())
+}
+
+/// The release directories of `listed` (as `ls` or the survey found them)
+/// that go: all but the newest `keep`, never `current` nor `previous`;
+/// quoted for the shell.
+fn doomed(
+    root: &str,
+    keep: u32,
+    current: &str,
+    previous: Option<&str>,
+    mut listed: Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    listed.retain(|l| !l.ends_with(".partial") && !l.trim().is_empty());
+    listed.sort_unstable_by(|a, b| b.cmp(a));
+    listed.dedup();
+    listed
+        .iter()
+        .skip(keep.max(1) as usize)
+        .filter(|d| *d != current && Some(d.as_str()) != previous)
+        .map(|d| Ok(quote(&format!("{root}/releases/{d}"))?))
+        .collect()
 }
 
 fn indent(text: &str) -> String {

@@ -5,11 +5,17 @@
 //! release there? which is current? which releases exist?). [`survey`]
 //! asks them all in one `sh` line. Its answer also carries the *start
 //! stamp*: a digest of what the service was last started with (release,
-//! environment file, start command, port), written in the same command
-//! that switches `current` ([`switch_stamped`]). A rollout whose release
-//! is current, whose stamp matches and whose service is running and
-//! answers its health check has nothing to do: it leaves the service
-//! alone instead of restarting it ([`still_serving`]).
+//! environment file, start command, port). Every switch of `current`
+//! removes it first ([`clear_stamp`]) and only a start that passed its
+//! health check writes it ([`record_stamp`]), so a stamp on the host means
+//! "this is what runs". A rollout whose release is current, whose stamp
+//! matches and whose service is running and answers its health check has
+//! nothing to do: it leaves the service alone instead of restarting it
+//! ([`still_serving`]).
+//!
+//! Writing the stamp with the switch, before the restart, was wrong: a
+//! deploy killed between the two left the new release current and stamped
+//! while the old process still served, and the re-run skipped the restart.
 
 use std::time::Duration;
 
@@ -90,35 +96,20 @@ pub fn stamp(release: &str, env: &str, spec: &ServiceSpec) -> String {
     hex::encode(h.finalize())
 }
 
-/// Point `current` at `releases/<dir>` atomically and record the start
-/// stamp, in one command. The stamp is written before the service starts:
-/// a start that then fails leaves either the previous release current
-/// (rolled back) or a stopped service, and neither passes
-/// [`still_serving`].
-pub async fn switch_stamped<T: Transport>(
-    t: &T,
-    root: &str,
-    dir: &str,
-    stamp: &str,
-) -> anyhow::Result<()> {
-    let (new, cur) = (
-        format!("{root}/current.soar-new"),
-        format!("{root}/current"),
-    );
-    t.exec(
-        &format!(
-            "ln -sfn {target} {new} && mv -Tf {new} {cur} && printf '%s' {stamp} > {file}",
-            target = quote(&format!("releases/{dir}"))?,
-            new = quote(&new)?,
-            cur = quote(&cur)?,
-            stamp = quote(stamp)?,
-            file = quote(&format!("{root}/{STAMP_FILE}"))?,
-        ),
-        STEP_TIMEOUT,
-    )
-    .await?
-    .check("switching the current release")?;
-    Ok(())
+/// The shell command that removes the start stamp: run before `current`
+/// moves, so no stamp names a release that is not running yet.
+pub fn clear_stamp(root: &str) -> anyhow::Result<String> {
+    Ok(format!("rm -f {}", quote(&format!("{root}/{STAMP_FILE}"))?))
+}
+
+/// The shell command that records `stamp` as what the service runs: only
+/// after a start passed its health check.
+pub fn record_stamp(root: &str, stamp: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "printf '%s' {} > {}",
+        quote(stamp)?,
+        quote(&format!("{root}/{STAMP_FILE}"))?
+    ))
 }
 
 /// Whether the service already runs what a rollout would start: it is
