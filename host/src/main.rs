@@ -55,7 +55,7 @@ fn main() {
     let code = match runtime.block_on(soar::cli::run(cli, &out)) {
         Ok(code) => code,
         Err(e) => {
-            out.error(&e);
+            out.failure(&e, soar::engine::failure::transient(&e));
             1
         }
     };

@@ -7,17 +7,17 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use super::failure::{ChangeError, ChangesFailed};
 use super::plan::{Action, Executor, Plan, PlannedChange};
 use super::prepare::Prepared;
 use super::trail::{Trail, mark, record_of};
 use crate::config::Environment;
 use crate::report::{Event, Reporter, value};
-use crate::runtime::render_plugin_error;
 use crate::state::{Outcome, Phase, StateStore};
 
 pub(crate) type ApplyOutcome = (
     PlannedChange,
-    Result<Option<crate::contract::Applied>, String>,
+    Result<Option<crate::contract::Applied>, ChangeError>,
 );
 
 /// Apply the provider's changes: deletes first, then the rest, each wave
@@ -54,12 +54,7 @@ pub(crate) async fn apply_provider_changes(
                     .apply(session, &ctx, &change.to_provider())
                     .await
                     .map(Some)
-                    .map_err(|e| match e {
-                        crate::runtime::CallError::Plugin { error, .. } => {
-                            render_plugin_error(&error)
-                        }
-                        other => other.to_string(),
-                    });
+                    .map_err(ChangeError::from);
                 (change, r, started.elapsed())
             });
         }
@@ -88,7 +83,7 @@ pub(crate) async fn apply_provider_changes(
                 name: &change.name,
                 action: value(&change.action),
                 ok: r.is_ok(),
-                error: r.as_ref().err().map(String::as_str),
+                error: r.as_ref().err().map(|e| e.text.as_str()),
             };
             out.status(&event, line);
             outcomes.push((change, r));
@@ -139,7 +134,7 @@ pub(crate) async fn apply_and_record(
             )),
         }
         trail.event(json!({ "apply": { "kind": change.kind, "name": change.name, "action": change.action, "ok": result.is_ok(),
-            "error": result.as_ref().err() } }));
+            "error": result.as_ref().err().map(|e| &e.text) } }));
     }
     if !outcomes.is_empty() {
         let outcome = if failed.is_empty() {
@@ -160,7 +155,7 @@ pub(crate) async fn apply_and_record(
             .filter(|(_, r)| r.is_ok())
             .map(|(c, _)| format!("{} {} {}", c.action.verb(), c.kind, c.name))
             .collect();
-        anyhow::bail!(
+        let message = format!(
             "{} of {} changes failed:\n  {}\n{}Re-run `soar deploy` to converge: completed changes are not repeated.",
             failed.len(),
             outcomes.len(),
@@ -171,6 +166,9 @@ pub(crate) async fn apply_and_record(
                 format!("These completed and exist now:\n  {}\n", done.join("\n  "))
             }
         );
+        let transient =
+            ChangesFailed::verdict(outcomes.iter().filter_map(|(_, r)| r.as_ref().err()));
+        return Err(ChangesFailed { message, transient }.into());
     }
     Ok(outcomes)
 }

@@ -798,7 +798,9 @@ mod tests {
         }
     }
 
-    fn applied(endpoints: &[(EndpointKind, &str)]) -> Result<Option<Applied>, String> {
+    fn applied(
+        endpoints: &[(EndpointKind, &str)],
+    ) -> Result<Option<Applied>, crate::engine::failure::ChangeError> {
         Ok(Some(Applied {
             resource: None,
             endpoints: endpoints
@@ -846,7 +848,13 @@ mod tests {
                 change(Action::Replace),
                 applied(&[(EndpointKind::Ssh, "10.0.0.3")]),
             ),
-            (change(Action::Create), Err("quota".into())),
+            (
+                change(Action::Create),
+                Err(crate::engine::failure::ChangeError {
+                    text: "quota".into(),
+                    transient: None,
+                }),
+            ),
         ];
         assert_eq!(fresh_ssh_hosts(&outcomes), ["10.0.0.1", "10.0.0.3"]);
         assert_eq!(provider_urls(&outcomes), ["http://a"]);

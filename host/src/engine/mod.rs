@@ -6,13 +6,15 @@
 //! in their own modules ([`deploy`], [`destroy`], [`releases`], [`refresh`]);
 //! the steps they share have one module each: [`prepare`] (plugin, session,
 //! provider validation), [`plan`] and [`render`] (the plan and how it reads),
-//! [`apply`] (provider changes in parallel), [`targets`] and [`fanout`] (the
+//! [`apply`] (provider changes in parallel), [`failure`] (whether a
+//! failure is worth another attempt), [`targets`] and [`fanout`] (the
 //! hosts a release goes to, in batches), [`hooks`], [`register`], and
 //! [`trail`] (audit phases, progress, confirmation).
 
 pub mod apply;
 pub mod deploy;
 pub mod destroy;
+pub mod failure;
 pub mod fanout;
 pub mod hooks;
 pub mod plan;

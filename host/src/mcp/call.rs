@@ -130,7 +130,7 @@ pub fn failure(e: &anyhow::Error) -> Outcome {
     Outcome {
         error: true,
         summary: format!("{e:#}"),
-        data: crate::report::value(&Event::error(e)),
+        data: crate::report::value(&Event::failure(e, crate::engine::failure::transient(e))),
         secrets: Vec::new(),
     }
 }

@@ -139,19 +139,30 @@ pub enum Event<'a> {
     /// Something went wrong but the command goes on.
     Warning { message: &'a str },
     /// The command failed: `message`, then the `causes` it gives, outermost
-    /// first. Always the last line; the exit code is 1 as without `--json`.
+    /// first, and when running it again a little later may pass, why
+    /// (`transient`: "rate limited (HTTP 429)", "timed out", ...). Always
+    /// the last line; the exit code is 1 as without `--json`.
     Error {
         message: String,
         causes: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transient: Option<&'static str>,
     },
 }
 
 impl Event<'_> {
     /// The error event of `e`: its message and its chain of causes.
     pub fn error(e: &anyhow::Error) -> Event<'static> {
+        Self::failure(e, None)
+    }
+
+    /// The error event of `e`, with the caller's verdict on whether it is
+    /// transient (the engine's, which this layer cannot judge).
+    pub fn failure(e: &anyhow::Error, transient: Option<&'static str>) -> Event<'static> {
         Event::Error {
             message: e.to_string(),
             causes: e.chain().skip(1).map(ToString::to_string).collect(),
+            transient,
         }
     }
 }

@@ -295,8 +295,14 @@ impl Reporter {
     /// The error that ends the command: `error: ` and its chain on stderr,
     /// or an `error` event on stdout in `--json`.
     pub fn error(&self, e: &anyhow::Error) {
+        self.failure(e, None);
+    }
+
+    /// [`Reporter::error`] with the caller's verdict on whether running the
+    /// command again later may pass: the `error` event's `transient`.
+    pub fn failure(&self, e: &anyhow::Error, transient: Option<&'static str>) {
         if self.is_json() {
-            self.emit(&Event::error(e));
+            self.emit(&Event::failure(e, transient));
         } else {
             // The chain may quote a plugin (its error, its diagnostics, its
             // stderr): escape what would act on the terminal, keep the

@@ -92,6 +92,27 @@ pub enum CallError {
     },
 }
 
+impl CallError {
+    /// Why this failure may pass if the same call is made a little later,
+    /// judged from the plugin's typed error (never its words): the cloud
+    /// rate-limited it (HTTP 429) or failed (5xx), or the broker saw a
+    /// timeout or a broken connection. `None` for anything a retry cannot
+    /// change: a 4xx, a denial, a bad configuration, a trapped call.
+    pub fn transient(&self) -> Option<&'static str> {
+        use crate::contract::TransportReason as R;
+        let CallError::Plugin { error, .. } = self else {
+            return None;
+        };
+        match error.as_ref() {
+            PluginError::Api(a) if a.status == 429 => Some("rate limited (HTTP 429)"),
+            PluginError::Api(a) if (500..=599).contains(&a.status) => Some("server error (5xx)"),
+            PluginError::Transport(t) if t.reason == R::Timeout => Some("timed out"),
+            PluginError::Transport(t) if t.reason == R::Connection => Some("connection failed"),
+            _ => None,
+        }
+    }
+}
+
 /// One line for a plugin's error value, safe to print: every string the
 /// plugin supplied is escaped by [`crate::terminal::line`], newlines
 /// included, so it stays one line and cannot act on the terminal.

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 
 use super::jobs::{self, Job};
 use super::projects::Projects;
-use super::retry::{self, Policy};
+use super::retry::Policy;
 use super::shared_queue::SharedJobs;
 use super::store::Db;
 
@@ -396,11 +396,15 @@ impl Queue {
     /// Record how an attempt ended: the job finishes, or goes back in the
     /// queue when its failure was transient and it has retries left.
     fn conclude(&self, job: &Job, outcome: Outcome) -> anyhow::Result<()> {
-        let (status, code, error, reported) = outcome;
-        let transient = (status == jobs::FAILED)
-            .then(|| reported.as_deref().and_then(retry::transient))
-            .flatten();
-        let n = jobs::end_attempt(&self.db, &job.id, code, error.as_deref(), transient)?;
+        let (status, code, error, transient) = outcome;
+        let transient = transient.filter(|_| status == jobs::FAILED);
+        let n = jobs::end_attempt(
+            &self.db,
+            &job.id,
+            code,
+            error.as_deref(),
+            transient.as_deref(),
+        )?;
         if let Some(reason) = transient
             && self.retry.allows_another(n)
         {
@@ -497,8 +501,10 @@ impl Queue {
         let tail = keep_tail(stderr, ERROR_TAIL);
         let mut lines = BufReader::new(stdout);
         let mut line = Vec::new();
-        // The deploy's own error, from its `error` event.
+        // The deploy's own error, from its `error` event, and its verdict
+        // on whether another attempt may pass (`transient`).
         let mut reported = None;
+        let mut transient = None;
         loop {
             line.clear();
             match lines.read_until(b'\n', &mut line).await {
@@ -515,6 +521,7 @@ impl Queue {
                 .unwrap_or_else(|_| serde_json::json!({ "type": "output", "line": text }));
             if let Some(error) = super::inspect::error_event(&data) {
                 reported = Some(error);
+                transient = data["transient"].as_str().map(str::to_string);
             }
             if let Err(e) = jobs::add_event(&self.db, &job.id, &data) {
                 tracing::warn!("recording an event of job {}: {e:#}", job.id);
@@ -564,7 +571,7 @@ impl Queue {
                 jobs::FAILED,
                 code,
                 error.or_else(|| Some(format!("soar deploy exited with {s}"))),
-                reported,
+                transient,
             ),
             Err(e) => (
                 jobs::FAILED,
@@ -577,7 +584,8 @@ impl Queue {
 }
 
 /// How an attempt ended: its status, the exit code, the job's error text,
-/// and the deploy's own error event (what [`retry::transient`] judges).
+/// and why the deploy judged its failure transient (its `error` event's
+/// `transient`), if it did.
 type Outcome = (&'static str, Option<i32>, Option<String>, Option<String>);
 
 /// The ids of the saved plans in `dir` (`<id>.plan`): the plans a deploy

@@ -51,6 +51,7 @@ mod plugin_install;
 mod refresh;
 mod registry;
 mod remote;
+mod retries;
 mod round_trips;
 mod secrets;
 mod serve;

@@ -50,9 +50,10 @@ fn scrape(s: &Served) -> (String, BTreeMap<String, f64>) {
     (text, samples)
 }
 
-/// A DigitalOcean project on `fake` whose droplet creation is refused
-/// (422, a permanent failure: the job fails once, without retries).
-fn digitalocean_project(fake: &DigitalOceanFake) -> tempfile::TempDir {
+/// A DigitalOcean project on `fake` (environment `staging`, one droplet
+/// `staging-app-1`, token from `METRICS_DO_TOKEN`), for tests that make
+/// the droplet's creation fail.
+pub(crate) fn digitalocean_project(fake: &DigitalOceanFake) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.py"), "print('hi')\n").unwrap();
     std::fs::write(
