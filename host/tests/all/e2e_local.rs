@@ -482,6 +482,69 @@ fn a_deploy_killed_at_a_random_point_converges_when_run_again() {
     eprintln!("{interrupted} of {ROUNDS} deploys were killed after they began recording");
 }
 
+/// The window the random kills above hit only now and then, made certain:
+/// a deploy killed right after it switched `current` to the new release,
+/// before the restart, while the old process still serves. The re-run must
+/// restart (an early version stamped the release as started at the switch,
+/// and the re-run left the old process serving under the new release).
+#[test]
+fn a_deploy_killed_between_the_switch_and_the_restart_is_restarted_by_the_rerun() {
+    let p = Project::new(&config(), "v1");
+    p.soar(&["deploy", "--yes"]).ok();
+    let url = p.url();
+    assert_eq!(version_at(&url), "v1");
+
+    // `mv` that, once it has moved `current` into place, SIGKILLs the
+    // deploy that ran it (the parent of its `sh`).
+    let bin = p.root.join("killing-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real_mv = ["/usr/bin/mv", "/bin/mv"]
+        .into_iter()
+        .find(|m| std::path::Path::new(m).exists())
+        .expect("mv");
+    p.write(
+        "killing-bin/mv",
+        &format!(
+            "#!/bin/sh\n{real_mv} \"$@\" || exit $?\n\
+             case \"$*\" in *current.soar-new*)\n\
+             \x20 read -r _ _ _ deploy _ < /proc/$PPID/stat; kill -9 \"$deploy\" ;;\n\
+             esac\n"
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(bin.join("mv"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    p.write_app("v2", Mode::Healthy);
+    let digest = p.planned_digest();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let killed = p
+        .command(&["deploy", "--yes"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed.status),
+        Some(9),
+        "the deploy was killed at the switch: {killed:?}"
+    );
+    assert_eq!(version_at(&url), "v1", "the old process still serves");
+
+    let again = p.soar(&["deploy", "--yes"]);
+    assert_eq!(again.code, Some(0), "{}", again.show());
+    assert_eq!(version_at(&url), "v2", "{}", again.show());
+    let status = p.status();
+    assert_eq!(
+        status["release"]["artifact_digest"],
+        digest.as_str(),
+        "{status}"
+    );
+    assert_eq!(p.services().len(), 1, "exactly one service process");
+}
+
 #[test]
 fn config_errors_point_at_the_line() {
     let p = Project::empty();
