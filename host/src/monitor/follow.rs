@@ -108,7 +108,8 @@ pub async fn follow(svc: Service, start: Start, out: mpsc::Sender<Line>) -> anyh
     }
 }
 
-/// Most bytes of a local log line held back waiting for its newline.
+/// Most bytes of a log line held back waiting for its newline (a local
+/// file, or a remote unit's log file).
 const MAX_PARTIAL: usize = 64 * 1024;
 
 /// Follow a local file: its last `backlog` lines, then what is appended,
@@ -196,21 +197,30 @@ fn systemd_poll(
         Some(c) => format!("--after-cursor={}", quote(c)?),
         None => format!("-n {}{since}", start.lines),
     };
-    let file_from = match cursor.and_then(|c| c.strip_prefix("off:")) {
-        Some(off) => format!(
-            "tail -c +$(({}+1)) {file} | head -c $((size-{}))",
-            off.parse::<u64>()?,
-            off.parse::<u64>()?
-        ),
-        // Up to the size just measured: what is written after it is the
-        // next poll's, not this one's too.
-        None => format!("head -c \"$size\" {file} | tail -n {}", start.lines),
+    // The file's window since the cursor's offset (0 at first), up to the
+    // size just measured (what is written after it is the next poll's),
+    // without a last line still being written: its bytes are `keep`, read
+    // again next time, so a line is never split across two polls (up to
+    // MAX_PARTIAL bytes; a longer unfinished line goes out as it is). A
+    // file that shrank was rotated or truncated: from the top again.
+    let offset = cursor.and_then(|c| c.strip_prefix("off:"));
+    let off = offset.map(str::parse::<u64>).transpose()?.unwrap_or(0);
+    // The first poll of the file shows only its last lines.
+    let backlog = match offset {
+        Some(_) => String::new(),
+        None => format!(" | tail -n {}", start.lines),
     };
     Ok(format!(
         "if journalctl -u {unit} -n 1 -q --no-pager 2>/dev/null | grep -q .; then \
            journalctl -u {unit} -o cat -q --no-pager --show-cursor {journal_from} | sed 's/^-- cursor: /{CURSOR}/'; \
-         else size=$(wc -c < {file} 2>/dev/null || echo 0); \
-           if [ \"$size\" -gt 0 ]; then {file_from}; fi; echo; echo \"{CURSOR}off:$size\"; fi"
+         else size=$(wc -c < {file} 2>/dev/null || echo 0); off={off}; [ \"$size\" -ge \"$off\" ] || off=0; keep=0; \
+           if [ \"$size\" -gt \"$off\" ] && [ \"$(tail -c +$size {file} | head -c 1 | wc -l)\" -eq 0 ]; then \
+             s=$((size-off > {MAX_PARTIAL} ? size-{MAX_PARTIAL} : off)); \
+             keep=$(tail -c +$((s+1)) {file} | head -c $((size-s)) | tail -n 1 | wc -c); \
+             [ \"$keep\" -lt {MAX_PARTIAL} ] || keep=0; \
+           fi; end=$((size-keep)); \
+           if [ \"$end\" -gt \"$off\" ]; then tail -c +$((off+1)) {file} | head -c $((end-off)){backlog}; fi; \
+           echo; echo \"{CURSOR}off:$end\"; fi"
     ))
 }
 
@@ -255,6 +265,78 @@ fn split_cursor(text: &str) -> (Vec<&str>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file poll run by a real `sh` on a real file: a line still being
+    /// written waits for its end, a truncated file starts over, and a line
+    /// longer than MAX_PARTIAL goes out unfinished.
+    #[test]
+    fn a_file_poll_never_splits_a_line() {
+        use std::io::Write as _;
+        let root = tempfile::tempdir().unwrap();
+        let prefix = root.path().display().to_string();
+        let dir = root.path().join("var/log/journal");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("svc.service.log");
+        let start = Start {
+            lines: 10,
+            since: None,
+            follow: true,
+        };
+        let poll = |cursor: Option<&str>| {
+            let script = systemd_poll(&prefix, "svc", cursor, start).unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            let (lines, next) = split_cursor(&text);
+            let lines: Vec<String> = lines.into_iter().map(str::to_string).collect();
+            (lines, next.unwrap())
+        };
+        let append = |bytes: &[u8]| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .unwrap();
+            f.write_all(bytes).unwrap();
+        };
+
+        append(b"a\nb\npart");
+        let (lines, cursor) = poll(None);
+        assert_eq!(
+            (lines, cursor.as_str()),
+            (vec!["a".into(), "b".into()], "off:4")
+        );
+        let (lines, cursor) = poll(Some(&cursor));
+        assert_eq!((lines, cursor.as_str()), (vec![], "off:4"), "still partial");
+        append(b"ial\nc\n");
+        let (lines, cursor) = poll(Some(&cursor));
+        assert_eq!(
+            (lines, cursor.as_str()),
+            (vec!["partial".into(), "c".into()], "off:14")
+        );
+
+        std::fs::write(&file, "x\n").unwrap();
+        let (lines, cursor) = poll(Some(&cursor));
+        assert_eq!(
+            (lines, cursor.as_str()),
+            (vec!["x".into()], "off:2"),
+            "truncated"
+        );
+
+        let long = vec![b'z'; MAX_PARTIAL + 10];
+        append(&long);
+        let (lines, cursor) = poll(Some(&cursor));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0].len(),
+            MAX_PARTIAL + 10,
+            "an unending line goes out"
+        );
+        assert_eq!(cursor, format!("off:{}", 2 + MAX_PARTIAL + 10));
+    }
 
     #[test]
     fn the_cursor_line_is_not_output() {
