@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_parse::{Scrape, Value as Sample};
-use serde_json::Value;
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
 
 use crate::served::Served;
@@ -100,25 +99,10 @@ fn brokered_requests_and_phases_of_the_jobs_are_counted() {
         "shop",
         &[("METRICS_DO_TOKEN", TOKEN)],
     );
-    let (status, body) = s.request(
-        "POST",
-        "/v1/deploys",
-        Some(&s.deployer),
-        r#"{"project": "shop", "environment": "staging"}"#,
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut job = Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(180), || {
-            job = s.get(&format!("/v1/deploys/{id}"));
-            job["status"] == "failed"
-        }),
-        "the refused droplet fails the job: {job:#}\n{}",
-        s.log()
+    let job = s.ended(&s.submit("shop", "staging"));
+    assert_eq!(
+        job["status"], "failed",
+        "the refused droplet fails the job: {job:#}"
     );
     let (text, samples) = scrape(&s);
     eprintln!("{text}");

@@ -4,14 +4,11 @@
 //! 500 (transient) or a 422 (permanent). `soar deploy --json` says so in
 //! its `error` event's `transient`; `soar serve` retries on exactly that.
 
-use std::time::Duration;
-
 use serde_json::Value;
 use soar_tests::fakes::digitalocean::DigitalOceanFake;
 
 use crate::metrics::digitalocean_project;
 use crate::served::Served;
-use crate::support::e2e::wait_until;
 
 const TOKEN: &str = "dop_v1_retries_test_token_0000000000000000000000000000000000000";
 
@@ -59,20 +56,6 @@ fn the_error_event_says_whether_a_retry_may_pass() {
     assert!(event.get("transient").is_none(), "{event}");
 }
 
-/// The job `id` once it has ended.
-fn ended(s: &Served, id: &str) -> Value {
-    let mut job = Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(180), || {
-            job = s.get(&format!("/v1/deploys/{id}"));
-            matches!(job["status"].as_str(), Some("failed" | "succeeded"))
-        }),
-        "job {id} did not end: {job:#}\n{}",
-        s.log()
-    );
-    job
-}
-
 #[test]
 fn the_server_retries_a_5xx_and_not_a_4xx() {
     let fake = DigitalOceanFake::start(TOKEN);
@@ -87,22 +70,8 @@ fn the_server_retries_a_5xx_and_not_a_4xx() {
         &[("METRICS_DO_TOKEN", TOKEN)],
         "[queue]\nretries = 1\nbackoff = \"100ms\"\n",
     );
-    let submit = || {
-        let (status, body) = s.request(
-            "POST",
-            "/v1/deploys",
-            Some(&s.deployer),
-            r#"{"project": "shop", "environment": "staging"}"#,
-        );
-        assert_eq!(status, 202, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-
     fake.fail_create("staging-app-1", 500);
-    let job = ended(&s, &submit());
+    let job = s.ended(&s.submit("shop", "staging"));
     assert_eq!(job["status"], "failed", "{job:#}");
     let attempts = job["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "one retry: {job:#}");
@@ -116,7 +85,7 @@ fn the_server_retries_a_5xx_and_not_a_4xx() {
 
     fake.clear_create_failures();
     fake.fail_create("staging-app-1", 422);
-    let job = ended(&s, &submit());
+    let job = s.ended(&s.submit("shop", "staging"));
     assert_eq!(job["status"], "failed", "{job:#}");
     let attempts = job["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "a 4xx is not retried: {job:#}");

@@ -149,9 +149,9 @@ impl Served {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
-    /// Submit a deploy of `project`'s `env` and wait for it to succeed; its
-    /// job id.
-    pub fn deploy(&self, project: &str, env: &str) -> String {
+    /// Submit a deploy of `project`'s `env` with the deploy token; its job
+    /// id.
+    pub fn submit(&self, project: &str, env: &str) -> String {
         let (status, body) = self.request(
             "POST",
             "/v1/deploys",
@@ -159,17 +159,36 @@ impl Served {
             &format!(r#"{{"project": "{project}", "environment": "{env}"}}"#),
         );
         assert_eq!(status, 202, "{body}");
-        let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
             .as_str()
             .unwrap()
-            .to_string();
+            .to_string()
+    }
+
+    /// The job `id` once it is neither queued nor running (within 180 s).
+    pub fn ended(&self, id: &str) -> Value {
         let mut job = Value::Null;
         let done = wait_until(Duration::from_secs(180), || {
             job = self.get(&format!("/v1/deploys/{id}"));
             job["status"] != "queued" && job["status"] != "running"
         });
         assert!(
-            done && job["status"] == "succeeded",
+            done,
+            "job {id} did not end: {job:#}
+log:
+{}",
+            self.log()
+        );
+        job
+    }
+
+    /// Submit a deploy of `project`'s `env` and wait for it to succeed; its
+    /// job id.
+    pub fn deploy(&self, project: &str, env: &str) -> String {
+        let id = self.submit(project, env);
+        let job = self.ended(&id);
+        assert!(
+            job["status"] == "succeeded",
             "deploy {id}: {job:#}\nlog:\n{}",
             self.log()
         );
