@@ -161,41 +161,75 @@ async fn services(ws: &Workspace, env: &Environment) -> anyhow::Result<Vec<Servi
     Ok(vec![watched(spec, Place::Local)])
 }
 
+/// How often `soar monitor` looks for a deploy of its environments made
+/// elsewhere (one read of the state store's newest records): often enough
+/// to pause before a proxy switch's deploy stops the old colour.
+const DEPLOYS_POLL: Duration = Duration::from_millis(500);
+
 /// `soar monitor`: watch until stopped; every transition is printed, kept
 /// in the audit trail, POSTed to `[monitor] webhook` and (when a service
 /// fails) handed to the `on_unhealthy` hook.
+///
+/// A deploy, rollback or destroy of a watched environment (from this
+/// machine or a teammate's, through the shared state) ends the round: the
+/// watching pauses while it runs (a deploy restarts the service on
+/// purpose; that is not an outage), then the services are resolved again,
+/// so the monitor watches what was deployed (under the proxy switch, the
+/// new live colour). `soar serve` restarts its monitor after a job the
+/// same way.
 pub async fn monitor(config: Option<&Path>, a: MonitorArgs, out: &Reporter) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
+    tokio::pin!(stop);
     let ws = Workspace::open(config, out.clone())?;
-    let mut by_interval: BTreeMap<Duration, Vec<Service>> = BTreeMap::new();
-    for env in environments(&ws, a.env.env.as_deref())? {
-        let Some(every) = a.interval.or(env.deploy.health.monitor) else {
-            out.note(|| {
-                format!(
-                    "{}: not watched (set `health.monitor = \"30s\"` in its deploy table, or pass --interval)",
-                    env.name
-                )
-            });
-            continue;
-        };
-        let found = services(&ws, env).await?;
-        if found.is_empty() {
-            out.note(|| format!("{}: nothing deployed on a host to watch", env.name));
-        }
-        by_interval.entry(every).or_default().extend(found);
-    }
-    let count: usize = by_interval.values().map(Vec::len).sum();
-    if count == 0 {
-        anyhow::bail!(
-            "nothing to watch: no environment has a deployed service with an interval \
-             (deploy first, and set `[deploy] health = {{ monitor = \"30s\" }}` or pass --interval 30s)"
-        );
-    }
-    out.note(|| format!("Watching {count} service(s); Ctrl-C stops."));
+    let envs = environments(&ws, a.env.env.as_deref())?;
     let announcer = announcer(&ws)?;
+    let mut deploys = Deploys::new(&ws, &envs);
+    let mut first = true;
+    loop {
+        let stamp = deploys.stamp()?;
+        let by_interval = watched(&ws, &envs, &a, out, first).await?;
+        let count: usize = by_interval.values().map(Vec::len).sum();
+        if first && count == 0 {
+            anyhow::bail!(
+                "nothing to watch: no environment has a deployed service with an interval \
+                 (deploy first, and set `[deploy] health = {{ monitor = \"30s\" }}` or pass --interval 30s)"
+            );
+        }
+        if first {
+            out.note(|| format!("Watching {count} service(s); Ctrl-C stops."));
+        } else {
+            out.note(|| format!("A deploy ended; watching {count} service(s) again."));
+        }
+        first = false;
+        let changed = deploys.changed(&stamp);
+        let redeployed =
+            watch_round(by_interval, &a, &announcer, out, stop.as_mut(), changed).await;
+        if !redeployed {
+            return Ok(0);
+        }
+        // Not while the deploy runs: wait for it to end, or for a stop.
+        tokio::select! {
+            () = &mut stop => return Ok(0),
+            () = deploys.settled() => {}
+        }
+    }
+}
+
+/// One round of watching: the services `by_interval` until `stop` (then
+/// `false`) or `changed` (a deploy of their environments: `true`); every
+/// event is shown as it comes, the last ones too.
+async fn watch_round<S: Future<Output = ()>>(
+    by_interval: BTreeMap<Duration, Vec<Service>>,
+    a: &MonitorArgs,
+    announcer: &Announcer,
+    out: &Reporter,
+    mut stop: std::pin::Pin<&mut S>,
+    changed: impl Future<Output = ()>,
+) -> bool {
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let loops = by_interval.into_iter().map(|(every, services)| {
-        let (announcer, tx) = (announcer.clone(), tx.clone());
+        let (announcer, tx, mut done) = (announcer.clone(), tx.clone(), done_rx.clone());
         let opts = Options {
             concurrency: a.concurrency,
             ..Options::every(every)
@@ -207,20 +241,145 @@ pub async fn monitor(config: Option<&Path>, a: MonitorArgs, out: &Reporter) -> a
             move |e| {
                 let _ = tx.send(e);
             },
-            std::future::pending(),
+            async move {
+                let _ = done.wait_for(|d| *d).await;
+            },
         )
     });
     let all = futures_util::future::join_all(loops);
     drop(tx);
-    tokio::pin!(all, stop);
-    loop {
+    tokio::pin!(all, changed);
+    let mut watching = true;
+    let redeployed = loop {
         tokio::select! {
-            _ = &mut stop => break,
-            _ = &mut all => break,
+            () = &mut stop => break false,
+            _ = &mut all, if watching => watching = false,
+            () = &mut changed => break true,
             Some(e) = rx.recv() => show_watched(out, &e),
         }
+    };
+    let _ = done_tx.send(true);
+    if watching {
+        all.await;
     }
-    Ok(0)
+    while let Ok(e) = rx.try_recv() {
+        show_watched(out, &e);
+    }
+    redeployed
+}
+
+/// The services of `envs` to watch, by interval; notes the environments
+/// not watched (on the first round only).
+async fn watched(
+    ws: &Workspace,
+    envs: &[&Environment],
+    a: &MonitorArgs,
+    out: &Reporter,
+    first: bool,
+) -> anyhow::Result<BTreeMap<Duration, Vec<Service>>> {
+    let mut by_interval: BTreeMap<Duration, Vec<Service>> = BTreeMap::new();
+    for env in envs {
+        let Some(every) = a.interval.or(env.deploy.health.monitor) else {
+            if first {
+                out.note(|| {
+                    format!(
+                        "{}: not watched (set `health.monitor = \"30s\"` in its deploy table, or pass --interval)",
+                        env.name
+                    )
+                });
+            }
+            continue;
+        };
+        let found = services(ws, env).await?;
+        if found.is_empty() && first {
+            out.note(|| format!("{}: nothing deployed on a host to watch", env.name));
+        }
+        by_interval.entry(every).or_default().extend(found);
+    }
+    Ok(by_interval)
+}
+
+/// Records of these commands change what runs; the monitor's own records
+/// (and exec's, host setup's) do not.
+const DEPLOYING: &[&str] = &["deploy", "rollback", "destroy"];
+
+/// The newest deploy, rollback or destroy of each watched environment, read
+/// from the state store every [`DEPLOYS_POLL`]: how `soar monitor` learns
+/// of a deploy made by another process, here or on a teammate's machine.
+struct Deploys<'w> {
+    ws: &'w Workspace,
+    envs: Vec<String>,
+    /// Kept open between reads; opened again after a failed one.
+    store: Option<crate::state::StateStore>,
+}
+
+impl<'w> Deploys<'w> {
+    fn new(ws: &'w Workspace, envs: &[&Environment]) -> Self {
+        Self {
+            ws,
+            envs: envs.iter().map(|e| e.name.clone()).collect(),
+            store: None,
+        }
+    }
+
+    /// Each environment's newest deploy record: its id and status.
+    fn stamp(
+        &mut self,
+    ) -> anyhow::Result<Vec<Option<(crate::state::DeployId, crate::state::DeployStatus)>>> {
+        let read = |store: &crate::state::StateStore, envs: &[String]| {
+            envs.iter()
+                .map(|env| {
+                    Ok(store
+                        .history(Some(env), 20)?
+                        .into_iter()
+                        .find(|r| DEPLOYING.contains(&r.command.as_str()))
+                        .map(|r| (r.id, r.status)))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let store = match self.store.take() {
+            Some(s) => s,
+            None => self.ws.state()?,
+        };
+        let stamp = read(&store, &self.envs)?;
+        self.store = Some(store);
+        Ok(stamp)
+    }
+
+    /// Resolves once the newest deploy of an environment differs from
+    /// `was`. A failed read is a warning: the watching goes on.
+    async fn changed(
+        &mut self,
+        was: &[Option<(crate::state::DeployId, crate::state::DeployStatus)>],
+    ) {
+        loop {
+            tokio::time::sleep(DEPLOYS_POLL).await;
+            match self.stamp() {
+                Ok(now) if now != was => return,
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reading the state for deploys: {e:#}"),
+            }
+        }
+    }
+
+    /// Resolves once no deploy of the environments is running.
+    async fn settled(&mut self) {
+        loop {
+            match self.stamp() {
+                Ok(now)
+                    if !now
+                        .iter()
+                        .flatten()
+                        .any(|(_, s)| *s == crate::state::DeployStatus::Running) =>
+                {
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reading the state for deploys: {e:#}"),
+            }
+            tokio::time::sleep(DEPLOYS_POLL).await;
+        }
+    }
 }
 
 /// The audit trail, the webhook and the hook of this project.

@@ -29,6 +29,7 @@ use soar_tests::sshd::{
 };
 
 use crate::support::e2e::{Mode, Project, app_py, soar_toml};
+use crate::support::running::Running;
 
 /// Most requests one hammer sends (a bound, should a deploy hang).
 const MAX_REQUESTS: usize = 200_000;
@@ -234,6 +235,41 @@ fn timed_deploy(p: &Project) -> f64 {
     let started = Instant::now();
     p.soar(&["deploy", "--yes"]).ok();
     started.elapsed().as_secs_f64()
+}
+
+/// `soar monitor` started before a deploy made by another process watches
+/// what that deploy made live: the new colour's process (its numbers), not
+/// the old one the switch stopped.
+#[test]
+fn monitor_watches_the_colour_a_later_deploy_made_live() {
+    if !nginx_available() {
+        return;
+    }
+    let port = free_port().unwrap();
+    let p = local_project(port, true, "v1");
+    p.soar(&["deploy", "--yes"]).ok();
+    let mut monitor = Running::spawn(p.command(&["monitor", "--interval", "300ms", "--json"]));
+    // The pid of an up service in a `health_check` line.
+    let up_pid = |l: &str| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        let m = &v["services"][0]["metrics"];
+        (v["type"] == "health_check" && m["up"] == true).then(|| m["pid"].as_i64())?
+    };
+    let first = monitor
+        .until(Duration::from_secs(30), |l| up_pid(l).is_some())
+        .expect("a first check with the service up");
+    let before = up_pid(&first).unwrap();
+
+    p.write_app("v2", Mode::Healthy);
+    p.soar(&["deploy", "--yes"]).ok();
+    assert_eq!(get(port).as_deref(), Ok("v2"));
+    let after = monitor
+        .until(Duration::from_secs(30), |l| {
+            up_pid(l).is_some_and(|pid| pid != before)
+        })
+        .expect("a check of the new colour, up");
+    eprintln!("watched pid {before}, then {}", up_pid(&after).unwrap());
+    assert_eq!(monitor.interrupt(), Some(0), "Ctrl-C ends it cleanly");
 }
 
 #[test]
