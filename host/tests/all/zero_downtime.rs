@@ -272,6 +272,66 @@ fn monitor_watches_the_colour_a_later_deploy_made_live() {
     assert_eq!(monitor.interrupt(), Some(0), "Ctrl-C ends it cleanly");
 }
 
+/// A proxied deploy killed anywhere (starting the other colour, switching
+/// the proxy, draining) converges when run again: the new version serves
+/// through the proxy, the plan is empty, and one colour runs.
+#[test]
+fn a_proxied_deploy_killed_at_a_random_point_converges_when_run_again() {
+    if !nginx_available() {
+        return;
+    }
+    let port = free_port().unwrap();
+    let mut p = local_project(port, true, "v1");
+    let started = Instant::now();
+    p.soar(&["deploy", "--yes"]).ok();
+    let span = started
+        .elapsed()
+        .max(Duration::from_millis(300))
+        .as_millis() as u64;
+    const ROUNDS: u64 = 6;
+    for round in 0..ROUNDS {
+        let version = format!("v{}", round + 2);
+        p.write_app(&version, Mode::Healthy);
+        let deploy = p.spawn(&["deploy", "--yes"]);
+        let delay = rand::random_range(round * span / ROUNDS..(round + 1) * span / ROUNDS);
+        std::thread::sleep(Duration::from_millis(delay));
+        p.kill(deploy);
+
+        let again = p.soar(&["deploy", "--yes"]);
+        assert_eq!(
+            again.code,
+            Some(0),
+            "round {round}: re-running after a kill at {delay} ms failed\n{}",
+            again.show()
+        );
+        assert_eq!(
+            get(port).as_deref(),
+            Ok(version.as_str()),
+            "round {round} (killed at {delay} ms)\n{}",
+            again.show()
+        );
+        let plan = p.soar(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            plan.code,
+            Some(0),
+            "round {round} (killed at {delay} ms): not converged\n{}",
+            plan.show()
+        );
+        // The colours run in their release directories (nginx in proxy/).
+        let root = p.service_root().join("releases");
+        let running: Vec<String> = crate::support::e2e::processes()
+            .into_iter()
+            .filter(|q| q.cwd.as_deref().is_some_and(|c| c.starts_with(&root)))
+            .map(|q| format!("{} {} (in {})", q.pid, q.cmdline, q.cwd.unwrap().display()))
+            .collect();
+        assert_eq!(
+            running.len(),
+            1,
+            "round {round} (killed at {delay} ms): one colour runs: {running:#?}"
+        );
+    }
+}
+
 #[test]
 fn local_deploys_and_rollbacks_drop_no_request() {
     if !nginx_available() {
