@@ -303,9 +303,14 @@ async fn watched(
 /// (and exec's, host setup's) do not.
 const DEPLOYING: &[&str] = &["deploy", "rollback", "destroy"];
 
-/// The newest deploy, rollback or destroy of each watched environment, read
-/// from the state store every [`DEPLOYS_POLL`]: how `soar monitor` learns
-/// of a deploy made by another process, here or on a teammate's machine.
+/// The id and status of a deploy record, or none yet.
+type Stamp = Option<(crate::state::DeployId, crate::state::DeployStatus)>;
+
+/// The newest deploy, rollback or destroy of the watched environments (one
+/// query, [`crate::state::StateStore::latest`]), read every [`DEPLOYS_POLL`]:
+/// how `soar monitor` learns of a deploy made by another process, here or
+/// on a teammate's machine. Two environments deploying at once are seen as
+/// their newest one.
 struct Deploys<'w> {
     ws: &'w Workspace,
     envs: Vec<String>,
@@ -322,56 +327,36 @@ impl<'w> Deploys<'w> {
         }
     }
 
-    /// Each environment's newest deploy record: its id and status.
-    fn stamp(
-        &mut self,
-    ) -> anyhow::Result<Vec<Option<(crate::state::DeployId, crate::state::DeployStatus)>>> {
-        let read = |store: &crate::state::StateStore, envs: &[String]| {
-            envs.iter()
-                .map(|env| {
-                    Ok(store
-                        .history(Some(env), 20)?
-                        .into_iter()
-                        .find(|r| DEPLOYING.contains(&r.command.as_str()))
-                        .map(|r| (r.id, r.status)))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
+    /// The newest deploy record of the environments: its id and status.
+    fn stamp(&mut self) -> anyhow::Result<Stamp> {
         let store = match self.store.take() {
             Some(s) => s,
             None => self.ws.state()?,
         };
-        let stamp = read(&store, &self.envs)?;
+        let envs: Vec<&str> = self.envs.iter().map(String::as_str).collect();
+        let latest = store.latest(&envs, DEPLOYING)?;
         self.store = Some(store);
-        Ok(stamp)
+        Ok(latest.map(|r| (r.id, r.status)))
     }
 
-    /// Resolves once the newest deploy of an environment differs from
+    /// Resolves once the newest deploy of the environments differs from
     /// `was`. A failed read is a warning: the watching goes on.
-    async fn changed(
-        &mut self,
-        was: &[Option<(crate::state::DeployId, crate::state::DeployStatus)>],
-    ) {
+    async fn changed(&mut self, was: &Stamp) {
         loop {
             tokio::time::sleep(DEPLOYS_POLL).await;
             match self.stamp() {
-                Ok(now) if now != was => return,
+                Ok(now) if now != *was => return,
                 Ok(_) => {}
                 Err(e) => tracing::warn!("reading the state for deploys: {e:#}"),
             }
         }
     }
 
-    /// Resolves once no deploy of the environments is running.
+    /// Resolves once the newest deploy of the environments is not running.
     async fn settled(&mut self) {
         loop {
             match self.stamp() {
-                Ok(now)
-                    if !now
-                        .iter()
-                        .flatten()
-                        .any(|(_, s)| *s == crate::state::DeployStatus::Running) =>
-                {
+                Ok(now) if !matches!(now, Some((_, crate::state::DeployStatus::Running))) => {
                     return;
                 }
                 Ok(_) => {}

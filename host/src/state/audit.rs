@@ -392,6 +392,36 @@ impl Sqlite {
         Ok(out)
     }
 
+    /// The newest record of one of `envs` made by one of `commands`,
+    /// without its phases: one query, for a watcher that polls it.
+    pub fn latest(&self, envs: &[&str], commands: &[&str]) -> anyhow::Result<Option<DeployRecord>> {
+        if envs.is_empty() || commands.is_empty() {
+            return Ok(None);
+        }
+        let marks = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE env IN ({}) AND command IN ({})
+             ORDER BY id DESC LIMIT 1",
+            marks(1, envs.len()),
+            marks(envs.len() + 1, commands.len())
+        );
+        let row = self
+            .conn
+            .query_row(
+                &sql,
+                rusqlite::params_from_iter(envs.iter().chain(commands)),
+                deploy_row,
+            )
+            .optional()?;
+        row.map(|r| self.resolve(r, &mut HolderCache::new()))
+            .transpose()
+    }
+
     /// One deploy by id, with its phases.
     pub fn deploy(&self, id: DeployId) -> anyhow::Result<Option<DeployRecord>> {
         let row = self

@@ -37,6 +37,10 @@ pub const CASES: &[(&str, Case)] = &[
         "events_are_recorded_in_order_and_bounded",
         events_are_recorded_in_order_and_bounded,
     ),
+    (
+        "latest_is_the_newest_record_of_the_envs_and_commands",
+        latest_is_the_newest_record_of_the_envs_and_commands,
+    ),
 ];
 
 pub fn resource(env: &str, kind: &str, name: &str) -> ResourceRecord {
@@ -217,6 +221,35 @@ pub fn activate_release_supersedes_the_previous_one_atomically(store: &StateStor
     store.insert_release(&release("staging", "r1", 1)).unwrap();
     store.activate_release("staging", "r1").unwrap();
     assert_eq!(store.active_release("prod").unwrap().unwrap().id, "r4");
+}
+
+pub fn latest_is_the_newest_record_of_the_envs_and_commands(store: &StateStore) {
+    let deploying = ["deploy", "rollback", "destroy"];
+    assert!(store.latest(&["prod"], &deploying).unwrap().is_none());
+    let deploy = store.begin_deploy("prod", "deploy", "alice").unwrap();
+    let latest = store.latest(&["prod"], &deploying).unwrap().unwrap();
+    assert_eq!(latest.id, deploy);
+    // Begun by this process and not finished: running.
+    assert_eq!(latest.status, DeployStatus::Running);
+    // Newer records of other commands and other environments do not count.
+    let monitor = store.begin_deploy("prod", "monitor", "alice").unwrap();
+    store
+        .finish_deploy(monitor, Outcome::Failed, "down")
+        .unwrap();
+    let other = store.begin_deploy("staging", "deploy", "bob").unwrap();
+    store.finish_deploy(other, Outcome::Ok, "").unwrap();
+    store
+        .finish_deploy(deploy, Outcome::Ok, "deployed")
+        .unwrap();
+    let latest = store.latest(&["prod"], &deploying).unwrap().unwrap();
+    assert_eq!((latest.id, latest.status), (deploy, DeployStatus::Ok));
+    assert!(latest.phases.is_empty());
+    let both = store
+        .latest(&["prod", "staging"], &deploying)
+        .unwrap()
+        .unwrap();
+    assert_eq!(both.id, other);
+    assert!(store.latest(&[], &deploying).unwrap().is_none());
 }
 
 pub fn history_is_newest_first_with_phases_in_order(store: &StateStore) {

@@ -309,6 +309,13 @@ impl StateStore {
         on_backend!(self, b => b.history(env, limit))
     }
 
+    /// The newest record of one of `envs` made by one of `commands`
+    /// (`deploy`, `rollback`...), without its phases: one query, cheap
+    /// enough for `soar monitor` to poll for deploys made elsewhere.
+    pub fn latest(&self, envs: &[&str], commands: &[&str]) -> anyhow::Result<Option<DeployRecord>> {
+        on_backend!(self, b => b.latest(envs, commands))
+    }
+
     /// One deploy by id, with its phases.
     pub fn deploy(&self, id: DeployId) -> anyhow::Result<Option<DeployRecord>> {
         on_backend!(self, b => b.deploy(id))

@@ -209,6 +209,12 @@ fn history_is_newest_first_with_phases_in_order() {
 }
 
 #[test]
+fn latest_is_the_newest_record_of_the_envs_and_commands() {
+    let (_dir, store) = store();
+    cases::latest_is_the_newest_record_of_the_envs_and_commands(&store);
+}
+
+#[test]
 fn events_are_recorded_in_order_and_bounded() {
     let (_dir, store) = store();
     cases::events_are_recorded_in_order_and_bounded(&store);

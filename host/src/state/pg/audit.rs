@@ -191,6 +191,32 @@ impl Postgres {
         })
     }
 
+    /// The newest record of one of `envs` made by one of `commands`,
+    /// without its phases: one query, for a watcher that polls it.
+    pub(crate) fn latest(
+        &self,
+        envs: &[&str],
+        commands: &[&str],
+    ) -> anyhow::Result<Option<DeployRecord>> {
+        self.read(|c, project| {
+            let row = c.query_opt(
+                &format!(
+                    "SELECT {DEPLOY_COLUMNS} FROM soar.deploys
+                     WHERE project = $1 AND env = ANY($2) AND command = ANY($3)
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                &[&project, &envs, &commands],
+            )?;
+            let Some(row) = row else { return Ok(None) };
+            let (mut record, stored, token) = deploy_row(&row);
+            record.status =
+                derive_status(&record, &stored, &token, &mut HolderCache::new(), |env| {
+                    live_holder(c, project, env)
+                })?;
+            Ok(Some(record))
+        })
+    }
+
     /// One deploy by id, with its phases.
     pub(crate) fn deploy(&self, id: DeployId) -> anyhow::Result<Option<DeployRecord>> {
         self.read(|c, project| {
