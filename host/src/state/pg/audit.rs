@@ -207,13 +207,7 @@ impl Postgres {
                 ),
                 &[&project, &envs, &commands],
             )?;
-            let Some(row) = row else { return Ok(None) };
-            let (mut record, stored, token) = deploy_row(&row);
-            record.status =
-                derive_status(&record, &stored, &token, &mut HolderCache::new(), |env| {
-                    live_holder(c, project, env)
-                })?;
-            Ok(Some(record))
+            row.map(|row| resolved(c, project, &row)).transpose()
         })
     }
 
@@ -227,11 +221,7 @@ impl Postgres {
                 &[&project, &id.0],
             )?;
             let Some(row) = row else { return Ok(None) };
-            let (mut record, stored, token) = deploy_row(&row);
-            record.status =
-                derive_status(&record, &stored, &token, &mut HolderCache::new(), |env| {
-                    live_holder(c, project, env)
-                })?;
+            let mut record = resolved(c, project, &row)?;
             record.phases = phases_of(c, &[id.0])?.remove(&id.0).unwrap_or_default();
             Ok(Some(record))
         })
@@ -300,4 +290,18 @@ fn phases_of(
         });
     }
     Ok(out)
+}
+
+/// One deploy row as a record, its status derived (running, or
+/// interrupted when its process's lock is gone); no phases.
+fn resolved(
+    c: &mut postgres::Client,
+    project: &str,
+    row: &postgres::Row,
+) -> anyhow::Result<DeployRecord> {
+    let (mut record, stored, token) = deploy_row(row);
+    record.status = derive_status(&record, &stored, &token, &mut HolderCache::new(), |env| {
+        live_holder(c, project, env)
+    })?;
+    Ok(record)
 }
