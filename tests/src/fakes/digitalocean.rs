@@ -15,7 +15,10 @@
 //!   `uuid:key` authenticates, so functions can be deployed and called;
 //! - errors as `{id, message, request_id}` with the document's ids
 //!   (`unauthorized`, `not_found`, `unprocessable_entity`, `too_many_requests`,
-//!   `server_error`); the bearer token is checked on every call;
+//!   `server_error`); the bearer token is checked on every call, and a
+//!   token restricted to custom scopes ([`DigitalOceanFake::restrict_scopes`])
+//!   gets the document's `403 forbidden` for an endpoint whose scopes
+//!   ([`SCOPES`], the document's `security` of each route) it lacks;
 //! - `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` on every
 //!   answer, `429` with `retry-after` once the budget is spent.
 //!
@@ -104,6 +107,10 @@ pub struct FakeDroplet {
 
 struct Inner {
     token: String,
+    /// The token's custom scopes; `None` for a full-access token.
+    scopes: Option<BTreeSet<String>>,
+    /// Every `403 forbidden` answered: the endpoint and the scopes it needed.
+    forbidden: Vec<String>,
     next_id: u64,
     droplets: BTreeMap<u64, FakeDroplet>,
     keys: Vec<(u64, String)>,
@@ -175,6 +182,8 @@ impl DigitalOceanFake {
         let all = ["ams3", "fra1", "nyc1", "nyc3", "sfo3"];
         let inner = Arc::new(Mutex::new(Inner {
             token: token.into(),
+            scopes: None,
+            forbidden: Vec::new(),
             next_id: 300_000_001,
             droplets: BTreeMap::new(),
             keys: Vec::new(),
@@ -381,6 +390,19 @@ impl DigitalOceanFake {
     /// The next `count` connections are dropped without an answer.
     pub fn drop_next(&self, count: u32) {
         lock(&self.inner).drop_next = count;
+    }
+
+    /// Make the token a custom-scoped one holding exactly `scopes`
+    /// (`droplet:read`...): a call whose route needs a scope it lacks
+    /// ([`SCOPES`]) is answered `403 forbidden`, as the API does.
+    pub fn restrict_scopes(&self, scopes: &[&str]) {
+        lock(&self.inner).scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// Every call refused for a missing scope so far: `"POST /v2/tags needs
+    /// tag:create"`.
+    pub fn forbidden(&self) -> Vec<String> {
+        lock(&self.inner).forbidden.clone()
     }
 
     /// Creating a droplet named `name` fails with `status` (and creates
@@ -699,6 +721,72 @@ fn page(
     Ok(json!({ key: slice, "links": {"pages": pages}, "meta": {"total": total} }))
 }
 
+/// The custom scopes of every route the fake serves, as the document's
+/// `security` lists them: `(method, path template, scopes)`. A list means
+/// all of its scopes, except that `<resource>:admin` stands in for every
+/// scope of its resource (the document lists it beside the scope it can
+/// replace: `function:read` or `function:admin`).
+pub const SCOPES: &[(&str, &str, &[&str])] = &[
+    ("GET", "/v2/account/keys", &["ssh_key:read"]),
+    ("GET", "/v2/regions", &["regions:read"]),
+    ("GET", "/v2/sizes", &["sizes:read", "regions:read"]),
+    (
+        "GET",
+        "/v2/functions/namespaces",
+        &["function:read", "function:admin"],
+    ),
+    (
+        "POST",
+        "/v2/functions/namespaces",
+        &["function:create", "function:admin"],
+    ),
+    (
+        "GET",
+        "/v2/functions/namespaces/{namespace_id}",
+        &["function:admin"],
+    ),
+    (
+        "DELETE",
+        "/v2/functions/namespaces/{namespace_id}",
+        &["function:delete", "function:admin"],
+    ),
+    ("POST", "/v2/tags", &["tag:create"]),
+    ("POST", "/v2/tags/{tag_id}/resources", &["tag:create"]),
+    ("DELETE", "/v2/tags/{tag_id}/resources", &["tag:delete"]),
+    ("GET", "/v2/droplets", &["droplet:read"]),
+    ("POST", "/v2/droplets", &["droplet:create"]),
+    ("DELETE", "/v2/droplets", &["droplet:delete"]),
+    ("GET", "/v2/droplets/{droplet_id}", &["droplet:read"]),
+    ("DELETE", "/v2/droplets/{droplet_id}", &["droplet:delete"]),
+    ("GET", "/v2/actions/{action_id}", &["actions:read"]),
+];
+
+/// The scopes `SCOPES` names for `method path`, if the route is listed.
+fn scopes_of(method: &str, path: &str) -> Option<&'static [&'static str]> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    SCOPES.iter().find_map(|(m, template, scopes)| {
+        let t: Vec<&str> = template.split('/').collect();
+        let fits = *m == method
+            && t.len() == segs.len()
+            && t.iter()
+                .zip(&segs)
+                .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()));
+        fits.then_some(*scopes)
+    })
+}
+
+/// Whether `granted` covers `required` (see [`SCOPES`]).
+fn covers(granted: &BTreeSet<String>, required: &[&str]) -> bool {
+    let admin_alone = required.len() == 1;
+    required
+        .iter()
+        .filter(|s| admin_alone || !s.ends_with(":admin"))
+        .all(|s| {
+            let admin = s.split(':').next().map(|r| format!("{r}:admin"));
+            granted.contains(*s) || admin.is_some_and(|a| granted.contains(&a))
+        })
+}
+
 async fn handle(State(shared): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 4 << 20)
@@ -796,6 +884,22 @@ fn route(
 ) -> Response {
     if auth != Some(&format!("Bearer {}", s.token)) {
         return error(401, "unauthorized", "Unable to authenticate you.", rid);
+    }
+    if let Some(granted) = &s.scopes {
+        let required = scopes_of(method, path).unwrap_or(&[]);
+        if !covers(granted, required) {
+            s.forbidden.push(format!(
+                "{} needs {}",
+                endpoint(method, path),
+                required.join(" + ")
+            ));
+            return error(
+                403,
+                "forbidden",
+                "You do not have permission to perform this action.",
+                rid,
+            );
+        }
     }
     // Rate limiting: an injected storm first, then the budget.
     if s.storm_left > 0 {
@@ -1347,5 +1451,95 @@ mod tests {
             fake.calls_to("DELETE /v2/functions/namespaces/{namespace_id}"),
             2
         );
+    }
+
+    /// The fake's scope table is the official document's: every route's
+    /// `security` scopes, read from `../shared/apis/digitalocean-bundled.yaml`.
+    #[test]
+    fn the_scope_table_is_the_documents() {
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/apis/digitalocean-bundled.yaml");
+        let Ok(text) = std::fs::read_to_string(&doc) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is missing (CI runs with ../shared beside the checkout)",
+                doc.display()
+            );
+            eprintln!("skipping: {} is not here", doc.display());
+            return;
+        };
+        // Only each operation's `security` is read: the rest of the
+        // document holds numbers no YAML value type takes (2^64 and up).
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            paths: BTreeMap<String, BTreeMap<String, Op>>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Op {
+            Operation {
+                #[serde(default)]
+                security: Vec<BTreeMap<String, Vec<String>>>,
+            },
+            Other(serde::de::IgnoredAny),
+        }
+        let doc: Doc = serde_yaml_ng::from_str(&text).expect("the document parses");
+        for (method, path, scopes) in SCOPES {
+            let op = doc
+                .paths
+                .get(*path)
+                .and_then(|p| p.get(&method.to_ascii_lowercase()));
+            let Some(Op::Operation { security }) = op else {
+                panic!("{method} {path} is not in the document");
+            };
+            let listed = security
+                .first()
+                .and_then(|s| s.get("bearer_auth"))
+                .unwrap_or_else(|| panic!("{method} {path}: no bearer_auth scopes"));
+            assert_eq!(listed, scopes, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_scoped_token_is_refused_what_its_scopes_do_not_cover() {
+        use crate::fakes::openwhisk::tests::send;
+        const TOKEN: &str = "dop_v1_scoped";
+        let fake = DigitalOceanFake::start(TOKEN);
+        fake.restrict_scopes(&["droplet:read", "function:admin"]);
+        let url = fake.url();
+        let a = send(|c| c.get(format!("{url}/v2/droplets")).bearer_auth(TOKEN));
+        assert_eq!(a.status, 200);
+        let a = send(|c| c.get(format!("{url}/v2/sizes")).bearer_auth(TOKEN));
+        assert_eq!(
+            (a.status, a.json()["id"].clone()),
+            (403, json!("forbidden"))
+        );
+        // `function:admin` stands in for `function:read` and `:create`.
+        let a = send(|c| {
+            c.get(format!("{url}/v2/functions/namespaces"))
+                .bearer_auth(TOKEN)
+        });
+        assert_eq!(a.status, 200);
+        let a = send(|c| c.post(format!("{url}/v2/droplets")).bearer_auth(TOKEN));
+        assert_eq!(a.status, 403);
+        assert_eq!(
+            fake.forbidden(),
+            [
+                "GET /v2/sizes needs sizes:read + regions:read",
+                "POST /v2/droplets needs droplet:create"
+            ]
+        );
+        assert!(covers(
+            &["sizes:read".into(), "regions:read".into()].into(),
+            &["sizes:read", "regions:read"]
+        ));
+        assert!(!covers(
+            &["sizes:read".into()].into(),
+            &["sizes:read", "regions:read"]
+        ));
+        assert!(!covers(
+            &["function:read".into()].into(),
+            &["function:admin"]
+        ));
     }
 }
