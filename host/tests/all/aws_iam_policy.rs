@@ -5,7 +5,7 @@
 //! plan again and destroy all pass under exactly that policy; a policy
 //! without one of its actions fails, which shows moto really enforces it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use crate::support::aws::{SignedMoto, spot_command};
@@ -13,18 +13,7 @@ use crate::support::transcript;
 
 /// The JSON block under README's "### aws-spot IAM policy" heading.
 fn readme_policy() -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
-    let section = readme
-        .split_once("### aws-spot IAM policy")
-        .expect("README has an \"aws-spot IAM policy\" section")
-        .1;
-    let block = section
-        .split_once("```json\n")
-        .expect("the section holds a json block")
-        .1;
-    let policy = block.split_once("```").unwrap().0.to_string();
+    let policy = crate::support::readme_block("aws-spot IAM policy", "json");
     serde_json::from_str::<serde_json::Value>(&policy).expect("the README policy is JSON");
     policy
 }

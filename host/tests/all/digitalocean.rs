@@ -724,3 +724,72 @@ async fn a_role_change_retags_the_droplet_in_place() {
     assert!(again["staging-app-1"].is_ok(), "{again:?}");
     assert_eq!(h.fake.droplets()[0].tags, tags("worker"));
 }
+
+/// Line `n` of the scopes block under README's "DigitalOcean token scopes".
+pub(crate) fn documented_scopes(n: usize) -> Vec<String> {
+    let block = support::readme_block("DigitalOcean token scopes", "text");
+    let line = block.lines().nth(n).expect("the scopes line");
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// Plan, create, status, re-tag and destroy one droplet with a token holding
+/// exactly `scopes`; the first step that fails, with its error.
+async fn droplet_cycle(scopes: &[&str]) -> Result<(), String> {
+    let h = Harness::new().await;
+    h.fake.restrict_scopes(scopes);
+    let applied = |step: &str, results: BTreeMap<String, Result<Applied, String>>| match results
+        .into_iter()
+        .find(|(_, r)| r.is_err())
+    {
+        Some((name, Err(e))) => Err(format!("{step} {name}: {e}")),
+        _ => Ok(()),
+    };
+    let app = settings(json!({ "app-1": {"role": "app"} }));
+    let plan = h.plan(&app).await.map_err(|e| format!("plan: {e}"))?;
+    applied("create", h.apply(&app, &plan).await)?;
+    let session = h.session();
+    let ctx = h.ctx(&session, &app);
+    h.plugin
+        .status(session, &ctx)
+        .await
+        .map_err(|e| format!("status: {e}"))?;
+    let worker = settings(json!({ "app-1": {"role": "worker"} }));
+    let plan = h.plan(&worker).await.map_err(|e| format!("re-plan: {e}"))?;
+    applied("re-tag", h.apply(&worker, &plan).await)?;
+    let destroy = h
+        .plan_destroy(&worker)
+        .await
+        .map_err(|e| format!("plan destroy: {e}"))?;
+    applied("destroy", h.apply(&worker, &destroy).await)?;
+    assert!(
+        h.fake.droplets().is_empty(),
+        "the cycle destroys its droplet"
+    );
+    assert!(h.fake.forbidden().is_empty(), "{:?}", h.fake.forbidden());
+    Ok(())
+}
+
+/// README's droplet scopes are enough for the whole cycle, and each of them
+/// is needed: without it, a step is refused with the API's 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_token_scopes_are_enough_and_each_is_needed() {
+    let scopes = documented_scopes(0);
+    let all: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    droplet_cycle(&all)
+        .await
+        .unwrap_or_else(|e| panic!("under exactly {all:?}: {e}"));
+    for dropped in &all {
+        let fewer: Vec<&str> = all.iter().copied().filter(|s| s != dropped).collect();
+        let refused = droplet_cycle(&fewer).await.expect_err(dropped);
+        assert!(
+            refused.contains("403") && refused.contains("forbidden"),
+            "without {dropped}: {refused}"
+        );
+        // The error names the scopes to grant: README's own list.
+        assert!(
+            refused.contains(&format!("needs all of: {}", all.join(" "))),
+            "without {dropped}: {refused}"
+        );
+        eprintln!("without {dropped}: {refused}");
+    }
+}

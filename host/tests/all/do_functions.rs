@@ -342,3 +342,45 @@ fn functions_errors_are_clear() {
     assert!(err.contains("either to Functions or to droplets"), "{err}");
     assert!(err.contains("soar.toml:"), "points at the file: {err}");
 }
+
+/// README's Functions scopes are enough to deploy and destroy through the
+/// CLI, and each is needed: without it, a step is refused with the API's
+/// 403 (the namespace is created, listed and deleted with the token; the
+/// function itself with the namespace's key).
+#[test]
+fn the_documented_token_scopes_are_enough_and_each_is_needed() {
+    let scopes = crate::digitalocean::documented_scopes(1);
+    let all: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let cycle = |granted: &[&str]| -> Result<(), String> {
+        let fake = DigitalOceanFake::start(TOKEN);
+        fake.restrict_scopes(granted);
+        let p = Project::new(&fake, r#"{ region = "nyc1" }"#);
+        for args in [&["deploy", "--yes"][..], &["destroy", "--yes"][..]] {
+            let out = p.soar(args);
+            if !out.status.success() {
+                return Err(format!("{}: {}", args[0], text(&out.stderr)));
+            }
+        }
+        assert!(
+            fake.namespaces().is_empty(),
+            "destroy removes the namespace"
+        );
+        assert!(fake.forbidden().is_empty(), "{:?}", fake.forbidden());
+        Ok(())
+    };
+    cycle(&all).unwrap_or_else(|e| panic!("under exactly {all:?}: {e}"));
+    for dropped in &all {
+        let fewer: Vec<&str> = all.iter().copied().filter(|s| s != dropped).collect();
+        let refused = cycle(&fewer).expect_err(dropped);
+        assert!(
+            refused.contains("403") && refused.contains("forbidden"),
+            "without {dropped}: {refused}"
+        );
+        // The error names the scopes to grant: README's own list.
+        assert!(
+            refused.contains(&format!("needs all of: {}", all.join(" "))),
+            "without {dropped}: {refused}"
+        );
+        eprintln!("without {dropped}: {refused}");
+    }
+}

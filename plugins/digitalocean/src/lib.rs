@@ -72,14 +72,17 @@ impl Provider for DigitalOcean {
         if c.functions.is_some() {
             return out;
         }
-        if let Err(e) = droplets::find_key(&base, &c.ssh_key_name) {
+        if let Err(e) = scoped(droplets::find_key(&base, &c.ssh_key_name), DROPLET_SCOPES) {
             out.extend(diagnostics(e));
             return out;
         }
-        let sizes = match api::list(
-            &base,
-            &format!("/v2/sizes?per_page={}", api::PER_PAGE),
-            "sizes",
+        let sizes = match scoped(
+            api::list(
+                &base,
+                &format!("/v2/sizes?per_page={}", api::PER_PAGE),
+                "sizes",
+            ),
+            DROPLET_SCOPES,
         ) {
             Ok(s) => s,
             Err(e) => {
@@ -95,14 +98,14 @@ impl Provider for DigitalOcean {
 
     fn plan(ctx: &Context) -> Result<ChangePlan, PluginError> {
         match settings::check(ctx)?.functions {
-            Some(f) => functions::plan(ctx, &f),
-            None => droplets::plan(ctx),
+            Some(f) => scoped(functions::plan(ctx, &f), FUNCTION_SCOPES),
+            None => scoped(droplets::plan(ctx), DROPLET_SCOPES),
         }
     }
 
     fn apply(ctx: &Context, change: &Change) -> Result<Applied, PluginError> {
         if change.kind == functions::KIND {
-            return functions::apply(ctx, change);
+            return scoped(functions::apply(ctx, change), FUNCTION_SCOPES);
         }
         if change.kind != droplets::KIND {
             return Err(PluginError::Other(format!(
@@ -110,22 +113,45 @@ impl Provider for DigitalOcean {
                 change.kind
             )));
         }
-        droplets::apply(ctx, change)
+        scoped(droplets::apply(ctx, change), DROPLET_SCOPES)
     }
 
     fn plan_destroy(ctx: &Context) -> Result<ChangePlan, PluginError> {
         match settings::check(ctx)?.functions {
-            Some(f) => functions::plan_destroy(ctx, &f),
-            None => droplets::plan_destroy(ctx),
+            Some(f) => scoped(functions::plan_destroy(ctx, &f), FUNCTION_SCOPES),
+            None => scoped(droplets::plan_destroy(ctx), DROPLET_SCOPES),
         }
     }
 
     fn status(ctx: &Context) -> Result<Vec<ResourceStatus>, PluginError> {
         match settings::check(ctx)?.functions {
-            Some(f) => functions::status(ctx, &f),
-            None => droplets::status(ctx),
+            Some(f) => scoped(functions::status(ctx, &f), FUNCTION_SCOPES),
+            None => scoped(droplets::status(ctx), DROPLET_SCOPES),
         }
     }
+}
+
+/// The custom scopes a token needs for droplets (plan, create, status,
+/// re-tag, destroy), as README's "DigitalOcean token scopes" lists them.
+const DROPLET_SCOPES: &str = "droplet:create droplet:read droplet:delete ssh_key:read sizes:read regions:read tag:create tag:delete";
+
+/// The custom scopes a token needs for Functions (the namespace calls; the
+/// function itself goes with the namespace's key).
+const FUNCTION_SCOPES: &str = "function:read function:create function:delete";
+
+/// A `403` says which scopes the token needs: the API's own message only
+/// says it lacks permission, which leaves a least-privilege user guessing.
+fn scoped<T>(r: Result<T, PluginError>, scopes: &str) -> Result<T, PluginError> {
+    r.map_err(|e| match e {
+        PluginError::Api(mut a) if a.status == 403 => {
+            a.message = format!(
+                "{} (a token with custom scopes needs all of: {scopes})",
+                a.message
+            );
+            PluginError::Api(a)
+        }
+        other => other,
+    })
 }
 
 /// A plugin error as diagnostics, for `validate`.

@@ -143,6 +143,28 @@ pub fn soar_guarded(
     out
 }
 
+/// The first ```` ```lang ```` block under README's `### heading`: what
+/// README documents (a policy, a scope list), read from README itself so a
+/// test and the document cannot drift apart.
+pub fn readme_block(heading: &str, lang: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let section = readme
+        .split_once(&format!("### {heading}\n"))
+        .unwrap_or_else(|| panic!("README has no \"### {heading}\" section"))
+        .1;
+    let block = section
+        .split_once(&format!("```{lang}\n"))
+        .unwrap_or_else(|| panic!("README's \"{heading}\" holds no {lang} block"))
+        .1;
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_string()
+}
+
 /// The exit code, stdout and stderr of a finished command, labelled, for
 /// assertion messages.
 pub fn transcript(o: &Output) -> String {
