@@ -732,6 +732,20 @@ pub(crate) fn documented_scopes(n: usize) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
 
+/// `refused`, the error of a cycle run without the scope `dropped`, is the
+/// API's 403, and names the scopes to grant: README's own list `all`.
+pub(crate) fn assert_refused_for_want_of(dropped: &str, refused: &str, all: &[&str]) {
+    assert!(
+        refused.contains("403") && refused.contains("forbidden"),
+        "without {dropped}: {refused}"
+    );
+    assert!(
+        refused.contains(&format!("needs all of: {}", all.join(" "))),
+        "without {dropped}: {refused}"
+    );
+    eprintln!("without {dropped}: {refused}");
+}
+
 /// Plan, create, status, re-tag and destroy one droplet with a token holding
 /// exactly `scopes`; the first step that fails, with its error.
 async fn droplet_cycle(scopes: &[&str]) -> Result<(), String> {
@@ -781,15 +795,6 @@ async fn the_documented_token_scopes_are_enough_and_each_is_needed() {
     for dropped in &all {
         let fewer: Vec<&str> = all.iter().copied().filter(|s| s != dropped).collect();
         let refused = droplet_cycle(&fewer).await.expect_err(dropped);
-        assert!(
-            refused.contains("403") && refused.contains("forbidden"),
-            "without {dropped}: {refused}"
-        );
-        // The error names the scopes to grant: README's own list.
-        assert!(
-            refused.contains(&format!("needs all of: {}", all.join(" "))),
-            "without {dropped}: {refused}"
-        );
-        eprintln!("without {dropped}: {refused}");
+        assert_refused_for_want_of(dropped, &refused, &all);
     }
 }
