@@ -72,6 +72,80 @@ impl Engine {
     }
 }
 
+/// A service name no other test (or run) uses on the shared engine:
+/// `dk<tag>-<pid>-<n>`.
+pub fn unique_service(tag: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "dk{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// What a test made on the shared engine, removed when it is dropped —
+/// the test passed or failed: containers, and every tag of some image
+/// repositories (or single references).
+pub struct Leftovers {
+    engine: &'static Engine,
+    containers: Vec<String>,
+    images: Vec<String>,
+}
+
+impl Leftovers {
+    /// A docker service's container and image repository, both
+    /// `soar-<service>` as a rollout names them.
+    pub fn of_service(engine: &'static Engine, service: &str) -> Self {
+        let name = format!("soar-{service}");
+        Self {
+            engine,
+            containers: vec![name.clone()],
+            images: vec![name],
+        }
+    }
+
+    /// Also a container (a colour of the proxy switch, say).
+    pub fn container(mut self, name: impl Into<String>) -> Self {
+        self.containers.push(name.into());
+        self
+    }
+
+    /// Also every tag of an image repository (or one `repo:tag`), such as
+    /// the test's own build tag.
+    pub fn image(mut self, repository: impl Into<String>) -> Self {
+        self.images.push(repository.into());
+        self
+    }
+
+    /// Every `repo:tag` the engine holds of the images named.
+    pub fn image_tags(&self) -> Vec<String> {
+        self.images
+            .iter()
+            .flat_map(|repository| {
+                self.engine
+                    .stdout(&["images", "--format", "{{.Repository}}:{{.Tag}}", repository])
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = self.engine.docker(&["rm", "-f", c]);
+        }
+        for image in self.image_tags() {
+            let _ = self.engine.docker(&["rmi", "-f", &image]);
+        }
+    }
+}
+
 /// Whether `docker info` answers through `host` (or the default).
 fn answers(host: Option<&str>) -> bool {
     let mut c = Command::new("docker");

@@ -254,6 +254,20 @@ impl SshHost {
         format!("{}:{}", self.addr, self.port)
     }
 
+    /// soar.toml's `[env.<env>.ssh]` table reaching this host alone: its
+    /// key, `known_hosts` beside soar.toml (write [`Self::known_hosts_line`]
+    /// there) and the host's root as the remote prefix.
+    pub fn ssh_table(&self, env: &str) -> String {
+        format!(
+            "[env.{env}.ssh]\nhosts = [\"{}\"]\nuser = \"{}\"\nidentity_file = \"{}\"\n\
+             known_hosts = \"known_hosts\"\nremote_prefix = \"{}\"\nconnect_timeout = \"5s\"\n",
+            self.endpoint(),
+            user(),
+            self.key_path.display(),
+            self.root.display()
+        )
+    }
+
     /// The host's private directory holding its config and keys.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -14,49 +14,14 @@
 //! - Ctrl-C (SIGINT) ends the follow with exit code 0.
 
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use soar_tests::dockerd::{Engine, require_engine, static_hello};
-use soar_tests::sshd::{ClientKey, SshHost, available, free_port, user};
+use soar_tests::dockerd::{Engine, Leftovers, require_engine, static_hello, unique_service};
+use soar_tests::sshd::{ClientKey, SshHost, available, free_port};
 
 use crate::support::running::Running;
 use crate::support::{soar, text};
-
-/// A service name no other test (or run) uses on the shared engine.
-fn unique() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "dkmet-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Removes the service's container and images (and the build tag) when
-/// the test ends, passed or failed.
-struct Cleanup {
-    engine: &'static Engine,
-    service: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let repo = format!("soar-{}", self.service);
-        let _ = self.engine.docker(&["rm", "-f", &repo]);
-        let images = self
-            .engine
-            .stdout(&["images", "--format", "{{.Repository}}:{{.Tag}}", &repo])
-            .unwrap_or_default();
-        for image in images.lines().filter(|l| !l.is_empty()) {
-            let _ = self.engine.docker(&["rmi", "-f", image]);
-        }
-        let _ = self
-            .engine
-            .docker(&["rmi", "-f", &format!("{}-build", self.service)]);
-    }
-}
 
 /// A project deploying a `FROM scratch` image of the static hello to
 /// `host` as an image archive.
@@ -102,18 +67,8 @@ health = {{ path = "/health", timeout = "20s", interval = "200ms", retries = 100
 [env.prod]
 provider = "local"
 
-[env.prod.ssh]
-hosts = ["{endpoint}"]
-user = "{user}"
-identity_file = "{key}"
-known_hosts = "known_hosts"
-remote_prefix = "{prefix}"
-connect_timeout = "5s"
-"#,
-                endpoint = host.endpoint(),
-                user = user(),
-                key = host.key_path.display(),
-                prefix = host.root.display(),
+{ssh}"#,
+                ssh = host.ssh_table("prod"),
             ),
         )
         .unwrap();
@@ -233,11 +188,8 @@ fn numbers_logs_and_restarts_of_a_container() {
     );
     let key = ClientKey::generate().unwrap();
     let host = SshHost::start(&key).unwrap();
-    let service = unique();
-    let _cleanup = Cleanup {
-        engine,
-        service: service.clone(),
-    };
+    let service = unique_service("met");
+    let _cleanup = Leftovers::of_service(engine, &service).image(format!("{service}-build"));
     let p = Project::new(engine, &host, &service);
     let out = p.soar(&["deploy", "--yes"]);
     assert!(out.status.success(), "deploy: {}", text(&out.stderr));

@@ -12,63 +12,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use soar_tests::dockerd::{Engine, require_engine, static_hello};
-use soar_tests::sshd::{ClientKey, SshHost, available, free_port, user};
+use soar_tests::dockerd::{Engine, Leftovers, require_engine, static_hello, unique_service};
+use soar_tests::sshd::{ClientKey, SshHost, available, free_port};
 
 use crate::support::{soar_guarded, text};
 
 const SECRET: &str = "d0cker-s3cret-that-must-not-leak";
-
-/// A service name no other test (or run) uses on the shared engine.
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "dk{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Removes the service's container and images (and the test's own build
-/// tags) when the test ends, passed or failed.
-struct DockerCleanup {
-    engine: &'static Engine,
-    service: String,
-    extra: Vec<String>,
-}
-
-impl DockerCleanup {
-    fn images(&self) -> Vec<String> {
-        self.engine
-            .stdout(&[
-                "images",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
-                &format!("soar-{}", self.service),
-            ])
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect()
-    }
-}
-
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        let _ = self
-            .engine
-            .docker(&["rm", "-f", &format!("soar-{}", self.service)]);
-        let mut doomed = self.images();
-        doomed.extend(self.extra.iter().cloned());
-        for image in doomed {
-            let _ = self.engine.docker(&["rmi", "-f", &image]);
-        }
-    }
-}
 
 /// A `FROM scratch` image of the static hello answering "hello <version>";
 /// an unhealthy one listens on the container's 127.0.0.1 only, which the
@@ -123,19 +74,9 @@ health = {{ path = "/health", timeout = "6s", interval = "200ms", retries = 30 }
 [env.prod]
 provider = "local"
 
-[env.prod.ssh]
-hosts = ["{endpoint}"]
-user = "{user}"
-identity_file = "{key}"
-known_hosts = "known_hosts"
-remote_prefix = "{prefix}"
-connect_timeout = "5s"
-"#,
+{ssh}"#,
                 cli = engine.cli(),
-                endpoint = host.endpoint(),
-                user = user(),
-                key = host.key_path.display(),
-                prefix = host.root.display(),
+                ssh = host.ssh_table("prod"),
             ),
         )
         .unwrap();
@@ -239,13 +180,9 @@ fn image_archive_deploy_redeploy_update_fail_rollback_logs_destroy() {
     let started = Instant::now();
     let key = ClientKey::generate().unwrap();
     let host = SshHost::start(&key).unwrap();
-    let service = unique("arc");
+    let service = unique_service("arc");
     let build_tag = format!("{service}-build");
-    let _cleanup = DockerCleanup {
-        engine,
-        service: service.clone(),
-        extra: vec![build_tag.clone()],
-    };
+    let _cleanup = Leftovers::of_service(engine, &service).image(&build_tag);
     let cli = engine.cli();
     let p = Project::new(
         engine,
@@ -423,12 +360,8 @@ fn build_context_is_built_on_the_host() {
     let started = Instant::now();
     let key = ClientKey::generate().unwrap();
     let host = SshHost::start(&key).unwrap();
-    let service = unique("ctx");
-    let _cleanup = DockerCleanup {
-        engine,
-        service: service.clone(),
-        extra: vec![],
-    };
+    let service = unique_service("ctx");
+    let _cleanup = Leftovers::of_service(engine, &service);
     let p = Project::new(engine, &host, &service, "path = \"context\"");
     let context = p.dir.path().join("context");
 

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use soar_tests::dockerd::{Engine, require_engine, static_hello};
+use soar_tests::dockerd::{Engine, Leftovers, require_engine, static_hello};
 use soar_tests::files::walk;
-use soar_tests::sshd::{ClientKey, SshHost, available, free_port, user};
+use soar_tests::sshd::{ClientKey, SshHost, available, free_port};
 
 use crate::support::leak_scan::assert_no_secret;
 use crate::support::{soar_guarded, text};
@@ -128,35 +128,6 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// Removes the service's container and every image the test made.
-struct Cleanup {
-    engine: &'static Engine,
-    service: String,
-    repository: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = self
-            .engine
-            .docker(&["rm", "-f", &format!("soar-{}", self.service)]);
-        for repository in [format!("soar-{}", self.service), self.repository.clone()] {
-            let listed = self
-                .engine
-                .stdout(&[
-                    "images",
-                    "--format",
-                    "{{.Repository}}:{{.Tag}}",
-                    &repository,
-                ])
-                .unwrap_or_default();
-            for image in listed.lines().filter(|l| !l.is_empty()) {
-                let _ = self.engine.docker(&["rmi", "-f", image]);
-            }
-        }
-    }
-}
-
 /// A `FROM scratch` image of the static hello answering "hello <version>".
 fn write_image(dir: &Path, version: &str) {
     std::fs::create_dir_all(dir).unwrap();
@@ -256,21 +227,11 @@ health = {{ path = "/health", timeout = "10s", interval = "200ms", retries = 50 
 [env.prod]
 provider = "local"
 
-[env.prod.ssh]
-hosts = ["{endpoint}"]
-user = "{user}"
-identity_file = "{key}"
-known_hosts = "known_hosts"
-remote_prefix = "{prefix}"
-connect_timeout = "5s"
-"#,
+{ssh}"#,
                 service = self.service,
                 cli = self.engine.cli(),
                 port = self.port,
-                endpoint = self.host.endpoint(),
-                user = user(),
-                key = self.host.key_path.display(),
-                prefix = self.host.root.display(),
+                ssh = self.host.ssh_table("prod"),
             ),
         )
         .unwrap();
@@ -378,11 +339,7 @@ fn registry_pull_login_refusal_build_and_push() {
     let started = Instant::now();
     let service = format!("reg{}", std::process::id());
     let repository = format!("{}/soar-test/{service}", registry.address());
-    let _cleanup = Cleanup {
-        engine,
-        service: service.clone(),
-        repository: repository.clone(),
-    };
+    let _cleanup = Leftovers::of_service(engine, &service).image(&repository);
     let mut p = Project::new(engine, &service);
     let images = p.dir.path().join("image");
     let login = format!("registry_user = \"{USER}\"\nregistry_password_env = \"{PASSWORD_ENV}\"");

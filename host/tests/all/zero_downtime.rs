@@ -623,33 +623,12 @@ fn ssh_deploys_and_rollbacks_drop_no_request() {
 /// docker case ends, passed or failed (the engine is shared by every
 /// test).
 struct DockerLeftovers {
-    engine: &'static soar_tests::dockerd::Engine,
-    service: String,
+    _docker: soar_tests::dockerd::Leftovers,
     proxy_dir: std::path::PathBuf,
 }
 
 impl Drop for DockerLeftovers {
     fn drop(&mut self) {
-        let s = &self.service;
-        for c in [
-            format!("soar-{s}"),
-            format!("soar-{s}-blue"),
-            format!("soar-{s}-green"),
-        ] {
-            let _ = self.engine.docker(&["rm", "-f", &c]);
-        }
-        let images = self
-            .engine
-            .stdout(&[
-                "images",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
-                &format!("soar-{s}"),
-            ])
-            .unwrap_or_default();
-        for image in images.lines().filter(|l| !l.is_empty()) {
-            let _ = self.engine.docker(&["rmi", "-f", image]);
-        }
         if let Ok(pid) = std::fs::read_to_string(self.proxy_dir.join("soar.pid")) {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
@@ -685,8 +664,9 @@ fn docker_deploys_and_a_rollback_drop_no_request() {
     let service = format!("zdd{}", std::process::id());
     let root = host.root.join("opt").join(&service);
     let _leftovers = DockerLeftovers {
-        engine,
-        service: service.clone(),
+        _docker: soar_tests::dockerd::Leftovers::of_service(engine, &service)
+            .container(format!("soar-{service}-blue"))
+            .container(format!("soar-{service}-green")),
         proxy_dir: root.join("proxy"),
     };
     let dir = tempfile::tempdir().unwrap();
@@ -712,20 +692,10 @@ health = {{ path = "/health", timeout = "10s", interval = "200ms", retries = 50 
 [env.prod]
 provider = "local"
 
-[env.prod.ssh]
-hosts = ["{endpoint}"]
-user = "{user}"
-identity_file = "{key}"
-known_hosts = "known_hosts"
-remote_prefix = "{prefix}"
-connect_timeout = "5s"
-"#,
+{ssh}"#,
             cli = engine.cli(),
             proxy = proxy_lines(free_port().unwrap(), free_port().unwrap()),
-            endpoint = host.endpoint(),
-            user = soar_tests::sshd::user(),
-            key = host.key_path.display(),
-            prefix = host.root.display(),
+            ssh = host.ssh_table("prod"),
         ),
     )
     .unwrap();
