@@ -30,7 +30,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
@@ -58,7 +58,7 @@ static FOLLOWERS: Semaphore = Semaphore::const_new(MAX_FOLLOWERS);
 struct Tail {
     child: Child,
     out: BufReader<ChildStdout>,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
     until: Instant,
     started: bool,
     done: bool,
@@ -92,21 +92,7 @@ pub async fn stream(root: &Path, env: &str, backlog: usize) -> Result<Response, 
     };
     // Read stderr all along (a full pipe would stall the child), keeping
     // its end.
-    let stderr = tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let mut err = err;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > MAX_STDERR {
-                kept.drain(..kept.len() - MAX_STDERR);
-            }
-        }
-        String::from_utf8_lossy(&kept).into_owned()
-    });
+    let stderr = crate::serve::queue::keep_tail(err, MAX_STDERR);
     let tail = Tail {
         child,
         out: BufReader::new(out),
@@ -149,7 +135,9 @@ pub async fn stream(root: &Path, env: &str, backlog: usize) -> Result<Response, 
                             Err(_) => None,
                         };
                     let stderr = match t.stderr.take() {
-                        Some(h) => h.await.unwrap_or_default(),
+                        Some(h) => {
+                            String::from_utf8_lossy(&h.await.unwrap_or_default()).into_owned()
+                        }
                         None => String::new(),
                     };
                     let error = (!status.is_some_and(|s| s.success()))
