@@ -326,6 +326,17 @@ async fn environment(
     }
 }
 
+/// The answer of an event stream asked for without a dashboard session:
+/// a 401 the page's script shows, where a page would show the login.
+fn no_session() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "no dashboard session",
+        "log in at /",
+    )
+    .into_response()
+}
+
 /// `/ui/env/{project}/{env}/logs`: the environment's logs as they are
 /// written, as Server-Sent Events ([`live_logs`]), for the session's token.
 async fn env_logs(
@@ -334,12 +345,7 @@ async fn env_logs(
     Path((project, env)): Path<(String, String)>,
 ) -> Response {
     let Some(me) = dash.signed_in(&headers) else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "no dashboard session",
-            "log in at /",
-        )
-        .into_response();
+        return no_session();
     };
     let followed = async {
         let (root, _) = super::inspect::resolve(&dash.app, &me.who, &project, &env)?;
@@ -430,12 +436,7 @@ async fn job_events(
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(me) = dash.signed_in(&headers) else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "no dashboard session",
-            "log in at /",
-        )
-        .into_response();
+        return no_session();
     };
     let mut api_headers = as_bearer(&me.session.token);
     let after = headers.get("last-event-id").cloned().or_else(|| {
