@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+/// The end of a Python test service that several test hosts on this
+/// machine run at once: they share its port, so it binds with
+/// `SO_REUSEPORT`. Write the imports (`os, socket, http.server`) and a
+/// handler class `H` before it; it serves `H` on `$PORT`.
+pub const SHARED_PORT_SERVER: &str = r#"class S(http.server.HTTPServer):
+    allow_reuse_address = True
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
 /// The sshd binary (Debian's `openssh-server`).
 pub const SSHD: &str = "/usr/sbin/sshd";
 

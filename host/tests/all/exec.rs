@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use soar_tests::sshd::{ClientKey, SshHost, SshProject, require_peers};
+use soar_tests::sshd::{ClientKey, SHARED_PORT_SERVER, SshHost, SshProject, require_peers};
 
 use crate::support::text;
 
@@ -33,18 +33,16 @@ fn runs_on_every_host_reports_each_status_and_fails_when_one_fails() {
     // every host's service bind it (as in ssh_rollout).
     std::fs::write(
         app.join("app.py"),
-        r#"import os, socket, http.server
+        [
+            r#"import os, socket, http.server
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
     def log_message(self, *a): pass
-class S(http.server.HTTPServer):
-    allow_reuse_address = True
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#,
+            SHARED_PORT_SERVER,
+        ]
+        .concat(),
     )
     .unwrap();
     let soar = |args: &[&str]| {

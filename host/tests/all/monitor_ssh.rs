@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use soar_tests::sshd::{ClientKey, SshHost, SshProject, python, require_peers, systemctl_py};
+use soar_tests::sshd::{
+    ClientKey, SHARED_PORT_SERVER, SshHost, SshProject, python, require_peers, systemctl_py,
+};
 
 use crate::support::text;
 
@@ -21,20 +23,17 @@ fn write_app(dir: &Path) {
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(
         app.join("app.py"),
-        r#"import os, socket, http.server
+        [
+            r#"import os, socket, http.server
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"ok"
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
-class S(http.server.HTTPServer):
-    # Every test host is this machine: the hosts' services share the port.
-    allow_reuse_address = True
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#,
+            SHARED_PORT_SERVER,
+        ]
+        .concat(),
     )
     .unwrap();
 }

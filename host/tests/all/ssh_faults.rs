@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soar_tests::sshd::{
-    ClientKey, Proc, SshHost, SshProject, python, require_peers, signal, systemctl_py, user,
+    ClientKey, Proc, SHARED_PORT_SERVER, SshHost, SshProject, python, require_peers, signal,
+    systemctl_py, user,
 };
 
 use crate::support::text;
@@ -56,16 +57,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(BODY)
     def log_message(self, *a): pass
-class S(http.server.HTTPServer):
-    allow_reuse_address = True
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 print("starting version {version}", flush=True)
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-'
+{serve}'
 exit 1
-"#
+"#,
+        serve = SHARED_PORT_SERVER
     )
     .unwrap();
     let mut random = std::fs::File::open("/dev/urandom").unwrap().take(padding);

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use soar_tests::sshd::{ClientKey, SshHost, SshProject, python, require_peers, systemctl_py, user};
+use soar_tests::sshd::{
+    ClientKey, SHARED_PORT_SERVER, SshHost, SshProject, python, require_peers, systemctl_py, user,
+};
 
 use crate::support::text;
 
@@ -32,15 +34,10 @@ class H(http.server.BaseHTTPRequestHandler):
         body = ("version " + VERSION + " token-set=" + str(bool(os.environ.get("API_TOKEN")))).encode()
         self.send_response(code); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
-class S(http.server.HTTPServer):
-    allow_reuse_address = True
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 print("starting version", VERSION, flush=True)
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#,
-            healthy = if healthy { "True" } else { "False" }
+{serve}"#,
+            healthy = if healthy { "True" } else { "False" },
+            serve = SHARED_PORT_SERVER,
         ),
     )
     .unwrap();

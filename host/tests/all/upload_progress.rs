@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use soar_tests::sshd::{ClientKey, SshHost, SshProject, require_peers};
+use soar_tests::sshd::{ClientKey, SHARED_PORT_SERVER, SshHost, SshProject, require_peers};
 
 /// The release's exact size: 6 MiB, shown by the bars as `6.00 MiB`.
 const SIZE: usize = 6 << 20;
@@ -29,13 +29,8 @@ class H(http.server.BaseHTTPRequestHandler):
         body = VERSION.encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
-class S(http.server.HTTPServer):
-    allow_reuse_address = True
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#
+{serve}"#,
+        serve = SHARED_PORT_SERVER
     );
     let dir = dir.join("app");
     std::fs::create_dir_all(&dir).unwrap();
