@@ -72,6 +72,24 @@ impl Engine {
     }
 }
 
+/// Write a build context in `dir` for a `FROM scratch` image of the
+/// static hello ([`static_hello`]) answering "hello <version>"; an
+/// unhealthy one listens on the container's 127.0.0.1 only, which a
+/// published port cannot reach. Panics when the binary cannot be built.
+pub fn write_hello_image(dir: &Path, version: &str, healthy: bool) {
+    std::fs::create_dir_all(dir).expect("creating the build context");
+    let bin = static_hello().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&bin, dir.join("hello")).expect("copying the static hello");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY hello /hello\nENV GREETING=\"hello {version}\"\n{}ENTRYPOINT [\"/hello\"]\n",
+            if healthy { "ENV BIND_ADDR=0.0.0.0\n" } else { "" }
+        ),
+    )
+    .expect("writing the Dockerfile");
+}
+
 /// A service name no other test (or run) uses on the shared engine:
 /// `dk<tag>-<pid>-<n>`.
 pub fn unique_service(tag: &str) -> String {

@@ -10,33 +10,16 @@
 //! (`soar_tests::dockerd::require_engine`). Config validation of the docker
 //! keys is checked here too (it needs no engine).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use soar_tests::dockerd::{Engine, Leftovers, require_engine, static_hello, unique_service};
+use soar_tests::dockerd::{Engine, Leftovers, require_engine, unique_service, write_hello_image};
 use soar_tests::sshd::{ClientKey, SshHost, available, free_port};
 
 use crate::support::{soar_guarded, text};
 
 const SECRET: &str = "d0cker-s3cret-that-must-not-leak";
-
-/// A `FROM scratch` image of the static hello answering "hello <version>";
-/// an unhealthy one listens on the container's 127.0.0.1 only, which the
-/// published port cannot reach.
-fn write_image(dir: &Path, version: &str, healthy: bool) {
-    std::fs::create_dir_all(dir).unwrap();
-    let bin = static_hello().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::copy(&bin, dir.join("hello")).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY hello /hello\nENV GREETING=\"hello {version}\"\n{}ENTRYPOINT [\"/hello\"]\n",
-            if healthy { "ENV BIND_ADDR=0.0.0.0\n" } else { "" }
-        ),
-    )
-    .unwrap();
-}
 
 struct Project {
     dir: tempfile::TempDir,
@@ -195,7 +178,7 @@ fn image_archive_deploy_redeploy_update_fail_rollback_logs_destroy() {
     let image_dir = p.dir.path().join("image");
 
     // First deploy: the archive is uploaded, loaded and run.
-    write_image(&image_dir, "v1", true);
+    write_hello_image(&image_dir, "v1", true);
     let out = p.deploy();
     assert!(out.status.success(), "first deploy failed");
     assert_eq!(p.get("/").as_deref(), Some("hello v1\n"));
@@ -274,13 +257,13 @@ fn image_archive_deploy_redeploy_update_fail_rollback_logs_destroy() {
     assert_eq!(p.image_tags(), vec![first.clone()]);
 
     // A new version.
-    write_image(&image_dir, "v2", true);
+    write_hello_image(&image_dir, "v2", true);
     let out = p.deploy();
     assert!(out.status.success(), "deploying v2 failed");
     assert_eq!(p.get("/").as_deref(), Some("hello v2\n"));
 
     // A failing health check rolls back to v2's image automatically.
-    write_image(&image_dir, "v3", false);
+    write_hello_image(&image_dir, "v3", false);
     let out = p.deploy();
     assert!(!out.status.success(), "an unhealthy release must fail");
     let err = text(&out.stderr);
@@ -308,7 +291,7 @@ fn image_archive_deploy_redeploy_update_fail_rollback_logs_destroy() {
 
     // v4: release directories beyond keep_releases go, and their images
     // with them.
-    write_image(&image_dir, "v4", true);
+    write_hello_image(&image_dir, "v4", true);
     let out = p.deploy();
     assert!(out.status.success(), "deploying v4 failed");
     assert_eq!(p.get("/").as_deref(), Some("hello v4\n"));
@@ -367,7 +350,7 @@ fn build_context_is_built_on_the_host() {
 
     // An unhealthy first release has nothing to roll back to: its container
     // is stopped and stays stopped (no restart policy left to revive it).
-    write_image(&context, "c0", false);
+    write_hello_image(&context, "c0", false);
     let out = p.deploy();
     assert!(!out.status.success(), "an unhealthy release must fail");
     let err = text(&out.stderr);
@@ -378,7 +361,7 @@ fn build_context_is_built_on_the_host() {
         Some("no")
     );
 
-    write_image(&context, "c1", true);
+    write_hello_image(&context, "c1", true);
     let out = p.deploy();
     assert!(out.status.success(), "deploy failed");
     assert_eq!(p.get("/").as_deref(), Some("hello c1\n"));
@@ -392,7 +375,7 @@ fn build_context_is_built_on_the_host() {
     );
     assert!(p.image_tags().contains(&id));
 
-    write_image(&context, "c2", true);
+    write_hello_image(&context, "c2", true);
     let out = p.deploy();
     assert!(out.status.success(), "second deploy failed");
     assert_eq!(p.get("/").as_deref(), Some("hello c2\n"));

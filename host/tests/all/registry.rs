@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use soar_tests::dockerd::{Engine, Leftovers, require_engine, static_hello};
+use soar_tests::dockerd::{Engine, Leftovers, require_engine, write_hello_image};
 use soar_tests::files::walk;
 use soar_tests::sshd::{ClientKey, SshHost, available, free_port};
 
@@ -126,20 +126,6 @@ impl Drop for Registry {
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
-/// A `FROM scratch` image of the static hello answering "hello <version>".
-fn write_image(dir: &Path, version: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let bin = static_hello().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::copy(&bin, dir.join("hello")).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY hello /hello\nENV GREETING=\"hello {version}\"\nENV BIND_ADDR=0.0.0.0\nENTRYPOINT [\"/hello\"]\n"
-        ),
-    )
-    .unwrap();
 }
 
 /// Build `reference` and push it the way a CI job would (its own login,
@@ -345,7 +331,7 @@ fn registry_pull_login_refusal_build_and_push() {
     let login = format!("registry_user = \"{USER}\"\nregistry_password_env = \"{PASSWORD_ENV}\"");
 
     // v1, pushed by "CI": the host logs in and pulls it.
-    write_image(&images, "v1");
+    write_hello_image(&images, "v1", true);
     push_as_ci(engine, &registry, &images, &format!("{repository}:v1"));
     p.configure(&format!("image = \"{repository}:v1\"\n{login}"));
     let out = p.soar(&["deploy", "--yes"], Some(PASSWORD));
@@ -375,7 +361,7 @@ fn registry_pull_login_refusal_build_and_push() {
 
     // v2 with a wrong password: refused in one line naming the variable;
     // v1 keeps serving.
-    write_image(&images, "v2");
+    write_hello_image(&images, "v2", true);
     push_as_ci(engine, &registry, &images, &format!("{repository}:v2"));
     p.configure(&format!("image = \"{repository}:v2\"\n{login}"));
     let out = p.soar(&["deploy", "--yes"], Some(WRONG));
@@ -417,7 +403,7 @@ fn registry_pull_login_refusal_build_and_push() {
     assert_eq!(p.get("/").as_deref(), Some("hello v2\n"));
 
     // The project builds v3 itself: soar pushes it and pins its digest.
-    write_image(&images, "v3");
+    write_hello_image(&images, "v3", true);
     let cli = engine.cli();
     p.configure(&format!(
         "image = \"{repository}:v3\"\nbuild = \"{cli} build -q -t {repository}:v3 image >/dev/null\"\n{login}"

@@ -635,21 +635,6 @@ impl Drop for DockerLeftovers {
     }
 }
 
-/// A `FROM scratch` image of the static example service answering
-/// "hello <version>" on `/`.
-fn write_image(dir: &Path, version: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let bin = soar_tests::dockerd::static_hello().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::copy(&bin, dir.join("hello")).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY hello /hello\nENV GREETING=\"hello {version}\"\nENV BIND_ADDR=0.0.0.0\nENTRYPOINT [\"/hello\"]\n"
-        ),
-    )
-    .unwrap();
-}
-
 #[test]
 fn docker_deploys_and_a_rollback_drop_no_request() {
     if !soar_tests::sshd::available() || !nginx_available() {
@@ -717,7 +702,7 @@ provider = "local"
         out
     };
     let context = dir.path().join("context");
-    write_image(&context, "d1");
+    soar_tests::dockerd::write_hello_image(&context, "d1", true);
     assert!(
         soar(&["deploy", "--yes"]).status.success(),
         "first deploy failed"
@@ -731,7 +716,7 @@ provider = "local"
     };
     let mut times = Vec::new();
     for v in ["d2", "d3", "d4"] {
-        write_image(&context, v);
+        soar_tests::dockerd::write_hello_image(&context, v, true);
         let started = Instant::now();
         let out = script.switch(&format!("hello {v}"), || soar(&["deploy", "--yes"]));
         assert!(out.status.success(), "deploy of {v} failed");
