@@ -491,15 +491,20 @@ async fn text(client: &Client, css: &str) -> String {
     }
 }
 
-/// Press a button that asks for confirmation, and confirm.
-async fn press_confirmed(client: &Client, css: &str) {
+/// Click the element `css` (panics when there is none).
+async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
         .click()
         .await
         .unwrap();
+}
+
+/// Press a button that asks for confirmation, and confirm.
+async fn press_confirmed(client: &Client, css: &str) {
+    click(client, css).await;
     client
         .accept_alert()
         .await
@@ -575,13 +580,7 @@ fn in_a_real_browser() {
             .send_keys(&token)
             .await
             .unwrap();
-        client
-            .find(Locator::Css("#login button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#login button").await;
         let card = client
             .wait()
             .for_element(Locator::Css("[data-env=\"web/dev\"]"))
@@ -760,13 +759,7 @@ async fn follow_logs_live(client: &Client, p: &Project) {
     screenshot(client, "03-environment-live-logs").await;
 
     // Closing the panel stops following, here and on the server.
-    client
-        .find(Locator::Css("#logs-panel > summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#logs-panel > summary").await;
     until(client, "the logs paused", async |c| {
         text(c, "#logs-state").await == "paused"
     })
@@ -778,13 +771,7 @@ async fn follow_logs_live(client: &Client, p: &Project) {
         logs_followers(p)
     );
     // Opening it again follows again.
-    client
-        .find(Locator::Css("#logs-panel > summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#logs-panel > summary").await;
     until(client, "the logs live again", async |c| {
         text(c, "#logs-state").await == "live"
     })
